@@ -1,0 +1,5 @@
+//! The checker: judges a recorded history against the message log.
+
+mod outcome;
+
+pub use outcome::*;

@@ -1,0 +1,1 @@
+//! The simulated devices: one task per socket.

@@ -1,0 +1,145 @@
+//! `history.jsonl`: the meta line, then one event per line; `log.json`
+//! beside it holds the authoritative message log.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use super::{Event, RunMeta};
+
+/// A whole recorded run: meta plus events in recording order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct History {
+    pub meta: RunMeta,
+    pub events: Vec<Event>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error("cannot open history file {path}: {source}")]
+    Open { path: PathBuf, source: std::io::Error },
+    #[error("cannot write history file {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot read {path} line {line}: {source}")]
+    Read {
+        path: PathBuf,
+        line: usize,
+        source: std::io::Error,
+    },
+    #[error("{path} line {line} is not a valid history record: {source}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        source: serde_json::Error,
+    },
+    #[error("{path} is empty: a history starts with its meta line")]
+    Empty { path: PathBuf },
+}
+
+pub fn write_history(path: &Path, history: &History) -> Result<(), HistoryError> {
+    let write_err = |source| HistoryError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::create(path).map_err(write_err)?;
+    let mut out = BufWriter::new(file);
+    let meta = serde_json::to_string(&history.meta).map_err(|e| write_err(e.into()))?;
+    writeln!(out, "{meta}").map_err(write_err)?;
+    for event in &history.events {
+        let line = serde_json::to_string(event).map_err(|e| write_err(e.into()))?;
+        writeln!(out, "{line}").map_err(write_err)?;
+    }
+    out.flush().map_err(write_err)
+}
+
+pub fn read_history(path: &Path) -> Result<History, HistoryError> {
+    let file = File::open(path).map_err(|source| HistoryError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut lines = BufReader::new(file).lines().enumerate();
+    let parse_err = |line: usize, source| HistoryError::Parse {
+        path: path.to_path_buf(),
+        line: line + 1,
+        source,
+    };
+    let read_err = |line: usize, source| HistoryError::Read {
+        path: path.to_path_buf(),
+        line: line + 1,
+        source,
+    };
+    let (index, first) = lines.next().ok_or_else(|| HistoryError::Empty {
+        path: path.to_path_buf(),
+    })?;
+    let first = first.map_err(|e| read_err(index, e))?;
+    let meta: RunMeta = serde_json::from_str(&first).map_err(|e| parse_err(index, e))?;
+    let mut events = Vec::new();
+    for (index, line) in lines {
+        let line = line.map_err(|e| read_err(index, e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        events.push(serde_json::from_str(&line).map_err(|e| parse_err(index, e))?);
+    }
+    Ok(History { meta, events })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{ConversationInfo, DeviceInfo, DisconnectCause, EventKind, ResumeMode};
+    use recovery_protocol::StreamId;
+    use uuid::Uuid;
+
+    #[test]
+    fn round_trips_through_jsonl() {
+        let history = History {
+            meta: RunMeta {
+                scenario_name: "t".into(),
+                seed: 7,
+                started_at_unix_ms: 1,
+                devices: vec![DeviceInfo {
+                    user_id: Uuid::new_v4(),
+                    client_id: Uuid::new_v4(),
+                    resume_mode: ResumeMode::ClientCursor,
+                    conversations: vec![0],
+                }],
+                conversations: vec![ConversationInfo {
+                    conversation_id: Uuid::new_v4(),
+                }],
+            },
+            events: vec![
+                Event {
+                    at_us: 5,
+                    device: 0,
+                    conversation: 0,
+                    socket: 0,
+                    kind: EventKind::CaughtUp {
+                        last_id: StreamId::new(1, 2),
+                        replayed: 3,
+                    },
+                },
+                Event {
+                    at_us: 6,
+                    device: 0,
+                    conversation: 0,
+                    socket: 0,
+                    kind: EventKind::Disconnect(DisconnectCause::ServerClose { code: Some(1001) }),
+                },
+            ],
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.jsonl");
+        write_history(&path, &history).unwrap();
+        assert_eq!(read_history(&path).unwrap(), history);
+    }
+
+    #[test]
+    fn bad_line_names_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.jsonl");
+        std::fs::write(&path, "{\"nope\":1}\n").unwrap();
+        let err = read_history(&path).unwrap_err().to_string();
+        assert!(err.contains("line 1"), "{err}");
+    }
+}

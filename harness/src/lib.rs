@@ -1,0 +1,18 @@
+//! The harness: plays scenario files with thousands of WebSocket clients
+//! that connect, send, drop and come back; records what every client saw;
+//! checks no-loss / no-duplicate / order; writes latency reports.
+//!
+//! Layout (data flows top to bottom):
+//! - [`scenario`]: the scenario model and its TOML parser/validator.
+//! - [`runner`]: one run: Redis, servers, ramp-up, churn, drain.
+//! - [`client`]: one lightweight task per simulated socket.
+//! - [`history`]: the recorded events (`history.jsonl`) and message log.
+//! - [`checker`]: judges a history against the log; named anomalies.
+//! - [`report`]: HDR latency histograms, time series, summary/markdown/HTML.
+
+pub mod checker;
+pub mod client;
+pub mod history;
+pub mod report;
+pub mod runner;
+pub mod scenario;

@@ -1,0 +1,1 @@
+//! Orchestration of one run: Redis, servers, ramp-up, churn, drain, check, report.

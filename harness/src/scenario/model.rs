@@ -1,0 +1,184 @@
+//! A scenario after parsing and validation: plain typed values, units
+//! resolved. The TOML syntax and its error messages live in `parse.rs`;
+//! everything else in the harness reads only these types.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scenario {
+    pub name: String,
+    /// `None`: the run picks one (and prints and records it).
+    pub seed: Option<u64>,
+    /// How long traffic and churn run (after ramp-up starts).
+    pub duration: Duration,
+    /// Devices connect spread evenly over this window.
+    pub ramp_up: Duration,
+    /// After `duration`: sends stop, every device comes back, and the run
+    /// waits up to this long for each to have everything.
+    pub drain_timeout: Duration,
+    pub redis: RedisSpec,
+    pub servers: ServersSpec,
+    pub population: Population,
+    pub traffic: Traffic,
+    pub churn: Churn,
+    pub thresholds: Thresholds,
+    pub expect: Expectations,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedisProviderChoice {
+    /// testcontainers, else local redis-server, else `REDIS_URL`.
+    Auto,
+    Testcontainers,
+    Local,
+    /// The `url` given in the scenario (or `--redis-url`).
+    Url,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Persistence {
+    None,
+    AofEverysec,
+    AofAlways,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedisSpec {
+    pub provider: RedisProviderChoice,
+    pub url: Option<String>,
+    /// Container image `name:tag`; `None` means the provider's default
+    /// (env `REDIS_IMAGE`, else `redis:7.2`).
+    pub image: Option<String>,
+    pub persistence: Persistence,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum ServersSpec {
+    /// Start `count` reference-server processes on loopback.
+    Spawn {
+        count: u32,
+        sync_interval: Duration,
+        heartbeat_interval: Duration,
+        /// Extra command-line arguments for each spawned server.
+        extra_args: Vec<String>,
+    },
+    /// Test servers someone else runs: full `ws://host:port/ws` URLs.
+    External { targets: Vec<String> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Population {
+    pub users: u32,
+    pub devices_per_user: u32,
+    pub conversations: u32,
+    /// Users per conversation; each member user's every device opens one
+    /// socket in the conversation.
+    pub members_per_conversation: u32,
+}
+
+impl Population {
+    /// Sockets when every device is online.
+    pub fn total_sockets(&self) -> u64 {
+        self.conversations as u64 * self.members_per_conversation as u64 * self.devices_per_user as u64
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Traffic {
+    /// Aggregate sends per second over all devices (open model, Poisson
+    /// arrivals: sends never wait for acks).
+    pub send_rate_per_s: f64,
+    pub body_bytes: u32,
+}
+
+/// A random duration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "dist", rename_all = "snake_case")]
+pub enum DurationDist {
+    Fixed { value: Duration },
+    Uniform { min: Duration, max: Duration },
+    Exponential { mean: Duration },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Churn {
+    /// `false`: devices stay online for the whole run.
+    pub enabled: bool,
+    pub online: DurationDist,
+    pub offline: DurationDist,
+    /// Share (0..=1) of drops with no close frame.
+    pub abrupt_share: f64,
+    /// Share (0..=1) of abrupt drops done as a TCP reset.
+    pub reset_share: f64,
+    /// Share (0..=1) of devices that resume with their own cursor; the rest
+    /// rely on the stored cursor.
+    pub client_cursor_share: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LatencyMetric {
+    /// Live message: receipt minus the sender's intended send time.
+    LiveDelivery,
+    /// Ack received minus the intended send time.
+    Ack,
+    /// Connect attempt to `hello`.
+    ConnectToHello,
+    /// Reconnect attempt to `caught_up`.
+    Recovery,
+    /// Replayed message: receipt minus the sender's intended send time.
+    ReplayStaleness,
+}
+
+impl LatencyMetric {
+    pub const ALL: [LatencyMetric; 5] = [
+        LatencyMetric::LiveDelivery,
+        LatencyMetric::Ack,
+        LatencyMetric::ConnectToHello,
+        LatencyMetric::Recovery,
+        LatencyMetric::ReplayStaleness,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LatencyMetric::LiveDelivery => "live_delivery",
+            LatencyMetric::Ack => "ack",
+            LatencyMetric::ConnectToHello => "connect_to_hello",
+            LatencyMetric::Recovery => "recovery",
+            LatencyMetric::ReplayStaleness => "replay_staleness",
+        }
+    }
+}
+
+/// A percentile in (0, 100]; 100 means max.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Percentile(pub f64);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencyThreshold {
+    pub metric: LatencyMetric,
+    pub percentile: Percentile,
+    pub max: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Thresholds {
+    pub latency: Vec<LatencyThreshold>,
+    /// Minimum deliveries per second over the run (all devices).
+    pub min_delivery_rate_per_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Expectations {
+    pub no_loss: bool,
+    pub no_duplicates: bool,
+    pub order: bool,
+    /// Whether stored-cursor devices may get a message again after a
+    /// reconnect (at-least-once).
+    pub allow_stored_cursor_redelivery: bool,
+}

@@ -1,0 +1,223 @@
+//! JSON text frames, tagged by `type`. Unknown fields are ignored on both
+//! sides (serde's default), so later versions can add fields freely.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::StreamId;
+
+/// Where the `resume_from` of a `hello` came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CursorSource {
+    /// The client's own `last_id`.
+    Client,
+    /// The cursor the server stored from the device's acks.
+    Stored,
+    /// Neither: the device gets the whole retained history.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GapReason {
+    /// Retention removed messages after `resume_from`.
+    Trimmed,
+    /// The stream was lost and recreated; the client's epoch is stale.
+    EpochChanged,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadFrame,
+    TooLarge,
+    /// Storage is down; the send was NOT appended and may be retried.
+    Unavailable,
+    Internal,
+}
+
+/// One chat message, replayed or live: the same shape either way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageFrame {
+    pub id: StreamId,
+    pub conversation_id: Uuid,
+    pub sender_id: Uuid,
+    pub client_msg_id: Uuid,
+    pub body: String,
+    pub sent_at_ms: u64,
+}
+
+/// Frames the server sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    Hello {
+        client_id: Uuid,
+        resume_from: StreamId,
+        cursor: CursorSource,
+        epoch: String,
+    },
+    /// Sent right after `hello` when messages after `resume_from` may be
+    /// gone. Delivery then starts at `first_available` (inclusive).
+    Gap {
+        resume_from: StreamId,
+        first_available: StreamId,
+        reason: GapReason,
+    },
+    Message(MessageFrame),
+    CaughtUp {
+        last_id: StreamId,
+        replayed: u64,
+    },
+    Ack {
+        client_msg_id: Uuid,
+        id: StreamId,
+        duplicate: bool,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_msg_id: Option<Uuid>,
+    },
+}
+
+/// Frames a client sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    Send { client_msg_id: Uuid, body: String },
+    /// Cumulative: the client has every message up to and including `id`.
+    Ack { id: StreamId },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame is not valid JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("frame has no string field `type`")]
+    NoType,
+    #[error("unknown frame type {0:?}")]
+    UnknownType(String),
+    #[error("bad `{frame_type}` frame: {source}")]
+    BadFields {
+        frame_type: String,
+        source: serde_json::Error,
+    },
+}
+
+/// Parses a JSON text into `T`, telling apart "not JSON", "no type",
+/// "unknown type" and "bad fields" so errors sent back are precise.
+fn parse_tagged<T: for<'de> Deserialize<'de>>(text: &str, known: &[&str]) -> Result<T, FrameError> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(FrameError::NotJson)?;
+    let frame_type = value
+        .get("type")
+        .and_then(|t| t.as_str())
+        .ok_or(FrameError::NoType)?
+        .to_string();
+    if !known.contains(&frame_type.as_str()) {
+        return Err(FrameError::UnknownType(frame_type));
+    }
+    serde_json::from_value(value).map_err(|source| FrameError::BadFields { frame_type, source })
+}
+
+impl ClientFrame {
+    pub fn parse(text: &str) -> Result<Self, FrameError> {
+        parse_tagged(text, &["send", "ack"])
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serializing these plain structs cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+impl ServerFrame {
+    pub fn parse(text: &str) -> Result<Self, FrameError> {
+        parse_tagged(
+            text,
+            &["hello", "gap", "message", "caught_up", "ack", "error"],
+        )
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serializing these plain structs cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_frames_use_documented_field_names() {
+        let uuid = Uuid::nil();
+        let hello = ServerFrame::Hello {
+            client_id: uuid,
+            resume_from: StreamId::new(5, 1),
+            cursor: CursorSource::Stored,
+            epoch: "e1".into(),
+        };
+        let json: serde_json::Value = serde_json::from_str(&hello.to_json()).unwrap();
+        assert_eq!(json["type"], "hello");
+        assert_eq!(json["resume_from"], "5-1");
+        assert_eq!(json["cursor"], "stored");
+        let gap = ServerFrame::Gap {
+            resume_from: StreamId::ZERO,
+            first_available: StreamId::new(9, 0),
+            reason: GapReason::EpochChanged,
+        };
+        let json: serde_json::Value = serde_json::from_str(&gap.to_json()).unwrap();
+        assert_eq!(json["reason"], "epoch_changed");
+        let message = ServerFrame::Message(MessageFrame {
+            id: StreamId::new(7, 0),
+            conversation_id: uuid,
+            sender_id: uuid,
+            client_msg_id: uuid,
+            body: "hi".into(),
+            sent_at_ms: 7,
+        });
+        let json: serde_json::Value = serde_json::from_str(&message.to_json()).unwrap();
+        assert_eq!(json["type"], "message");
+        assert_eq!(json["id"], "7-0");
+        assert_eq!(json["body"], "hi");
+        let error = ServerFrame::Error {
+            code: ErrorCode::TooLarge,
+            message: "x".into(),
+            client_msg_id: None,
+        };
+        assert!(!error.to_json().contains("client_msg_id"));
+        assert!(error.to_json().contains("too_large"));
+        for frame in [hello, gap, message, error] {
+            assert_eq!(ServerFrame::parse(&frame.to_json()).unwrap(), frame);
+        }
+    }
+
+    #[test]
+    fn client_frames_parse_and_ignore_unknown_fields() {
+        let frame = ClientFrame::parse(
+            r#"{"type":"send","client_msg_id":"00000000-0000-0000-0000-000000000000","body":"x","extra":1}"#,
+        )
+        .unwrap();
+        assert!(matches!(frame, ClientFrame::Send { .. }));
+        let ack = ClientFrame::parse(r#"{"type":"ack","id":"10-2"}"#).unwrap();
+        assert_eq!(ack, ClientFrame::Ack { id: StreamId::new(10, 2) });
+    }
+
+    #[test]
+    fn client_frame_errors_are_precise() {
+        assert!(matches!(ClientFrame::parse("{nope"), Err(FrameError::NotJson(_))));
+        assert!(matches!(ClientFrame::parse("{}"), Err(FrameError::NoType)));
+        assert!(matches!(ClientFrame::parse(r#"{"type":"hello"}"#), Err(FrameError::UnknownType(t)) if t == "hello"));
+        assert!(matches!(
+            ClientFrame::parse(r#"{"type":"ack","id":"5-x"}"#),
+            Err(FrameError::BadFields { .. })
+        ));
+        assert!(matches!(
+            ClientFrame::parse(r#"{"type":"send","client_msg_id":"nope","body":"x"}"#),
+            Err(FrameError::BadFields { .. })
+        ));
+    }
+}
