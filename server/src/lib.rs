@@ -1,1 +1,138 @@
-//! placeholder
+//! Reference chat server: WebSocket over Redis Streams with the full
+//! offline-recovery flow of `docs/protocol.md`, done right.
+//!
+//! Layout:
+//! - [`config`]: flags and environment.
+//! - [`app`]: HTTP routes (`/ws`, `/healthz`, `/metrics`) and shared state.
+//! - [`session`]: one socket's life: the 7 recovery steps.
+//! - [`fanout`]: per-process XREAD tailer feeding bounded per-socket queues.
+//! - [`store`]: Redis keys, Lua scripts and typed reads/writes.
+//! - [`metrics`]: Prometheus metrics.
+//!
+//! [`start`] runs a server in-process (tests, the harness); `main.rs` is a
+//! thin wrapper around it.
+
+pub mod app;
+pub mod config;
+pub mod fanout;
+pub mod metrics;
+pub mod session;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::Config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// A server running in this process.
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    state: Arc<app::AppState>,
+    serve: JoinHandle<Result<(), std::io::Error>>,
+}
+
+impl RunningServer {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `ws://host:port/ws`
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}{}", self.local_addr, recovery_protocol::WS_PATH)
+    }
+
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.local_addr)
+    }
+
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.state.metrics
+    }
+
+    /// Graceful shutdown: stop accepting, tell every socket to close with
+    /// 1001 after saving its cursor, wait up to the grace period.
+    pub async fn shutdown(self) -> Result<(), std::io::Error> {
+        // Receivers live as long as the state; sending cannot fail here.
+        let _ = self.shutdown.send(true); // Err only if no receiver is left, then nobody needs telling.
+        let grace = self.state.config.shutdown_grace;
+        if !self.state.sessions.wait_idle(grace).await {
+            tracing::warn!(active = self.state.sessions.active(), "sessions still open after the grace period");
+        }
+        match tokio::time::timeout(grace, self.serve).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(std::io::Error::other(join)),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Runs until the server stops by itself (it does not, unless the
+    /// listener fails).
+    pub async fn wait(&mut self) -> Result<(), std::io::Error> {
+        match (&mut self.serve).await {
+            Ok(result) => result,
+            Err(join) => Err(std::io::Error::other(join)),
+        }
+    }
+}
+
+/// Connects to Redis, binds `config.listen`, and serves in the background.
+pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    let settings = store::StoreSettings {
+        retention: config.retention,
+        state_ttl: config.state_ttl,
+        dedup_ttl: config.dedup_ttl,
+    };
+    let store = store::Store::connect(&config.redis_url, settings).await?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind { addr: config.listen, source })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr: config.listen, source })?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let metrics = Arc::new(metrics::Metrics::new());
+    let fanout = fanout::Fanout::start(
+        store.clone(),
+        metrics.clone(),
+        config.live_queue_capacity as usize,
+        shutdown_rx.clone(),
+    );
+    let state = Arc::new(app::AppState {
+        config,
+        store,
+        fanout,
+        metrics,
+        shutdown: shutdown_rx.clone(),
+        sessions: app::SessionCounter::default(),
+    });
+    let router = app::router(state.clone());
+    let mut stop = shutdown_rx;
+    let serve = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                // Err means the sender is gone: shut down as well.
+                let _ = stop.wait_for(|stopping| *stopping).await; // either way: stop
+            })
+            .await
+    });
+    tracing::info!(%local_addr, "listening");
+    Ok(RunningServer {
+        local_addr,
+        shutdown: shutdown_tx,
+        state,
+        serve,
+    })
+}

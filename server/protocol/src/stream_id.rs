@@ -40,6 +40,17 @@ impl StreamId {
         *self == Self::ZERO
     }
 
+    /// The largest id strictly smaller than this one (`None` for `0-0`).
+    pub fn predecessor(&self) -> Option<StreamId> {
+        if self.seq > 0 {
+            Some(StreamId::new(self.ms, self.seq - 1))
+        } else if self.ms > 0 {
+            Some(StreamId::new(self.ms - 1, u64::MAX))
+        } else {
+            None
+        }
+    }
+
     /// The smallest id strictly greater than this one, for building
     /// exclusive ranges on servers that lack `(` syntax.
     pub fn successor(&self) -> Option<StreamId> {
@@ -130,6 +141,8 @@ mod tests {
         assert_eq!(StreamId::new(1, 2).successor(), Some(StreamId::new(1, 3)));
         assert_eq!(StreamId::new(1, u64::MAX).successor(), Some(StreamId::new(2, 0)));
         assert_eq!(StreamId::MAX.successor(), None);
+        assert_eq!(StreamId::new(2, 0).predecessor(), Some(StreamId::new(1, u64::MAX)));
+        assert_eq!(StreamId::ZERO.predecessor(), None);
     }
 
     proptest! {

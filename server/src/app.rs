@@ -1,0 +1,157 @@
+//! HTTP surface: `/ws` (validated before the upgrade), `/healthz`, `/metrics`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use recovery_protocol::{ConnectParams, WS_PATH};
+use tokio::sync::{watch, Notify};
+
+use crate::config::Config;
+use crate::fanout::Fanout;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// Everything a request handler or session needs.
+pub struct AppState {
+    pub config: Config,
+    pub store: Store,
+    pub fanout: Fanout,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: watch::Receiver<bool>,
+    pub sessions: SessionCounter,
+}
+
+/// Counts live sessions so shutdown can wait for their final cursor saves.
+#[derive(Default)]
+pub struct SessionCounter {
+    active: AtomicUsize,
+    idle: Notify,
+}
+
+pub struct SessionGuard<'a>(&'a SessionCounter);
+
+impl SessionCounter {
+    pub fn enter(&self) -> SessionGuard<'_> {
+        self.active.fetch_add(1, Ordering::AcqRel);
+        SessionGuard(self)
+    }
+
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// Waits until no session is running, or the grace period ends.
+    pub async fn wait_idle(&self, grace: Duration) -> bool {
+        let wait = async {
+            loop {
+                let idle = self.idle.notified();
+                if self.active() == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        tokio::time::timeout(grace, wait).await.is_ok()
+    }
+}
+
+impl Drop for SessionGuard<'_> {
+    fn drop(&mut self) {
+        if self.0.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route(WS_PATH, get(ws_handler))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+fn bad_request(parameter: &str, message: String) -> Response {
+    let body = serde_json::json!({ "error": message, "parameter": parameter });
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+}
+
+/// Parses and validates the query string; `Err` is the 400 response.
+fn validate_query(raw: Option<&str>) -> Result<ConnectParams, Response> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
+        .map_err(|err| bad_request("query", format!("query string is not valid URL encoding: {err}")))?;
+    ConnectParams::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(|err| bad_request(err.parameter(), err.to_string()))
+}
+
+async fn ws_handler(
+    State(app): State<Arc<AppState>>,
+    RawQuery(raw): RawQuery,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    // Validate before upgrading: a bad request gets a 400 and no state is
+    // written anywhere.
+    let params = match validate_query(raw.as_deref()) {
+        Ok(params) => params,
+        Err(response) => return response,
+    };
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    if *app.shutdown.borrow() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    let frame_limit = app.config.max_frame_bytes;
+    upgrade
+        // tungstenite's default buffers are sized for throughput, not for
+        // thousands of sockets; keep them small per connection.
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024)
+        .max_write_buffer_size(frame_limit.max(64 * 1024) * 4)
+        .max_message_size(frame_limit)
+        .max_frame_size(frame_limit)
+        .on_upgrade(move |socket| async move {
+            let _session = app.sessions.enter();
+            crate::session::run(socket, params, app.clone()).await;
+        })
+}
+
+async fn healthz(State(app): State<Arc<AppState>>) -> Response {
+    match tokio::time::timeout(Duration::from_secs(1), app.store.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ok").into_response(),
+        Ok(Err(err)) => (StatusCode::SERVICE_UNAVAILABLE, format!("redis: {err}")).into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "redis: no answer within 1s").into_response(),
+    }
+}
+
+async fn metrics(State(app): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_errors_name_the_parameter() {
+        let response = validate_query(Some("user_id=x")).unwrap_err();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let ok = validate_query(Some(
+            "user_id=6f1c2d3e-4a5b-4c6d-8e7f-0a1b2c3d4e5f&conversation_id=6f1c2d3e-4a5b-4c6d-8e7f-0a1b2c3d4e5e&epoch=a%2Bb",
+        ))
+        .unwrap();
+        assert_eq!(ok.epoch.as_deref(), Some("a+b"));
+    }
+}

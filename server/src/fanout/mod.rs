@@ -1,0 +1,187 @@
+//! Live fan-out that works across server processes.
+//!
+//! Design: each process runs ONE tailer task that does `XREAD BLOCK` on a
+//! dedicated Redis connection over the streams its sockets are subscribed
+//! to, keeping a per-conversation cursor. Because it reads the streams
+//! themselves, a message appended through any instance reaches sockets on
+//! every instance, in id order, and nothing is lost while the tailer is
+//! slow or Redis briefly goes away: the cursor just waits.
+//!
+//! Sockets subscribe BEFORE reading their backlog (recovery step 2). The
+//! tailer pushes into a bounded queue per socket; when one is full the
+//! socket is marked `lagged` instead of blocking the tailer, and the socket
+//! re-reads from Redis (step 5). Nothing is ever silently dropped.
+
+mod tailer;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use recovery_protocol::StreamId;
+use tokio::sync::{mpsc, Notify};
+use uuid::Uuid;
+
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+
+/// A live message, serialized once for all sockets that receive it.
+#[derive(Debug)]
+pub struct LiveMessage {
+    pub id: StreamId,
+    pub json: axum::extract::ws::Utf8Bytes,
+}
+
+struct Slot {
+    queue: mpsc::Sender<Arc<LiveMessage>>,
+    lagged: Arc<AtomicBool>,
+}
+
+struct Conversation {
+    /// Newest id the tailer has dispatched (or the stream head when the
+    /// conversation was first subscribed).
+    cursor: StreamId,
+    slots: HashMap<u64, Slot>,
+}
+
+#[derive(Default)]
+struct Registry {
+    conversations: HashMap<Uuid, Conversation>,
+    next_slot: u64,
+}
+
+struct Shared {
+    registry: Mutex<Registry>,
+    store: Store,
+    metrics: Arc<Metrics>,
+    queue_capacity: usize,
+    /// Wakes an idle tailer (no conversations to read).
+    wake: Notify,
+    /// Redis CLIENT ID of the tailer's connection, 0 when not connected;
+    /// used to CLIENT UNBLOCK a blocked XREAD when a conversation is added.
+    tailer_client_id: AtomicU64,
+}
+
+/// Handle to this process's fan-out. Cheap to clone.
+#[derive(Clone)]
+pub struct Fanout {
+    shared: Arc<Shared>,
+}
+
+/// One socket's registration. Dropping it unregisters.
+pub struct Subscription {
+    pub queue: mpsc::Receiver<Arc<LiveMessage>>,
+    lagged: Arc<AtomicBool>,
+    conversation_id: Uuid,
+    slot: u64,
+    shared: Arc<Shared>,
+}
+
+impl Subscription {
+    /// True (once) if the tailer had to skip this socket because its queue
+    /// was full since the last call. The caller must then re-read from
+    /// Redis after its last sent id; clearing the flag BEFORE that re-read
+    /// is what makes the union of re-read and queue complete.
+    pub fn take_lagged(&self) -> bool {
+        self.lagged.swap(false, Ordering::AcqRel)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut registry = lock(&self.shared.registry);
+        if let Some(conversation) = registry.conversations.get_mut(&self.conversation_id) {
+            conversation.slots.remove(&self.slot);
+            if conversation.slots.is_empty() {
+                registry.conversations.remove(&self.conversation_id);
+            }
+        }
+    }
+}
+
+/// A poisoned registry only means another task panicked mid-update of a
+/// map whose every state is valid; keep serving.
+fn lock(registry: &Mutex<Registry>) -> MutexGuard<'_, Registry> {
+    registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Fanout {
+    /// Starts the tailer task. It stops when `shutdown` fires.
+    pub fn start(
+        store: Store,
+        metrics: Arc<Metrics>,
+        queue_capacity: usize,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Fanout {
+        let shared = Arc::new(Shared {
+            registry: Mutex::new(Registry::default()),
+            store,
+            metrics,
+            queue_capacity: queue_capacity.max(1),
+            wake: Notify::new(),
+            tailer_client_id: AtomicU64::new(0),
+        });
+        tokio::spawn(tailer::run(shared.clone(), shutdown));
+        Fanout { shared }
+    }
+
+    /// Registers a socket for live messages of a conversation. Every
+    /// message appended after this returns is delivered to the queue (or
+    /// flagged as lagged).
+    pub async fn subscribe(&self, conversation_id: Uuid) -> Result<Subscription, StoreError> {
+        // For a conversation not tailed yet, the tailer starts at the
+        // current head: anything after it is read live, anything up to it
+        // is the caller's backlog, which it reads after this returns. Read
+        // the head unconditionally: checking "already tailed" first would
+        // race with the last subscriber leaving.
+        let head = self.shared.store.last_entry_id(conversation_id).await?;
+        let (sender, queue) = mpsc::channel(self.shared.queue_capacity);
+        let lagged = Arc::new(AtomicBool::new(false));
+        let slot = {
+            let mut registry = lock(&self.shared.registry);
+            let slot = registry.next_slot;
+            registry.next_slot += 1;
+            registry
+                .conversations
+                .entry(conversation_id)
+                .or_insert_with(|| Conversation {
+                    cursor: head,
+                    slots: HashMap::new(),
+                })
+                .slots
+                .insert(
+                    slot,
+                    Slot {
+                        queue: sender,
+                        lagged: lagged.clone(),
+                    },
+                );
+            slot
+        };
+        let subscription = Subscription {
+            queue,
+            lagged,
+            conversation_id,
+            slot,
+            shared: self.shared.clone(),
+        };
+        self.wake_tailer().await;
+        Ok(subscription)
+    }
+
+    async fn wake_tailer(&self) {
+        self.shared.wake.notify_one();
+        let tailer_id = self.shared.tailer_client_id.load(Ordering::Acquire);
+        if tailer_id != 0 {
+            if let Err(err) = self.shared.store.unblock_client(tailer_id).await {
+                // Only latency is at stake: the tailer's BLOCK times out soon.
+                tracing::debug!(%err, "CLIENT UNBLOCK of the tailer failed");
+            }
+        }
+    }
+
+    /// Number of conversations currently tailed (for tests and metrics).
+    pub fn tailed_conversations(&self) -> usize {
+        lock(&self.shared.registry).conversations.len()
+    }
+}

@@ -1,0 +1,120 @@
+//! Prometheus metrics, one registry per server instance (no globals, so
+//! several instances can live in one test process).
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabel {
+    pub op: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub sockets_open: Gauge,
+    pub messages_appended: Counter,
+    pub messages_deduplicated: Counter,
+    pub messages_delivered_live: Counter,
+    pub messages_replayed: Counter,
+    pub lagged_sockets: Counter,
+    pub gaps_declared: Counter,
+    pub recovery_duration_seconds: Histogram,
+    pub redis_errors: Family<OpLabel, Counter>,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("chat");
+        let sockets_open = Gauge::default();
+        registry.register("sockets_open", "WebSocket connections currently open", sockets_open.clone());
+        let messages_appended = Counter::default();
+        registry.register("messages_appended", "Messages appended to a stream", messages_appended.clone());
+        let messages_deduplicated = Counter::default();
+        registry.register(
+            "messages_deduplicated",
+            "Sends recognised as retries of an earlier append",
+            messages_deduplicated.clone(),
+        );
+        let messages_delivered_live = Counter::default();
+        registry.register(
+            "messages_delivered",
+            "Live messages written to sockets",
+            messages_delivered_live.clone(),
+        );
+        let messages_replayed = Counter::default();
+        registry.register(
+            "messages_replayed",
+            "Backlog messages written to reconnecting sockets",
+            messages_replayed.clone(),
+        );
+        let lagged_sockets = Counter::default();
+        registry.register(
+            "lagged_sockets",
+            "Times a socket's live queue overflowed and it re-read from Redis",
+            lagged_sockets.clone(),
+        );
+        let gaps_declared = Counter::default();
+        registry.register("gaps_declared", "gap frames sent", gaps_declared.clone());
+        let recovery_duration_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register(
+            "recovery_duration_seconds",
+            "From socket accepted to caught_up sent",
+            recovery_duration_seconds.clone(),
+        );
+        let redis_errors = Family::<OpLabel, Counter>::default();
+        registry.register("redis_errors", "Failed Redis operations by operation", redis_errors.clone());
+        Metrics {
+            registry,
+            sockets_open,
+            messages_appended,
+            messages_deduplicated,
+            messages_delivered_live,
+            messages_replayed,
+            lagged_sockets,
+            gaps_declared,
+            recovery_duration_seconds,
+            redis_errors,
+        }
+    }
+
+    pub fn redis_error(&self, op: &str) {
+        self.redis_errors.get_or_create(&OpLabel { op: op.to_string() }).inc();
+    }
+
+    /// The Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let metrics = Metrics::new();
+        metrics.messages_appended.inc();
+        metrics.redis_error("xadd");
+        let text = metrics.render();
+        assert!(text.contains("chat_messages_appended_total 1"), "{text}");
+        assert!(text.contains("chat_redis_errors_total{op=\"xadd\"} 1"), "{text}");
+        assert!(text.contains("chat_recovery_duration_seconds_bucket"), "{text}");
+    }
+}

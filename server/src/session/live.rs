@@ -1,0 +1,238 @@
+//! Step 5 (live loop), step 6 (periodic cursor save) and heartbeats.
+
+use std::time::Instant;
+
+use axum::extract::ws::{close_code, Message, WebSocket};
+use recovery_protocol::{ClientFrame, ErrorCode, ServerFrame};
+use tokio::time::{interval_at, MissedTickBehavior};
+use uuid::Uuid;
+
+use super::{close, send_frame, Session, SessionError};
+use crate::fanout::Subscription;
+use crate::store::StoreError;
+
+/// Live messages written per flush; batching keeps a busy socket from
+/// paying one syscall per message.
+const LIVE_BATCH: usize = 64;
+
+/// What the loop should do after handling one event.
+enum Next {
+    Continue,
+    Stop,
+}
+
+impl Session {
+    pub(super) async fn live_loop(&mut self, socket: &mut WebSocket, mut subscription: Subscription) {
+        let heartbeat_every = self.app.config.heartbeat_interval;
+        let sync_every = self.app.config.sync_interval;
+        let mut heartbeat = interval_at(tokio::time::Instant::now() + heartbeat_every, heartbeat_every);
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut sync = interval_at(tokio::time::Instant::now() + sync_every, sync_every);
+        sync.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut shutdown = self.app.shutdown.clone();
+        let mut last_heard = Instant::now();
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.changed() => {
+                    tracing::debug!("server shutting down: closing with 1001");
+                    close(socket, close_code::AWAY, "server shutting down").await;
+                    Next::Stop
+                }
+                incoming = socket.recv() => {
+                    last_heard = Instant::now();
+                    self.on_incoming(socket, incoming).await
+                }
+                live = subscription.queue.recv() => match live {
+                    Some(live) => self.on_live(socket, &mut subscription, live).await,
+                    // The registry dropped our slot: cannot happen while we
+                    // hold the subscription; stop rather than spin.
+                    None => Next::Stop,
+                },
+                _ = heartbeat.tick() => {
+                    if last_heard.elapsed() > heartbeat_every * 2 {
+                        tracing::debug!("no pong for two heartbeat intervals: dropping the socket");
+                        Next::Stop
+                    } else if socket.send(Message::Ping(Default::default())).await.is_err() {
+                        Next::Stop
+                    } else {
+                        Next::Continue
+                    }
+                }
+                _ = sync.tick() => {
+                    self.save_cursor().await;
+                    Next::Continue
+                }
+            };
+            if matches!(next, Next::Stop) {
+                return;
+            }
+        }
+    }
+
+    async fn on_live(
+        &mut self,
+        socket: &mut WebSocket,
+        subscription: &mut Subscription,
+        first: std::sync::Arc<crate::fanout::LiveMessage>,
+    ) -> Next {
+        use futures_util::SinkExt;
+        let mut written = 0u64;
+        let mut batch = Some(first);
+        let mut taken = 0;
+        while let Some(live) = batch.take() {
+            if self.accept(live.id) {
+                if socket.feed(Message::Text(live.json.clone())).await.is_err() {
+                    return Next::Stop;
+                }
+                written += 1;
+            }
+            taken += 1;
+            if taken < LIVE_BATCH {
+                batch = subscription.queue.try_recv().ok();
+            }
+        }
+        if written > 0 && socket.flush().await.is_err() {
+            return Next::Stop;
+        }
+        self.app.metrics.messages_delivered_live.inc_by(written);
+        if subscription.take_lagged() {
+            tracing::debug!(after = %self.last_sent, "live queue overflowed: re-reading from redis");
+            let reread = async {
+                self.replay_until_head(socket).await?;
+                self.drain_queue(socket, subscription).await
+            };
+            if let Err(err) = reread.await {
+                return self.on_session_error(socket, err).await;
+            }
+        }
+        Next::Continue
+    }
+
+    async fn on_session_error(&mut self, socket: &mut WebSocket, err: SessionError) -> Next {
+        match err {
+            SessionError::Socket(_) => Next::Stop,
+            SessionError::Store(err) => {
+                // We cannot prove this socket still gets everything: close it
+                // so the client reconnects and resumes from its cursor.
+                self.app.metrics.redis_error("live_reread");
+                tracing::warn!(%err, "re-read after lag failed; closing so the client resumes");
+                close(socket, close_code::AGAIN, "storage unavailable, reconnect").await;
+                Next::Stop
+            }
+        }
+    }
+
+    async fn on_incoming(
+        &mut self,
+        socket: &mut WebSocket,
+        incoming: Option<Result<Message, axum::Error>>,
+    ) -> Next {
+        match incoming {
+            None => Next::Stop,
+            Some(Err(err)) => {
+                if is_too_large(err) {
+                    tracing::debug!("frame over the size limit: closing with 1009");
+                    close(socket, close_code::SIZE, "frame too large").await;
+                }
+                Next::Stop
+            }
+            Some(Ok(Message::Text(text))) => self.on_client_frame(socket, text.as_str()).await,
+            Some(Ok(Message::Binary(_))) => {
+                self.reply_error(socket, ErrorCode::BadFrame, "binary frames are not part of the protocol; send JSON text".into(), None)
+                    .await
+            }
+            Some(Ok(Message::Close(_))) => Next::Stop,
+            // tungstenite answers pings itself; pongs only prove liveness.
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Next::Continue,
+        }
+    }
+
+    async fn on_client_frame(&mut self, socket: &mut WebSocket, text: &str) -> Next {
+        let frame = match ClientFrame::parse(text) {
+            Ok(frame) => frame,
+            Err(err) => return self.reply_error(socket, ErrorCode::BadFrame, err.to_string(), None).await,
+        };
+        match frame {
+            ClientFrame::Send { client_msg_id, body } => self.on_send(socket, client_msg_id, &body).await,
+            ClientFrame::Ack { id } => {
+                if id > self.last_sent {
+                    let message = format!("ack of {id} is beyond the last id delivered on this socket ({})", self.last_sent);
+                    return self.reply_error(socket, ErrorCode::BadFrame, message, None).await;
+                }
+                if self.acked.is_none_or(|acked| id > acked) {
+                    self.acked = Some(id);
+                }
+                Next::Continue
+            }
+        }
+    }
+
+    async fn on_send(&mut self, socket: &mut WebSocket, client_msg_id: Uuid, body: &str) -> Next {
+        let max_body = self.app.config.max_body_bytes;
+        if body.len() > max_body {
+            let message = format!("body is {} bytes; the limit is {max_body}", body.len());
+            return self.reply_error(socket, ErrorCode::TooLarge, message, Some(client_msg_id)).await;
+        }
+        let appended = self
+            .app
+            .store
+            .append(self.conversation_id, self.user_id, client_msg_id, body)
+            .await;
+        match appended {
+            Ok(appended) => {
+                if appended.duplicate {
+                    self.app.metrics.messages_deduplicated.inc();
+                } else {
+                    self.app.metrics.messages_appended.inc();
+                }
+                // Acked only now that Redis confirmed the append.
+                let ack = ServerFrame::Ack {
+                    client_msg_id,
+                    id: appended.id,
+                    duplicate: appended.duplicate,
+                };
+                match send_frame(socket, &ack).await {
+                    Ok(()) => Next::Continue,
+                    Err(_) => Next::Stop,
+                }
+            }
+            Err(err) => {
+                self.app.metrics.redis_error("append");
+                let code = match err {
+                    StoreError::Redis { .. } | StoreError::Connect { .. } => ErrorCode::Unavailable,
+                    StoreError::Reply { .. } => ErrorCode::Internal,
+                };
+                tracing::warn!(%err, %client_msg_id, "append failed");
+                self.reply_error(socket, code, format!("not appended: {err}"), Some(client_msg_id))
+                    .await
+            }
+        }
+    }
+
+    async fn reply_error(
+        &mut self,
+        socket: &mut WebSocket,
+        code: ErrorCode,
+        message: String,
+        client_msg_id: Option<Uuid>,
+    ) -> Next {
+        let frame = ServerFrame::Error {
+            code,
+            message,
+            client_msg_id,
+        };
+        match send_frame(socket, &frame).await {
+            Ok(()) => Next::Continue,
+            Err(_) => Next::Stop,
+        }
+    }
+}
+
+/// Whether a read failed because a frame or message exceeded the limit.
+fn is_too_large(err: axum::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    matches!(
+        err.into_inner().downcast_ref::<WsError>(),
+        Some(WsError::Capacity(_))
+    )
+}

@@ -1,0 +1,236 @@
+//! One WebSocket session: the 7-step recovery flow, made correct.
+//!
+//! 1. identify the device and load its stored cursor (`resume`);
+//! 2. subscribe to live messages BEFORE reading the backlog (`fanout`);
+//! 3. read the backlog in pages with exclusive ranges (`replay`);
+//! 4. send backlog, then buffered live messages newer than the last sent,
+//!    then `caught_up`;
+//! 5. live loop; a lagging socket re-reads from Redis (`live`);
+//! 6. persist the highest client-acked id every sync interval;
+//! 7. on disconnect persist the final cursor and unregister.
+
+mod live;
+mod replay;
+pub mod resume;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket};
+use recovery_protocol::{ConnectParams, ErrorCode, ServerFrame, StreamId};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::store::{now_unix_ms, StoreError, SyncState};
+
+/// Why a session ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("socket write failed: {0}")]
+    Socket(axum::Error),
+}
+
+/// The device this socket belongs to and what it has been sent and acked.
+pub(crate) struct Session {
+    app: Arc<AppState>,
+    user_id: Uuid,
+    client_id: Uuid,
+    conversation_id: Uuid,
+    epoch: String,
+    /// Highest id written to this socket; ids only ever go up.
+    last_sent: StreamId,
+    /// Highest id the client acked on this socket.
+    acked: Option<StreamId>,
+    /// Highest acked id known to be persisted.
+    saved: Option<StreamId>,
+}
+
+impl Session {
+    /// The ordering rule that makes backlog + live merge exact: a message
+    /// is written only if it is newer than everything written before.
+    fn accept(&mut self, id: StreamId) -> bool {
+        if id > self.last_sent {
+            self.last_sent = id;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn sync_state(&self, acked: StreamId) -> SyncState {
+        SyncState {
+            client_id: self.client_id,
+            user_id: self.user_id,
+            conversation_id: self.conversation_id,
+            last_message_id: acked,
+            last_sync_at: now_unix_ms(),
+            epoch: Some(self.epoch.clone()),
+        }
+    }
+
+    /// Step 6/7: persist the acked cursor if it moved. Errors are counted
+    /// and logged and the save is retried at the next tick (the seed
+    /// ignored them with `let _ =`).
+    async fn save_cursor(&mut self) {
+        let Some(acked) = self.acked else { return };
+        if self.saved.is_some_and(|saved| saved >= acked) {
+            return;
+        }
+        match self.app.store.save_sync_state(&self.sync_state(acked)).await {
+            Ok(_) => self.saved = Some(acked),
+            Err(err) => {
+                self.app.metrics.redis_error("save_cursor");
+                tracing::warn!(%err, user_id = %self.user_id, client_id = %self.client_id,
+                    conversation_id = %self.conversation_id, "saving the acked cursor failed; will retry");
+            }
+        }
+    }
+}
+
+pub(crate) async fn send_frame(socket: &mut WebSocket, frame: &ServerFrame) -> Result<(), SessionError> {
+    socket
+        .send(Message::Text(Utf8Bytes::from(frame.to_json())))
+        .await
+        .map_err(SessionError::Socket)
+}
+
+pub(crate) async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    };
+    // The peer may already be gone; there is nothing left to tell it.
+    if let Err(err) = socket.send(Message::Close(Some(frame))).await {
+        tracing::debug!(%err, code, "close frame not delivered");
+    }
+}
+
+/// Keeps the open-sockets gauge right on every exit path.
+struct OpenSocket<'a>(&'a AppState);
+
+impl<'a> OpenSocket<'a> {
+    fn new(app: &'a AppState) -> Self {
+        app.metrics.sockets_open.inc();
+        OpenSocket(app)
+    }
+}
+
+impl Drop for OpenSocket<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.sockets_open.dec();
+    }
+}
+
+/// Runs a socket from upgrade to close.
+pub async fn run(socket: WebSocket, params: ConnectParams, app: Arc<AppState>) {
+    use tracing::Instrument;
+    let client_id = params.client_id.unwrap_or_else(Uuid::new_v4);
+    let span = tracing::debug_span!("session", user_id = %params.user_id, %client_id,
+        conversation_id = %params.conversation_id);
+    run_session(socket, params, client_id, app).instrument(span).await
+}
+
+async fn run_session(mut socket: WebSocket, params: ConnectParams, client_id: Uuid, app: Arc<AppState>) {
+    let _open = OpenSocket::new(&app);
+    let accepted_at = Instant::now();
+    match recover(&mut socket, &params, client_id, app.clone(), accepted_at).await {
+        Ok((mut session, subscription)) => {
+            session.live_loop(&mut socket, subscription).await;
+            tracing::debug!("step 7: saving the final cursor and unregistering");
+            let save = session.save_cursor();
+            if tokio::time::timeout(Duration::from_secs(3), save).await.is_err() {
+                app.metrics.redis_error("save_cursor_timeout");
+                tracing::warn!("final cursor save timed out");
+            }
+        }
+        Err(SessionError::Store(err)) => {
+            app.metrics.redis_error("recovery");
+            tracing::warn!(%err, "recovery failed: storage unavailable");
+            let frame = ServerFrame::Error {
+                code: ErrorCode::Unavailable,
+                message: format!("storage unavailable during recovery: {err}"),
+                client_msg_id: None,
+            };
+            if send_frame(&mut socket, &frame).await.is_ok() {
+                close(&mut socket, close_code::AGAIN, "storage unavailable, retry").await;
+            }
+        }
+        Err(SessionError::Socket(err)) => tracing::debug!(%err, "peer left during recovery"),
+    }
+}
+
+/// Steps 1 to 4. Returns the session ready for the live loop.
+async fn recover(
+    socket: &mut WebSocket,
+    params: &ConnectParams,
+    client_id: Uuid,
+    app: Arc<AppState>,
+    accepted_at: Instant,
+) -> Result<(Session, crate::fanout::Subscription), SessionError> {
+    let conversation_id = params.conversation_id;
+    tracing::debug!("step 1: identify device and load stored cursor");
+    let stored = match params.last_id {
+        Some(_) => None,
+        None => app.store.load_sync_state(params.user_id, client_id, conversation_id).await?,
+    };
+    let epoch = app.store.ensure_epoch(conversation_id).await?;
+
+    tracing::debug!("step 2: register for live messages before reading the backlog");
+    let subscription = app.fanout.subscribe(conversation_id).await?;
+
+    let (resume_from, cursor, cursor_epoch) =
+        resume::choose_cursor(params.last_id, params.epoch.as_deref(), stored.as_ref());
+    let plan = resume::plan(&app.store, conversation_id, resume_from, cursor, cursor_epoch.as_deref(), &epoch).await?;
+    let mut session = Session {
+        app: app.clone(),
+        user_id: params.user_id,
+        client_id,
+        conversation_id,
+        epoch: epoch.clone(),
+        last_sent: plan.deliver_after(),
+        acked: None,
+        // The stored cursor is already persisted: only a higher ack is news.
+        saved: stored.map(|state| state.last_message_id),
+    };
+    send_frame(
+        socket,
+        &ServerFrame::Hello {
+            client_id,
+            resume_from: plan.resume_from,
+            cursor: plan.cursor,
+            epoch,
+        },
+    )
+    .await?;
+    if let Some(gap) = plan.gap {
+        app.metrics.gaps_declared.inc();
+        tracing::debug!(?gap, "declaring a gap");
+        send_frame(
+            socket,
+            &ServerFrame::Gap {
+                resume_from: plan.resume_from,
+                first_available: gap.first_available,
+                reason: gap.reason,
+            },
+        )
+        .await?;
+    }
+
+    tracing::debug!(after = %session.last_sent, "step 3/4: replay backlog, then buffered live messages");
+    let mut subscription = subscription;
+    let replayed = session.catch_up(socket, &mut subscription).await?;
+    send_frame(
+        socket,
+        &ServerFrame::CaughtUp {
+            last_id: session.last_sent,
+            replayed,
+        },
+    )
+    .await?;
+    app.metrics
+        .recovery_duration_seconds
+        .observe(accepted_at.elapsed().as_secs_f64());
+    Ok((session, subscription))
+}

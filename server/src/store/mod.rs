@@ -1,0 +1,342 @@
+//! Everything the server keeps in Redis: conversation streams, their epoch,
+//! per-device sync state and send dedup keys.
+//!
+//! The store speaks in protocol types (`StreamId`, `MessageFrame`) so the
+//! session code never touches raw Redis replies.
+
+pub mod keys;
+mod parse;
+mod scripts;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use recovery_protocol::StreamId;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use parse::{parse_entries, parse_xread, StreamEntry};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("redis {op} failed: {source}")]
+    Redis {
+        op: &'static str,
+        source: redis::RedisError,
+    },
+    #[error("redis {op} returned an unexpected reply: {detail}")]
+    Reply { op: &'static str, detail: String },
+    #[error("cannot connect to redis at {url}: {source}")]
+    Connect {
+        url: String,
+        source: redis::RedisError,
+    },
+}
+
+impl StoreError {
+    fn redis(op: &'static str) -> impl FnOnce(redis::RedisError) -> StoreError {
+        move |source| StoreError::Redis { op, source }
+    }
+}
+
+/// The per-device, per-conversation sync state (the stored cursor).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncState {
+    pub client_id: Uuid,
+    pub user_id: Uuid,
+    pub conversation_id: Uuid,
+    pub last_message_id: StreamId,
+    pub last_sync_at: u64,
+    /// The stream epoch the cursor belongs to; a cursor from another epoch
+    /// points into a stream that no longer exists.
+    #[serde(default)]
+    pub epoch: Option<String>,
+}
+
+/// Result of an idempotent append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub id: StreamId,
+    pub duplicate: bool,
+}
+
+/// What the stream looks like for gap detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamShape {
+    pub length: u64,
+    pub entries_added: u64,
+    pub first_id: Option<StreamId>,
+    pub last_generated_id: StreamId,
+}
+
+/// Retention, TTLs and page sizes the store applies.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub retention: Duration,
+    pub state_ttl: Duration,
+    pub dedup_ttl: Duration,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    redis: ConnectionManager,
+    client: redis::Client,
+    settings: StoreSettings,
+}
+
+pub fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn new_epoch() -> String {
+    Uuid::new_v4().simple().to_string()
+}
+
+impl Store {
+    /// Connects with a ConnectionManager, which reconnects by itself: while
+    /// Redis is down every call fails fast and the caller reports
+    /// `unavailable`; when it returns, calls succeed again.
+    pub async fn connect(url: &str, settings: StoreSettings) -> Result<Store, StoreError> {
+        let connect_err = |source| StoreError::Connect {
+            url: url.to_string(),
+            source,
+        };
+        let client = redis::Client::open(url).map_err(connect_err)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(3)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(1));
+        let redis = client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(connect_err)?;
+        Ok(Store {
+            redis,
+            client,
+            settings,
+        })
+    }
+
+    /// The client to open dedicated connections from (blocking readers must
+    /// not share the multiplexed connection: a BLOCK stalls every command
+    /// queued behind it).
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    pub fn settings(&self) -> &StoreSettings {
+        &self.settings
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut redis = self.redis.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut redis)
+            .await
+            .map(|_| ())
+            .map_err(StoreError::redis("PING"))
+    }
+
+    /// Wakes a connection blocked in XREAD (the fan-out tailer) so it picks
+    /// up a newly subscribed stream at once.
+    pub async fn unblock_client(&self, client_id: u64) -> Result<(), StoreError> {
+        let mut redis = self.redis.clone();
+        redis::cmd("CLIENT")
+            .arg("UNBLOCK")
+            .arg(client_id)
+            .query_async::<i64>(&mut redis)
+            .await
+            .map(|_| ())
+            .map_err(StoreError::redis("CLIENT UNBLOCK"))
+    }
+
+    pub async fn ensure_epoch(&self, conversation_id: Uuid) -> Result<String, StoreError> {
+        let mut redis = self.redis.clone();
+        scripts::ENSURE_EPOCH
+            .key(keys::stream(conversation_id))
+            .key(keys::meta(conversation_id))
+            .arg(new_epoch())
+            .arg(self.meta_ttl_s())
+            .invoke_async(&mut redis)
+            .await
+            .map_err(StoreError::redis("ensure_epoch script"))
+    }
+
+    fn meta_ttl_s(&self) -> u64 {
+        // The epoch must outlive the data it describes, or a client could
+        // not tell "trimmed" from "recreated".
+        (self.settings.retention.as_secs() * 2).max(self.settings.state_ttl.as_secs()).max(60)
+    }
+
+    pub async fn append(
+        &self,
+        conversation_id: Uuid,
+        sender_id: Uuid,
+        client_msg_id: Uuid,
+        body: &str,
+    ) -> Result<Appended, StoreError> {
+        let mut redis = self.redis.clone();
+        let now_ms = now_unix_ms();
+        let min_id = now_ms.saturating_sub(self.settings.retention.as_millis() as u64);
+        let (id, duplicate, _epoch): (String, i64, String) = scripts::APPEND
+            .key(keys::stream(conversation_id))
+            .key(keys::meta(conversation_id))
+            .key(keys::dedup(conversation_id, client_msg_id))
+            .arg(sender_id.to_string())
+            .arg(client_msg_id.to_string())
+            .arg(body)
+            .arg(now_ms)
+            .arg(min_id)
+            .arg(self.settings.dedup_ttl.as_secs().max(1))
+            .arg(new_epoch())
+            .arg(self.meta_ttl_s())
+            .invoke_async(&mut redis)
+            .await
+            .map_err(StoreError::redis("append script"))?;
+        let id = id.parse().map_err(|e| StoreError::Reply {
+            op: "append script",
+            detail: format!("{e}"),
+        })?;
+        Ok(Appended {
+            id,
+            duplicate: duplicate == 1,
+        })
+    }
+
+    /// Entries with id > `after` (exclusive) up to `until` (inclusive), at
+    /// most `count`. Exclusive start is what keeps the last message seen
+    /// from being delivered again on every reconnect (the seed's bug 3).
+    pub async fn read_after(
+        &self,
+        conversation_id: Uuid,
+        after: StreamId,
+        until: StreamId,
+        count: usize,
+    ) -> Result<Vec<StreamEntry>, StoreError> {
+        let mut redis = self.redis.clone();
+        let value: redis::Value = redis::cmd("XRANGE")
+            .arg(keys::stream(conversation_id))
+            .arg(format!("({after}"))
+            .arg(until.to_string())
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut redis)
+            .await
+            .map_err(StoreError::redis("XRANGE"))?;
+        parse_entries(value, conversation_id)
+    }
+
+    /// Entries with id >= `from`, up to `until`, at most `count`.
+    pub async fn read_from(
+        &self,
+        conversation_id: Uuid,
+        from: StreamId,
+        until: StreamId,
+        count: usize,
+    ) -> Result<Vec<StreamEntry>, StoreError> {
+        let mut redis = self.redis.clone();
+        let value: redis::Value = redis::cmd("XRANGE")
+            .arg(keys::stream(conversation_id))
+            .arg(from.to_string())
+            .arg(until.to_string())
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut redis)
+            .await
+            .map_err(StoreError::redis("XRANGE"))?;
+        parse_entries(value, conversation_id)
+    }
+
+    /// Id of the newest entry, or `0-0` when the stream is empty or absent.
+    pub async fn last_entry_id(&self, conversation_id: Uuid) -> Result<StreamId, StoreError> {
+        let mut redis = self.redis.clone();
+        let value: redis::Value = redis::cmd("XREVRANGE")
+            .arg(keys::stream(conversation_id))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut redis)
+            .await
+            .map_err(StoreError::redis("XREVRANGE"))?;
+        Ok(parse_entries(value, conversation_id)?
+            .first()
+            .map_or(StreamId::ZERO, |entry| entry.message.id))
+    }
+
+    pub async fn entry_exists(&self, conversation_id: Uuid, id: StreamId) -> Result<bool, StoreError> {
+        Ok(!self.read_from(conversation_id, id, id, 1).await?.is_empty())
+    }
+
+    /// XINFO STREAM, or `None` when the stream does not exist.
+    pub async fn stream_shape(&self, conversation_id: Uuid) -> Result<Option<StreamShape>, StoreError> {
+        let mut redis = self.redis.clone();
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(keys::stream(conversation_id))
+            .query_async(&mut redis)
+            .await
+            .map_err(StoreError::redis("EXISTS"))?;
+        if !exists {
+            return Ok(None);
+        }
+        let value: redis::Value = redis::cmd("XINFO")
+            .arg("STREAM")
+            .arg(keys::stream(conversation_id))
+            .query_async(&mut redis)
+            .await
+            .map_err(StoreError::redis("XINFO STREAM"))?;
+        parse::parse_stream_shape(value).map(Some)
+    }
+
+    pub async fn load_sync_state(
+        &self,
+        user_id: Uuid,
+        client_id: Uuid,
+        conversation_id: Uuid,
+    ) -> Result<Option<SyncState>, StoreError> {
+        let mut redis = self.redis.clone();
+        let key = keys::sync_state(user_id, client_id, conversation_id);
+        let raw: Option<String> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut redis)
+            .await
+            .map_err(StoreError::redis("GET sync state"))?;
+        match raw {
+            None => Ok(None),
+            // A state we cannot read is treated as absent (replay from the
+            // start: duplicates, never loss) but is reported.
+            Some(text) => match serde_json::from_str::<SyncState>(&text) {
+                Ok(state) => Ok(Some(state)),
+                Err(err) => {
+                    tracing::warn!(%key, %err, "unreadable sync state ignored");
+                    Ok(None)
+                }
+            },
+        }
+    }
+
+    /// Writes the state unless the stored cursor is already at or past it
+    /// in the same epoch. Returns whether it was written.
+    pub async fn save_sync_state(&self, state: &SyncState) -> Result<bool, StoreError> {
+        let mut redis = self.redis.clone();
+        let json = serde_json::to_string(state).map_err(|e| StoreError::Reply {
+            op: "encode sync state",
+            detail: e.to_string(),
+        })?;
+        let written: i64 = scripts::SAVE_CURSOR
+            .key(keys::sync_state(state.user_id, state.client_id, state.conversation_id))
+            .arg(json)
+            .arg(state.last_message_id.ms)
+            .arg(state.last_message_id.seq)
+            .arg(state.epoch.clone().unwrap_or_default())
+            .arg(self.settings.state_ttl.as_secs().max(1))
+            .invoke_async(&mut redis)
+            .await
+            .map_err(StoreError::redis("save sync state script"))?;
+        Ok(written == 1)
+    }
+}

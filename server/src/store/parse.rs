@@ -1,0 +1,222 @@
+//! Turning raw Redis replies (RESP2 or RESP3) into protocol types, with
+//! errors that say what was wrong instead of panicking on odd data.
+
+use recovery_protocol::{MessageFrame, StreamId};
+use redis::Value;
+use uuid::Uuid;
+
+use super::{keys, StoreError, StreamShape};
+
+/// One stream entry as a protocol message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamEntry {
+    pub message: MessageFrame,
+}
+
+fn reply_err(op: &'static str, detail: impl Into<String>) -> StoreError {
+    StoreError::Reply {
+        op,
+        detail: detail.into(),
+    }
+}
+
+fn as_text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        Value::SimpleString(text) => Some(text.clone()),
+        Value::VerbatimString { text, .. } => Some(text.clone()),
+        Value::Int(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn as_u64(value: &Value) -> Option<u64> {
+    match value {
+        Value::Int(n) => u64::try_from(*n).ok(),
+        other => as_text(other).and_then(|t| t.parse().ok()),
+    }
+}
+
+/// Flattens an array or map reply into a list of (key, value) pairs.
+fn pairs(value: Value) -> Option<Vec<(Value, Value)>> {
+    match value {
+        Value::Map(pairs) => Some(pairs),
+        Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len() / 2);
+            let mut iter = items.into_iter();
+            while let (Some(k), Some(v)) = (iter.next(), iter.next()) {
+                out.push((k, v));
+            }
+            Some(out)
+        }
+        _ => None,
+    }
+}
+
+fn parse_entry(value: Value, conversation_id: Uuid) -> Result<StreamEntry, StoreError> {
+    const OP: &str = "stream entry";
+    let Value::Array(mut parts) = value else {
+        return Err(reply_err(OP, "entry is not an array"));
+    };
+    if parts.len() != 2 {
+        return Err(reply_err(OP, format!("entry has {} parts, expected 2", parts.len())));
+    }
+    let fields = parts.pop().and_then(pairs).ok_or_else(|| reply_err(OP, "fields are not a list"))?;
+    let id_text = parts.pop().as_ref().and_then(as_text).ok_or_else(|| reply_err(OP, "id is not text"))?;
+    let id: StreamId = id_text
+        .parse()
+        .map_err(|e| reply_err(OP, format!("bad id: {e}")))?;
+    let (mut sender_id, mut client_msg_id, mut body, mut sent_at_ms) = (None, None, None, None);
+    for (key, value) in fields {
+        match as_text(&key).as_deref() {
+            Some("sender_id") => sender_id = as_text(&value).and_then(|t| Uuid::parse_str(&t).ok()),
+            Some("client_msg_id") => client_msg_id = as_text(&value).and_then(|t| Uuid::parse_str(&t).ok()),
+            Some("body") => body = as_text(&value),
+            Some("sent_at_ms") => sent_at_ms = as_u64(&value),
+            _ => {}
+        }
+    }
+    let missing = |field: &str| reply_err(OP, format!("entry {id} lacks a valid `{field}`"));
+    Ok(StreamEntry {
+        message: MessageFrame {
+            id,
+            conversation_id,
+            sender_id: sender_id.ok_or_else(|| missing("sender_id"))?,
+            client_msg_id: client_msg_id.ok_or_else(|| missing("client_msg_id"))?,
+            body: body.ok_or_else(|| missing("body"))?,
+            sent_at_ms: sent_at_ms.ok_or_else(|| missing("sent_at_ms"))?,
+        },
+    })
+}
+
+/// An XRANGE / XREVRANGE reply.
+pub fn parse_entries(value: Value, conversation_id: Uuid) -> Result<Vec<StreamEntry>, StoreError> {
+    match value {
+        Value::Nil => Ok(Vec::new()),
+        Value::Array(items) => items
+            .into_iter()
+            .map(|item| parse_entry(item, conversation_id))
+            .collect(),
+        _ => Err(reply_err("XRANGE", "reply is not an array")),
+    }
+}
+
+/// An XREAD reply: per conversation, its new entries. Nil (timeout or
+/// CLIENT UNBLOCK) is an empty list.
+pub fn parse_xread(value: Value) -> Result<Vec<(Uuid, Vec<StreamEntry>)>, StoreError> {
+    if matches!(value, Value::Nil) {
+        return Ok(Vec::new());
+    }
+    let streams: Vec<(Value, Value)> = match value {
+        Value::Map(pairs) => pairs,
+        Value::Array(items) => items
+            .into_iter()
+            .map(|item| match item {
+                Value::Array(mut kv) if kv.len() == 2 => {
+                    let entries = kv.pop().unwrap_or(Value::Nil);
+                    let key = kv.pop().unwrap_or(Value::Nil);
+                    Ok((key, entries))
+                }
+                _ => Err(reply_err("XREAD", "stream item is not [key, entries]")),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => return Err(reply_err("XREAD", "reply is neither array nor map")),
+    };
+    let mut out = Vec::with_capacity(streams.len());
+    for (key, entries) in streams {
+        let key = as_text(&key).ok_or_else(|| reply_err("XREAD", "stream key is not text"))?;
+        // A key we do not recognise cannot come from our own XREAD; skip it.
+        let Some(conversation_id) = keys::conversation_of_stream(&key) else {
+            continue;
+        };
+        out.push((conversation_id, parse_entries(entries, conversation_id)?));
+    }
+    Ok(out)
+}
+
+/// XINFO STREAM (Redis >= 7.0 for `entries-added`; older servers report 0,
+/// which makes trim detection conservative: see `session::gap`).
+pub fn parse_stream_shape(value: Value) -> Result<StreamShape, StoreError> {
+    const OP: &str = "XINFO STREAM";
+    let fields = pairs(value).ok_or_else(|| reply_err(OP, "reply is not a list of fields"))?;
+    let mut shape = StreamShape {
+        length: 0,
+        entries_added: 0,
+        first_id: None,
+        last_generated_id: StreamId::ZERO,
+    };
+    for (key, value) in fields {
+        match as_text(&key).as_deref() {
+            Some("length") => shape.length = as_u64(&value).unwrap_or(0),
+            Some("entries-added") => shape.entries_added = as_u64(&value).unwrap_or(0),
+            Some("last-generated-id") => {
+                shape.last_generated_id = as_text(&value)
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(StreamId::ZERO)
+            }
+            Some("first-entry") => {
+                if !matches!(value, Value::Nil) {
+                    // Conversation id is irrelevant here; only the id is used.
+                    shape.first_id = Some(parse_entry(value, Uuid::nil())?.message.id);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(shape)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(text: &str) -> Value {
+        Value::BulkString(text.as_bytes().to_vec())
+    }
+
+    fn entry(id: &str) -> Value {
+        let uuid = Uuid::nil().to_string();
+        Value::Array(vec![
+            bulk(id),
+            Value::Array(vec![
+                bulk("sender_id"),
+                bulk(&uuid),
+                bulk("client_msg_id"),
+                bulk(&uuid),
+                bulk("body"),
+                bulk("hello"),
+                bulk("sent_at_ms"),
+                bulk("17"),
+            ]),
+        ])
+    }
+
+    #[test]
+    fn parses_xrange_reply() {
+        let entries = parse_entries(Value::Array(vec![entry("1-0"), entry("1-1")]), Uuid::nil()).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[1].message.id, StreamId::new(1, 1));
+        assert_eq!(entries[0].message.body, "hello");
+        assert_eq!(entries[0].message.sent_at_ms, 17);
+    }
+
+    #[test]
+    fn rejects_entry_missing_fields() {
+        let bad = Value::Array(vec![bulk("1-0"), Value::Array(vec![bulk("body"), bulk("x")])]);
+        let err = parse_entries(Value::Array(vec![bad]), Uuid::nil()).unwrap_err().to_string();
+        assert!(err.contains("sender_id"), "{err}");
+    }
+
+    #[test]
+    fn parses_xread_reply_and_nil() {
+        assert!(parse_xread(Value::Nil).unwrap().is_empty());
+        let conv = Uuid::new_v4();
+        let reply = Value::Array(vec![Value::Array(vec![
+            bulk(&keys::stream(conv)),
+            Value::Array(vec![entry("5-0")]),
+        ])]);
+        let parsed = parse_xread(reply).unwrap();
+        assert_eq!(parsed[0].0, conv);
+        assert_eq!(parsed[0].1[0].message.conversation_id, conv);
+    }
+}

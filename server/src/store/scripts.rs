@@ -1,0 +1,79 @@
+//! Lua scripts: each one is a single atomic step in Redis, which is the
+//! whole point: the dedup key and the XADD can never be split by a crash or
+//! a concurrent retry, and epoch bookkeeping can never race an append.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// Makes sure the conversation has an epoch, and rotates it when the stream
+/// it was created with is gone (deleted or lost with Redis data) so clients
+/// holding ids from the old stream are told with `gap: epoch_changed`.
+///
+/// KEYS: stream, meta. ARGV: candidate new epoch, meta TTL seconds.
+/// Returns the current epoch.
+const EPOCH_PRELUDE: &str = r#"
+local function current_epoch(stream, meta, candidate, meta_ttl)
+  local epoch = redis.call('HGET', meta, 'epoch')
+  local lost = redis.call('EXISTS', stream) == 0 and redis.call('HGET', meta, 'has_stream') == '1'
+  if (not epoch) or lost then
+    epoch = candidate
+    redis.call('HSET', meta, 'epoch', epoch, 'has_stream', '0')
+  end
+  redis.call('EXPIRE', meta, meta_ttl)
+  return epoch
+end
+"#;
+
+pub static ENSURE_EPOCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{EPOCH_PRELUDE}\nreturn current_epoch(KEYS[1], KEYS[2], ARGV[1], ARGV[2])"
+    ))
+});
+
+/// Idempotent append. KEYS: stream, meta, dedup.
+/// ARGV: sender_id, client_msg_id, body, sent_at_ms, minid (retention),
+/// dedup TTL s, candidate epoch, meta TTL s.
+/// Returns {id, duplicate (0/1), epoch}.
+pub static APPEND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r#"{EPOCH_PRELUDE}
+local epoch = current_epoch(KEYS[1], KEYS[2], ARGV[7], ARGV[8])
+local existing = redis.call('GET', KEYS[3])
+if existing then
+  return {{existing, 1, epoch}}
+end
+local id = redis.call('XADD', KEYS[1], 'MINID', ARGV[5], '*',
+  'sender_id', ARGV[1], 'client_msg_id', ARGV[2], 'body', ARGV[3], 'sent_at_ms', ARGV[4])
+redis.call('HSET', KEYS[2], 'has_stream', '1')
+redis.call('SET', KEYS[3], id, 'EX', ARGV[6])
+return {{id, 0, epoch}}
+"#
+    ))
+});
+
+/// Saves the sync state only if it moves the cursor forward (or the epoch
+/// changed): two sockets of one device racing must never move a stored
+/// cursor backwards. KEYS: sync key. ARGV: json, ms, seq, epoch, TTL s.
+/// Returns 1 when written.
+pub static SAVE_CURSOR: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local old = redis.call('GET', KEYS[1])
+if old then
+  local ok, state = pcall(cjson.decode, old)
+  if ok and type(state) == 'table' and state['epoch'] == ARGV[4] and type(state['last_message_id']) == 'string' then
+    local ms, seq = string.match(state['last_message_id'], '^(%d+)-(%d+)$')
+    if ms then
+      local oms, oseq, nms, nseq = tonumber(ms), tonumber(seq), tonumber(ARGV[2]), tonumber(ARGV[3])
+      if oms > nms or (oms == nms and oseq >= nseq) then
+        return 0
+      end
+    end
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[5])
+return 1
+"#,
+    )
+});
