@@ -1,0 +1,190 @@
+//! Live delivery across instances, races between reconnects and a flood,
+//! lagging sockets, heartbeats, health and shutdown.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::*;
+use futures_util::StreamExt;
+use rand::Rng;
+use recovery_protocol::{ServerFrame, StreamId};
+use tokio_tungstenite::tungstenite::Message;
+use uuid::Uuid;
+
+#[tokio::test]
+async fn two_instances_deliver_live_across_instances_in_order() {
+    let env = TestEnv::start(2, |_| {}).await;
+    let conversation = Uuid::new_v4();
+    let on_b = Device::new(Uuid::new_v4(), conversation);
+    let mut listener = Conn::open(&env.url(1), &on_b.with_cursor()).await;
+    // Appended through instance A only.
+    let sent = send_many(&env.url(0), &Device::new(Uuid::new_v4(), conversation), 50, "a").await;
+    listener.read_until(50).await;
+    assert_eq!(listener.ids(), sent, "instance B's socket got A's messages live, in id order");
+    listener.close().await;
+}
+
+#[tokio::test]
+async fn flood_while_reconnecting_with_cursor_loses_and_repeats_nothing() {
+    let mut rng = seeded_rng("flood_while_reconnecting");
+    let env = TestEnv::start(2, |_| {}).await;
+    let conversation = Uuid::new_v4();
+    let total = 600usize;
+    let publisher_url = env.url(0);
+    let publisher = tokio::spawn(async move {
+        let sender = Device::new(Uuid::new_v4(), conversation);
+        let mut conn = Conn::open(&publisher_url, &sender.with_cursor()).await;
+        let mut ids = Vec::new();
+        for i in 0..total {
+            ids.push(conn.send(Uuid::new_v4(), &format!("flood-{i}")).await.0);
+        }
+        conn.close().await;
+        ids
+    });
+
+    let mut device = Device::new(Uuid::new_v4(), conversation);
+    let mut received: Vec<StreamId> = Vec::new();
+    let mut reconnects = 0;
+    // Reconnect over and over (alternating instances, sometimes abruptly)
+    // while the flood runs; bounded in count.
+    while !publisher.is_finished() && reconnects < 200 {
+        let url = env.url(reconnects % 2);
+        let mut conn = Conn::open(&url, &device.with_cursor()).await;
+        let extra = rng.random_range(0..30);
+        let target = conn.messages.len() + extra;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
+        while conn.messages.len() < target && tokio::time::Instant::now() < deadline {
+            match tokio::time::timeout(Duration::from_millis(50), conn.ws.next()).await {
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    if let Ok(ServerFrame::Message(m)) = ServerFrame::parse(text.as_str()) {
+                        conn.messages.push(m);
+                    }
+                }
+                Ok(_) => break,
+                Err(_) => {}
+            }
+        }
+        assert_strictly_increasing(&conn.ids());
+        if let (Some(last), Some(first)) = (received.last(), conn.ids().first()) {
+            assert!(first > last, "socket {reconnects} repeated or reordered: {first} after {last}");
+        }
+        received.extend(conn.ids());
+        conn.remember(&mut device);
+        if rng.random_bool(0.5) {
+            conn.close().await;
+        } else {
+            drop(conn); // abrupt: no close frame
+        }
+        reconnects += 1;
+    }
+    let sent = publisher.await.expect("publisher finished");
+    // Final catch-up.
+    let conn = Conn::open(&env.url(0), &device.with_cursor()).await;
+    received.extend(conn.ids());
+    conn.close().await;
+    assert!(reconnects >= 3, "the race needs reconnects during the flood, got {reconnects}");
+    assert_strictly_increasing(&received);
+    let unique: HashSet<_> = received.iter().collect();
+    assert_eq!(unique.len(), received.len(), "nothing delivered twice");
+    assert_eq!(received, sent, "nothing lost across {reconnects} reconnects");
+}
+
+#[tokio::test]
+async fn a_lagging_socket_rereads_instead_of_dropping() {
+    // A live queue of 4 overflows at once under a burst.
+    let env = TestEnv::start(1, |config| config.live_queue_capacity = 4).await;
+    let url = env.url(0);
+    let conversation = Uuid::new_v4();
+    let mut slow = Conn::open(&url, &Device::new(Uuid::new_v4(), conversation).with_cursor()).await;
+    let sent = send_many(&url, &Device::new(Uuid::new_v4(), conversation), 300, "burst").await;
+    slow.read_until(300).await;
+    assert_eq!(slow.ids(), sent);
+    slow.close().await;
+}
+
+#[tokio::test]
+async fn silent_client_is_dropped_after_two_missed_heartbeats() {
+    let env = TestEnv::start(1, |config| config.heartbeat_interval = Duration::from_millis(200)).await;
+    let device = Device::new(Uuid::new_v4(), Uuid::new_v4());
+    let mut conn = Conn::open(&env.url(0), &device.with_cursor()).await;
+    // Not reading means not answering pings.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let mut closed = false;
+    for _ in 0..100 {
+        match tokio::time::timeout(Duration::from_secs(2), conn.ws.next()).await {
+            Ok(Some(Ok(Message::Ping(_)))) => continue,
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => {
+                closed = true;
+                break;
+            }
+            Ok(Some(Ok(_))) => continue,
+            Err(_) => break,
+        }
+    }
+    assert!(closed, "the server should have dropped the silent socket");
+    // An attentive client (tungstenite answers pings while reading) stays.
+    let mut attentive = Conn::open(&env.url(0), &device.with_cursor()).await;
+    let stay = async { while let Some(Ok(_)) = attentive.ws.next().await {} };
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), stay).await.is_err(),
+        "a client answering pings must not be dropped"
+    );
+}
+
+#[tokio::test]
+async fn healthz_and_metrics() {
+    let env = TestEnv::one().await;
+    let base = env.servers[0].http_url();
+    let health = http_get(&format!("{base}/healthz")).await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    send_many(&env.url(0), &Device::new(Uuid::new_v4(), Uuid::new_v4()), 2, "m").await;
+    let metrics = http_get(&format!("{base}/metrics")).await;
+    assert!(metrics.contains("chat_messages_appended_total 2"), "{metrics}");
+    assert!(metrics.contains("chat_sockets_open"), "{metrics}");
+    assert!(metrics.contains("chat_recovery_duration_seconds_count"), "{metrics}");
+}
+
+#[tokio::test]
+async fn graceful_shutdown_closes_with_1001_and_saves_cursors() {
+    let mut env = TestEnv::start(1, |config| config.sync_interval = Duration::from_secs(3600)).await;
+    let url = env.url(0);
+    let conversation = Uuid::new_v4();
+    let device = Device::new(Uuid::new_v4(), conversation);
+    let ids = send_many(&url, &Device::new(Uuid::new_v4(), conversation), 3, "m").await;
+    let mut conn = Conn::open(&url, &device.stored_only()).await;
+    conn.ack(ids[2]).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let server = env.servers.remove(0);
+    let shutdown = tokio::spawn(server.shutdown());
+    let code = loop {
+        match tokio::time::timeout(FRAME_TIMEOUT, conn.ws.next()).await.expect("close in time") {
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            other => panic!("expected close 1001, got {other:?}"),
+        }
+    };
+    assert_eq!(code, Some(1001));
+    shutdown.await.unwrap().expect("clean shutdown");
+    let restarted = server::start(test_config(env.redis.url())).await.unwrap();
+    let back = Conn::open(&restarted.ws_url(), &device.stored_only()).await;
+    assert_eq!(back.resume_from(), ids[2], "cursor saved during shutdown");
+    back.close().await;
+}
+
+/// Minimal HTTP/1.1 GET over a raw socket (no HTTP client dependency).
+async fn http_get(url: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap();
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response))
+        .await
+        .expect("response in time")
+        .unwrap();
+    response
+}
