@@ -229,3 +229,215 @@ fn quote(text: &str) -> String {
     quoted.push('"');
     quoted
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::scenario::parse::parse_scenario;
+
+    fn duration(min_nanos: u64) -> impl Strategy<Value = Duration> {
+        prop_oneof![
+            (min_nanos.max(1).div_ceil(1_000_000_000)..100_000).prop_map(Duration::from_secs),
+            (min_nanos..=u64::MAX).prop_map(Duration::from_nanos),
+        ]
+    }
+
+    fn dist(min_nanos: u64) -> impl Strategy<Value = DurationDist> {
+        prop_oneof![
+            duration(min_nanos).prop_map(|value| DurationDist::Fixed { value }),
+            (duration(min_nanos), duration(min_nanos)).prop_map(|(a, b)| DurationDist::Uniform {
+                min: a.min(b),
+                max: a.max(b),
+            }),
+            duration(1).prop_map(|mean| DurationDist::Exponential { mean }),
+        ]
+    }
+
+    fn redis() -> impl Strategy<Value = RedisSpec> {
+        let persistence = prop_oneof![
+            Just(Persistence::None),
+            Just(Persistence::AofEverysec),
+            Just(Persistence::AofAlways),
+        ];
+        let provider = prop_oneof![
+            Just(RedisProviderChoice::Auto),
+            Just(RedisProviderChoice::Testcontainers),
+            Just(RedisProviderChoice::Local),
+            Just(RedisProviderChoice::Url),
+        ];
+        // Any suffix, to exercise quoting of quotes, backslashes and
+        // control characters.
+        let url = any::<String>().prop_map(|rest| format!("redis://{rest}"));
+        let image = proptest::option::of("[a-z0-9./-]{1,12}:[a-z0-9.]{1,6}");
+        (provider, url, image, persistence).prop_map(|(provider, url, image, persistence)| {
+            RedisSpec {
+                provider,
+                url: (provider == RedisProviderChoice::Url).then_some(url),
+                image,
+                persistence,
+            }
+        })
+    }
+
+    fn servers() -> impl Strategy<Value = ServersSpec> {
+        let spawn = (
+            1u32..64,
+            duration(1),
+            duration(1),
+            vec(any::<String>(), 0..4),
+        )
+            .prop_map(|(count, sync_interval, heartbeat_interval, extra_args)| {
+                ServersSpec::Spawn {
+                    count,
+                    sync_interval,
+                    heartbeat_interval,
+                    extra_args,
+                }
+            });
+        let external = proptest::collection::btree_set(
+            "wss?://[a-z0-9.]{1,10}:[0-9]{1,5}/[a-z\"\\\\]{0,5}",
+            1..4,
+        )
+        .prop_map(|targets| ServersSpec::External {
+            targets: targets.into_iter().collect(),
+        });
+        prop_oneof![spawn, external]
+    }
+
+    fn population() -> impl Strategy<Value = Population> {
+        (1u32..5000, 1u32..10, 1u32..1000).prop_flat_map(
+            |(users, devices_per_user, conversations)| {
+                (1..=users).prop_map(move |members_per_conversation| Population {
+                    users,
+                    devices_per_user,
+                    conversations,
+                    members_per_conversation,
+                })
+            },
+        )
+    }
+
+    fn churn() -> impl Strategy<Value = Churn> {
+        (
+            any::<bool>(),
+            dist(1),
+            dist(0),
+            0.0f64..=1.0,
+            0.0f64..=1.0,
+            0.0f64..=1.0,
+        )
+            .prop_map(
+                |(enabled, online, offline, abrupt_share, reset_share, client_cursor_share)| {
+                    Churn {
+                        enabled,
+                        online,
+                        offline,
+                        abrupt_share,
+                        reset_share,
+                        client_cursor_share,
+                    }
+                },
+            )
+    }
+
+    fn thresholds() -> impl Strategy<Value = Thresholds> {
+        let percentile = prop_oneof![Just(100.0), 1e-3f64..100.0, (1u32..100).prop_map(f64::from)];
+        let threshold = (0..LatencyMetric::ALL.len(), percentile, duration(1)).prop_map(
+            |(metric, percentile, max)| LatencyThreshold {
+                metric: LatencyMetric::ALL[metric],
+                percentile: Percentile(percentile),
+                max,
+            },
+        );
+        (vec(threshold, 0..6), proptest::option::of(1e-6f64..1e9)).prop_map(
+            |(mut latency, min_delivery_rate_per_s)| {
+                // The parser rejects a repeated (metric, percentile) pair.
+                let mut seen = Vec::new();
+                latency.retain(|t| {
+                    let fresh = !seen.contains(&(t.metric, t.percentile.0.to_bits()));
+                    seen.push((t.metric, t.percentile.0.to_bits()));
+                    fresh
+                });
+                Thresholds {
+                    latency,
+                    min_delivery_rate_per_s,
+                }
+            },
+        )
+    }
+
+    fn scenario() -> impl Strategy<Value = Scenario> {
+        let name =
+            "[A-Za-z0-9._-]{1,40}".prop_filter("not . or ..", |name| name != "." && name != "..");
+        let top = (
+            name,
+            any::<Option<u64>>(),
+            duration(1),
+            duration(0),
+            duration(1),
+        );
+        let traffic =
+            (1e-6f64..1e9, 1u32..=65536).prop_map(|(send_rate_per_s, body_bytes)| Traffic {
+                send_rate_per_s,
+                body_bytes,
+            });
+        let expect = any::<[bool; 4]>().prop_map(|[no_loss, no_duplicates, order, redelivery]| {
+            Expectations {
+                no_loss,
+                no_duplicates,
+                order,
+                allow_stored_cursor_redelivery: redelivery,
+            }
+        });
+        let sections = (
+            redis(),
+            servers(),
+            population(),
+            traffic,
+            churn(),
+            thresholds(),
+            expect,
+        );
+        (top, sections).prop_map(
+            |(
+                (name, seed, duration, ramp_up, drain_timeout),
+                (redis, servers, population, traffic, churn, thresholds, expect),
+            )| Scenario {
+                name,
+                seed,
+                duration,
+                ramp_up,
+                drain_timeout,
+                redis,
+                servers,
+                population,
+                traffic,
+                churn,
+                thresholds,
+                expect,
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn rendered_scenario_parses_back_to_the_same(scenario in scenario()) {
+            let rendered = render_scenario(&scenario);
+            let parsed = parse_scenario(&rendered, "rendered.toml");
+            prop_assert!(parsed.is_ok(), "{}\n{}", parsed.unwrap_err(), rendered);
+            prop_assert_eq!(parsed.unwrap(), scenario);
+        }
+    }
+
+    #[test]
+    fn quoting_escapes_what_toml_requires() {
+        assert_eq!(quote("a\"b\\c\nd\u{1}é"), "\"a\\\"b\\\\c\\nd\\u0001é\"");
+    }
+}

@@ -545,7 +545,9 @@ fn expectations(root: &Table) -> Result<Expectations, ScenarioError> {
 }
 
 fn missing_table(root: &Table, key: &str) -> ScenarioError {
-    root.fail_table(
+    root.origin.error(
+        0..0,
+        key,
         format!("required table [{key}] is missing"),
         Some(format!(
             "see docs/scenario-format.md for the keys of [{key}]"
@@ -608,3 +610,7 @@ fn share(table: &Table, key: &str, default: f64) -> Result<f64, ScenarioError> {
         )),
     }
 }
+
+#[cfg(test)]
+#[path = "validate_tests.rs"]
+mod tests;
