@@ -184,6 +184,24 @@ mod tests {
     }
 
     #[test]
+    fn full_example_in_the_format_docs_parses() {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/scenario-format.md");
+        let docs = std::fs::read_to_string(docs).unwrap();
+        let example = docs
+            .split("## Full example")
+            .nth(1)
+            .expect("section present");
+        let toml = example
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("a toml block");
+        let scenario = parse_scenario(toml, "docs example").unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(scenario.name, "example");
+        assert_eq!(scenario.thresholds.latency.len(), 1);
+    }
+
+    #[test]
     fn missing_file_is_a_read_error_naming_the_path() {
         let err = load_scenario(Path::new("/nonexistent/x.toml")).unwrap_err();
         assert!(matches!(err, ScenarioError::Read { .. }), "{err:?}");

@@ -72,6 +72,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
 }
 
 /// Canonical form: the largest unit that represents the value exactly.
+// `is_multiple_of` needs Rust 1.87; the workspace declares rust-version 1.85.
+#[allow(clippy::manual_is_multiple_of)]
 pub fn format_duration(duration: Duration) -> String {
     let nanos = duration.as_nanos();
     if nanos == 0 {

@@ -398,6 +398,13 @@ enum Zero {
     Rejected,
 }
 
+#[derive(Clone, Copy, PartialEq)]
+enum DistKind {
+    Fixed,
+    Uniform,
+    Exponential,
+}
+
 fn duration_dist(
     parent: &Table,
     key: &str,
@@ -408,27 +415,31 @@ fn duration_dist(
     };
     table.reject_unknown_keys(DIST_KEYS)?;
     let kinds = [
-        ("fixed", "fixed"),
-        ("uniform", "uniform"),
-        ("exponential", "exponential"),
+        ("fixed", DistKind::Fixed),
+        ("uniform", DistKind::Uniform),
+        ("exponential", DistKind::Exponential),
     ];
     let kind = choice(&table, "dist", &kinds)?;
     let kind = table.require("dist", kind)?;
-    let params: &[&str] = match kind.value {
-        "fixed" => &["value"],
-        "uniform" => &["min", "max"],
-        _ => &["mean"],
-    };
-    if let Some((extra, span)) = DIST_KEYS[1..]
+    let kind_name = kinds
         .iter()
-        .filter(|param| !params.contains(param))
+        .find(|(_, candidate)| *candidate == kind.value)
+        .map_or("", |(name, _)| *name);
+    let params: &[&str] = match kind.value {
+        DistKind::Fixed => &["value"],
+        DistKind::Uniform => &["min", "max"],
+        DistKind::Exponential => &["mean"],
+    };
+    if let Some((extra, span)) = DIST_KEYS
+        .iter()
+        .filter(|param| **param != "dist" && !params.contains(param))
         .find_map(|param| table.key_span(param).map(|span| (param, span)))
     {
         return Err(table.origin.error(
             span,
             &table.key_path(extra),
-            format!("does not apply to dist = {:?}", kind.value),
-            Some(format!("{} takes: {}", kind.value, params.join(", "))),
+            format!("does not apply to dist = {kind_name:?}"),
+            Some(format!("{kind_name} takes: {}", params.join(", "))),
         ));
     }
     let param = |name: &str, may_be_zero: bool| -> Result<Duration, ScenarioError> {
@@ -442,10 +453,10 @@ fn duration_dist(
     };
     let zero_ok = zero == Zero::Allowed;
     let dist = match kind.value {
-        "fixed" => DurationDist::Fixed {
+        DistKind::Fixed => DurationDist::Fixed {
             value: param("value", zero_ok)?,
         },
-        "uniform" => {
+        DistKind::Uniform => {
             let min = param("min", zero_ok)?;
             let max = table.require("max", table.duration("max")?)?;
             if max.value < min {
@@ -461,7 +472,7 @@ fn duration_dist(
             }
         }
         // A zero mean has no exponential distribution, offline or not.
-        _ => DurationDist::Exponential {
+        DistKind::Exponential => DurationDist::Exponential {
             mean: param("mean", false)?,
         },
     };
