@@ -1,0 +1,530 @@
+//! Values with units, written as strings in scenario files: durations
+//! (`"250ms"`), rates (`"200/s"`) and sizes (`"64KiB"`). Units are
+//! mandatory so that a bare `30` can never silently mean seconds in one
+//! place and milliseconds in another.
+//!
+//! Numbers are plain decimals (`1`, `1.5`; no sign, no exponent). Durations
+//! and sizes are converted with integer arithmetic so that `"0.1s"` is
+//! exactly 100 ms; a fraction finer than the smallest unit is an error
+//! rather than a silent rounding. Each `format_*` writes the canonical
+//! form that its parser reads back to the identical value.
+
+use std::time::Duration;
+
+use super::error::UnitError;
+
+const NANOS_PER_SECOND: u128 = 1_000_000_000;
+
+/// Duration units, largest first: the formatter picks the first that
+/// divides the value exactly.
+const DURATION_UNITS: [(&str, u128); 6] = [
+    ("h", 3600 * NANOS_PER_SECOND),
+    ("m", 60 * NANOS_PER_SECOND),
+    ("s", NANOS_PER_SECOND),
+    ("ms", 1_000_000),
+    ("us", 1_000),
+    ("ns", 1),
+];
+const DURATION_UNIT_NAMES: &str = "ns, us, ms, s, m (or min), h";
+
+const SIZE_UNITS: [(&str, u128); 3] = [("MiB", 1 << 20), ("KiB", 1 << 10), ("B", 1)];
+const SIZE_UNIT_NAMES: &str = "B, KiB, MiB";
+/// Lower-cased spellings whose meaning (1000 or 1024? bits or bytes?)
+/// differs between tools; rejected instead of guessed.
+const AMBIGUOUS_SIZE_UNITS: [&str; 8] = ["k", "kb", "m", "mb", "g", "gb", "kbit", "mbit"];
+
+const RATE_UNIT_NAMES: &str = "/s, /m, /min, /h";
+
+/// `"30s"`, `"250ms"`, `"2m"`, `"1h"`, `"1.5s"`; units: ns, us, ms, s,
+/// m/min, h. Bare numbers are rejected.
+pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
+    let (number, unit) = split_number(text, "\"1.5s\"")?;
+    let Some(unit) = unit else {
+        return Err(UnitError::MissingUnit {
+            text: text.trim().to_string(),
+            example: format!("{}s", number.text),
+        });
+    };
+    let unit_nanos = match unit {
+        "min" => 60 * NANOS_PER_SECOND,
+        "µs" => 1_000,
+        _ => DURATION_UNITS
+            .iter()
+            .find(|(name, _)| *name == unit)
+            .map(|(_, nanos)| *nanos)
+            .ok_or_else(|| UnitError::UnknownUnit {
+                text: text.trim().to_string(),
+                unit: unit.to_string(),
+                expected: DURATION_UNIT_NAMES,
+            })?,
+    };
+    let limits = Limits {
+        text,
+        finest: "1ns",
+        max: DURATION_MAX,
+    };
+    let nanos = number.times_exact(unit_nanos, limits)?;
+    let nanos = u64::try_from(nanos).map_err(|_| UnitError::TooLarge {
+        text: text.trim().to_string(),
+        max: DURATION_MAX,
+    })?;
+    Ok(Duration::from_nanos(nanos))
+}
+
+/// Canonical form: the largest unit that represents the value exactly.
+// `is_multiple_of` needs Rust 1.87; the workspace declares rust-version 1.85.
+#[allow(clippy::manual_is_multiple_of)]
+pub fn format_duration(duration: Duration) -> String {
+    let nanos = duration.as_nanos();
+    if nanos == 0 {
+        return "0s".to_string();
+    }
+    let (unit, unit_nanos) = DURATION_UNITS
+        .iter()
+        .find(|(_, unit_nanos)| nanos % unit_nanos == 0)
+        .copied()
+        .unwrap_or(("ns", 1));
+    format!("{}{unit}", nanos / unit_nanos)
+}
+
+/// Events per second from `"200/s"`, `"1200/m"` (or `/min`), `"30/h"`,
+/// `"0.5/s"`.
+pub fn parse_rate(text: &str) -> Result<f64, UnitError> {
+    let trimmed = text.trim();
+    let Some((count, per)) = trimmed.split_once('/') else {
+        let (number, unit) = split_number(trimmed, "\"200/s\"")?;
+        return Err(match unit {
+            None => UnitError::MissingUnit {
+                text: trimmed.to_string(),
+                example: format!("{}/s", number.text),
+            },
+            Some(unit) => UnitError::UnknownUnit {
+                text: trimmed.to_string(),
+                unit: unit.to_string(),
+                expected: RATE_UNIT_NAMES,
+            },
+        });
+    };
+    let (number, unit) = split_number(count, "\"200/s\"").map_err(|err| match err {
+        UnitError::Empty => UnitError::BadNumber {
+            text: trimmed.to_string(),
+            expected: "\"200/s\"",
+        },
+        other => other,
+    })?;
+    if unit.is_some() {
+        return Err(UnitError::BadNumber {
+            text: trimmed.to_string(),
+            expected: "\"200/s\"",
+        });
+    }
+    let seconds_per_unit = match per.trim() {
+        "s" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        other => {
+            return Err(UnitError::UnknownUnit {
+                text: trimmed.to_string(),
+                unit: format!("/{other}"),
+                expected: RATE_UNIT_NAMES,
+            })
+        }
+    };
+    let count: f64 = number.text.parse().map_err(|_| UnitError::BadNumber {
+        text: trimmed.to_string(),
+        expected: "\"200/s\"",
+    })?;
+    let per_second = count / seconds_per_unit;
+    if !per_second.is_finite() {
+        return Err(UnitError::TooLarge {
+            text: trimmed.to_string(),
+            max: "a finite number",
+        });
+    }
+    Ok(per_second)
+}
+
+/// Canonical form: per second, with the shortest decimal that reads back
+/// to the same `f64` (Rust's `Display` for floats guarantees that).
+pub fn format_rate(per_second: f64) -> String {
+    format!("{per_second}/s")
+}
+
+/// Bytes from `"64B"`, `"1KiB"`, `"1.5KiB"`, `"2MiB"`. Decimal-looking
+/// units (`KB`, `kb`, `K`, `MB`) are rejected as ambiguous.
+pub fn parse_size(text: &str) -> Result<u32, UnitError> {
+    let (number, unit) = split_number(text, "\"64B\"")?;
+    let Some(unit) = unit else {
+        return Err(UnitError::MissingUnit {
+            text: text.trim().to_string(),
+            example: format!("{}B", number.text),
+        });
+    };
+    let Some(&(_, unit_bytes)) = SIZE_UNITS.iter().find(|(name, _)| *name == unit) else {
+        let lower = unit.to_ascii_lowercase();
+        if AMBIGUOUS_SIZE_UNITS.contains(&lower.as_str()) {
+            return Err(UnitError::AmbiguousSize {
+                text: text.trim().to_string(),
+                unit: unit.to_string(),
+            });
+        }
+        return Err(UnitError::UnknownUnit {
+            text: text.trim().to_string(),
+            unit: unit.to_string(),
+            expected: SIZE_UNIT_NAMES,
+        });
+    };
+    let limits = Limits {
+        text,
+        finest: "1B",
+        max: SIZE_MAX,
+    };
+    let bytes = number.times_exact(unit_bytes, limits)?;
+    u32::try_from(bytes).map_err(|_| UnitError::TooLarge {
+        text: text.trim().to_string(),
+        max: SIZE_MAX,
+    })
+}
+
+/// Canonical form: the largest binary unit that represents it exactly.
+pub fn format_size(bytes: u32) -> String {
+    let bytes = u128::from(bytes);
+    let (unit, unit_bytes) = SIZE_UNITS
+        .iter()
+        .find(|(_, unit_bytes)| bytes != 0 && bytes % unit_bytes == 0)
+        .copied()
+        .unwrap_or(("B", 1));
+    format!("{}{unit}", bytes / unit_bytes)
+}
+
+/// A percentile from `"p50"`, `"p99.9"`, `"max"` (= 100). The range
+/// (0, 100] is checked by the caller, which knows the key to blame.
+pub fn parse_percentile(text: &str) -> Result<f64, UnitError> {
+    const EXPECTED: &str = "\"p50\", \"p99\", \"p99.9\" or \"max\"";
+    let trimmed = text.trim();
+    if trimmed == "max" {
+        return Ok(100.0);
+    }
+    let bad = || UnitError::BadNumber {
+        text: trimmed.to_string(),
+        expected: EXPECTED,
+    };
+    let digits = trimmed.strip_prefix('p').ok_or_else(bad)?;
+    let (number, unit) = split_number(digits, EXPECTED).map_err(|_| bad())?;
+    if unit.is_some() {
+        return Err(bad());
+    }
+    number.text.parse().map_err(|_| bad())
+}
+
+/// Canonical form: `"max"` for 100, else `"p<shortest decimal>"`.
+pub fn format_percentile(percentile: f64) -> String {
+    if percentile == 100.0 {
+        "max".to_string()
+    } else {
+        format!("p{percentile}")
+    }
+}
+
+/// What a conversion may produce, for its error messages.
+#[derive(Clone, Copy)]
+struct Limits<'a> {
+    text: &'a str,
+    finest: &'static str,
+    max: &'static str,
+}
+
+const DURATION_MAX: &str = "about 584 years";
+const SIZE_MAX: &str = "4GiB - 1B";
+
+/// A plain decimal `digits[.digits]` as written.
+struct Decimal<'a> {
+    text: &'a str,
+    whole: &'a str,
+    fraction: &'a str,
+}
+
+impl Decimal<'_> {
+    /// `self * multiplier` when it is a whole number; errors when the
+    /// fraction is finer than the unit allows or the result overflows.
+    fn times_exact(&self, multiplier: u128, limits: Limits) -> Result<u128, UnitError> {
+        let text = limits.text;
+        let too_large = || UnitError::TooLarge {
+            text: text.trim().to_string(),
+            max: limits.max,
+        };
+        // 24 digits keep every product below u128::MAX (3.4e38) for the
+        // multipliers used here (at most 3.6e12).
+        if self.whole.len() > 24 {
+            return Err(too_large());
+        }
+        let whole: u128 = self.whole.parse().map_err(|_| too_large())?;
+        let whole = whole.checked_mul(multiplier).ok_or_else(too_large)?;
+        let fraction = self.fraction.trim_end_matches('0');
+        if fraction.is_empty() {
+            return Ok(whole);
+        }
+        let too_precise = || UnitError::TooPrecise {
+            text: text.trim().to_string(),
+            finest: limits.finest,
+        };
+        if fraction.len() > 24 {
+            return Err(too_precise());
+        }
+        let numerator: u128 = fraction.parse().map_err(|_| too_precise())?;
+        let denominator = 10u128.pow(fraction.len() as u32);
+        let scaled = numerator.checked_mul(multiplier).ok_or_else(too_precise)?;
+        if scaled % denominator != 0 {
+            return Err(too_precise());
+        }
+        whole
+            .checked_add(scaled / denominator)
+            .ok_or_else(too_large)
+    }
+}
+
+/// Splits `"1.5ms"` into the decimal `1.5` and the unit `"ms"` (`None`
+/// when there is none). Whitespace around and between is allowed.
+fn split_number<'a>(
+    text: &'a str,
+    expected: &'static str,
+) -> Result<(Decimal<'a>, Option<&'a str>), UnitError> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(UnitError::Empty);
+    }
+    if trimmed.starts_with('-') {
+        return Err(UnitError::Negative {
+            text: trimmed.to_string(),
+        });
+    }
+    let number_end = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(trimmed.len());
+    let (number, rest) = trimmed.split_at(number_end);
+    let bad = || UnitError::BadNumber {
+        text: trimmed.to_string(),
+        expected,
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let well_formed = !whole.is_empty()
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && (!number.contains('.') || !fraction.is_empty())
+        && fraction.bytes().all(|b| b.is_ascii_digit());
+    if !well_formed {
+        return Err(bad());
+    }
+    let unit = rest.trim_start();
+    let decimal = Decimal {
+        text: number,
+        whole,
+        fraction,
+    };
+    Ok((decimal, (!unit.is_empty()).then_some(unit)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn durations_in_every_unit() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("2min"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("0.1s"), Ok(Duration::from_millis(100)));
+        assert_eq!(parse_duration("7us"), Ok(Duration::from_micros(7)));
+        assert_eq!(parse_duration("7µs"), Ok(Duration::from_micros(7)));
+        assert_eq!(parse_duration("9ns"), Ok(Duration::from_nanos(9)));
+        assert_eq!(parse_duration(" 3 s "), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("1.50s"), Ok(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn bare_number_duration_is_rejected_with_a_hint() {
+        let err = parse_duration("30").unwrap_err();
+        assert!(matches!(err, UnitError::MissingUnit { .. }), "{err:?}");
+        assert_eq!(err.to_string(), "\"30\" has no unit");
+        assert_eq!(
+            err.hint().as_deref(),
+            Some("units are mandatory, e.g. \"30s\"")
+        );
+    }
+
+    #[test]
+    fn bad_durations_name_the_problem() {
+        assert!(matches!(parse_duration(""), Err(UnitError::Empty)));
+        assert!(matches!(
+            parse_duration("-1s"),
+            Err(UnitError::Negative { .. })
+        ));
+        assert!(matches!(
+            parse_duration("3 sec"),
+            Err(UnitError::UnknownUnit { .. })
+        ));
+        assert!(matches!(
+            parse_duration("s"),
+            Err(UnitError::BadNumber { .. })
+        ));
+        assert!(matches!(
+            parse_duration("1.s"),
+            Err(UnitError::BadNumber { .. })
+        ));
+        assert!(matches!(
+            parse_duration(".5s"),
+            Err(UnitError::BadNumber { .. })
+        ));
+        assert!(matches!(
+            parse_duration("1.2.3s"),
+            Err(UnitError::BadNumber { .. })
+        ));
+        assert!(matches!(
+            parse_duration("1e3s"),
+            Err(UnitError::UnknownUnit { .. })
+        ));
+        assert!(matches!(
+            parse_duration("0.5ns"),
+            Err(UnitError::TooPrecise { .. })
+        ));
+        assert!(matches!(
+            parse_duration("9999999999999h"),
+            Err(UnitError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn durations_format_in_the_largest_exact_unit() {
+        assert_eq!(format_duration(Duration::ZERO), "0s");
+        assert_eq!(format_duration(Duration::from_secs(7200)), "2h");
+        assert_eq!(format_duration(Duration::from_secs(90)), "90s");
+        assert_eq!(format_duration(Duration::from_secs(120)), "2m");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(format_duration(Duration::from_nanos(1001)), "1001ns");
+    }
+
+    #[test]
+    fn rates_per_second_minute_and_hour() {
+        assert_eq!(parse_rate("200/s"), Ok(200.0));
+        assert_eq!(parse_rate("1200/m"), Ok(20.0));
+        assert_eq!(parse_rate("1200/min"), Ok(20.0));
+        assert_eq!(parse_rate("3600/h"), Ok(1.0));
+        assert_eq!(parse_rate("0.5/s"), Ok(0.5));
+        assert_eq!(parse_rate(" 10 / s "), Ok(10.0));
+    }
+
+    #[test]
+    fn bad_rates_name_the_problem() {
+        let bare = parse_rate("200").unwrap_err();
+        assert!(matches!(bare, UnitError::MissingUnit { .. }), "{bare:?}");
+        assert_eq!(
+            bare.hint().as_deref(),
+            Some("units are mandatory, e.g. \"200/s\"")
+        );
+        assert!(matches!(
+            parse_rate("200/d"),
+            Err(UnitError::UnknownUnit { .. })
+        ));
+        assert!(matches!(
+            parse_rate("200 per s"),
+            Err(UnitError::UnknownUnit { .. })
+        ));
+        assert!(matches!(
+            parse_rate("-1/s"),
+            Err(UnitError::Negative { .. })
+        ));
+        assert!(matches!(
+            parse_rate("1x/s"),
+            Err(UnitError::BadNumber { .. })
+        ));
+        assert!(matches!(parse_rate("/s"), Err(UnitError::BadNumber { .. })));
+        assert!(matches!(parse_rate(""), Err(UnitError::Empty)));
+        let huge = format!("{}/s", "9".repeat(400));
+        assert!(matches!(parse_rate(&huge), Err(UnitError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn sizes_are_binary() {
+        assert_eq!(parse_size("64B"), Ok(64));
+        assert_eq!(parse_size("1KiB"), Ok(1024));
+        assert_eq!(parse_size("1.5KiB"), Ok(1536));
+        assert_eq!(parse_size("2MiB"), Ok(2 << 20));
+        assert_eq!(parse_size("0B"), Ok(0));
+        assert_eq!(format_size(64), "64B");
+        assert_eq!(format_size(1536), "1536B");
+        assert_eq!(format_size(2048), "2KiB");
+        assert_eq!(format_size(3 << 20), "3MiB");
+        assert_eq!(format_size(0), "0B");
+    }
+
+    #[test]
+    fn bad_sizes_name_the_problem() {
+        for ambiguous in ["2KB", "2kb", "2kB", "2K", "2k", "1MB", "1mb", "1M"] {
+            let err = parse_size(ambiguous).unwrap_err();
+            assert!(
+                matches!(err, UnitError::AmbiguousSize { .. }),
+                "{ambiguous}: {err:?}"
+            );
+            assert!(err.hint().unwrap_or_default().contains("KiB"));
+        }
+        let bare = parse_size("64").unwrap_err();
+        assert!(matches!(bare, UnitError::MissingUnit { .. }), "{bare:?}");
+        assert!(matches!(
+            parse_size("1GiB"),
+            Err(UnitError::UnknownUnit { .. })
+        ));
+        assert!(matches!(
+            parse_size("1.3B"),
+            Err(UnitError::TooPrecise { .. })
+        ));
+        assert!(matches!(
+            parse_size("4096MiB"),
+            Err(UnitError::TooLarge { .. })
+        ));
+        assert!(matches!(parse_size("-1B"), Err(UnitError::Negative { .. })));
+    }
+
+    #[test]
+    fn percentiles() {
+        assert_eq!(parse_percentile("p99"), Ok(99.0));
+        assert_eq!(parse_percentile("p99.9"), Ok(99.9));
+        assert_eq!(parse_percentile("max"), Ok(100.0));
+        assert_eq!(parse_percentile("p0"), Ok(0.0));
+        for bad in ["99", "P99", "p", "pmax", "p99ms", "p-1"] {
+            assert!(
+                matches!(parse_percentile(bad), Err(UnitError::BadNumber { .. })),
+                "{bad}"
+            );
+        }
+        assert_eq!(format_percentile(100.0), "max");
+        assert_eq!(format_percentile(99.9), "p99.9");
+        assert_eq!(format_percentile(50.0), "p50");
+    }
+
+    proptest! {
+        #[test]
+        fn duration_format_reads_back(nanos in 0u64..=u64::MAX) {
+            let duration = Duration::from_nanos(nanos);
+            prop_assert_eq!(parse_duration(&format_duration(duration)), Ok(duration));
+        }
+
+        #[test]
+        fn rate_format_reads_back(per_second in 0.0f64..1e12) {
+            prop_assert_eq!(parse_rate(&format_rate(per_second)), Ok(per_second));
+        }
+
+        #[test]
+        fn size_format_reads_back(bytes in 0u32..=u32::MAX) {
+            prop_assert_eq!(parse_size(&format_size(bytes)), Ok(bytes));
+        }
+
+        #[test]
+        fn percentile_format_reads_back(percentile in 0.0f64..=100.0) {
+            prop_assert_eq!(parse_percentile(&format_percentile(percentile)), Ok(percentile));
+        }
+    }
+}
