@@ -216,3 +216,19 @@ async fn client_id_is_issued_once_and_kept() {
     assert_eq!(again.client_id(), issued);
     again.close().await;
 }
+
+#[tokio::test]
+async fn cursor_newer_than_the_stream_without_epoch_is_declared_not_skipped() {
+    let env = TestEnv::one().await;
+    let url = env.url(0);
+    let conversation = Uuid::new_v4();
+    let sent = send_many(&url, &Device::new(Uuid::new_v4(), conversation), 3, "m").await;
+    let mut stale = Device::new(Uuid::new_v4(), conversation);
+    stale.last_id = Some(StreamId::new(99_999_999_999_999, 0)); // from an older incarnation
+    let conn = Conn::open(&url, &stale.with_cursor()).await;
+    let (_, first_available, reason) = conn.gap.expect("declared");
+    assert_eq!(reason, GapReason::EpochChanged);
+    assert_eq!(first_available, sent[0]);
+    assert_eq!(conn.ids(), sent);
+    conn.close().await;
+}

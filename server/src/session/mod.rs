@@ -192,7 +192,10 @@ async fn recover(
         last_sent: plan.deliver_after(),
         acked: None,
         // The stored cursor is already persisted: only a higher ack is news.
-        saved: stored.map(|state| state.last_message_id),
+        // A cursor from another epoch is not: any ack in this one replaces it.
+        saved: stored
+            .filter(|state| state.epoch.as_deref() == Some(epoch.as_str()))
+            .map(|state| state.last_message_id),
     };
     send_frame(
         socket,

@@ -97,6 +97,15 @@ async fn detect_gap(
             reason: GapReason::EpochChanged,
         }));
     };
+    if resume_from > shape.last_generated_id {
+        // The cursor is newer than anything this stream ever held: it came
+        // from an earlier incarnation (a client that sent no epoch). Every
+        // message here would be skipped silently; declare and replay.
+        return Ok(Some(DeclaredGap {
+            first_available: shape.first_id.unwrap_or(StreamId::ZERO),
+            reason: GapReason::EpochChanged,
+        }));
+    }
     // Redis 7.0's XTRIM/MINID does not update max-deleted-entry-id, so
     // the sound rule is: the entry itself is gone, the stream has lost
     // entries, and what remains starts after the cursor.

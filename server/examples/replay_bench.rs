@@ -1,0 +1,83 @@
+//! Measures how long a reconnecting device takes to receive N missed
+//! messages: from the connect attempt to `caught_up`, release build.
+//!
+//!     cargo run --release -p server --example replay_bench -- [MESSAGES] [ROUNDS]
+//!
+//! Starts its own Redis (redis-provider) and an in-process server.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use recovery_protocol::{ConnectParams, ServerFrame, StreamId};
+use tokio_tungstenite::tungstenite::Message;
+use uuid::Uuid;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let messages: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(10_000);
+    let rounds: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(5);
+    let redis = redis_provider::start_redis(&redis_provider::ProviderOptions::default()).await?;
+    println!("redis: {}", redis.description());
+    let server = server::start(server::Config::for_tests(redis.url())).await?;
+    let store = server::store::Store::connect(
+        redis.url(),
+        server::store::StoreSettings {
+            retention: Duration::from_secs(86400),
+            state_ttl: Duration::from_secs(86400),
+            dedup_ttl: Duration::from_secs(86400),
+        },
+    )
+    .await?;
+    let conversation = Uuid::new_v4();
+    let sender = Uuid::new_v4();
+    let body = "x".repeat(64);
+    let first = store.append(conversation, sender, Uuid::new_v4(), &body).await?.id;
+    for _ in 0..messages {
+        store.append(conversation, sender, Uuid::new_v4(), &body).await?;
+    }
+    println!("appended {messages} messages after the device's cursor {first}");
+    let mut timings = Vec::new();
+    for round in 0..rounds {
+        let params = ConnectParams {
+            user_id: Uuid::new_v4(),
+            conversation_id: conversation,
+            client_id: Some(Uuid::new_v4()),
+            last_id: Some(first),
+            epoch: None,
+        };
+        let started = Instant::now();
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("{}?{}", server.ws_url(), params.to_query())).await?;
+        let mut received = 0usize;
+        let mut last = StreamId::ZERO;
+        loop {
+            let Some(frame) = ws.next().await else { anyhow::bail!("socket closed early") };
+            if let Message::Text(text) = frame? {
+                match ServerFrame::parse(text.as_str())? {
+                    ServerFrame::Message(m) => {
+                        anyhow::ensure!(m.id > last, "out of order");
+                        last = m.id;
+                        received += 1;
+                    }
+                    ServerFrame::CaughtUp { .. } => break,
+                    _ => {}
+                }
+            }
+        }
+        let elapsed = started.elapsed();
+        anyhow::ensure!(received == messages, "got {received} of {messages}");
+        println!("round {round}: {received} messages replayed in {:.1} ms", elapsed.as_secs_f64() * 1000.0);
+        timings.push(elapsed);
+        // Closing is best effort; the measurement is done.
+        let _ = ws.close(None).await; // error: already closed
+    }
+    timings.sort();
+    let median = timings[timings.len() / 2];
+    println!(
+        "median {:.1} ms over {rounds} rounds ({:.0} messages/s)",
+        median.as_secs_f64() * 1000.0,
+        messages as f64 / median.as_secs_f64()
+    );
+    server.shutdown().await?;
+    Ok(())
+}
