@@ -1,5 +1,128 @@
-//! The checker: judges a recorded history against the message log.
+//! The checker: judges a recorded history against the message log
+//! (Jepsen/Maelstrom style: record first, check afterwards), and names
+//! every anomaly with concrete examples.
+//!
+//! Rules, where the protocol leaves a choice (docs: `protocol-v1.md`):
+//! - `lost`: a member (device, conversation) is owed every log entry after
+//!   its first hello's `resume_from`, except ids a `gap` on any of its
+//!   sockets declared (`resume_from < id < first_available`). With a
+//!   complete drain every missing entry is lost. Without one, a missing
+//!   entry is lost only if the device received a later entry of that
+//!   conversation (it provably moved past it); the rest become an unknown
+//!   reason ("did not catch up: N messages outstanding").
+//! - `duplicate` / `redelivered`: an id a device received before. Within
+//!   one socket it is always `duplicate`. Across sockets it is
+//!   `redelivered` only for a stored-cursor device whose new socket's hello
+//!   said `cursor: "stored"` and whose id lies above that stored cursor;
+//!   anything else (a client cursor, `cursor: "none"`) is `duplicate`.
+//! - `reorder`: on one socket, an id below the previous delivered id that
+//!   this socket had not delivered yet. A repeat on the same socket is only
+//!   a `duplicate` (one name per receipt); a repeat of an id from an
+//!   earlier socket can be both (two different guarantees broke).
+//! - `skip`: after its hello a socket owes every log id above
+//!   `resume_from` (from `first_available` after a gap). An owed id the
+//!   socket jumped over and never delivered is a skip, even if another
+//!   socket delivered it later. Jumped over but delivered later on the same
+//!   socket is a `reorder`, not a skip.
+//! - `phantom`: a receipt of an id not in the log (Redis log only), or of
+//!   a client_msg_id no device sent (both logs). Phantoms get no delivery
+//!   checks. `corrupt`: a receipt whose client_msg_id, sender or body
+//!   differs from its log entry, or a log entry whose sender or body
+//!   differs from the `Send` of its client_msg_id.
+//! - `lost_ack` / `duplicate_append`: see `appends`.
 
+mod appends;
+mod delivery;
+mod findings;
+mod index;
 mod outcome;
+mod rebuild;
+#[cfg(any(test, feature = "testgen"))]
+pub mod testgen;
+#[cfg(test)]
+mod tests;
 
 pub use outcome::*;
+pub use rebuild::rebuild_log;
+
+use crate::history::{History, MessageLog};
+use crate::scenario::Expectations;
+
+/// Everything one check needs.
+#[derive(Debug, Clone)]
+pub struct CheckInput<'a> {
+    pub history: &'a History,
+    pub log: &'a MessageLog,
+    pub expect: &'a Expectations,
+    /// Whether every device reconnected and caught up at the end; without
+    /// it the verdict is at best `Unknown`.
+    pub drain_complete: bool,
+    /// Reasons known before checking why the verdict cannot be `Valid`.
+    pub unknown_reasons: Vec<String>,
+}
+
+/// Judges a history against its log.
+pub fn check(input: &CheckInput) -> CheckOutcome {
+    let meta = &input.history.meta;
+    let mut reasons = input.unknown_reasons.clone();
+    let log = index::LogIndex::build(input.log, meta.conversations.len(), &mut reasons);
+    let slots = index::SlotIndex::build(input.history, &mut reasons);
+    let messages = appends::MessageIndex::build(input.history);
+    let mut findings = findings::Findings::new(meta);
+    let facts = appends::check_appends(meta, &log, &messages, &mut findings);
+    let judge = appends::ReceiptJudge {
+        meta,
+        log: &log,
+        facts: &facts,
+        messages: &messages,
+    };
+    let delivery_input = delivery::DeliveryInput {
+        history: input.history,
+        slots: &slots,
+        judge: &judge,
+        drain_complete: input.drain_complete,
+    };
+    let delivered = delivery::check_deliveries(&delivery_input, &mut findings, &mut reasons);
+
+    if !input.drain_complete && reasons.is_empty() {
+        reasons.push("the drain did not complete, though every device seen had caught up".into());
+    }
+    let anomalies = findings.into_reports(|kind| is_violation(kind, input.expect));
+    let verdict = if anomalies.values().any(|report| report.violation) {
+        Verdict::Invalid
+    } else if !reasons.is_empty() {
+        Verdict::Unknown
+    } else {
+        Verdict::Valid
+    };
+    let stats = CheckStats {
+        messages_in_log: log.conversations.iter().map(|conv| conv.len() as u64).sum(),
+        deliveries_checked: delivered.deliveries,
+        devices_checked: delivered.devices,
+        sockets_checked: delivered.sockets,
+        sends_acked: messages.sends_acked(),
+        declared_gaps: delivered.declared_gaps,
+    };
+    CheckOutcome {
+        verdict,
+        log_source: input.log.source,
+        anomalies,
+        unknown_reasons: reasons,
+        stats,
+    }
+}
+
+/// Whether `kind` breaks the scenario's expectations; kinds that do not
+/// are still counted and reported.
+pub fn is_violation(kind: AnomalyKind, expect: &Expectations) -> bool {
+    match kind {
+        AnomalyKind::Lost => expect.no_loss,
+        AnomalyKind::Duplicate => expect.no_duplicates,
+        AnomalyKind::Redelivered => expect.no_duplicates && !expect.allow_stored_cursor_redelivery,
+        AnomalyKind::Reorder | AnomalyKind::Skip => expect.order,
+        AnomalyKind::Phantom
+        | AnomalyKind::LostAck
+        | AnomalyKind::DuplicateAppend
+        | AnomalyKind::Corrupt => true,
+    }
+}

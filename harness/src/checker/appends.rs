@@ -1,0 +1,377 @@
+//! What the writers did against what the log holds: `lost_ack`,
+//! `duplicate_append`, and the per-receipt `phantom` / `corrupt` judgement
+//! that the delivery pass calls for every `Recv`.
+//!
+//! A message is identified by (conversation, client_msg_id): the protocol
+//! makes sends idempotent per conversation, not globally.
+
+use fnv::FnvHashMap;
+use recovery_protocol::StreamId;
+use uuid::Uuid;
+
+use super::findings::{device_label, Findings, Site};
+use super::index::LogIndex;
+use super::outcome::AnomalyKind;
+use crate::history::{ConversationIx, DeviceIx, EventKind, History, LogEntry, LogSource, RunMeta};
+
+pub(crate) type MsgKey = (ConversationIx, Uuid);
+
+/// The first `Send` of a client_msg_id (retries repeat the same body).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SendRef {
+    pub device: DeviceIx,
+    pub socket: u32,
+    pub at_us: u64,
+    pub body_hash: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AckRef {
+    pub id: StreamId,
+    pub device: DeviceIx,
+    pub socket: u32,
+    pub at_us: u64,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct MsgInfo {
+    pub send: Option<SendRef>,
+    pub ack: Option<AckRef>,
+}
+
+/// Sends and acks by message, built in one pass over the history.
+pub(crate) struct MessageIndex {
+    pub by_key: FnvHashMap<MsgKey, MsgInfo>,
+    /// Acks whose id differs from the first ack of the same message: rare,
+    /// so kept apart instead of a vector in every `MsgInfo`.
+    other_acks: Vec<(MsgKey, AckRef)>,
+}
+
+impl MessageIndex {
+    pub fn build(history: &History) -> Self {
+        let mut by_key: FnvHashMap<MsgKey, MsgInfo> = FnvHashMap::default();
+        let mut other_acks = Vec::new();
+        for event in &history.events {
+            match &event.kind {
+                EventKind::Send {
+                    client_msg_id,
+                    body_hash,
+                    ..
+                } => {
+                    let info = by_key.entry((event.conversation, *client_msg_id)).or_default();
+                    info.send.get_or_insert(SendRef {
+                        device: event.device,
+                        socket: event.socket,
+                        at_us: event.at_us,
+                        body_hash: *body_hash,
+                    });
+                }
+                EventKind::Ack { client_msg_id, id, .. } => {
+                    let key = (event.conversation, *client_msg_id);
+                    let ack = AckRef {
+                        id: *id,
+                        device: event.device,
+                        socket: event.socket,
+                        at_us: event.at_us,
+                    };
+                    let info = by_key.entry(key).or_default();
+                    match info.ack {
+                        None => info.ack = Some(ack),
+                        Some(first) if first.id != ack.id => other_acks.push((key, ack)),
+                        Some(_) => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        MessageIndex { by_key, other_acks }
+    }
+
+    pub fn was_sent(&self, key: MsgKey) -> bool {
+        self.by_key.get(&key).is_some_and(|info| info.send.is_some())
+    }
+
+    /// Distinct messages that got at least one ack.
+    pub fn sends_acked(&self) -> u64 {
+        self.by_key.values().filter(|info| info.ack.is_some()).count() as u64
+    }
+}
+
+/// Per log position, what the delivery pass needs without hashing again.
+pub(crate) struct LogFacts {
+    /// Whether some device sent this entry's client_msg_id.
+    pub cmid_sent: Vec<bool>,
+    /// When the message was acked (else first sent); `u64::MAX` if unknown.
+    pub appended_at_us: Vec<u64>,
+}
+
+/// Checks the log against sends and acks; returns facts for the delivery pass.
+pub(crate) fn check_appends(
+    meta: &RunMeta,
+    log: &LogIndex,
+    messages: &MessageIndex,
+    findings: &mut Findings,
+) -> Vec<LogFacts> {
+    let mut facts = Vec::with_capacity(log.conversations.len());
+    // client_msg_id -> every id it sits at in the log, only for repeats.
+    let mut repeated_in_log: FnvHashMap<MsgKey, Vec<StreamId>> = FnvHashMap::default();
+    for (conversation, conv) in log.conversations.iter().enumerate() {
+        let conversation = conversation as ConversationIx;
+        let mut first_position: FnvHashMap<Uuid, usize> = FnvHashMap::default();
+        let mut cmid_sent = Vec::with_capacity(conv.len());
+        let mut appended_at_us = Vec::with_capacity(conv.len());
+        for (position, entry) in conv.entries.iter().enumerate() {
+            let key = (conversation, entry.client_msg_id);
+            if let Some(&first) = first_position.get(&entry.client_msg_id) {
+                repeated_in_log
+                    .entry(key)
+                    .or_insert_with(|| vec![conv.ids[first]])
+                    .push(entry.id);
+            } else {
+                first_position.insert(entry.client_msg_id, position);
+            }
+            let info = messages.by_key.get(&key).copied().unwrap_or_default();
+            cmid_sent.push(info.send.is_some());
+            appended_at_us.push(
+                info.ack
+                    .map(|ack| ack.at_us)
+                    .or(info.send.map(|send| send.at_us))
+                    .unwrap_or(u64::MAX),
+            );
+            if let Some(send) = info.send {
+                check_entry_against_send(meta, send, key, entry, findings);
+            }
+        }
+        facts.push(LogFacts {
+            cmid_sent,
+            appended_at_us,
+        });
+    }
+    check_acks(meta, log, messages, findings);
+    check_duplicate_appends(meta, messages, repeated_in_log, findings);
+    facts
+}
+
+fn check_entry_against_send(
+    meta: &RunMeta,
+    send: SendRef,
+    key: MsgKey,
+    entry: &LogEntry,
+    findings: &mut Findings,
+) {
+    let (conversation, id) = (key.0, entry.id);
+    let sender_user = meta.devices.get(send.device as usize).map(|info| info.user_id);
+    let sender_ok = sender_user.is_none_or(|user| user == entry.sender_id);
+    let body_ok = send.body_hash == entry.body_hash;
+    if sender_ok && body_ok {
+        return;
+    }
+    let site = Site {
+        device: Some(send.device),
+        conversation,
+        socket: Some(send.socket),
+        at_us: Some(send.at_us),
+        client_msg_id: Some(key.1),
+    };
+    findings.record(AnomalyKind::Corrupt, site, || {
+        let what = match (sender_ok, body_ok) {
+            (false, false) => "sender and body",
+            (false, true) => "sender",
+            _ => "body",
+        };
+        (
+            vec![id],
+            format!(
+                "log entry {id} in conversation {conversation} holds a different {what} than \
+                 {} sent with client_msg_id {}",
+                device_label(meta, send.device),
+                key.1
+            ),
+        )
+    });
+}
+
+/// `lost_ack`: an acked id that does not hold the acked message.
+fn check_acks(meta: &RunMeta, log: &LogIndex, messages: &MessageIndex, findings: &mut Findings) {
+    let firsts = messages
+        .by_key
+        .iter()
+        .filter_map(|(key, info)| info.ack.map(|ack| (*key, ack)));
+    for (key, ack) in firsts.chain(messages.other_acks.iter().copied()) {
+        let conv = &log.conversations[key.0 as usize];
+        let holder = conv.position(ack.id).map(|position| conv.entries[position].client_msg_id);
+        if holder == Some(key.1) {
+            continue;
+        }
+        let site = Site {
+            device: Some(ack.device),
+            conversation: key.0,
+            socket: Some(ack.socket),
+            at_us: Some(ack.at_us),
+            client_msg_id: Some(key.1),
+        };
+        findings.record(AnomalyKind::LostAck, site, || {
+            let found = match holder {
+                None => format!("the log of conversation {} has no entry {}", key.0, ack.id),
+                Some(other) => format!("log entry {} holds client_msg_id {other} instead", ack.id),
+            };
+            (
+                vec![ack.id],
+                format!(
+                    "{} got ack {} for client_msg_id {} but {found}",
+                    device_label(meta, ack.device),
+                    ack.id,
+                    key.1
+                ),
+            )
+        });
+    }
+}
+
+/// `duplicate_append`: one message at two ids, in the log or in the acks.
+/// Counted once per message, with every id it was seen at.
+fn check_duplicate_appends(
+    meta: &RunMeta,
+    messages: &MessageIndex,
+    mut repeated_in_log: FnvHashMap<MsgKey, Vec<StreamId>>,
+    findings: &mut Findings,
+) {
+    let mut acked_twice: FnvHashMap<MsgKey, Vec<AckRef>> = FnvHashMap::default();
+    for (key, ack) in &messages.other_acks {
+        acked_twice.entry(*key).or_default().push(*ack);
+    }
+    let mut keys: Vec<MsgKey> = repeated_in_log.keys().chain(acked_twice.keys()).copied().collect();
+    keys.sort_unstable();
+    keys.dedup();
+    for key in keys {
+        let info = messages.by_key.get(&key).copied().unwrap_or_default();
+        let mut ids = repeated_in_log.remove(&key).unwrap_or_default();
+        let extra_acks = acked_twice.remove(&key).unwrap_or_default();
+        ids.extend(info.ack.iter().chain(&extra_acks).map(|ack| ack.id));
+        ids.sort_unstable();
+        ids.dedup();
+        // Prefer the ack that revealed the second id: that is the retry.
+        let (device, socket, at_us) = match (extra_acks.first(), info.send) {
+            (Some(ack), _) => (Some(ack.device), Some(ack.socket), Some(ack.at_us)),
+            (None, Some(send)) => (Some(send.device), Some(send.socket), Some(send.at_us)),
+            (None, None) => (None, None, None),
+        };
+        let site = Site {
+            device,
+            conversation: key.0,
+            socket,
+            at_us,
+            client_msg_id: Some(key.1),
+        };
+        findings.record(AnomalyKind::DuplicateAppend, site, || {
+            let listed: Vec<String> = ids.iter().map(ToString::to_string).collect();
+            let sender = info
+                .send
+                .map_or_else(|| "no device".to_string(), |send| device_label(meta, send.device));
+            let detail = format!(
+                "client_msg_id {} (sent by {sender}) was appended to conversation {} at {} ids: {}",
+                key.1,
+                key.0,
+                ids.len(),
+                listed.join(", ")
+            );
+            (ids.clone(), detail)
+        });
+    }
+}
+
+/// How one `Recv` relates to the log.
+pub(crate) enum Receipt {
+    /// At this log position; delivery checks apply.
+    InLog(usize),
+    /// Reported as `phantom`; no delivery checks.
+    Phantom,
+    /// A rebuilt log lacks the id though the message was sent: the log and
+    /// the history do not belong together.
+    Unplaced,
+}
+
+/// The fields of a `Recv` that the log is compared with.
+pub(crate) struct Received {
+    pub id: StreamId,
+    pub sender_id: Uuid,
+    pub client_msg_id: Uuid,
+    pub body_hash: u64,
+}
+
+/// Everything a receipt is judged against.
+pub(crate) struct ReceiptJudge<'a> {
+    pub meta: &'a RunMeta,
+    pub log: &'a LogIndex<'a>,
+    pub facts: &'a [LogFacts],
+    pub messages: &'a MessageIndex,
+}
+
+impl ReceiptJudge<'_> {
+    /// Judges one receipt: `phantom` when it is not in the log (Redis log)
+    /// or nobody sent it; `corrupt` when it differs from its log entry.
+    pub fn judge(&self, received: &Received, site: Site, findings: &mut Findings) -> Receipt {
+        let meta = self.meta;
+        let conv = &self.log.conversations[site.conversation as usize];
+        let facts = &self.facts[site.conversation as usize];
+        let source = self.log.source;
+        let messages = self.messages;
+        let device = site.device.unwrap_or_default();
+        let id = received.id;
+        let Some(position) = conv.position(id) else {
+            let sent = messages.was_sent((site.conversation, received.client_msg_id));
+            if source == LogSource::Rebuilt && sent {
+                return Receipt::Unplaced;
+            }
+            findings.record(AnomalyKind::Phantom, site, || {
+                let why = if source == LogSource::Redis {
+                    format!("id {id} is not in the log of conversation {}", site.conversation)
+                } else {
+                    format!("no device sent its client_msg_id {}", received.client_msg_id)
+                };
+                (vec![id], format!("{} received {id}, but {why}", device_label(meta, device)))
+            });
+            return Receipt::Phantom;
+        };
+        let entry = conv.entries[position];
+        let same_message = received.client_msg_id == entry.client_msg_id;
+        let sent = if same_message {
+            facts.cmid_sent[position]
+        } else {
+            messages.was_sent((site.conversation, received.client_msg_id))
+        };
+        if !sent {
+            findings.record(AnomalyKind::Phantom, site, || {
+                let detail = format!(
+                    "{} received {id} with client_msg_id {}, which no device sent",
+                    device_label(meta, device),
+                    received.client_msg_id
+                );
+                (vec![id], detail)
+            });
+        }
+        let sender_ok = received.sender_id == entry.sender_id;
+        let body_ok = received.body_hash == entry.body_hash;
+        if !(same_message && sender_ok && body_ok) {
+            findings.record(AnomalyKind::Corrupt, site, || {
+                let mut differing = Vec::new();
+                if !same_message {
+                    differing.push("client_msg_id");
+                }
+                if !sender_ok {
+                    differing.push("sender");
+                }
+                if !body_ok {
+                    differing.push("body");
+                }
+                let detail = format!(
+                    "{} received {id} with a {} that differs from the log entry",
+                    device_label(meta, device),
+                    differing.join(" and ")
+                );
+                (vec![id], detail)
+            });
+        }
+        Receipt::InLog(position)
+    }
+}

@@ -1,0 +1,527 @@
+//! What each device received against what the log says it was owed:
+//! `lost`, `duplicate`, `redelivered`, `reorder` and `skip`.
+//!
+//! One (device, conversation) pair at a time, sockets in order. Per pair a
+//! reusable vector maps each log position to the last socket that
+//! delivered it, so "received before?", "received on this socket?" and
+//! "never received" are array reads, and nothing is allocated per event.
+
+use recovery_protocol::{CursorSource, StreamId};
+
+use super::appends::{Receipt, ReceiptJudge, Received};
+use super::findings::{device_label, Findings, Site};
+use super::index::{ConvLog, Slot, SlotIndex};
+use super::outcome::{AnomalyKind, MAX_EXAMPLES};
+use crate::history::{Event, EventKind, History, ResumeMode};
+
+pub(crate) struct DeliveryInput<'a> {
+    pub history: &'a History,
+    pub slots: &'a SlotIndex,
+    pub judge: &'a ReceiptJudge<'a>,
+    pub drain_complete: bool,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct DeliveryStats {
+    pub deliveries: u64,
+    pub sockets: u64,
+    pub devices: u64,
+    pub declared_gaps: u64,
+}
+
+/// `last_socket` value of a position the device never received.
+const NOT_RECEIVED: u32 = u32::MAX;
+
+#[derive(Debug, Clone, Copy)]
+struct HelloSeen {
+    resume_from: StreamId,
+    cursor: CursorSource,
+}
+
+/// A position a socket jumped over; a skip unless the socket delivers it
+/// later (then it was a reorder, reported as such).
+struct PendingSkip {
+    position: usize,
+    at_us: u64,
+    /// The id whose delivery jumped over the position.
+    past: StreamId,
+}
+
+struct SocketScan {
+    number: u32,
+    hello: Option<HelloSeen>,
+    /// First log position this socket still owes; `None` while the socket
+    /// has made no promise yet (no hello), so nothing is owed.
+    next_owed: Option<usize>,
+    /// Where a gap that came before the hello moved delivery to.
+    gap_floor: Option<usize>,
+    /// The previous delivered id, for `reorder`.
+    prev: Option<StreamId>,
+    caught_up: Option<StreamId>,
+    recv_before_hello: bool,
+}
+
+impl SocketScan {
+    fn new(number: u32) -> Self {
+        SocketScan {
+            number,
+            hello: None,
+            next_owed: None,
+            gap_floor: None,
+            prev: None,
+            caught_up: None,
+            recv_before_hello: false,
+        }
+    }
+}
+
+#[derive(Default)]
+struct SlotSummary {
+    /// The first hello's `resume_from`: the device is owed what follows.
+    initial: Option<StreamId>,
+    max_position: Option<usize>,
+    /// Number of the last socket and what it caught up to.
+    last_socket: Option<(u32, Option<StreamId>)>,
+}
+
+struct Scanner<'a, 'f> {
+    input: &'a DeliveryInput<'a>,
+    findings: &'a mut Findings<'f>,
+    stats: DeliveryStats,
+    last_socket: Vec<u32>,
+    declared: Vec<(usize, usize)>,
+    pending: Vec<PendingSkip>,
+    sockets_without_hello: u64,
+    unplaced_receipts: u64,
+    outstanding_notes: Vec<String>,
+    outstanding_pairs: u64,
+    outstanding_messages: u64,
+}
+
+/// Runs the delivery checks; adds to `reasons` what could not be judged.
+pub(crate) fn check_deliveries(
+    input: &DeliveryInput,
+    findings: &mut Findings,
+    reasons: &mut Vec<String>,
+) -> DeliveryStats {
+    let mut scanner = Scanner {
+        input,
+        findings,
+        stats: DeliveryStats::default(),
+        last_socket: Vec::new(),
+        declared: Vec::new(),
+        pending: Vec::new(),
+        sockets_without_hello: 0,
+        unplaced_receipts: 0,
+        outstanding_notes: Vec::new(),
+        outstanding_pairs: 0,
+        outstanding_messages: 0,
+    };
+    let mut device_seen = vec![false; input.history.meta.devices.len()];
+    for slot in &input.slots.slots {
+        device_seen[slot.device as usize] = true;
+        scanner.scan_slot(slot);
+    }
+    scanner.stats.devices = device_seen.iter().filter(|seen| **seen).count() as u64;
+    scanner.explain_unchecked(reasons);
+    scanner.stats
+}
+
+impl Scanner<'_, '_> {
+    fn scan_slot(&mut self, slot: &Slot) {
+        let input = self.input;
+        let conv = &input.judge.log.conversations[slot.conversation as usize];
+        self.last_socket.clear();
+        self.last_socket.resize(conv.len(), NOT_RECEIVED);
+        self.declared.clear();
+        let mut summary = SlotSummary::default();
+        let mut socket: Option<SocketScan> = None;
+        for &event_ix in input.slots.events_of(slot) {
+            let event = &input.history.events[event_ix as usize];
+            if socket.as_ref().is_some_and(|open| open.number != event.socket) {
+                if let Some(done) = socket.take() {
+                    self.finish_socket(slot, conv, done, &mut summary);
+                }
+            }
+            let current = socket.get_or_insert_with(|| SocketScan::new(event.socket));
+            match &event.kind {
+                EventKind::Hello {
+                    resume_from,
+                    cursor,
+                    ..
+                } => self.on_hello(conv, current, *resume_from, *cursor, &mut summary),
+                EventKind::Gap {
+                    resume_from,
+                    first_available,
+                    ..
+                } => self.on_gap(conv, current, *resume_from, *first_available),
+                EventKind::Recv {
+                    id,
+                    sender_id,
+                    client_msg_id,
+                    body_hash,
+                    ..
+                } => {
+                    let received = Received {
+                        id: *id,
+                        sender_id: *sender_id,
+                        client_msg_id: *client_msg_id,
+                        body_hash: *body_hash,
+                    };
+                    self.on_recv(slot, current, event, &received, &mut summary);
+                }
+                EventKind::CaughtUp { last_id, .. } => current.caught_up = Some(*last_id),
+                _ => {}
+            }
+        }
+        if let Some(done) = socket.take() {
+            self.finish_socket(slot, conv, done, &mut summary);
+        }
+        self.check_lost(slot, conv, &summary);
+    }
+
+    fn on_hello(
+        &mut self,
+        conv: &ConvLog,
+        current: &mut SocketScan,
+        resume_from: StreamId,
+        cursor: CursorSource,
+        summary: &mut SlotSummary,
+    ) {
+        if current.hello.is_some() {
+            // The first hello made the socket's promise; a second one is
+            // not in the protocol and must not reset what is owed.
+            return;
+        }
+        current.hello = Some(HelloSeen {
+            resume_from,
+            cursor,
+        });
+        summary.initial.get_or_insert(resume_from);
+        if !current.recv_before_hello {
+            let owed_from = current
+                .gap_floor
+                .unwrap_or_else(|| conv.first_after(resume_from));
+            current.next_owed = Some(owed_from);
+        }
+    }
+
+    fn on_gap(
+        &mut self,
+        conv: &ConvLog,
+        current: &mut SocketScan,
+        resume_from: StreamId,
+        first_available: StreamId,
+    ) {
+        self.stats.declared_gaps += 1;
+        let start = conv.first_after(resume_from);
+        let end = conv.first_at_or_after(first_available);
+        if start < end {
+            self.declared.push((start, end));
+        }
+        // Delivery restarts at `first_available`, even below `resume_from`
+        // (a recreated stream after an epoch change).
+        current.next_owed = match (current.hello, current.prev, current.next_owed) {
+            (None, _, _) => {
+                current.gap_floor = Some(end);
+                None
+            }
+            (Some(_), None, _) => Some(end),
+            (Some(_), Some(_), owed) => owed.map(|owed| owed.max(end)),
+        };
+    }
+
+    fn on_recv(
+        &mut self,
+        slot: &Slot,
+        current: &mut SocketScan,
+        event: &Event,
+        received: &Received,
+        summary: &mut SlotSummary,
+    ) {
+        self.stats.deliveries += 1;
+        let site = Site {
+            device: Some(slot.device),
+            conversation: slot.conversation,
+            socket: Some(current.number),
+            at_us: Some(event.at_us),
+            client_msg_id: Some(received.client_msg_id),
+        };
+        let position = match self.input.judge.judge(received, site, self.findings) {
+            Receipt::InLog(position) => position,
+            Receipt::Phantom => return,
+            Receipt::Unplaced => {
+                self.unplaced_receipts += 1;
+                return;
+            }
+        };
+        if current.hello.is_none() {
+            current.recv_before_hello = true;
+        }
+        let meta = &self.input.history.meta;
+        let id = received.id;
+        let socket = current.number;
+        let previous_socket = self.last_socket[position];
+        if previous_socket == socket {
+            // A repeat within one socket is a duplicate, never a reorder
+            // too, and never an allowed redelivery.
+            self.findings.record(AnomalyKind::Duplicate, site, || {
+                let detail = format!(
+                    "{} received {id} twice on socket {socket} in conversation {}",
+                    device_label(meta, slot.device),
+                    slot.conversation
+                );
+                (vec![id], detail)
+            });
+            return;
+        }
+        if let Some(prev) = current.prev.filter(|prev| id < *prev) {
+            self.findings.record(AnomalyKind::Reorder, site, || {
+                let detail = format!(
+                    "{} received {id} after {prev} on socket {socket} in conversation {}",
+                    device_label(meta, slot.device),
+                    slot.conversation
+                );
+                (vec![prev, id], detail)
+            });
+        }
+        current.prev = Some(id);
+        if previous_socket != NOT_RECEIVED {
+            self.on_repeat(slot, current, id, previous_socket, site);
+        }
+        self.last_socket[position] = socket;
+        summary.max_position = summary.max_position.max(Some(position));
+        if let Some(next_owed) = current.next_owed {
+            if position >= next_owed {
+                self.pending.extend((next_owed..position).map(|skipped| PendingSkip {
+                    position: skipped,
+                    at_us: event.at_us,
+                    past: id,
+                }));
+                current.next_owed = Some(position + 1);
+            }
+        }
+    }
+
+    /// A message the device already had, delivered again on a later socket.
+    fn on_repeat(
+        &mut self,
+        slot: &Slot,
+        current: &SocketScan,
+        id: StreamId,
+        previous_socket: u32,
+        site: Site,
+    ) {
+        let meta = &self.input.history.meta;
+        let mode = meta.devices[slot.device as usize].resume_mode;
+        // At-least-once only covers what lies above the stored cursor the
+        // server itself announced.
+        let stored_cursor = current
+            .hello
+            .filter(|hello| hello.cursor == CursorSource::Stored)
+            .map(|hello| hello.resume_from);
+        let redelivery =
+            mode == ResumeMode::StoredCursor && stored_cursor.is_some_and(|cursor| id > cursor);
+        let kind = if redelivery {
+            AnomalyKind::Redelivered
+        } else {
+            AnomalyKind::Duplicate
+        };
+        let socket = current.number;
+        let resumed = current.hello.map(|hello| (hello.resume_from, hello.cursor));
+        self.findings.record(kind, site, || {
+            let how = match resumed {
+                Some((from, cursor)) => format!(
+                    "after resuming from {from} ({} cursor)",
+                    cursor_name(cursor)
+                ),
+                None => "before any hello".to_string(),
+            };
+            let detail = format!(
+                "{} received {id} again on socket {socket} {how} in conversation {}; \
+                 it already had it from socket {previous_socket}",
+                device_label(meta, slot.device),
+                slot.conversation
+            );
+            (vec![id], detail)
+        });
+    }
+
+    fn finish_socket(
+        &mut self,
+        slot: &Slot,
+        conv: &ConvLog,
+        done: SocketScan,
+        summary: &mut SlotSummary,
+    ) {
+        self.stats.sockets += 1;
+        if done.recv_before_hello {
+            self.sockets_without_hello += 1;
+        }
+        summary.last_socket = Some((done.number, done.caught_up));
+        let meta = &self.input.history.meta;
+        let mut pending = std::mem::take(&mut self.pending);
+        for skip in pending.drain(..) {
+            if self.last_socket[skip.position] == done.number {
+                continue;
+            }
+            let entry = conv.entries[skip.position];
+            let skipped = entry.id;
+            let site = Site {
+                device: Some(slot.device),
+                conversation: slot.conversation,
+                socket: Some(done.number),
+                at_us: Some(skip.at_us),
+                client_msg_id: Some(entry.client_msg_id),
+            };
+            let resumed = done.hello.map(|hello| hello.resume_from);
+            self.findings.record(AnomalyKind::Skip, site, || {
+                let from = resumed.map_or_else(String::new, |from| {
+                    format!(" (it resumed after {from})")
+                });
+                let detail = format!(
+                    "{} socket {} in conversation {} delivered {} without ever delivering {skipped}{from}",
+                    device_label(meta, slot.device),
+                    done.number,
+                    slot.conversation,
+                    skip.past
+                );
+                (vec![skipped, skip.past], detail)
+            });
+        }
+        // Hand the (now empty) allocation back for the next socket.
+        self.pending = pending;
+    }
+
+    fn check_lost(&mut self, slot: &Slot, conv: &ConvLog, summary: &SlotSummary) {
+        let meta = &self.input.history.meta;
+        let facts = &self.input.judge.facts[slot.conversation as usize];
+        let start = summary.initial.map_or(0, |initial| conv.first_after(initial));
+        let declared = merge_ranges(&mut self.declared);
+        let mut declared_ix = 0;
+        let mut outstanding = 0u64;
+        let mut first_outstanding = None;
+        for position in start..conv.len() {
+            if self.last_socket[position] != NOT_RECEIVED {
+                continue;
+            }
+            while declared.get(declared_ix).is_some_and(|&(_, end)| end <= position) {
+                declared_ix += 1;
+            }
+            if declared
+                .get(declared_ix)
+                .is_some_and(|&(begin, _)| begin <= position)
+            {
+                continue;
+            }
+            // Without a complete drain, only a message the device has
+            // provably moved past counts as lost; the tail is unknown.
+            let moved_past = summary.max_position.is_some_and(|max| position < max);
+            if !self.input.drain_complete && !moved_past {
+                outstanding += 1;
+                first_outstanding.get_or_insert(position);
+                continue;
+            }
+            let entry = conv.entries[position];
+            let appended_at_us = facts.appended_at_us[position];
+            let site = Site {
+                device: Some(slot.device),
+                conversation: slot.conversation,
+                socket: summary.last_socket.map(|(number, _)| number),
+                at_us: (appended_at_us != u64::MAX).then_some(appended_at_us),
+                client_msg_id: Some(entry.client_msg_id),
+            };
+            self.findings.record(AnomalyKind::Lost, site, || {
+                let last = match summary.last_socket {
+                    None => "it never connected".to_string(),
+                    Some((number, Some(caught_up))) => {
+                        format!("its last socket {number} caught up to {caught_up}")
+                    }
+                    Some((number, None)) => format!("its last socket {number} never caught up"),
+                };
+                let detail = format!(
+                    "{} never received {} in conversation {}; {last}",
+                    device_label(meta, slot.device),
+                    entry.id,
+                    slot.conversation
+                );
+                (vec![entry.id], detail)
+            });
+        }
+        if let Some(first) = first_outstanding {
+            self.outstanding_pairs += 1;
+            self.outstanding_messages += outstanding;
+            if self.outstanding_notes.len() < MAX_EXAMPLES {
+                self.outstanding_notes.push(format!(
+                    "{} did not catch up in conversation {}: {outstanding} messages outstanding \
+                     from {}",
+                    device_label(meta, slot.device),
+                    slot.conversation,
+                    conv.ids[first]
+                ));
+            }
+        }
+    }
+
+    fn explain_unchecked(&mut self, reasons: &mut Vec<String>) {
+        let listed = self.outstanding_notes.len() as u64;
+        reasons.append(&mut self.outstanding_notes);
+        if self.outstanding_pairs > listed {
+            reasons.push(format!(
+                "{} (device, conversation) pairs in all did not catch up: {} messages outstanding",
+                self.outstanding_pairs, self.outstanding_messages
+            ));
+        }
+        if self.sockets_without_hello > 0 {
+            reasons.push(format!(
+                "{} sockets delivered messages before their hello; skips on them were not checked",
+                self.sockets_without_hello
+            ));
+        }
+        if self.unplaced_receipts > 0 {
+            reasons.push(format!(
+                "{} receipts are missing from the rebuilt log (log and history do not belong \
+                 together); they were not checked",
+                self.unplaced_receipts
+            ));
+        }
+    }
+}
+
+/// Sorts and merges half-open position ranges in place.
+fn merge_ranges(ranges: &mut Vec<(usize, usize)>) -> &[(usize, usize)] {
+    ranges.sort_unstable();
+    let mut merged = 0;
+    for ix in 0..ranges.len() {
+        let (begin, end) = ranges[ix];
+        if merged > 0 && begin <= ranges[merged - 1].1 {
+            ranges[merged - 1].1 = ranges[merged - 1].1.max(end);
+        } else {
+            ranges[merged] = (begin, end);
+            merged += 1;
+        }
+    }
+    ranges.truncate(merged);
+    ranges
+}
+
+fn cursor_name(cursor: CursorSource) -> &'static str {
+    match cursor {
+        CursorSource::Client => "client",
+        CursorSource::Stored => "stored",
+        CursorSource::None => "no",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_ranges;
+
+    #[test]
+    fn merges_overlapping_and_touching_ranges() {
+        let mut ranges = vec![(5, 7), (0, 2), (1, 3), (3, 4), (9, 10)];
+        assert_eq!(merge_ranges(&mut ranges), &[(0, 4), (5, 7), (9, 10)]);
+        let mut empty = Vec::new();
+        assert!(merge_ranges(&mut empty).is_empty());
+    }
+}

@@ -1,0 +1,106 @@
+//! Rebuilding the message log from the history, for runs whose Redis could
+//! not be read back. Weaker than the real log: a message that nobody acked
+//! and nobody received is invisible, so `lost` can only be judged for
+//! messages at least one party saw.
+
+use fnv::FnvHashMap;
+use recovery_protocol::StreamId;
+use uuid::Uuid;
+
+use crate::history::{ConversationIx, EventKind, History, LogEntry, LogSource, MessageLog};
+
+/// Where the rebuilt entry of an id came from; lower wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Witness {
+    /// The server's own word about where it appended.
+    Ack,
+    Receipt,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    witness: Witness,
+    event: usize,
+    client_msg_id: Uuid,
+}
+
+/// The log as the acks and receipts show it: the union of their ids per
+/// conversation, sorted. An id's client_msg_id comes from an ack if there
+/// is one, else from the first receipt; sender and body come from the
+/// `Send` of that client_msg_id, else from a receipt.
+///
+/// Receipts of messages nobody sent are kept (the server evidently has
+/// them); the checker reports them as `phantom`.
+pub fn rebuild_log(history: &History) -> MessageLog {
+    let conversation_count = history.meta.conversations.len();
+    let mut sent: FnvHashMap<(ConversationIx, Uuid), (Uuid, u64)> = FnvHashMap::default();
+    let mut witnessed: FnvHashMap<(ConversationIx, StreamId), Candidate> = FnvHashMap::default();
+    for (event_ix, event) in history.events.iter().enumerate() {
+        if event.conversation as usize >= conversation_count {
+            continue;
+        }
+        let (id, client_msg_id, witness) = match &event.kind {
+            EventKind::Send {
+                client_msg_id,
+                body_hash,
+                ..
+            } => {
+                if let Some(device) = history.meta.devices.get(event.device as usize) {
+                    sent.entry((event.conversation, *client_msg_id))
+                        .or_insert((device.user_id, *body_hash));
+                }
+                continue;
+            }
+            EventKind::Ack { client_msg_id, id, .. } => (*id, *client_msg_id, Witness::Ack),
+            EventKind::Recv { id, client_msg_id, .. } => (*id, *client_msg_id, Witness::Receipt),
+            _ => continue,
+        };
+        let candidate = Candidate {
+            witness,
+            event: event_ix,
+            client_msg_id,
+        };
+        witnessed
+            .entry((event.conversation, id))
+            .and_modify(|kept| {
+                if witness < kept.witness {
+                    *kept = candidate;
+                }
+            })
+            .or_insert(candidate);
+    }
+
+    let mut conversations: Vec<Vec<LogEntry>> = vec![Vec::new(); conversation_count];
+    for ((conversation, id), candidate) in witnessed {
+        let (sender_id, body_hash) = sent
+            .get(&(conversation, candidate.client_msg_id))
+            .copied()
+            .unwrap_or_else(|| receipt_content(history, &candidate));
+        conversations[conversation as usize].push(LogEntry {
+            id,
+            sender_id,
+            client_msg_id: candidate.client_msg_id,
+            body_hash,
+        });
+    }
+    for entries in &mut conversations {
+        entries.sort_unstable_by_key(|entry| entry.id);
+    }
+    MessageLog {
+        source: LogSource::Rebuilt,
+        conversations,
+    }
+}
+
+/// Sender and body of an unsent message, from the receipt that witnessed
+/// it; an ack of a message nobody sent carries neither.
+fn receipt_content(history: &History, candidate: &Candidate) -> (Uuid, u64) {
+    match &history.events[candidate.event].kind {
+        EventKind::Recv {
+            sender_id,
+            body_hash,
+            ..
+        } => (*sender_id, *body_hash),
+        _ => (Uuid::nil(), 0),
+    }
+}

@@ -1,0 +1,383 @@
+//! End-to-end checker tests: generated valid histories must be judged
+//! valid, and every single mutation must be reported as exactly the
+//! anomaly it introduces, with an example naming the right device and ids.
+
+use proptest::prelude::*;
+use recovery_protocol::StreamId;
+
+use super::testgen::{generate, mutate, ExpectedAnomaly, GenConfig, Generated, Mutation};
+use super::*;
+use crate::history::{EventKind, LogSource, ResumeMode};
+
+fn strict() -> Expectations {
+    Expectations {
+        no_loss: true,
+        no_duplicates: true,
+        order: true,
+        allow_stored_cursor_redelivery: false,
+    }
+}
+
+fn run(generated: &Generated, expect: &Expectations, drain_complete: bool) -> CheckOutcome {
+    check(&CheckInput {
+        history: &generated.history,
+        log: &generated.log,
+        expect,
+        drain_complete,
+        unknown_reasons: Vec::new(),
+    })
+}
+
+/// Asserts the outcome reports exactly the expected kinds, with the
+/// expected counts and at least one matching example each.
+fn assert_flagged(outcome: &CheckOutcome, expected: &[ExpectedAnomaly]) -> Result<(), String> {
+    let reported: Vec<AnomalyKind> = outcome.anomalies.keys().copied().collect();
+    let mut wanted: Vec<AnomalyKind> = expected.iter().map(|anomaly| anomaly.kind).collect();
+    wanted.sort();
+    if reported != wanted {
+        return Err(format!("expected kinds {wanted:?}, got {:#?}", outcome.anomalies));
+    }
+    for anomaly in expected {
+        let report = &outcome.anomalies[&anomaly.kind];
+        if report.count != anomaly.count {
+            return Err(format!("expected {anomaly:?}, got {report:#?}"));
+        }
+        let matching = report.examples.iter().any(|example| {
+            example.device == anomaly.device
+                && example.conversation == anomaly.conversation
+                && anomaly.socket.is_none_or(|socket| example.socket == Some(socket))
+                && example.ids == anomaly.ids
+                && !example.detail.is_empty()
+        });
+        if !matching {
+            return Err(format!("no example matches {anomaly:?}: {report:#?}"));
+        }
+    }
+    Ok(())
+}
+
+fn rich_config() -> GenConfig {
+    GenConfig {
+        devices: 5,
+        conversations: 2,
+        steps: 300,
+        stored_cursor_percent: 50,
+        seed: 11,
+    }
+}
+
+fn mutated(mutation: Mutation, pick: usize) -> (Generated, Vec<ExpectedAnomaly>) {
+    let mut generated = generate(&rich_config());
+    let expected = mutate(&mut generated, mutation, pick)
+        .unwrap_or_else(|| panic!("the rich history has a site for {mutation:?}"));
+    (generated, expected)
+}
+
+#[test]
+fn generated_histories_are_valid() {
+    for seed in 0..20 {
+        let generated = generate(&GenConfig {
+            seed,
+            ..rich_config()
+        });
+        let outcome = run(&generated, &strict(), true);
+        assert_eq!(outcome.verdict, Verdict::Valid, "seed {seed}: {outcome:#?}");
+        assert!(outcome.anomalies.is_empty());
+        let recvs = generated
+            .history
+            .events
+            .iter()
+            .filter(|event| matches!(event.kind, EventKind::Recv { .. }))
+            .count() as u64;
+        assert_eq!(outcome.stats.deliveries_checked, recvs);
+        let logged: usize = generated.log.conversations.iter().map(Vec::len).sum();
+        assert_eq!(outcome.stats.messages_in_log, logged as u64);
+        assert_eq!(outcome.stats.sends_acked, logged as u64);
+        assert_eq!(outcome.stats.devices_checked, 5);
+    }
+}
+
+#[test]
+fn every_mutation_is_flagged_as_its_anomaly() {
+    for mutation in Mutation::ALL {
+        for pick in [0, 17, 1_000_003] {
+            let (generated, expected) = mutated(mutation, pick);
+            let outcome = run(&generated, &strict(), true);
+            if let Err(message) = assert_flagged(&outcome, &expected) {
+                panic!("{mutation:?} pick {pick}: {message}");
+            }
+            let verdict = if expected.is_empty() {
+                Verdict::Valid
+            } else {
+                Verdict::Invalid
+            };
+            assert_eq!(outcome.verdict, verdict, "{mutation:?}");
+        }
+    }
+}
+
+#[test]
+fn dropped_receipt_example_names_device_and_last_socket() {
+    let (generated, expected) = mutated(Mutation::DropRecv, 3);
+    let outcome = run(&generated, &strict(), true);
+    let lost = &outcome.anomalies[&AnomalyKind::Lost].examples[0];
+    let device = expected[0].device.unwrap_or_default();
+    let info = &generated.history.meta.devices[device as usize];
+    assert_eq!(lost.user_id, Some(info.user_id));
+    assert_eq!(lost.client_id, Some(info.client_id));
+    assert!(lost.detail.contains(&format!("never received {}", expected[0].ids[0])), "{}", lost.detail);
+    assert!(lost.detail.contains("caught up to"), "{}", lost.detail);
+    let conversation = &generated.history.meta.conversations[lost.conversation as usize];
+    assert_eq!(lost.conversation_id, conversation.conversation_id);
+}
+
+#[test]
+fn stored_cursor_redelivery_is_valid_only_when_allowed() {
+    let (generated, expected) = mutated(Mutation::StoredCursorRedelivery, 2);
+    let device = expected[0].device.unwrap_or_default();
+    assert_eq!(
+        generated.history.meta.devices[device as usize].resume_mode,
+        ResumeMode::StoredCursor
+    );
+    let allowed = Expectations {
+        allow_stored_cursor_redelivery: true,
+        ..strict()
+    };
+    let outcome = run(&generated, &allowed, true);
+    assert_eq!(outcome.verdict, Verdict::Valid);
+    let report = &outcome.anomalies[&AnomalyKind::Redelivered];
+    assert!(!report.violation);
+    assert_eq!(report.count, expected[0].count);
+    assert_eq!(run(&generated, &strict(), true).verdict, Verdict::Invalid);
+}
+
+#[test]
+fn redelivery_to_a_client_cursor_device_is_a_duplicate() {
+    let (mut generated, expected) = mutated(Mutation::StoredCursorRedelivery, 2);
+    // The hello still says `cursor: "stored"`, but a client-cursor device
+    // is owed exactly-once.
+    let device = expected[0].device.unwrap_or_default() as usize;
+    generated.history.meta.devices[device].resume_mode = ResumeMode::ClientCursor;
+    let outcome = run(&generated, &strict(), true);
+    assert_eq!(outcome.count(AnomalyKind::Duplicate), expected[0].count);
+    assert!(!outcome.anomalies.contains_key(&AnomalyKind::Redelivered));
+}
+
+#[test]
+fn relaxed_expectations_count_but_do_not_invalidate() {
+    let (generated, _) = mutated(Mutation::DropRecv, 5);
+    let relaxed = Expectations {
+        no_loss: false,
+        order: false,
+        ..strict()
+    };
+    let outcome = run(&generated, &relaxed, true);
+    assert_eq!(outcome.verdict, Verdict::Valid);
+    assert_eq!(outcome.count(AnomalyKind::Lost), 1);
+    assert!(outcome.anomalies.values().all(|report| !report.violation));
+}
+
+/// Removes every receipt of device 0's last socket: the tail of what it
+/// received, as if it had not caught up at the end.
+fn without_final_catch_up() -> (Generated, u32, usize) {
+    let mut generated = generate(&rich_config());
+    let last_socket = generated
+        .history
+        .events
+        .iter()
+        .filter(|event| event.device == 0)
+        .map(|event| (event.conversation, event.socket))
+        .max()
+        .expect("device 0 has events");
+    let before = generated.history.events.len();
+    generated.history.events.retain(|event| {
+        !(event.device == 0
+            && (event.conversation, event.socket) == last_socket
+            && matches!(event.kind, EventKind::Recv { .. }))
+    });
+    let removed = before - generated.history.events.len();
+    (generated, last_socket.0, removed)
+}
+
+#[test]
+fn incomplete_drain_leaves_the_tail_unknown_not_lost() {
+    let (generated, conversation, removed) = without_final_catch_up();
+    assert!(removed > 0, "the seed must give device 0 a final replay");
+    let outcome = run(&generated, &strict(), false);
+    assert_eq!(outcome.verdict, Verdict::Unknown, "{outcome:#?}");
+    assert!(outcome.anomalies.is_empty());
+    let note = format!("did not catch up in conversation {conversation}: {removed} messages outstanding");
+    assert!(
+        outcome.unknown_reasons.iter().any(|reason| reason.contains(&note)),
+        "{:?}",
+        outcome.unknown_reasons
+    );
+    let drained = run(&generated, &strict(), true);
+    assert_eq!(drained.count(AnomalyKind::Lost), removed as u64);
+}
+
+#[test]
+fn incomplete_drain_still_reports_messages_moved_past() {
+    let (generated, expected) = mutated(Mutation::UndeclaredGap, 4);
+    let outcome = run(&generated, &strict(), false);
+    assert_eq!(outcome.verdict, Verdict::Invalid);
+    assert_flagged(&outcome, &expected).unwrap();
+}
+
+#[test]
+fn given_unknown_reasons_make_a_clean_run_unknown() {
+    let generated = generate(&rich_config());
+    let outcome = check(&CheckInput {
+        history: &generated.history,
+        log: &generated.log,
+        expect: &strict(),
+        drain_complete: true,
+        unknown_reasons: vec!["redis unreachable".into()],
+    });
+    assert_eq!(outcome.verdict, Verdict::Unknown);
+    assert_eq!(outcome.unknown_reasons, vec!["redis unreachable".to_string()]);
+}
+
+#[test]
+fn rebuilt_log_of_a_valid_history_equals_the_real_log() {
+    for seed in 0..5 {
+        let generated = generate(&GenConfig { seed, ..rich_config() });
+        let rebuilt = rebuild_log(&generated.history);
+        assert_eq!(rebuilt.source, LogSource::Rebuilt);
+        assert_eq!(rebuilt.conversations, generated.log.conversations);
+        let outcome = run(&Generated { log: rebuilt, ..generated }, &strict(), true);
+        assert_eq!(outcome.verdict, Verdict::Valid);
+        assert_eq!(outcome.log_source, LogSource::Rebuilt);
+    }
+}
+
+#[test]
+fn rebuilt_log_flags_receipts_nobody_sent() {
+    let (mut generated, expected) = mutated(Mutation::PhantomRecv, 9);
+    generated.log = rebuild_log(&generated.history);
+    let phantom = expected[0].ids[0];
+    let conversation = &generated.log.conversations[expected[0].conversation as usize];
+    assert!(conversation.iter().any(|entry| entry.id == phantom));
+    let outcome = run(&generated, &strict(), true);
+    let report = &outcome.anomalies[&AnomalyKind::Phantom];
+    assert_eq!(report.count, 1);
+    assert_eq!(report.examples[0].ids, vec![phantom]);
+    assert!(report.examples[0].detail.contains("no device sent"));
+}
+
+#[test]
+fn rebuilt_log_does_not_flag_ids_missing_from_a_foreign_log() {
+    // A rebuilt log of another run: receipts of sent messages that it
+    // lacks make the verdict unknown, never phantom.
+    let generated = generate(&rich_config());
+    let mut log = rebuild_log(&generated.history);
+    let removed = log.conversations[0].pop().expect("conversation 0 has messages");
+    let outcome = run(&Generated { log, ..generated }, &strict(), true);
+    assert!(!outcome.anomalies.contains_key(&AnomalyKind::Phantom));
+    assert!(outcome.count(AnomalyKind::LostAck) == 1, "{outcome:#?}");
+    assert!(outcome.unknown_reasons.iter().any(|reason| reason.contains("rebuilt log")));
+    let lost_ack = &outcome.anomalies[&AnomalyKind::LostAck].examples[0];
+    assert_eq!(lost_ack.ids, vec![removed.id]);
+}
+
+#[test]
+fn gap_to_a_recreated_stream_owes_from_first_available() {
+    // After an epoch change the device's cursor (here: MAX) is meaningless
+    // and delivery restarts at `first_available`; a jump after that point
+    // is still a skip.
+    let mut generated = generate(&rich_config());
+    let events = &mut generated.history.events;
+    let is_replay = |event: &crate::history::Event, socket| {
+        event.socket == socket && matches!(event.kind, EventKind::Recv { replay: true, .. })
+    };
+    let hello = (0..events.len().saturating_sub(3))
+        .find(|&ix| {
+            let socket = events[ix].socket;
+            socket > 0
+                && matches!(events[ix].kind, EventKind::Hello { .. })
+                && (1..=3).all(|step| is_replay(&events[ix + step], socket))
+        })
+        .expect("the rich history has a reconnect replaying three messages");
+    let replayed: Vec<StreamId> = (1..=3).map(|step| recv_id(&events[hello + step])).collect();
+    if let EventKind::Hello { resume_from, .. } = &mut events[hello].kind {
+        *resume_from = StreamId::MAX;
+    }
+    let gap = crate::history::Event {
+        kind: EventKind::Gap {
+            resume_from: StreamId::MAX,
+            first_available: replayed[0],
+            reason: recovery_protocol::GapReason::EpochChanged,
+        },
+        ..events[hello].clone()
+    };
+    events.remove(hello + 2);
+    events.insert(hello + 1, gap);
+    let (device, conversation, socket) = (events[hello].device, events[hello].conversation, events[hello].socket);
+    let outcome = run(&generated, &strict(), true);
+    let expected = [
+        ExpectedAnomaly {
+            kind: AnomalyKind::Lost,
+            count: 1,
+            device: Some(device),
+            conversation,
+            socket: None,
+            ids: vec![replayed[1]],
+        },
+        ExpectedAnomaly {
+            kind: AnomalyKind::Skip,
+            count: 1,
+            device: Some(device),
+            conversation,
+            socket: Some(socket),
+            ids: vec![replayed[1], replayed[2]],
+        },
+    ];
+    assert_flagged(&outcome, &expected).unwrap();
+    assert_eq!(outcome.stats.declared_gaps, 1);
+}
+
+fn recv_id(event: &crate::history::Event) -> StreamId {
+    match event.kind {
+        EventKind::Recv { id, .. } => id,
+        _ => panic!("not a receipt: {event:?}"),
+    }
+}
+
+fn gen_config() -> impl Strategy<Value = GenConfig> {
+    (1u32..=5, 1u32..=3, 5u32..=150, 0u32..=100, any::<u64>()).prop_map(
+        |(devices, conversations, steps, stored_cursor_percent, seed)| GenConfig {
+            devices,
+            conversations,
+            steps,
+            stored_cursor_percent,
+            seed,
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn valid_histories_are_judged_valid(config in gen_config()) {
+        let generated = generate(&config);
+        let outcome = run(&generated, &strict(), true);
+        prop_assert_eq!(outcome.verdict, Verdict::Valid, "{:#?}", outcome);
+    }
+
+    #[test]
+    fn any_single_mutation_is_flagged(
+        config in gen_config(),
+        mutation in prop::sample::select(Mutation::ALL.to_vec()),
+        pick in any::<usize>(),
+    ) {
+        let mut generated = generate(&config);
+        let Some(expected) = mutate(&mut generated, mutation, pick) else {
+            return Ok(());
+        };
+        let outcome = run(&generated, &strict(), true);
+        if let Err(message) = assert_flagged(&outcome, &expected) {
+            return Err(TestCaseError::fail(format!("{mutation:?}: {message}")));
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The short verdict table `harness run` prints when it is done.
+
+use std::fmt::Write as _;
+
+use super::markdown::verdict_headline;
+use super::summary::Summary;
+use super::units::format_opt_us;
+use crate::scenario::LatencyMetric;
+
+/// Metrics a person looks at first; the rest are in the reports.
+const HEADLINE_METRICS: [LatencyMetric; 3] = [
+    LatencyMetric::LiveDelivery,
+    LatencyMetric::Ack,
+    LatencyMetric::Recovery,
+];
+
+/// Plain text, no colours (it may be piped into a log).
+pub fn render_console_table(summary: &Summary) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail; the write results are ignored for that reason.
+    let _ = writeln!(out, "{}", verdict_headline(summary));
+    let _ = writeln!(
+        out,
+        "  scenario {}  seed {}  exit code {}",
+        summary.scenario, summary.seed, summary.exit_code
+    );
+    if summary.anomalies.is_empty() {
+        let _ = writeln!(out, "  anomalies    none");
+    }
+    for report in &summary.anomalies {
+        let _ = writeln!(
+            out,
+            "  {:<16} {:>10}  {}",
+            report.kind.name(),
+            report.count,
+            if report.violation {
+                "VIOLATION"
+            } else {
+                "allowed"
+            }
+        );
+    }
+    for reason in &summary.unknown_reasons {
+        let _ = writeln!(out, "  unknown: {reason}");
+    }
+    for result in &summary.thresholds {
+        let _ = writeln!(
+            out,
+            "  {:<40} {:>12}  {}",
+            result.description,
+            result.observed,
+            if result.passed { "met" } else { "MISSED" }
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  {:<16} {:>10} {:>10} {:>10} {:>10}",
+        "latency", "count", "p50", "p99", "max"
+    );
+    for metric in HEADLINE_METRICS {
+        let Some(stats) = summary.latency.get(&metric) else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "  {:<16} {:>10} {:>10} {:>10} {:>10}",
+            metric.name(),
+            stats.count,
+            format_opt_us(stats.p50_us),
+            format_opt_us(stats.p99_us),
+            format_opt_us(stats.max_us)
+        );
+    }
+    let totals = &summary.totals;
+    let _ = writeln!(
+        out,
+        "  {} sends, {} deliveries ({} replayed), {} reconnects, peak {} sockets",
+        totals.sends,
+        totals.deliveries(),
+        totals.deliveries_replayed,
+        totals.reconnects,
+        totals.peak_sockets_online
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checker::Verdict;
+    use crate::report::summary::tests::sample_summary;
+
+    #[test]
+    fn table_shows_verdict_anomalies_thresholds_and_latency() {
+        let text = render_console_table(&sample_summary(Verdict::Invalid, false));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "INVALID: an invariant was violated");
+        assert!(lines[1].contains("exit code 1"), "{text}");
+        assert!(
+            text.contains("  lost                      3  VIOLATION"),
+            "{text}"
+        );
+        assert!(text.contains("MISSED"), "{text}");
+        assert!(
+            text.contains("  live_delivery             2     900 µs    1.80 ms    1.80 ms"),
+            "{text}"
+        );
+        assert!(text.contains("3 sends, 4 deliveries (1 replayed), 1 reconnects, peak 2 sockets"));
+    }
+
+    #[test]
+    fn valid_run_has_no_anomaly_rows() {
+        let text = render_console_table(&sample_summary(Verdict::Valid, true));
+        assert!(text.starts_with("VALID: no invariant violated"));
+        assert!(text.contains("anomalies    none"));
+        assert!(!text.contains("MISSED"));
+    }
+}

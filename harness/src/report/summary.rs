@@ -1,0 +1,229 @@
+//! `summary.json`: the machine-readable result of a run. Its schema is
+//! documented field by field in `docs/report-format.md`; any change that
+//! removes or renames a field needs a new `schema` version.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::analysis::{Analysis, Totals};
+use super::latency::LatencyStats;
+use super::thresholds::ThresholdResult;
+use super::units::format_unix_ms;
+use crate::checker::{AnomalyReport, CheckOutcome, CheckStats, Verdict};
+use crate::history::LogSource;
+use crate::scenario::{LatencyMetric, Scenario, ServersSpec};
+
+pub const SUMMARY_SCHEMA: &str = "recovery-harness/summary/v1";
+
+/// Exit codes of `harness run` (and of `harness report`).
+pub const EXIT_VALID: u8 = 0;
+pub const EXIT_INVALID: u8 = 1;
+pub const EXIT_THRESHOLD_OR_UNKNOWN: u8 = 2;
+
+/// What the runner knows about a run beyond its history.
+#[derive(Debug, Clone)]
+pub struct RunFacts {
+    pub scenario: Scenario,
+    /// The seed actually used (the scenario's, or the one picked).
+    pub seed: u64,
+    pub started_at_unix_ms: u64,
+    pub wall_duration: Duration,
+    /// User + system CPU time of the harness process.
+    pub harness_cpu: Duration,
+    pub harness_peak_rss_bytes: u64,
+    /// Most sockets the harness held open at once.
+    pub peak_sockets: u64,
+    /// Whether every device had everything before the drain timeout.
+    pub drain_complete: bool,
+    /// How Redis was provided, e.g. `testcontainers redis:7.2 (aof-everysec)`.
+    pub redis_description: String,
+    /// The server URLs the devices connected to.
+    pub targets: Vec<String>,
+    /// Devices still missing messages when the drain timed out.
+    pub stragglers: Vec<String>,
+}
+
+/// The shape of the scenario that was played, flattened so this schema
+/// stays stable when the scenario model changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunShape {
+    pub duration_s: f64,
+    pub ramp_up_s: f64,
+    pub drain_timeout_s: f64,
+    pub users: u32,
+    pub devices_per_user: u32,
+    pub conversations: u32,
+    pub members_per_conversation: u32,
+    pub sockets_when_all_online: u64,
+    pub send_rate_per_s: f64,
+    pub body_bytes: u32,
+    pub churn_enabled: bool,
+    pub abrupt_share: f64,
+    pub reset_share: f64,
+    pub client_cursor_share: f64,
+    /// `spawn` (reference servers started by the harness) or `external`.
+    pub servers_mode: String,
+    /// Reference servers spawned (0 for external targets).
+    pub servers_spawned: u32,
+    pub expect_no_loss: bool,
+    pub expect_no_duplicates: bool,
+    pub expect_order: bool,
+    pub allow_stored_cursor_redelivery: bool,
+}
+
+impl RunShape {
+    fn of(scenario: &Scenario) -> RunShape {
+        let (servers_mode, servers_spawned) = match &scenario.servers {
+            ServersSpec::Spawn { count, .. } => ("spawn", *count),
+            ServersSpec::External { .. } => ("external", 0),
+        };
+        let population = &scenario.population;
+        RunShape {
+            duration_s: scenario.duration.as_secs_f64(),
+            ramp_up_s: scenario.ramp_up.as_secs_f64(),
+            drain_timeout_s: scenario.drain_timeout.as_secs_f64(),
+            users: population.users,
+            devices_per_user: population.devices_per_user,
+            conversations: population.conversations,
+            members_per_conversation: population.members_per_conversation,
+            sockets_when_all_online: population.total_sockets(),
+            send_rate_per_s: scenario.traffic.send_rate_per_s,
+            body_bytes: scenario.traffic.body_bytes,
+            churn_enabled: scenario.churn.enabled,
+            abrupt_share: scenario.churn.abrupt_share,
+            reset_share: scenario.churn.reset_share,
+            client_cursor_share: scenario.churn.client_cursor_share,
+            servers_mode: servers_mode.to_string(),
+            servers_spawned,
+            expect_no_loss: scenario.expect.no_loss,
+            expect_no_duplicates: scenario.expect.no_duplicates,
+            expect_order: scenario.expect.order,
+            allow_stored_cursor_redelivery: scenario.expect.allow_stored_cursor_redelivery,
+        }
+    }
+}
+
+/// What the harness process itself cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HarnessResources {
+    pub cpu_seconds: f64,
+    /// CPU time over wall time; 100 = one core busy the whole run.
+    pub cpu_percent_of_one_core: f64,
+    pub peak_rss_bytes: u64,
+    pub peak_sockets: u64,
+    /// `peak_rss_bytes / peak_sockets`; `null` without sockets.
+    pub rss_bytes_per_socket: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Always [`SUMMARY_SCHEMA`].
+    pub schema: String,
+    pub scenario: String,
+    pub seed: u64,
+    pub started_at_unix_ms: u64,
+    /// `started_at_unix_ms` as RFC 3339 UTC.
+    pub started_at: String,
+    pub wall_duration_s: f64,
+    pub verdict: Verdict,
+    pub exit_code: u8,
+    pub drain_complete: bool,
+    pub log_source: LogSource,
+    /// One entry per anomaly kind that occurred, in kind order.
+    pub anomalies: Vec<AnomalyReport>,
+    pub unknown_reasons: Vec<String>,
+    pub check_stats: CheckStats,
+    pub thresholds: Vec<ThresholdResult>,
+    /// Every metric, keyed by its name; microseconds.
+    pub latency: BTreeMap<LatencyMetric, LatencyStats>,
+    pub totals: Totals,
+    pub harness: HarnessResources,
+    pub redis: String,
+    pub targets: Vec<String>,
+    pub stragglers: Vec<String>,
+    pub run: RunShape,
+}
+
+impl Summary {
+    pub fn thresholds_passed(&self) -> usize {
+        self.thresholds
+            .iter()
+            .filter(|result| result.passed)
+            .count()
+    }
+}
+
+/// 1 when an invariant was violated (whatever else happened); 2 when the
+/// verdict is unknown or a threshold was missed; 0 otherwise.
+pub fn exit_code(summary: &Summary) -> u8 {
+    match summary.verdict {
+        Verdict::Invalid => EXIT_INVALID,
+        Verdict::Unknown => EXIT_THRESHOLD_OR_UNKNOWN,
+        Verdict::Valid if summary.thresholds.iter().all(|result| result.passed) => EXIT_VALID,
+        Verdict::Valid => EXIT_THRESHOLD_OR_UNKNOWN,
+    }
+}
+
+/// Every metric's numbers, keyed by metric (serialized by name).
+pub fn latency_table(analysis: &Analysis) -> BTreeMap<LatencyMetric, LatencyStats> {
+    LatencyMetric::ALL
+        .iter()
+        .map(|metric| (*metric, analysis.latency(*metric).stats()))
+        .collect()
+}
+
+fn harness_resources(facts: &RunFacts) -> HarnessResources {
+    let cpu_seconds = facts.harness_cpu.as_secs_f64();
+    let wall_seconds = facts.wall_duration.as_secs_f64();
+    HarnessResources {
+        cpu_seconds,
+        // JSON has no NaN: a zero-length run used no share of a core.
+        cpu_percent_of_one_core: if wall_seconds > 0.0 {
+            100.0 * cpu_seconds / wall_seconds
+        } else {
+            0.0
+        },
+        peak_rss_bytes: facts.harness_peak_rss_bytes,
+        peak_sockets: facts.peak_sockets,
+        rss_bytes_per_socket: facts.harness_peak_rss_bytes.checked_div(facts.peak_sockets),
+    }
+}
+
+pub fn build_summary(
+    facts: &RunFacts,
+    analysis: &Analysis,
+    check: &CheckOutcome,
+    thresholds: &[ThresholdResult],
+) -> Summary {
+    let mut summary = Summary {
+        schema: SUMMARY_SCHEMA.to_string(),
+        scenario: facts.scenario.name.clone(),
+        seed: facts.seed,
+        started_at_unix_ms: facts.started_at_unix_ms,
+        started_at: format_unix_ms(facts.started_at_unix_ms),
+        wall_duration_s: facts.wall_duration.as_secs_f64(),
+        verdict: check.verdict,
+        exit_code: EXIT_THRESHOLD_OR_UNKNOWN,
+        drain_complete: facts.drain_complete,
+        log_source: check.log_source,
+        anomalies: check.anomalies.values().cloned().collect(),
+        unknown_reasons: check.unknown_reasons.clone(),
+        check_stats: check.stats.clone(),
+        thresholds: thresholds.to_vec(),
+        latency: latency_table(analysis),
+        totals: analysis.totals.clone(),
+        harness: harness_resources(facts),
+        redis: facts.redis_description.clone(),
+        targets: facts.targets.clone(),
+        stragglers: facts.stragglers.clone(),
+        run: RunShape::of(&facts.scenario),
+    };
+    summary.exit_code = exit_code(&summary);
+    summary
+}
+
+#[cfg(test)]
+#[path = "summary_tests.rs"]
+pub(crate) mod tests;
