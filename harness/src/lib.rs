@@ -11,6 +11,7 @@
 //! - [`report`]: HDR latency histograms, time series, summary/markdown/HTML.
 
 pub mod checker;
+pub mod cli;
 pub mod client;
 pub mod history;
 pub mod report;

@@ -1,1 +1,151 @@
-//! The simulated devices: one task per socket.
+//! The simulated devices: one lightweight task per socket (device x
+//! conversation), thousands per process.
+//!
+//! - [`connection`]: opening a WebSocket with small buffers; dropping it
+//!   cleanly, abruptly or with a TCP reset.
+//! - [`socket`]: the task: connect, recover, receive, send, ack, churn.
+//! - [`traffic`]: the open-model send scheduler (Poisson arrivals).
+//! - [`dist`]: sampling scenario distributions.
+//!
+//! Tasks record into their own `Vec<Event>` (no shared lock on the hot
+//! path) and hand it back when they end; live progress goes through
+//! relaxed atomics only.
+
+pub mod connection;
+pub mod dist;
+pub mod socket;
+pub mod traffic;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use recovery_protocol::StreamId;
+use uuid::Uuid;
+
+use crate::history::{ConversationIx, DeviceIx, ResumeMode};
+use crate::scenario::Churn;
+
+/// The run's time origin; every event is stamped relative to it.
+#[derive(Debug, Clone, Copy)]
+pub struct RunClock {
+    origin: Instant,
+}
+
+impl RunClock {
+    pub fn start() -> RunClock {
+        RunClock { origin: Instant::now() }
+    }
+
+    pub fn now_us(&self) -> u64 {
+        self.origin.elapsed().as_micros() as u64
+    }
+
+    pub fn instant_at(&self, at_us: u64) -> Instant {
+        self.origin + Duration::from_micros(at_us)
+    }
+}
+
+/// One socket the run simulates.
+#[derive(Debug, Clone)]
+pub struct SocketSpec {
+    pub index: usize,
+    pub device: DeviceIx,
+    pub conversation: ConversationIx,
+    pub user_id: Uuid,
+    pub client_id: Uuid,
+    pub conversation_id: Uuid,
+    pub resume_mode: ResumeMode,
+}
+
+/// Where the run is. Sockets watch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Traffic and churn.
+    Running,
+    /// Sends stopped; every device comes back and stays until it has
+    /// everything up to the heads.
+    Draining,
+    /// Close everything and hand the histories back.
+    Done,
+}
+
+/// One send the scheduler assigns to a socket.
+#[derive(Debug, Clone)]
+pub struct SendOrder {
+    pub client_msg_id: Uuid,
+    pub body: String,
+    /// When the open-model schedule wanted it sent (run clock).
+    pub due_us: u64,
+}
+
+/// Live counters for the progress bar and the summary (relaxed atomics).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub sockets_online: AtomicU64,
+    pub peak_sockets_online: AtomicU64,
+    pub connects: AtomicU64,
+    pub connect_failures: AtomicU64,
+    pub sends: AtomicU64,
+    pub acks: AtomicU64,
+    pub deliveries: AtomicU64,
+    /// Sends written but not acked yet (including those waiting to be
+    /// retried after a reconnect).
+    pub outstanding_sends: AtomicU64,
+    /// Orders the scheduler could not place (no socket online, queue full).
+    pub sends_skipped: AtomicU64,
+    /// Sockets that reached the drain target.
+    pub drained: AtomicU64,
+    /// Planned drops and lost connections (each leads to a reconnect).
+    pub disconnects: AtomicU64,
+}
+
+impl Counters {
+    pub fn socket_up(&self) {
+        let now = self.sockets_online.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak_sockets_online.fetch_max(now, Ordering::Relaxed);
+    }
+
+    pub fn socket_down(&self) {
+        self.sockets_online.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What every socket task shares with the runner.
+pub struct ClientContext {
+    pub clock: RunClock,
+    pub targets: Vec<String>,
+    pub churn: Churn,
+    pub phase: tokio::sync::watch::Receiver<Phase>,
+    pub counters: Counters,
+    /// Per socket: online and caught up, so the scheduler may send on it.
+    pub online: Vec<AtomicBool>,
+    /// Per socket: reached its conversation's drain head.
+    pub drained: Vec<AtomicBool>,
+    /// Per conversation: the stream head every member must reach during
+    /// the drain; set once by the runner when sends have settled.
+    pub drain_heads: OnceLock<Vec<StreamId>>,
+    /// Per conversation: the highest acked id (the head when the target's
+    /// Redis cannot be read). Touched once per ack, not per delivery.
+    pub max_acked: Vec<Mutex<StreamId>>,
+    pub connect_timeout: Duration,
+}
+
+impl ClientContext {
+    pub fn note_acked(&self, conversation: ConversationIx, id: StreamId) {
+        if let Some(slot) = self.max_acked.get(conversation as usize) {
+            // A poisoned lock still holds a valid id.
+            let mut max = slot.lock().unwrap_or_else(|p| p.into_inner());
+            if id > *max {
+                *max = id;
+            }
+        }
+    }
+
+    pub fn max_acked_ids(&self) -> Vec<StreamId> {
+        self.max_acked
+            .iter()
+            .map(|slot| *slot.lock().unwrap_or_else(|p| p.into_inner()))
+            .collect()
+    }
+}

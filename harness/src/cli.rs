@@ -1,0 +1,225 @@
+//! The `harness` command line. `main.rs` only calls [`main_with_args`].
+//!
+//! Exit codes: 0 valid and thresholds met; 1 an invariant was violated;
+//! 2 a threshold was missed or the verdict is unknown; 3 setup or input
+//! error (bad scenario, no Redis, server failed to start).
+
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+
+use crate::history::{read_history, MessageLog};
+use crate::report;
+use crate::runner::{self, Launcher, RunOptions};
+use crate::scenario::load_scenario;
+
+pub const EXIT_SETUP: u8 = 3;
+
+#[derive(Debug, Parser)]
+#[command(name = "harness", version, about = "Plays WebSocket chat scenarios with thousands of reconnecting clients and checks that no message is lost, duplicated or reordered.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a scenario file and write a report directory.
+    Run {
+        /// The scenario file (TOML), e.g. scenarios/smoke.toml.
+        scenario: PathBuf,
+        /// Test this server instead of spawning reference servers
+        /// (repeatable: devices are spread over the targets).
+        #[arg(long = "target", value_name = "ws://HOST:PORT/ws")]
+        targets: Vec<String>,
+        /// Redis to use: with spawned servers, instead of the provider;
+        /// with --target, the target's Redis, read back to check the log
+        /// (without it the log is rebuilt from acks and receipts).
+        #[arg(long, value_name = "URL")]
+        redis_url: Option<String>,
+        /// Parent folder of the run directory.
+        #[arg(long, default_value = "reports")]
+        out: PathBuf,
+        /// Seed for everything random (overrides the scenario's).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// No live progress line.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Re-check a recorded run offline (history.jsonl + log.json).
+    Check {
+        run_dir: PathBuf,
+    },
+    /// Re-render the reports of a recorded run.
+    Report {
+        run_dir: PathBuf,
+    },
+    /// Check a scenario file without running it.
+    Validate {
+        scenario: PathBuf,
+    },
+    /// Run the reference server (used by `run` to spawn server processes;
+    /// same flags as the `server` binary).
+    Serve(server::Config),
+}
+
+pub async fn main_with_args(cli: Cli) -> u8 {
+    match cli.command {
+        Command::Run {
+            scenario,
+            targets,
+            redis_url,
+            out,
+            seed,
+            quiet,
+        } => run(&scenario, targets, redis_url, out, seed, quiet).await,
+        Command::Check { run_dir } => check(&run_dir),
+        Command::Report { run_dir } => match report::rerender_run_dir(&run_dir) {
+            Ok((summary, files)) => {
+                println!("{}", report::render_console_table(&summary));
+                println!("report: {}", files.html.display());
+                report::exit_code(&summary)
+            }
+            Err(err) => fail(&err),
+        },
+        Command::Validate { scenario } => match load_scenario(&scenario) {
+            Ok(parsed) => {
+                println!(
+                    "{}: ok — scenario {:?}, {} sockets when all online, {:?} of traffic at {}/s",
+                    scenario.display(),
+                    parsed.name,
+                    parsed.population.total_sockets(),
+                    parsed.duration,
+                    parsed.traffic.send_rate_per_s
+                );
+                0
+            }
+            Err(err) => fail(&err),
+        },
+        Command::Serve(config) => serve(config).await,
+    }
+}
+
+fn fail(err: &dyn std::fmt::Display) -> u8 {
+    eprintln!("error: {err}");
+    EXIT_SETUP
+}
+
+async fn run(
+    scenario_path: &Path,
+    targets: Vec<String>,
+    redis_url: Option<String>,
+    out: PathBuf,
+    seed: Option<u64>,
+    quiet: bool,
+) -> u8 {
+    let scenario = match load_scenario(scenario_path) {
+        Ok(scenario) => scenario,
+        Err(err) => return fail(&err),
+    };
+    for target in &targets {
+        if !target.starts_with("ws://") {
+            return fail(&format!("--target {target:?} must be a ws://host:port/path URL"));
+        }
+    }
+    let launcher = match std::env::current_exe() {
+        Ok(program) => Launcher::Process {
+            program,
+            serve_subcommand: true,
+        },
+        Err(err) => return fail(&format!("cannot find the harness executable to spawn servers: {err}")),
+    };
+    let options = RunOptions {
+        scenario,
+        targets: if targets.is_empty() { None } else { Some(targets) },
+        redis_url,
+        out_root: out,
+        seed,
+        launcher,
+        progress: !quiet,
+    };
+    match runner::run(options).await {
+        Ok(outcome) => {
+            println!("{}", report::render_console_table(&outcome.summary));
+            println!("report: {}", outcome.run_dir.join("report.html").display());
+            outcome.exit_code
+        }
+        Err(err) => fail(&err),
+    }
+}
+
+fn check(run_dir: &Path) -> u8 {
+    let history = match read_history(&run_dir.join("history.jsonl")) {
+        Ok(history) => history,
+        Err(err) => return fail(&err),
+    };
+    let log_path = run_dir.join("log.json");
+    let log: MessageLog = match std::fs::read_to_string(&log_path)
+        .map_err(|e| e.to_string())
+        .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()))
+    {
+        Ok(log) => log,
+        Err(err) => return fail(&format!("cannot read {}: {err}", log_path.display())),
+    };
+    let scenario = match load_scenario(&run_dir.join("scenario.toml")) {
+        Ok(scenario) => scenario,
+        Err(err) => return fail(&err),
+    };
+    let summary = report::load_summary(run_dir).ok();
+    let drain_complete = summary.as_ref().is_none_or(|s| s.stragglers.is_empty());
+    let outcome = runner::check_history(&history, &log, &scenario, drain_complete, Vec::new());
+    println!("verdict: {:?}", outcome.verdict);
+    for (kind, anomaly) in &outcome.anomalies {
+        println!(
+            "  {:<17} {:>8}{}",
+            kind.name(),
+            anomaly.count,
+            if anomaly.violation { "" } else { "  (allowed)" }
+        );
+        for example in anomaly.examples.iter().take(3) {
+            println!("      {}", example.detail);
+        }
+    }
+    for reason in &outcome.unknown_reasons {
+        println!("  unknown: {reason}");
+    }
+    match outcome.verdict {
+        crate::checker::Verdict::Valid => 0,
+        crate::checker::Verdict::Invalid => 1,
+        crate::checker::Verdict::Unknown => 2,
+    }
+}
+
+async fn serve(config: server::Config) -> u8 {
+    let mut running = match server::start(config).await {
+        Ok(running) => running,
+        Err(err) => return fail(&err),
+    };
+    println!("LISTENING {}", running.ws_url());
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        result = running.wait() => {
+            if let Err(err) = result {
+                return fail(&err);
+            }
+            0
+        }
+        _ = tokio::signal::ctrl_c() => shutdown(running).await,
+        _ = term => shutdown(running).await,
+    }
+}
+
+async fn shutdown(running: server::RunningServer) -> u8 {
+    match running.shutdown().await {
+        Ok(()) => 0,
+        Err(err) => fail(&err),
+    }
+}

@@ -1,0 +1,134 @@
+//! Opening and dropping one WebSocket.
+//!
+//! The TCP connection is made by hand so the harness can size
+//! tungstenite's buffers per connection (its defaults are large: with
+//! thousands of sockets they dominate memory) and reset the connection
+//! with SO_LINGER 0 to simulate a device that vanishes.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use recovery_protocol::ConnectParams;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::WebSocketStream;
+
+pub type Ws = WebSocketStream<TcpStream>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("target {0:?} is not a ws://host:port/path URL")]
+    BadTarget(String),
+    #[error("TCP connect to {addr} failed: {source}")]
+    Tcp { addr: String, source: std::io::Error },
+    #[error("connect to {0} timed out")]
+    Timeout(String),
+    #[error("server refused the upgrade with HTTP {status}: {body}")]
+    Http { status: u16, body: String },
+    #[error("websocket handshake failed: {0}")]
+    Handshake(tokio_tungstenite::tungstenite::Error),
+}
+
+/// How a planned drop ends the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropKind {
+    /// Close frame, then wait (briefly) for the server's close.
+    Close,
+    /// TCP FIN without a close frame.
+    Abrupt,
+    /// TCP RST (SO_LINGER 0).
+    Reset,
+}
+
+fn host_port(target: &str) -> Result<&str, ConnectError> {
+    let rest = target
+        .strip_prefix("ws://")
+        .ok_or_else(|| ConnectError::BadTarget(target.to_string()))?;
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() {
+        return Err(ConnectError::BadTarget(target.to_string()));
+    }
+    Ok(host)
+}
+
+fn small_buffers() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1024 * 1024)
+        .max_message_size(Some(1024 * 1024))
+        .max_frame_size(Some(1024 * 1024))
+}
+
+pub async fn connect(target: &str, params: &ConnectParams, timeout: Duration) -> Result<Ws, ConnectError> {
+    let addr = host_port(target)?.to_string();
+    let url = format!("{target}?{}", params.to_query());
+    let attempt = async {
+        let tcp = TcpStream::connect(&addr)
+            .await
+            .map_err(|source| ConnectError::Tcp { addr: addr.clone(), source })?;
+        // Latency matters more than packet count on loopback.
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(%err, "TCP_NODELAY not set");
+        }
+        match tokio_tungstenite::client_async_with_config(url.as_str(), tcp, Some(small_buffers())).await {
+            Ok((ws, _response)) => Ok(ws),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err(ConnectError::Http {
+                status: response.status().as_u16(),
+                body: response
+                    .body()
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default(),
+            }),
+            Err(err) => Err(ConnectError::Handshake(err)),
+        }
+    };
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .map_err(|_| ConnectError::Timeout(target.to_string()))?
+}
+
+/// Ends a connection the planned way. Never fails: the point is that the
+/// connection is gone afterwards.
+pub async fn drop_connection(mut ws: Ws, kind: DropKind) {
+    match kind {
+        DropKind::Close => {
+            let close = async {
+                if ws.close(None).await.is_ok() {
+                    // Wait for the server's close so it saw ours.
+                    while let Some(Ok(_)) = ws.next().await {}
+                }
+            };
+            // Bounded: a server that never answers a close is not our problem here.
+            if tokio::time::timeout(Duration::from_secs(2), close).await.is_err() {
+                tracing::debug!("server did not answer the close frame within 2s");
+            }
+        }
+        DropKind::Abrupt => {
+            // Say nothing: the kernel sends FIN, no close frame.
+            drop(ws);
+        }
+        DropKind::Reset => {
+            let sock = socket2::SockRef::from(ws.get_ref());
+            // Linger 0 on a non-blocking socket does not block: close
+            // sends RST at once.
+            if let Err(err) = sock.set_linger(Some(Duration::ZERO)) {
+                tracing::debug!(%err, "SO_LINGER 0 failed; dropping without reset");
+            }
+            drop(ws);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_must_be_ws_urls() {
+        assert_eq!(host_port("ws://127.0.0.1:80/ws").unwrap(), "127.0.0.1:80");
+        assert!(host_port("http://x/ws").is_err());
+        assert!(host_port("ws:///ws").is_err());
+    }
+}

@@ -1,0 +1,158 @@
+//! The servers under test: reference servers the harness starts (as child
+//! processes, so they can be killed and measured apart from the harness,
+//! or in-process for library use), or external targets.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// How spawned reference servers are started.
+#[derive(Debug, Clone)]
+pub enum Launcher {
+    /// `<program> serve <flags>`: the harness binary itself (it embeds the
+    /// reference server), or any binary with the same flags.
+    Process { program: PathBuf, serve_subcommand: bool },
+    /// `server::start` inside this process (tests; no process isolation).
+    InProcess,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot start reference server {program}: {source}")]
+    Spawn { program: String, source: std::io::Error },
+    #[error("reference server {program} did not print its address within {timeout:?}; its output: {output}")]
+    NoAddress {
+        program: String,
+        timeout: Duration,
+        output: String,
+    },
+    #[error("in-process reference server failed to start: {0}")]
+    InProcess(#[from] server::StartError),
+}
+
+/// One running server.
+pub enum ServerInstance {
+    Process { child: Child, ws_url: String },
+    InProcess(server::RunningServer),
+}
+
+impl ServerInstance {
+    pub fn ws_url(&self) -> String {
+        match self {
+            ServerInstance::Process { ws_url, .. } => ws_url.clone(),
+            ServerInstance::InProcess(server) => server.ws_url(),
+        }
+    }
+
+    /// Graceful stop: SIGTERM (cursors saved, sockets closed 1001), then
+    /// SIGKILL if it does not exit within the grace period.
+    pub async fn stop(self) {
+        match self {
+            ServerInstance::Process { mut child, .. } => {
+                if let Some(pid) = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32)) {
+                    if let Err(err) = rustix::process::kill_process(pid, rustix::process::Signal::TERM) {
+                        tracing::debug!(%err, "SIGTERM to the server failed");
+                    }
+                }
+                match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
+                    Ok(_) => {}
+                    Err(_) => {
+                        tracing::warn!("server did not stop within 10s of SIGTERM; killing it");
+                        if let Err(err) = child.kill().await {
+                            tracing::warn!(%err, "killing the server failed");
+                        }
+                    }
+                }
+            }
+            ServerInstance::InProcess(server) => {
+                if let Err(err) = server.shutdown().await {
+                    tracing::warn!(%err, "in-process server shutdown failed");
+                }
+            }
+        }
+    }
+}
+
+/// Flags shared by every spawned server.
+#[derive(Debug, Clone)]
+pub struct SpawnSettings {
+    pub redis_url: String,
+    pub sync_interval: Duration,
+    pub heartbeat_interval: Duration,
+    pub extra_args: Vec<String>,
+}
+
+fn humantime_arg(duration: Duration) -> String {
+    format!("{}ms", duration.as_millis().max(1))
+}
+
+pub async fn spawn(launcher: &Launcher, settings: &SpawnSettings) -> Result<ServerInstance, ServerError> {
+    match launcher {
+        Launcher::InProcess => {
+            let mut config = server::Config::for_tests(&settings.redis_url);
+            config.sync_interval = settings.sync_interval;
+            config.heartbeat_interval = settings.heartbeat_interval;
+            Ok(ServerInstance::InProcess(server::start(config).await?))
+        }
+        Launcher::Process {
+            program,
+            serve_subcommand,
+        } => {
+            let mut command = Command::new(program);
+            if *serve_subcommand {
+                command.arg("serve");
+            }
+            command
+                .args(["--listen", "127.0.0.1:0", "--redis-url", &settings.redis_url])
+                .args(["--sync-interval", &humantime_arg(settings.sync_interval)])
+                .args(["--heartbeat-interval", &humantime_arg(settings.heartbeat_interval)])
+                .args(&settings.extra_args)
+                .env("RUST_LOG", std::env::var("SERVER_LOG").unwrap_or_else(|_| "warn".into()))
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .kill_on_drop(true);
+            let name = program.display().to_string();
+            let mut child = command.spawn().map_err(|source| ServerError::Spawn {
+                program: name.clone(),
+                source,
+            })?;
+            let Some(stdout) = child.stdout.take() else {
+                return Err(ServerError::NoAddress {
+                    program: name,
+                    timeout: Duration::ZERO,
+                    output: "no stdout pipe".into(),
+                });
+            };
+            let timeout = Duration::from_secs(20);
+            let mut lines = BufReader::new(stdout).lines();
+            let mut seen = String::new();
+            let found = tokio::time::timeout(timeout, async {
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Some(url) = line.strip_prefix("LISTENING ") {
+                        return Some(url.trim().to_string());
+                    }
+                    seen.push_str(&line);
+                    seen.push('\n');
+                }
+                None
+            })
+            .await;
+            match found {
+                Ok(Some(ws_url)) => {
+                    // Keep draining stdout so the child never blocks on a full pipe.
+                    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+                    Ok(ServerInstance::Process { child, ws_url })
+                }
+                _ => Err(ServerError::NoAddress {
+                    program: name,
+                    timeout,
+                    output: seen,
+                }),
+            }
+        }
+    }
+}
