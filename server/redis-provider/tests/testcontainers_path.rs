@@ -75,3 +75,23 @@ async fn paused_container_is_still_removed_on_drop() {
     handle.pause().await.unwrap();
     check_gone_after_drop(handle).await;
 }
+
+/// A handle may outlive the runtime that made it (a sync `main` holding it);
+/// dropping it then must still remove the container.
+#[test]
+fn container_dropped_outside_any_runtime_is_removed() {
+    init_tracing();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some(handle) = runtime.block_on(container_or_skip(ProviderOptions::default())) else {
+        return;
+    };
+    drop(runtime);
+    let address = handle.url().trim_start_matches("redis://").to_string();
+    drop(handle);
+    let socket_address = address.parse().unwrap();
+    let connected = std::net::TcpStream::connect_timeout(&socket_address, IO_TIMEOUT);
+    assert!(
+        connected.is_err(),
+        "{address} still accepts connections after the handle was dropped"
+    );
+}
