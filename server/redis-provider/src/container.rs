@@ -86,20 +86,21 @@ impl ContainerServer {
             .await
             .map_err(|source| ProviderError::ContainerStart {
                 image: image.to_string(),
-                source,
+                source: Box::new(source),
             })?;
-        let host = if endpoint.is_local() {
-            "127.0.0.1".to_string()
-        } else {
-            let host = container.get_host().await.map_err(|source| {
-                ProviderError::ContainerOperation {
-                    operation: "get_host",
-                    image: image.to_string(),
-                    source,
-                }
-            })?;
-            host.to_string()
-        };
+        let host =
+            if endpoint.is_local() {
+                "127.0.0.1".to_string()
+            } else {
+                let host = container.get_host().await.map_err(|source| {
+                    ProviderError::ContainerOperation {
+                        operation: "get_host",
+                        image: image.to_string(),
+                        source: Box::new(source),
+                    }
+                })?;
+                host.to_string()
+            };
         let mut server = ContainerServer {
             image,
             persistence,
@@ -120,7 +121,10 @@ impl ContainerServer {
     }
 
     pub(crate) fn description(&self) -> String {
-        let id = self.container.as_ref().map_or("?", |container| container.id());
+        let id = self
+            .container
+            .as_ref()
+            .map_or("?", |container| container.id());
         let short_id = id.get(..12).unwrap_or(id);
         format!(
             "testcontainers image {} (redis {}, container {short_id}, {}) on port {}",
@@ -197,7 +201,7 @@ impl ContainerServer {
         result.map_err(|source| ProviderError::ContainerOperation {
             operation,
             image: self.image.to_string(),
-            source,
+            source: Box::new(source),
         })
     }
 }

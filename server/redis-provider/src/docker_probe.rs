@@ -171,7 +171,12 @@ mod tests {
 
     #[test]
     fn docker_host_rejects_unknown_schemes_and_empty_parts() {
-        for value in ["ssh://me@box", "npipe:////./pipe/docker", "unix://", "tcp://"] {
+        for value in [
+            "ssh://me@box",
+            "npipe:////./pipe/docker",
+            "unix://",
+            "tcp://",
+        ] {
             let error = DockerEndpoint::parse(Some(value)).unwrap_err();
             assert!(error.contains(value), "{error}");
         }
@@ -203,7 +208,10 @@ mod tests {
             let mut request = [0u8; 64];
             let read = server.read(&mut request).await.unwrap();
             assert!(request[..read].starts_with(b"GET /_ping HTTP/1.0"));
-            server.write_all(b"HTTP/1.0 200 OK\r\n\r\nOK").await.unwrap();
+            server
+                .write_all(b"HTTP/1.0 200 OK\r\n\r\nOK")
+                .await
+                .unwrap();
         });
         assert_eq!(ping_over(client).await, Ok(()));
         fake_daemon.await.unwrap();

@@ -15,6 +15,7 @@ pub struct ProviderAttempt {
     pub reason: String,
 }
 
+/// testcontainers errors are boxed: unboxed they make every `Result` here ~800 bytes.
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     #[error(
@@ -26,11 +27,14 @@ pub enum ProviderError {
     #[error("invalid Redis image reference {image:?}: {reason}")]
     InvalidImage { image: String, reason: &'static str },
 
-    #[error("could not start a container from image {image}: {source}")]
+    #[error(
+        "could not start a container from image {image}: {source} (without network access, \
+         set REDIS_IMAGE to a local image, e.g. one built by .ci/build-redis-image.sh)"
+    )]
     ContainerStart {
         image: String,
         #[source]
-        source: testcontainers::TestcontainersError,
+        source: Box<testcontainers::TestcontainersError>,
     },
 
     #[error("container {operation} failed for image {image}: {source}")]
@@ -38,7 +42,7 @@ pub enum ProviderError {
         operation: &'static str,
         image: String,
         #[source]
-        source: testcontainers::TestcontainersError,
+        source: Box<testcontainers::TestcontainersError>,
     },
 
     #[error("no executable `redis-server` found on PATH; install it (e.g. `apt-get install redis-server`)")]
@@ -63,7 +67,9 @@ pub enum ProviderError {
         source: std::io::Error,
     },
 
-    #[error("redis-server on port {port} exited during startup ({status}); last log lines:\n{log_tail}")]
+    #[error(
+        "redis-server on port {port} exited during startup ({status}); last log lines:\n{log_tail}"
+    )]
     LocalExited {
         port: u16,
         status: String,

@@ -6,10 +6,13 @@ use crate::local::LocalServer;
 use crate::options::ProviderKind;
 
 pub(crate) enum Backend {
-    Container(ContainerServer),
+    /// Boxed: the testcontainers handle is far larger than the other variants.
+    Container(Box<ContainerServer>),
     Local(LocalServer),
     /// An external server: nothing to own, nothing to clean up.
-    External { version: String },
+    External {
+        version: String,
+    },
 }
 
 /// A running Redis. Dropping it removes the container, kills the child

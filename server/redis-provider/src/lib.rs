@@ -81,7 +81,10 @@ async fn start_auto(options: &ProviderOptions) -> Result<RedisHandle, ProviderEr
 
     match start_local(options).await {
         Ok(handle) => {
-            tracing::info!("chose local redis-server; skipped: {}", summarize(&attempts));
+            tracing::info!(
+                "chose local redis-server; skipped: {}",
+                summarize(&attempts)
+            );
             return Ok(handle);
         }
         Err(error) => {
@@ -117,7 +120,10 @@ fn summarize(attempts: &[ProviderAttempt]) -> String {
 async fn start_container(options: &ProviderOptions) -> Result<RedisHandle, ProviderError> {
     let image = ImageRef::parse(&options.image.clone().unwrap_or_else(default_image))?;
     let server = ContainerServer::start(image, options.persistence).await?;
-    Ok(RedisHandle::new(server.url(), Backend::Container(server)))
+    Ok(RedisHandle::new(
+        server.url(),
+        Backend::Container(Box::new(server)),
+    ))
 }
 
 async fn start_local(options: &ProviderOptions) -> Result<RedisHandle, ProviderError> {
@@ -128,7 +134,10 @@ async fn start_local(options: &ProviderOptions) -> Result<RedisHandle, ProviderE
 async fn start_url(url: Option<&str>) -> Result<RedisHandle, ProviderError> {
     let url = match url {
         Some(url) => url.trim().to_string(),
-        None => std::env::var(REDIS_URL_ENV).unwrap_or_default().trim().to_string(),
+        None => std::env::var(REDIS_URL_ENV)
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
     };
     if url.is_empty() {
         return Err(ProviderError::UrlNotSet);

@@ -89,10 +89,10 @@ impl LocalServer {
     }
 
     pub(crate) fn description(&self) -> String {
-        let pid = self
-            .child
-            .as_ref()
-            .map_or_else(|| "stopped".to_string(), |child| format!("pid {}", child.id()));
+        let pid = self.child.as_ref().map_or_else(
+            || "stopped".to_string(),
+            |child| format!("pid {}", child.id()),
+        );
         format!(
             "local redis-server {} ({}, {pid}) on port {}, {}, data dir {}",
             self.version,
@@ -141,7 +141,11 @@ impl LocalServer {
     async fn spawn_and_wait(&mut self) -> Result<(), ProviderError> {
         let child = self.spawn()?;
         let pid = child.id();
-        tracing::debug!("spawned {} pid {pid} on port {}", self.binary.display(), self.port);
+        tracing::debug!(
+            "spawned {} pid {pid} on port {}",
+            self.binary.display(),
+            self.port
+        );
         self.child = Some(child);
         self.state = ServerState::Running;
         let url = self.url();

@@ -65,9 +65,9 @@ impl Persistence {
         let mut args: Vec<String> = vec!["--save".into(), String::new()];
         match self {
             Persistence::None => args.extend(["--appendonly".into(), "no".into()]),
-            Persistence::AofEverysec => args.extend(
-                ["--appendonly", "yes", "--appendfsync", "everysec"].map(String::from),
-            ),
+            Persistence::AofEverysec => {
+                args.extend(["--appendonly", "yes", "--appendfsync", "everysec"].map(String::from))
+            }
             Persistence::AofAlways => {
                 args.extend(["--appendonly", "yes", "--appendfsync", "always"].map(String::from))
             }

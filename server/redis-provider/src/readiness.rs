@@ -26,7 +26,10 @@ async fn connect(url: &str) -> Result<redis::aio::MultiplexedConnection, String>
     .await
     {
         Ok(connection) => connection.map_err(|error| error.to_string()),
-        Err(_) => Err(format!("connecting took longer than {:?}", CHECK_IO_TIMEOUT * 2)),
+        Err(_) => Err(format!(
+            "connecting took longer than {:?}",
+            CHECK_IO_TIMEOUT * 2
+        )),
     }
 }
 
