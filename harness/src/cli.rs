@@ -16,7 +16,11 @@ use crate::scenario::load_scenario;
 pub const EXIT_SETUP: u8 = 3;
 
 #[derive(Debug, Parser)]
-#[command(name = "harness", version, about = "Plays WebSocket chat scenarios with thousands of reconnecting clients and checks that no message is lost, duplicated or reordered.")]
+#[command(
+    name = "harness",
+    version,
+    about = "Plays WebSocket chat scenarios with thousands of reconnecting clients and checks that no message is lost, duplicated or reordered."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -48,17 +52,11 @@ pub enum Command {
         quiet: bool,
     },
     /// Re-check a recorded run offline (history.jsonl + log.json).
-    Check {
-        run_dir: PathBuf,
-    },
+    Check { run_dir: PathBuf },
     /// Re-render the reports of a recorded run.
-    Report {
-        run_dir: PathBuf,
-    },
+    Report { run_dir: PathBuf },
     /// Check a scenario file without running it.
-    Validate {
-        scenario: PathBuf,
-    },
+    Validate { scenario: PathBuf },
     /// Run the reference server (used by `run` to spawn server processes;
     /// same flags as the `server` binary).
     Serve(server::Config),
@@ -120,7 +118,9 @@ async fn run(
     };
     for target in &targets {
         if !target.starts_with("ws://") {
-            return fail(&format!("--target {target:?} must be a ws://host:port/path URL"));
+            return fail(&format!(
+                "--target {target:?} must be a ws://host:port/path URL"
+            ));
         }
     }
     let launcher = match std::env::current_exe() {
@@ -128,11 +128,19 @@ async fn run(
             program,
             serve_subcommand: true,
         },
-        Err(err) => return fail(&format!("cannot find the harness executable to spawn servers: {err}")),
+        Err(err) => {
+            return fail(&format!(
+                "cannot find the harness executable to spawn servers: {err}"
+            ))
+        }
     };
     let options = RunOptions {
         scenario,
-        targets: if targets.is_empty() { None } else { Some(targets) },
+        targets: if targets.is_empty() {
+            None
+        } else {
+            Some(targets)
+        },
         redis_url,
         out_root: out,
         seed,

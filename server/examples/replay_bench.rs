@@ -15,7 +15,11 @@ use uuid::Uuid;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let messages: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(10_000);
+    let messages: usize = args
+        .next()
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(10_000);
     let rounds: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(5);
     let redis = redis_provider::start_redis(&redis_provider::ProviderOptions::default()).await?;
     println!("redis: {}", redis.description());
@@ -32,9 +36,14 @@ async fn main() -> anyhow::Result<()> {
     let conversation = Uuid::new_v4();
     let sender = Uuid::new_v4();
     let body = "x".repeat(64);
-    let first = store.append(conversation, sender, Uuid::new_v4(), &body).await?.id;
+    let first = store
+        .append(conversation, sender, Uuid::new_v4(), &body)
+        .await?
+        .id;
     for _ in 0..messages {
-        store.append(conversation, sender, Uuid::new_v4(), &body).await?;
+        store
+            .append(conversation, sender, Uuid::new_v4(), &body)
+            .await?;
     }
     println!("appended {messages} messages after the device's cursor {first}");
     let mut timings = Vec::new();
@@ -47,11 +56,15 @@ async fn main() -> anyhow::Result<()> {
             epoch: None,
         };
         let started = Instant::now();
-        let (mut ws, _) = tokio_tungstenite::connect_async(format!("{}?{}", server.ws_url(), params.to_query())).await?;
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async(format!("{}?{}", server.ws_url(), params.to_query()))
+                .await?;
         let mut received = 0usize;
         let mut last = StreamId::ZERO;
         loop {
-            let Some(frame) = ws.next().await else { anyhow::bail!("socket closed early") };
+            let Some(frame) = ws.next().await else {
+                anyhow::bail!("socket closed early")
+            };
             if let Message::Text(text) = frame? {
                 match ServerFrame::parse(text.as_str())? {
                     ServerFrame::Message(m) => {
@@ -66,7 +79,10 @@ async fn main() -> anyhow::Result<()> {
         }
         let elapsed = started.elapsed();
         anyhow::ensure!(received == messages, "got {received} of {messages}");
-        println!("round {round}: {received} messages replayed in {:.1} ms", elapsed.as_secs_f64() * 1000.0);
+        println!(
+            "round {round}: {received} messages replayed in {:.1} ms",
+            elapsed.as_secs_f64() * 1000.0
+        );
         timings.push(elapsed);
         // Closing is best effort; the measurement is done.
         let _ = ws.close(None).await; // error: already closed

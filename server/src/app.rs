@@ -85,8 +85,13 @@ fn bad_request(parameter: &str, message: String) -> Response {
 
 /// Parses and validates the query string; `Err` is the 400 response.
 fn validate_query(raw: Option<&str>) -> Result<ConnectParams, Response> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
-        .map_err(|err| bad_request("query", format!("query string is not valid URL encoding: {err}")))?;
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(raw.unwrap_or("")).map_err(|err| {
+            bad_request(
+                "query",
+                format!("query string is not valid URL encoding: {err}"),
+            )
+        })?;
     ConnectParams::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map_err(|err| bad_request(err.parameter(), err.to_string()))
 }
@@ -128,13 +133,20 @@ async fn healthz(State(app): State<Arc<AppState>>) -> Response {
     match tokio::time::timeout(Duration::from_secs(1), app.store.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "ok").into_response(),
         Ok(Err(err)) => (StatusCode::SERVICE_UNAVAILABLE, format!("redis: {err}")).into_response(),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "redis: no answer within 1s").into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "redis: no answer within 1s",
+        )
+            .into_response(),
     }
 }
 
 async fn metrics(State(app): State<Arc<AppState>>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         app.metrics.render(),
     )
         .into_response()

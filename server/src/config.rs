@@ -7,11 +7,16 @@ use std::time::Duration;
 use clap::Parser;
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("{text:?} is not a duration like 5s, 250ms, 30d: {e}"))
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration like 5s, 250ms, 30d: {e}"))
 }
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "server", version, about = "Reference chat server: WebSocket over Redis Streams with correct offline recovery (protocol v1, docs/protocol.md)")]
+#[command(
+    name = "server",
+    version,
+    about = "Reference chat server: WebSocket over Redis Streams with correct offline recovery (protocol v1, docs/protocol.md)"
+)]
 pub struct Config {
     /// Address to listen on (port 0 picks a free port; the bound address is logged).
     #[arg(long, env = "SERVER_LISTEN", default_value = "127.0.0.1:8080")]
@@ -89,9 +94,13 @@ mod tests {
 
     #[test]
     fn bad_duration_is_named() {
-        let err = Config::try_parse_from(["server", "--sync-interval", "5"]).unwrap_err().to_string();
+        let err = Config::try_parse_from(["server", "--sync-interval", "5"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--sync-interval"), "{err}");
-        let err = Config::try_parse_from(["server", "--backlog-page-size", "0"]).unwrap_err().to_string();
+        let err = Config::try_parse_from(["server", "--backlog-page-size", "0"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--backlog-page-size"), "{err}");
     }
 }

@@ -33,7 +33,10 @@ pub enum StartError {
     #[error(transparent)]
     Store(#[from] store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A server running in this process.
@@ -69,7 +72,10 @@ impl RunningServer {
         let _ = self.shutdown.send(true); // Err only if no receiver is left, then nobody needs telling.
         let grace = self.state.config.shutdown_grace;
         if !self.state.sessions.wait_idle(grace).await {
-            tracing::warn!(active = self.state.sessions.active(), "sessions still open after the grace period");
+            tracing::warn!(
+                active = self.state.sessions.active(),
+                "sessions still open after the grace period"
+            );
         }
         match tokio::time::timeout(grace, self.serve).await {
             Ok(Ok(result)) => result,
@@ -98,10 +104,14 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let store = store::Store::connect(&config.redis_url, settings).await?;
     let listener = TcpListener::bind(config.listen)
         .await
-        .map_err(|source| StartError::Bind { addr: config.listen, source })?;
-    let local_addr = listener
-        .local_addr()
-        .map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let metrics = Arc::new(metrics::Metrics::new());
     let fanout = fanout::Fanout::start(

@@ -31,9 +31,17 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("chat");
         let sockets_open = Gauge::default();
-        registry.register("sockets_open", "WebSocket connections currently open", sockets_open.clone());
+        registry.register(
+            "sockets_open",
+            "WebSocket connections currently open",
+            sockets_open.clone(),
+        );
         let messages_appended = Counter::default();
-        registry.register("messages_appended", "Messages appended to a stream", messages_appended.clone());
+        registry.register(
+            "messages_appended",
+            "Messages appended to a stream",
+            messages_appended.clone(),
+        );
         let messages_deduplicated = Counter::default();
         registry.register(
             "messages_deduplicated",
@@ -67,7 +75,11 @@ impl Metrics {
             recovery_duration_seconds.clone(),
         );
         let redis_errors = Family::<OpLabel, Counter>::default();
-        registry.register("redis_errors", "Failed Redis operations by operation", redis_errors.clone());
+        registry.register(
+            "redis_errors",
+            "Failed Redis operations by operation",
+            redis_errors.clone(),
+        );
         Metrics {
             registry,
             sockets_open,
@@ -83,7 +95,9 @@ impl Metrics {
     }
 
     pub fn redis_error(&self, op: &str) {
-        self.redis_errors.get_or_create(&OpLabel { op: op.to_string() }).inc();
+        self.redis_errors
+            .get_or_create(&OpLabel { op: op.to_string() })
+            .inc();
     }
 
     /// The Prometheus text exposition format.
@@ -114,7 +128,13 @@ mod tests {
         metrics.redis_error("xadd");
         let text = metrics.render();
         assert!(text.contains("chat_messages_appended_total 1"), "{text}");
-        assert!(text.contains("chat_redis_errors_total{op=\"xadd\"} 1"), "{text}");
-        assert!(text.contains("chat_recovery_duration_seconds_bucket"), "{text}");
+        assert!(
+            text.contains("chat_redis_errors_total{op=\"xadd\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("chat_recovery_duration_seconds_bucket"),
+            "{text}"
+        );
     }
 }

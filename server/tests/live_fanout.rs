@@ -20,9 +20,19 @@ async fn two_instances_deliver_live_across_instances_in_order() {
     let on_b = Device::new(Uuid::new_v4(), conversation);
     let mut listener = Conn::open(&env.url(1), &on_b.with_cursor()).await;
     // Appended through instance A only.
-    let sent = send_many(&env.url(0), &Device::new(Uuid::new_v4(), conversation), 50, "a").await;
+    let sent = send_many(
+        &env.url(0),
+        &Device::new(Uuid::new_v4(), conversation),
+        50,
+        "a",
+    )
+    .await;
     listener.read_until(50).await;
-    assert_eq!(listener.ids(), sent, "instance B's socket got A's messages live, in id order");
+    assert_eq!(
+        listener.ids(),
+        sent,
+        "instance B's socket got A's messages live, in id order"
+    );
     listener.close().await;
 }
 
@@ -68,7 +78,10 @@ async fn flood_while_reconnecting_with_cursor_loses_and_repeats_nothing() {
         }
         assert_strictly_increasing(&conn.ids());
         if let (Some(last), Some(first)) = (received.last(), conn.ids().first()) {
-            assert!(first > last, "socket {reconnects} repeated or reordered: {first} after {last}");
+            assert!(
+                first > last,
+                "socket {reconnects} repeated or reordered: {first} after {last}"
+            );
         }
         received.extend(conn.ids());
         conn.remember(&mut device);
@@ -84,11 +97,17 @@ async fn flood_while_reconnecting_with_cursor_loses_and_repeats_nothing() {
     let conn = Conn::open(&env.url(0), &device.with_cursor()).await;
     received.extend(conn.ids());
     conn.close().await;
-    assert!(reconnects >= 3, "the race needs reconnects during the flood, got {reconnects}");
+    assert!(
+        reconnects >= 3,
+        "the race needs reconnects during the flood, got {reconnects}"
+    );
     assert_strictly_increasing(&received);
     let unique: HashSet<_> = received.iter().collect();
     assert_eq!(unique.len(), received.len(), "nothing delivered twice");
-    assert_eq!(received, sent, "nothing lost across {reconnects} reconnects");
+    assert_eq!(
+        received, sent,
+        "nothing lost across {reconnects} reconnects"
+    );
 }
 
 #[tokio::test]
@@ -97,8 +116,18 @@ async fn a_lagging_socket_rereads_instead_of_dropping() {
     let env = TestEnv::start(1, |config| config.live_queue_capacity = 4).await;
     let url = env.url(0);
     let conversation = Uuid::new_v4();
-    let mut slow = Conn::open(&url, &Device::new(Uuid::new_v4(), conversation).with_cursor()).await;
-    let sent = send_many(&url, &Device::new(Uuid::new_v4(), conversation), 300, "burst").await;
+    let mut slow = Conn::open(
+        &url,
+        &Device::new(Uuid::new_v4(), conversation).with_cursor(),
+    )
+    .await;
+    let sent = send_many(
+        &url,
+        &Device::new(Uuid::new_v4(), conversation),
+        300,
+        "burst",
+    )
+    .await;
     slow.read_until(300).await;
     assert_eq!(slow.ids(), sent);
     slow.close().await;
@@ -106,7 +135,10 @@ async fn a_lagging_socket_rereads_instead_of_dropping() {
 
 #[tokio::test]
 async fn silent_client_is_dropped_after_two_missed_heartbeats() {
-    let env = TestEnv::start(1, |config| config.heartbeat_interval = Duration::from_millis(200)).await;
+    let env = TestEnv::start(1, |config| {
+        config.heartbeat_interval = Duration::from_millis(200)
+    })
+    .await;
     let device = Device::new(Uuid::new_v4(), Uuid::new_v4());
     let mut conn = Conn::open(&env.url(0), &device.with_cursor()).await;
     // Not reading means not answering pings.
@@ -128,7 +160,9 @@ async fn silent_client_is_dropped_after_two_missed_heartbeats() {
     let mut attentive = Conn::open(&env.url(0), &device.with_cursor()).await;
     let stay = async { while let Some(Ok(_)) = attentive.ws.next().await {} };
     assert!(
-        tokio::time::timeout(Duration::from_millis(1500), stay).await.is_err(),
+        tokio::time::timeout(Duration::from_millis(1500), stay)
+            .await
+            .is_err(),
         "a client answering pings must not be dropped"
     );
 }
@@ -139,16 +173,29 @@ async fn healthz_and_metrics() {
     let base = env.servers[0].http_url();
     let health = http_get(&format!("{base}/healthz")).await;
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
-    send_many(&env.url(0), &Device::new(Uuid::new_v4(), Uuid::new_v4()), 2, "m").await;
+    send_many(
+        &env.url(0),
+        &Device::new(Uuid::new_v4(), Uuid::new_v4()),
+        2,
+        "m",
+    )
+    .await;
     let metrics = http_get(&format!("{base}/metrics")).await;
-    assert!(metrics.contains("chat_messages_appended_total 2"), "{metrics}");
+    assert!(
+        metrics.contains("chat_messages_appended_total 2"),
+        "{metrics}"
+    );
     assert!(metrics.contains("chat_sockets_open"), "{metrics}");
-    assert!(metrics.contains("chat_recovery_duration_seconds_count"), "{metrics}");
+    assert!(
+        metrics.contains("chat_recovery_duration_seconds_count"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
 async fn graceful_shutdown_closes_with_1001_and_saves_cursors() {
-    let mut env = TestEnv::start(1, |config| config.sync_interval = Duration::from_secs(3600)).await;
+    let mut env =
+        TestEnv::start(1, |config| config.sync_interval = Duration::from_secs(3600)).await;
     let url = env.url(0);
     let conversation = Uuid::new_v4();
     let device = Device::new(Uuid::new_v4(), conversation);
@@ -159,7 +206,10 @@ async fn graceful_shutdown_closes_with_1001_and_saves_cursors() {
     let server = env.servers.remove(0);
     let shutdown = tokio::spawn(server.shutdown());
     let code = loop {
-        match tokio::time::timeout(FRAME_TIMEOUT, conn.ws.next()).await.expect("close in time") {
+        match tokio::time::timeout(FRAME_TIMEOUT, conn.ws.next())
+            .await
+            .expect("close in time")
+        {
             Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
             Some(Ok(_)) => continue,
             other => panic!("expected close 1001, got {other:?}"),
@@ -177,7 +227,10 @@ async fn graceful_shutdown_closes_with_1001_and_saves_cursors() {
 async fn http_get(url: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap();
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap();
     let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
     let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();

@@ -63,7 +63,11 @@ async fn epoch_changes_when_the_stream_is_deleted_and_recreated() {
     let after = send_many(&url, &sender, 2, "after").await;
 
     let conn = Conn::open(&url, &reader.with_cursor()).await;
-    assert_ne!(conn.epoch(), old_epoch, "a recreated stream has a new epoch");
+    assert_ne!(
+        conn.epoch(),
+        old_epoch,
+        "a recreated stream has a new epoch"
+    );
     let (_, first_available, reason) = conn.gap.expect("epoch change is declared");
     assert_eq!(reason, GapReason::EpochChanged);
     assert_eq!(first_available, after[0]);
@@ -118,20 +122,42 @@ async fn bad_query_gets_400_naming_the_parameter_and_writes_nothing() {
     let cases = [
         (format!("conversation_id={conversation}"), "user_id"),
         (format!("user_id={user}"), "conversation_id"),
-        (format!("user_id=abc&conversation_id={conversation}"), "user_id"),
-        (format!("user_id={user}&conversation_id={conversation}&client_id=1"), "client_id"),
-        (format!("user_id={user}&conversation_id={conversation}&last_id=5-x"), "last_id"),
-        (format!("user_id={user}&conversation_id={conversation}&last_id=-1"), "last_id"),
-        (format!("user_id={user}&conversation_id={conversation}&epoch="), "epoch"),
+        (
+            format!("user_id=abc&conversation_id={conversation}"),
+            "user_id",
+        ),
+        (
+            format!("user_id={user}&conversation_id={conversation}&client_id=1"),
+            "client_id",
+        ),
+        (
+            format!("user_id={user}&conversation_id={conversation}&last_id=5-x"),
+            "last_id",
+        ),
+        (
+            format!("user_id={user}&conversation_id={conversation}&last_id=-1"),
+            "last_id",
+        ),
+        (
+            format!("user_id={user}&conversation_id={conversation}&epoch="),
+            "epoch",
+        ),
     ];
     for (query, parameter) in cases {
         let (status, body) = http_400(&url, &query).await;
         assert_eq!(status, 400, "{query}");
         assert_eq!(body["parameter"], parameter, "{query}: {body}");
-        assert!(body["error"].as_str().unwrap().contains(parameter), "{query}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains(parameter),
+            "{query}: {body}"
+        );
     }
     let mut redis = env.redis_conn().await;
-    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut redis).await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
     assert!(keys.is_empty(), "rejected requests wrote {keys:?}");
 }
 
@@ -158,8 +184,17 @@ async fn bad_frames_get_error_frames_and_the_socket_stays_usable() {
             other => panic!("{text}: expected error bad_frame, got {other:?}"),
         }
     }
-    conn.ws.send(Message::Binary(vec![1u8, 2, 3].into())).await.unwrap();
-    assert!(matches!(conn.next_control().await, Some(ServerFrame::Error { code: ErrorCode::BadFrame, .. })));
+    conn.ws
+        .send(Message::Binary(vec![1u8, 2, 3].into()))
+        .await
+        .unwrap();
+    assert!(matches!(
+        conn.next_control().await,
+        Some(ServerFrame::Error {
+            code: ErrorCode::BadFrame,
+            ..
+        })
+    ));
     // Still usable.
     let (id, _) = conn.send(Uuid::new_v4(), "still here").await;
     assert!(id > StreamId::ZERO);
@@ -178,9 +213,20 @@ async fn oversize_body_is_too_large_and_oversize_frame_closes_1009() {
     let mut conn = Conn::open(&url, &device.with_cursor()).await;
     let client_msg_id = Uuid::new_v4();
     let body = "x".repeat(1001);
-    conn.send_text(recovery_protocol::ClientFrame::Send { client_msg_id, body }.to_json()).await;
+    conn.send_text(
+        recovery_protocol::ClientFrame::Send {
+            client_msg_id,
+            body,
+        }
+        .to_json(),
+    )
+    .await;
     match conn.next_control().await {
-        Some(ServerFrame::Error { code, client_msg_id: Some(id), .. }) => {
+        Some(ServerFrame::Error {
+            code,
+            client_msg_id: Some(id),
+            ..
+        }) => {
             assert_eq!(code, ErrorCode::TooLarge);
             assert_eq!(id, client_msg_id);
         }
@@ -189,7 +235,10 @@ async fn oversize_body_is_too_large_and_oversize_frame_closes_1009() {
     // A frame over the frame limit closes the socket with 1009.
     conn.send_text("y".repeat(10_000)).await;
     let close_code = loop {
-        match tokio::time::timeout(FRAME_TIMEOUT, conn.ws.next()).await.expect("close in time") {
+        match tokio::time::timeout(FRAME_TIMEOUT, conn.ws.next())
+            .await
+            .expect("close in time")
+        {
             Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
             Some(Ok(_)) => continue,
             other => panic!("expected a close frame, got {other:?}"),
@@ -212,7 +261,14 @@ async fn client_id_is_issued_once_and_kept() {
     let conn = Conn::open(&url, &params).await;
     let issued = conn.client_id();
     conn.close().await;
-    let again = Conn::open(&url, &ConnectParams { client_id: Some(issued), ..params }).await;
+    let again = Conn::open(
+        &url,
+        &ConnectParams {
+            client_id: Some(issued),
+            ..params
+        },
+    )
+    .await;
     assert_eq!(again.client_id(), issued);
     again.close().await;
 }

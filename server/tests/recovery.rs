@@ -34,10 +34,16 @@ async fn test_offline_message_recovery_basic_flow() {
     assert_eq!(back.resume_from(), *before.last().unwrap());
     assert!(back.gap.is_none());
     assert_eq!(back.ids(), missed, "exactly the missed messages, in order");
-    assert_eq!(back.caught_up, Some((*missed.last().unwrap(), missed.len() as u64)));
+    assert_eq!(
+        back.caught_up,
+        Some((*missed.last().unwrap(), missed.len() as u64))
+    );
     let bodies: Vec<_> = back.messages.iter().map(|m| m.body.clone()).collect();
     assert_eq!(bodies[0], "missed-0");
-    assert!(back.messages.iter().all(|m| m.sender_id == sender.user_id && m.conversation_id == conversation));
+    assert!(back
+        .messages
+        .iter()
+        .all(|m| m.sender_id == sender.user_id && m.conversation_id == conversation));
     back.close().await;
 }
 
@@ -135,18 +141,32 @@ async fn test_client_sync_state_persistence_and_ttl() {
     let own = conn.send(Uuid::new_v4(), "my own").await.0;
     conn.read_until(11).await;
     tokio::time::sleep(Duration::from_millis(400)).await; // > sync interval
-    let key = format!("client:sync:{}:{}:{}", device.user_id, device.client_id, conversation);
+    let key = format!(
+        "client:sync:{}:{}:{}",
+        device.user_id, device.client_id, conversation
+    );
     let mut redis = env.redis_conn().await;
-    let stored: String = redis::cmd("GET").arg(&key).query_async(&mut redis).await.expect("state saved while online");
+    let stored: String = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .expect("state saved while online");
     let state: serde_json::Value = serde_json::from_str(&stored).unwrap();
     assert_eq!(state["last_message_id"], ids[5].to_string());
     assert_eq!(state["client_id"], device.client_id.to_string());
     assert_eq!(state["user_id"], device.user_id.to_string());
     assert_eq!(state["conversation_id"], conversation.to_string());
     assert!(state["last_sync_at"].as_u64().unwrap() > 0);
-    let ttl: i64 = redis::cmd("TTL").arg(&key).query_async(&mut redis).await.unwrap();
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
     let thirty_days = 30 * 24 * 3600;
-    assert!(ttl > thirty_days - 60 && ttl <= thirty_days, "TTL {ttl}s is not ~30 days");
+    assert!(
+        ttl > thirty_days - 60 && ttl <= thirty_days,
+        "TTL {ttl}s is not ~30 days"
+    );
     conn.close().await;
 
     // Reconnect without last_id: resumes from the stored (acked) cursor, so
@@ -166,8 +186,15 @@ async fn test_client_sync_state_persistence_and_ttl() {
     talk.send(Uuid::new_v4(), "just talking").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     talk.close().await;
-    let key = format!("client:sync:{}:{}:{}", talker.user_id, talker.client_id, conversation);
-    let exists: bool = redis::cmd("EXISTS").arg(&key).query_async(&mut redis).await.unwrap();
+    let key = format!(
+        "client:sync:{}:{}:{}",
+        talker.user_id, talker.client_id, conversation
+    );
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
     assert!(!exists, "sends must not create or advance a stored cursor");
 }
 
@@ -183,7 +210,11 @@ async fn stored_cursor_saved_on_disconnect_even_before_sync_tick() {
     conn.close().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let back = Conn::open(&url, &device.stored_only()).await;
-    assert_eq!(back.resume_from(), ids[1], "final cursor saved at disconnect (step 7)");
+    assert_eq!(
+        back.resume_from(),
+        ids[1],
+        "final cursor saved at disconnect (step 7)"
+    );
     assert_eq!(back.ids(), vec![ids[2]]);
     back.close().await;
 }

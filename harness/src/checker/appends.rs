@@ -58,7 +58,9 @@ impl MessageIndex {
                     body_hash,
                     ..
                 } => {
-                    let info = by_key.entry((event.conversation, *client_msg_id)).or_default();
+                    let info = by_key
+                        .entry((event.conversation, *client_msg_id))
+                        .or_default();
                     info.send.get_or_insert(SendRef {
                         device: event.device,
                         socket: event.socket,
@@ -66,7 +68,9 @@ impl MessageIndex {
                         body_hash: *body_hash,
                     });
                 }
-                EventKind::Ack { client_msg_id, id, .. } => {
+                EventKind::Ack {
+                    client_msg_id, id, ..
+                } => {
                     let key = (event.conversation, *client_msg_id);
                     let ack = AckRef {
                         id: *id,
@@ -88,12 +92,17 @@ impl MessageIndex {
     }
 
     pub fn was_sent(&self, key: MsgKey) -> bool {
-        self.by_key.get(&key).is_some_and(|info| info.send.is_some())
+        self.by_key
+            .get(&key)
+            .is_some_and(|info| info.send.is_some())
     }
 
     /// Distinct messages that got at least one ack.
     pub fn sends_acked(&self) -> u64 {
-        self.by_key.values().filter(|info| info.ack.is_some()).count() as u64
+        self.by_key
+            .values()
+            .filter(|info| info.ack.is_some())
+            .count() as u64
     }
 }
 
@@ -160,7 +169,10 @@ fn check_entry_against_send(
     findings: &mut Findings,
 ) {
     let (conversation, id) = (key.0, entry.id);
-    let sender_user = meta.devices.get(send.device as usize).map(|info| info.user_id);
+    let sender_user = meta
+        .devices
+        .get(send.device as usize)
+        .map(|info| info.user_id);
     let sender_ok = sender_user.is_none_or(|user| user == entry.sender_id);
     let body_ok = send.body_hash == entry.body_hash;
     if sender_ok && body_ok {
@@ -199,7 +211,9 @@ fn check_acks(meta: &RunMeta, log: &LogIndex, messages: &MessageIndex, findings:
         .filter_map(|(key, info)| info.ack.map(|ack| (*key, ack)));
     for (key, ack) in firsts.chain(messages.other_acks.iter().copied()) {
         let conv = &log.conversations[key.0 as usize];
-        let holder = conv.position(ack.id).map(|position| conv.entries[position].client_msg_id);
+        let holder = conv
+            .position(ack.id)
+            .map(|position| conv.entries[position].client_msg_id);
         if holder == Some(key.1) {
             continue;
         }
@@ -240,7 +254,11 @@ fn check_duplicate_appends(
     for (key, ack) in &messages.other_acks {
         acked_twice.entry(*key).or_default().push(*ack);
     }
-    let mut keys: Vec<MsgKey> = repeated_in_log.keys().chain(acked_twice.keys()).copied().collect();
+    let mut keys: Vec<MsgKey> = repeated_in_log
+        .keys()
+        .chain(acked_twice.keys())
+        .copied()
+        .collect();
     keys.sort_unstable();
     keys.dedup();
     for key in keys {
@@ -265,9 +283,10 @@ fn check_duplicate_appends(
         };
         findings.record(AnomalyKind::DuplicateAppend, site, || {
             let listed: Vec<String> = ids.iter().map(ToString::to_string).collect();
-            let sender = info
-                .send
-                .map_or_else(|| "no device".to_string(), |send| device_label(meta, send.device));
+            let sender = info.send.map_or_else(
+                || "no device".to_string(),
+                |send| device_label(meta, send.device),
+            );
             let detail = format!(
                 "client_msg_id {} (sent by {sender}) was appended to conversation {} at {} ids: {}",
                 key.1,
@@ -325,11 +344,20 @@ impl ReceiptJudge<'_> {
             }
             findings.record(AnomalyKind::Phantom, site, || {
                 let why = if source == LogSource::Redis {
-                    format!("id {id} is not in the log of conversation {}", site.conversation)
+                    format!(
+                        "id {id} is not in the log of conversation {}",
+                        site.conversation
+                    )
                 } else {
-                    format!("no device sent its client_msg_id {}", received.client_msg_id)
+                    format!(
+                        "no device sent its client_msg_id {}",
+                        received.client_msg_id
+                    )
                 };
-                (vec![id], format!("{} received {id}, but {why}", device_label(meta, device)))
+                (
+                    vec![id],
+                    format!("{} received {id}, but {why}", device_label(meta, device)),
+                )
             });
             return Receipt::Phantom;
         };

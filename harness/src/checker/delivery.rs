@@ -138,7 +138,10 @@ impl Scanner<'_, '_> {
         let mut socket: Option<SocketScan> = None;
         for &event_ix in input.slots.events_of(slot) {
             let event = &input.history.events[event_ix as usize];
-            if socket.as_ref().is_some_and(|open| open.number != event.socket) {
+            if socket
+                .as_ref()
+                .is_some_and(|open| open.number != event.socket)
+            {
                 if let Some(done) = socket.take() {
                     self.finish_socket(slot, conv, done, &mut summary);
                 }
@@ -293,11 +296,12 @@ impl Scanner<'_, '_> {
         summary.max_position = summary.max_position.max(Some(position));
         if let Some(next_owed) = current.next_owed {
             if position >= next_owed {
-                self.pending.extend((next_owed..position).map(|skipped| PendingSkip {
-                    position: skipped,
-                    at_us: event.at_us,
-                    past: id,
-                }));
+                self.pending
+                    .extend((next_owed..position).map(|skipped| PendingSkip {
+                        position: skipped,
+                        at_us: event.at_us,
+                        past: id,
+                    }));
                 current.next_owed = Some(position + 1);
             }
         }
@@ -396,7 +400,9 @@ impl Scanner<'_, '_> {
     fn check_lost(&mut self, slot: &Slot, conv: &ConvLog, summary: &SlotSummary) {
         let meta = &self.input.history.meta;
         let facts = &self.input.judge.facts[slot.conversation as usize];
-        let start = summary.initial.map_or(0, |initial| conv.first_after(initial));
+        let start = summary
+            .initial
+            .map_or(0, |initial| conv.first_after(initial));
         let declared = merge_ranges(&mut self.declared);
         let mut declared_ix = 0;
         let mut outstanding = 0u64;
@@ -405,7 +411,10 @@ impl Scanner<'_, '_> {
             if self.last_socket[position] != NOT_RECEIVED {
                 continue;
             }
-            while declared.get(declared_ix).is_some_and(|&(_, end)| end <= position) {
+            while declared
+                .get(declared_ix)
+                .is_some_and(|&(_, end)| end <= position)
+            {
                 declared_ix += 1;
             }
             if declared

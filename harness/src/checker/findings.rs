@@ -197,7 +197,9 @@ mod tests {
         let meta = empty_meta();
         let mut findings = Findings::new(&meta);
         for at in 0..MAX_EXAMPLES as u64 {
-            findings.record(AnomalyKind::Skip, site(Some(at)), || (vec![], String::new()));
+            findings.record(AnomalyKind::Skip, site(Some(at)), || {
+                (vec![], String::new())
+            });
         }
         findings.record(AnomalyKind::Skip, site(Some(1_000)), || {
             panic!("a later example must not be described once the list is full")

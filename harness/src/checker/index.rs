@@ -7,9 +7,7 @@ use std::ops::Range;
 use fnv::FnvHashMap;
 use recovery_protocol::StreamId;
 
-use crate::history::{
-    ConversationIx, DeviceIx, Event, History, LogEntry, LogSource, MessageLog,
-};
+use crate::history::{ConversationIx, DeviceIx, Event, History, LogEntry, LogSource, MessageLog};
 
 /// One conversation's log, sorted by id, without duplicate ids.
 pub(crate) struct ConvLog<'a> {
@@ -47,7 +45,11 @@ impl<'a> LogIndex<'a> {
     /// Sorts each conversation's log; anything that makes the log
     /// untrustworthy (missing conversations, repeated ids) becomes a reason
     /// the verdict cannot be `valid`.
-    pub fn build(log: &'a MessageLog, conversation_count: usize, reasons: &mut Vec<String>) -> Self {
+    pub fn build(
+        log: &'a MessageLog,
+        conversation_count: usize,
+        reasons: &mut Vec<String>,
+    ) -> Self {
         if log.conversations.len() != conversation_count {
             reasons.push(format!(
                 "the message log has {} conversations but the run has {conversation_count}; \
@@ -57,7 +59,10 @@ impl<'a> LogIndex<'a> {
         }
         let conversations = (0..conversation_count)
             .map(|conversation| {
-                let entries = log.conversations.get(conversation).map_or(&[][..], Vec::as_slice);
+                let entries = log
+                    .conversations
+                    .get(conversation)
+                    .map_or(&[][..], Vec::as_slice);
                 sorted_log(conversation, entries, reasons)
             })
             .collect();
@@ -68,7 +73,11 @@ impl<'a> LogIndex<'a> {
     }
 }
 
-fn sorted_log<'a>(conversation: usize, entries: &'a [LogEntry], reasons: &mut Vec<String>) -> ConvLog<'a> {
+fn sorted_log<'a>(
+    conversation: usize,
+    entries: &'a [LogEntry],
+    reasons: &mut Vec<String>,
+) -> ConvLog<'a> {
     let mut sorted: Vec<&LogEntry> = entries.iter().collect();
     // Redis returns the log sorted; stable sort keeps the first of any
     // repeated id, and is linear on already sorted input.
@@ -113,16 +122,19 @@ impl SlotIndex {
         let conversation_count = meta.conversations.len();
         let mut slot_of_pair: FnvHashMap<(DeviceIx, ConversationIx), u32> = FnvHashMap::default();
         let mut slots = Vec::new();
-        let mut add_slot = |slots: &mut Vec<Slot>, device: DeviceIx, conversation: ConversationIx| {
-            *slot_of_pair.entry((device, conversation)).or_insert_with(|| {
-                slots.push(Slot {
-                    device,
-                    conversation,
-                    events: 0..0,
-                });
-                (slots.len() - 1) as u32
-            })
-        };
+        let mut add_slot =
+            |slots: &mut Vec<Slot>, device: DeviceIx, conversation: ConversationIx| {
+                *slot_of_pair
+                    .entry((device, conversation))
+                    .or_insert_with(|| {
+                        slots.push(Slot {
+                            device,
+                            conversation,
+                            events: 0..0,
+                        });
+                        (slots.len() - 1) as u32
+                    })
+            };
         let mut bad_memberships = 0usize;
         for (device, info) in meta.devices.iter().enumerate() {
             for &conversation in &info.conversations {
@@ -264,12 +276,21 @@ mod tests {
         };
         let history = History {
             meta,
-            events: vec![event(5, 1, 0), event(9, 0, 0), event(1, 0, 0), event(2, 0, 7)],
+            events: vec![
+                event(5, 1, 0),
+                event(9, 0, 0),
+                event(1, 0, 0),
+                event(2, 0, 7),
+            ],
         };
         let mut reasons = Vec::new();
         let index = SlotIndex::build(&history, &mut reasons);
         assert_eq!(index.slots.len(), 1);
         assert_eq!(index.events_of(&index.slots[0]), &[2, 1, 0]);
-        assert_eq!(reasons.len(), 1, "the event in conversation 7 is reported: {reasons:?}");
+        assert_eq!(
+            reasons.len(),
+            1,
+            "the event in conversation 7 is reported: {reasons:?}"
+        );
     }
 }

@@ -51,8 +51,12 @@ pub fn rebuild_log(history: &History) -> MessageLog {
                 }
                 continue;
             }
-            EventKind::Ack { client_msg_id, id, .. } => (*id, *client_msg_id, Witness::Ack),
-            EventKind::Recv { id, client_msg_id, .. } => (*id, *client_msg_id, Witness::Receipt),
+            EventKind::Ack {
+                client_msg_id, id, ..
+            } => (*id, *client_msg_id, Witness::Ack),
+            EventKind::Recv {
+                id, client_msg_id, ..
+            } => (*id, *client_msg_id, Witness::Receipt),
             _ => continue,
         };
         let candidate = Candidate {

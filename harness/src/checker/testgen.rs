@@ -106,7 +106,15 @@ impl Sim {
         };
         let epoch = (socket > 0).then(|| "epoch-1".to_string());
         let target = "ws://127.0.0.1:1/ws".to_string();
-        self.emit(slot, socket, EventKind::Connect { last_id, epoch, target });
+        self.emit(
+            slot,
+            socket,
+            EventKind::Connect {
+                last_id,
+                epoch,
+                target,
+            },
+        );
         let hello = EventKind::Hello {
             client_id,
             resume_from: last,
@@ -415,11 +423,18 @@ fn choose<T>(candidates: Vec<T>, pick: usize) -> Option<T> {
 /// Applies `mutation` at the site `pick` selects (modulo the number of
 /// sites); `None` when the history has no site for it. Returns every
 /// anomaly the checker must report, and nothing else may be reported.
-pub fn mutate(generated: &mut Generated, mutation: Mutation, pick: usize) -> Option<Vec<ExpectedAnomaly>> {
+pub fn mutate(
+    generated: &mut Generated,
+    mutation: Mutation,
+    pick: usize,
+) -> Option<Vec<ExpectedAnomaly>> {
     let view = sockets(&generated.history);
     let events = &mut generated.history.events;
     match mutation {
-        Mutation::DropRecv | Mutation::DuplicateRecv | Mutation::PhantomRecv | Mutation::CorruptBody => {
+        Mutation::DropRecv
+        | Mutation::DuplicateRecv
+        | Mutation::PhantomRecv
+        | Mutation::CorruptBody => {
             let sites: Vec<(SocketKey, usize, Option<usize>)> = view
                 .iter()
                 .flat_map(|(key, socket)| {
@@ -472,21 +487,34 @@ pub fn mutate(generated: &mut Generated, mutation: Mutation, pick: usize) -> Opt
         Mutation::SwapRecvs => {
             let sites: Vec<(SocketKey, usize, usize)> = view
                 .iter()
-                .flat_map(|(key, socket)| socket.recvs.windows(2).map(|pair| (*key, pair[0], pair[1])))
+                .flat_map(|(key, socket)| {
+                    socket.recvs.windows(2).map(|pair| (*key, pair[0], pair[1]))
+                })
                 .collect();
             let (key, first, second) = choose(sites, pick)?;
             let (a, b) = (recv_id(&events[first]), recv_id(&events[second]));
             let first_kind = events[first].kind.clone();
             events[first].kind = events[second].kind.clone();
             events[second].kind = first_kind;
-            Some(vec![expect(AnomalyKind::Reorder, 1, key, Some(key.2), vec![b, a])])
+            Some(vec![expect(
+                AnomalyKind::Reorder,
+                1,
+                key,
+                Some(key.2),
+                vec![b, a],
+            )])
         }
         Mutation::MoveRecvToNextSocket => {
             let sites: Vec<(SocketKey, usize, usize, usize)> = view
                 .iter()
                 .filter_map(|(key, socket)| {
                     let next_hello = view.get(&(key.0, key.1, key.2 + 1))?.hello?;
-                    Some(socket.recvs.windows(2).map(move |pair| (*key, pair[0], pair[1], next_hello)))
+                    Some(
+                        socket
+                            .recvs
+                            .windows(2)
+                            .map(move |pair| (*key, pair[0], pair[1], next_hello)),
+                    )
                 })
                 .flatten()
                 .collect();
@@ -500,7 +528,13 @@ pub fn mutate(generated: &mut Generated, mutation: Mutation, pick: usize) -> Opt
                 *replay = true;
             }
             events.insert(hello + 1, moved);
-            Some(vec![expect(AnomalyKind::Skip, 1, key, Some(key.2), vec![id, past])])
+            Some(vec![expect(
+                AnomalyKind::Skip,
+                1,
+                key,
+                Some(key.2),
+                vec![id, past],
+            )])
         }
         Mutation::RemoveAckedFromLog => remove_acked(generated, pick),
         Mutation::DuplicateAppend => duplicate_append(generated, pick),
@@ -514,9 +548,16 @@ pub fn mutate(generated: &mut Generated, mutation: Mutation, pick: usize) -> Opt
                 .collect();
             let (key, hello, recvs) = choose(sites, pick)?;
             // Only the replay right after the hello: consecutive receipts.
-            let replayed = recvs.iter().enumerate().take_while(|(n, ix)| **ix == hello + 1 + n).count();
+            let replayed = recvs
+                .iter()
+                .enumerate()
+                .take_while(|(n, ix)| **ix == hello + 1 + n)
+                .count();
             let removed = 1 + (pick / 7) % (replayed - 1);
-            let lost: Vec<StreamId> = recvs[..removed].iter().map(|ix| recv_id(&events[*ix])).collect();
+            let lost: Vec<StreamId> = recvs[..removed]
+                .iter()
+                .map(|ix| recv_id(&events[*ix]))
+                .collect();
             let first_kept = recv_id(&events[recvs[removed]]);
             let EventKind::Hello { resume_from, .. } = events[hello].kind else {
                 return None;
@@ -537,7 +578,13 @@ pub fn mutate(generated: &mut Generated, mutation: Mutation, pick: usize) -> Opt
             let count = lost.len() as u64;
             Some(vec![
                 expect(AnomalyKind::Lost, count, key, None, vec![lost[0]]),
-                expect(AnomalyKind::Skip, count, key, Some(key.2), vec![lost[0], first_kept]),
+                expect(
+                    AnomalyKind::Skip,
+                    count,
+                    key,
+                    Some(key.2),
+                    vec![lost[0], first_kept],
+                ),
             ])
         }
     }
@@ -547,7 +594,9 @@ fn log_sites(log: &MessageLog) -> Vec<(usize, usize)> {
     log.conversations
         .iter()
         .enumerate()
-        .flat_map(|(conversation, entries)| (0..entries.len()).map(move |position| (conversation, position)))
+        .flat_map(|(conversation, entries)| {
+            (0..entries.len()).map(move |position| (conversation, position))
+        })
         .collect()
 }
 
@@ -565,7 +614,13 @@ fn remove_acked(generated: &mut Generated, pick: usize) -> Option<Vec<ExpectedAn
             && matches!(event.kind, EventKind::Ack { client_msg_id, .. } if client_msg_id == entry.client_msg_id)
     })?;
     let key = (ack.device, conversation, ack.socket);
-    Some(vec![expect(AnomalyKind::LostAck, 1, key, Some(ack.socket), vec![entry.id])])
+    Some(vec![expect(
+        AnomalyKind::LostAck,
+        1,
+        key,
+        Some(ack.socket),
+        vec![entry.id],
+    )])
 }
 
 fn duplicate_append(generated: &mut Generated, pick: usize) -> Option<Vec<ExpectedAnomaly>> {
@@ -645,7 +700,9 @@ fn stored_redelivery(
     let history = &generated.history;
     let sites: Vec<(SocketKey, usize, usize)> = view
         .iter()
-        .filter(|(key, _)| history.meta.devices[key.0 as usize].resume_mode == ResumeMode::StoredCursor)
+        .filter(|(key, _)| {
+            history.meta.devices[key.0 as usize].resume_mode == ResumeMode::StoredCursor
+        })
         .filter_map(|(key, socket)| {
             let hello = socket.hello?;
             let EventKind::Hello {

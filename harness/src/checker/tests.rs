@@ -35,7 +35,10 @@ fn assert_flagged(outcome: &CheckOutcome, expected: &[ExpectedAnomaly]) -> Resul
     let mut wanted: Vec<AnomalyKind> = expected.iter().map(|anomaly| anomaly.kind).collect();
     wanted.sort();
     if reported != wanted {
-        return Err(format!("expected kinds {wanted:?}, got {:#?}", outcome.anomalies));
+        return Err(format!(
+            "expected kinds {wanted:?}, got {:#?}",
+            outcome.anomalies
+        ));
     }
     for anomaly in expected {
         let report = &outcome.anomalies[&anomaly.kind];
@@ -45,7 +48,9 @@ fn assert_flagged(outcome: &CheckOutcome, expected: &[ExpectedAnomaly]) -> Resul
         let matching = report.examples.iter().any(|example| {
             example.device == anomaly.device
                 && example.conversation == anomaly.conversation
-                && anomaly.socket.is_none_or(|socket| example.socket == Some(socket))
+                && anomaly
+                    .socket
+                    .is_none_or(|socket| example.socket == Some(socket))
                 && example.ids == anomaly.ids
                 && !example.detail.is_empty()
         });
@@ -125,7 +130,12 @@ fn dropped_receipt_example_names_device_and_last_socket() {
     let info = &generated.history.meta.devices[device as usize];
     assert_eq!(lost.user_id, Some(info.user_id));
     assert_eq!(lost.client_id, Some(info.client_id));
-    assert!(lost.detail.contains(&format!("never received {}", expected[0].ids[0])), "{}", lost.detail);
+    assert!(
+        lost.detail
+            .contains(&format!("never received {}", expected[0].ids[0])),
+        "{}",
+        lost.detail
+    );
     assert!(lost.detail.contains("caught up to"), "{}", lost.detail);
     let conversation = &generated.history.meta.conversations[lost.conversation as usize];
     assert_eq!(lost.conversation_id, conversation.conversation_id);
@@ -206,9 +216,13 @@ fn incomplete_drain_leaves_the_tail_unknown_not_lost() {
     let outcome = run(&generated, &strict(), false);
     assert_eq!(outcome.verdict, Verdict::Unknown, "{outcome:#?}");
     assert!(outcome.anomalies.is_empty());
-    let note = format!("did not catch up in conversation {conversation}: {removed} messages outstanding");
+    let note =
+        format!("did not catch up in conversation {conversation}: {removed} messages outstanding");
     assert!(
-        outcome.unknown_reasons.iter().any(|reason| reason.contains(&note)),
+        outcome
+            .unknown_reasons
+            .iter()
+            .any(|reason| reason.contains(&note)),
         "{:?}",
         outcome.unknown_reasons
     );
@@ -235,17 +249,30 @@ fn given_unknown_reasons_make_a_clean_run_unknown() {
         unknown_reasons: vec!["redis unreachable".into()],
     });
     assert_eq!(outcome.verdict, Verdict::Unknown);
-    assert_eq!(outcome.unknown_reasons, vec!["redis unreachable".to_string()]);
+    assert_eq!(
+        outcome.unknown_reasons,
+        vec!["redis unreachable".to_string()]
+    );
 }
 
 #[test]
 fn rebuilt_log_of_a_valid_history_equals_the_real_log() {
     for seed in 0..5 {
-        let generated = generate(&GenConfig { seed, ..rich_config() });
+        let generated = generate(&GenConfig {
+            seed,
+            ..rich_config()
+        });
         let rebuilt = rebuild_log(&generated.history);
         assert_eq!(rebuilt.source, LogSource::Rebuilt);
         assert_eq!(rebuilt.conversations, generated.log.conversations);
-        let outcome = run(&Generated { log: rebuilt, ..generated }, &strict(), true);
+        let outcome = run(
+            &Generated {
+                log: rebuilt,
+                ..generated
+            },
+            &strict(),
+            true,
+        );
         assert_eq!(outcome.verdict, Verdict::Valid);
         assert_eq!(outcome.log_source, LogSource::Rebuilt);
     }
@@ -271,11 +298,16 @@ fn rebuilt_log_does_not_flag_ids_missing_from_a_foreign_log() {
     // lacks make the verdict unknown, never phantom.
     let generated = generate(&rich_config());
     let mut log = rebuild_log(&generated.history);
-    let removed = log.conversations[0].pop().expect("conversation 0 has messages");
+    let removed = log.conversations[0]
+        .pop()
+        .expect("conversation 0 has messages");
     let outcome = run(&Generated { log, ..generated }, &strict(), true);
     assert!(!outcome.anomalies.contains_key(&AnomalyKind::Phantom));
     assert!(outcome.count(AnomalyKind::LostAck) == 1, "{outcome:#?}");
-    assert!(outcome.unknown_reasons.iter().any(|reason| reason.contains("rebuilt log")));
+    assert!(outcome
+        .unknown_reasons
+        .iter()
+        .any(|reason| reason.contains("rebuilt log")));
     let lost_ack = &outcome.anomalies[&AnomalyKind::LostAck].examples[0];
     assert_eq!(lost_ack.ids, vec![removed.id]);
 }
@@ -312,7 +344,11 @@ fn gap_to_a_recreated_stream_owes_from_first_available() {
     };
     events.remove(hello + 2);
     events.insert(hello + 1, gap);
-    let (device, conversation, socket) = (events[hello].device, events[hello].conversation, events[hello].socket);
+    let (device, conversation, socket) = (
+        events[hello].device,
+        events[hello].conversation,
+        events[hello].socket,
+    );
     let outcome = run(&generated, &strict(), true);
     let expected = [
         ExpectedAnomaly {

@@ -20,7 +20,10 @@ pub enum ConnectError {
     #[error("target {0:?} is not a ws://host:port/path URL")]
     BadTarget(String),
     #[error("TCP connect to {addr} failed: {source}")]
-    Tcp { addr: String, source: std::io::Error },
+    Tcp {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("connect to {0} timed out")]
     Timeout(String),
     #[error("server refused the upgrade with HTTP {status}: {body}")]
@@ -60,18 +63,27 @@ fn small_buffers() -> WebSocketConfig {
         .max_frame_size(Some(1024 * 1024))
 }
 
-pub async fn connect(target: &str, params: &ConnectParams, timeout: Duration) -> Result<Ws, ConnectError> {
+pub async fn connect(
+    target: &str,
+    params: &ConnectParams,
+    timeout: Duration,
+) -> Result<Ws, ConnectError> {
     let addr = host_port(target)?.to_string();
     let url = format!("{target}?{}", params.to_query());
     let attempt = async {
         let tcp = TcpStream::connect(&addr)
             .await
-            .map_err(|source| ConnectError::Tcp { addr: addr.clone(), source })?;
+            .map_err(|source| ConnectError::Tcp {
+                addr: addr.clone(),
+                source,
+            })?;
         // Latency matters more than packet count on loopback.
         if let Err(err) = tcp.set_nodelay(true) {
             tracing::debug!(%err, "TCP_NODELAY not set");
         }
-        match tokio_tungstenite::client_async_with_config(url.as_str(), tcp, Some(small_buffers())).await {
+        match tokio_tungstenite::client_async_with_config(url.as_str(), tcp, Some(small_buffers()))
+            .await
+        {
             Ok((ws, _response)) => Ok(ws),
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err(ConnectError::Http {
                 status: response.status().as_u16(),
@@ -101,7 +113,10 @@ pub async fn drop_connection(mut ws: Ws, kind: DropKind) {
                 }
             };
             // Bounded: a server that never answers a close is not our problem here.
-            if tokio::time::timeout(Duration::from_secs(2), close).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(2), close)
+                .await
+                .is_err()
+            {
                 tracing::debug!("server did not answer the close frame within 2s");
             }
         }

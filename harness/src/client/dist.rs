@@ -42,7 +42,9 @@ mod tests {
     fn exponential_mean_is_close() {
         let mut rng = StdRng::seed_from_u64(7);
         let n = 20_000;
-        let total: f64 = (0..n).map(|_| exponential(0.5, &mut rng).as_secs_f64()).sum();
+        let total: f64 = (0..n)
+            .map(|_| exponential(0.5, &mut rng).as_secs_f64())
+            .sum();
         let mean = total / n as f64;
         assert!((mean - 0.5).abs() < 0.02, "mean {mean}");
     }

@@ -34,7 +34,9 @@ pub struct RunClock {
 
 impl RunClock {
     pub fn start() -> RunClock {
-        RunClock { origin: Instant::now() }
+        RunClock {
+            origin: Instant::now(),
+        }
     }
 
     pub fn now_us(&self) -> u64 {

@@ -70,7 +70,12 @@ pub struct SocketTask {
 }
 
 impl SocketTask {
-    pub fn new(spec: SocketSpec, ctx: Arc<ClientContext>, rng: StdRng, orders: mpsc::Receiver<SendOrder>) -> Self {
+    pub fn new(
+        spec: SocketSpec,
+        ctx: Arc<ClientContext>,
+        rng: StdRng,
+        orders: mpsc::Receiver<SendOrder>,
+    ) -> Self {
         SocketTask {
             spec,
             ctx,
@@ -129,7 +134,10 @@ impl SocketTask {
                     self.socket_no += 1;
                     failures += 1;
                     if failures >= MAX_CONNECT_FAILURES {
-                        tracing::warn!(socket = self.spec.index, "giving up after {failures} failed connects");
+                        tracing::warn!(
+                            socket = self.spec.index,
+                            "giving up after {failures} failed connects"
+                        );
                         break;
                     }
                     self.wait(RETRY_DELAY).await;
@@ -172,7 +180,9 @@ impl SocketTask {
     async fn connect_once(&mut self) -> Option<Ws> {
         // Spread reconnects over the instances: a device comes back to a
         // different one than before when there are several.
-        let target = self.ctx.targets[(self.spec.index + self.socket_no as usize) % self.ctx.targets.len()].clone();
+        let target = self.ctx.targets
+            [(self.spec.index + self.socket_no as usize) % self.ctx.targets.len()]
+        .clone();
         let params = self.connect_params();
         self.record(EventKind::Connect {
             last_id: params.last_id,
@@ -183,8 +193,13 @@ impl SocketTask {
         match connect(&target, &params, self.ctx.connect_timeout).await {
             Ok(ws) => Some(ws),
             Err(err) => {
-                self.ctx.counters.connect_failures.fetch_add(1, Ordering::Relaxed);
-                self.record(EventKind::ConnectFailed { error: err.to_string() });
+                self.ctx
+                    .counters
+                    .connect_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                self.record(EventKind::ConnectFailed {
+                    error: err.to_string(),
+                });
                 None
             }
         }
@@ -197,7 +212,10 @@ impl SocketTask {
         let ended = self.drive(&mut ws).await;
         self.ctx.online[self.spec.index].store(false, Ordering::Relaxed);
         self.ctx.counters.socket_down();
-        self.ctx.counters.disconnects.fetch_add(1, Ordering::Relaxed);
+        self.ctx
+            .counters
+            .disconnects
+            .fetch_add(1, Ordering::Relaxed);
         match ended {
             Drive::Planned(kind) => {
                 self.record(EventKind::Disconnect(match kind {
@@ -343,8 +361,13 @@ impl SocketTask {
         if self.drained {
             return;
         }
-        let Some(heads) = self.ctx.drain_heads.get() else { return };
-        let head = heads.get(self.spec.conversation as usize).copied().unwrap_or(StreamId::ZERO);
+        let Some(heads) = self.ctx.drain_heads.get() else {
+            return;
+        };
+        let head = heads
+            .get(self.spec.conversation as usize)
+            .copied()
+            .unwrap_or(StreamId::ZERO);
         if head.is_zero() || self.last_id.is_some_and(|last| last >= head) {
             self.drained = true;
             self.ctx.drained[self.spec.index].store(true, Ordering::Relaxed);
@@ -352,7 +375,12 @@ impl SocketTask {
         }
     }
 
-    fn on_frame(&mut self, frame: ServerFrame, caught_up: &mut bool, unacked: &mut usize) -> FrameOutcome {
+    fn on_frame(
+        &mut self,
+        frame: ServerFrame,
+        caught_up: &mut bool,
+        unacked: &mut usize,
+    ) -> FrameOutcome {
         match frame {
             ServerFrame::Hello {
                 client_id,
@@ -414,8 +442,12 @@ impl SocketTask {
                     duplicate,
                 });
                 if self.pending.remove(&client_msg_id).is_some() {
-                    self.pending_order.retain(|pending| *pending != client_msg_id);
-                    self.ctx.counters.outstanding_sends.fetch_sub(1, Ordering::Relaxed);
+                    self.pending_order
+                        .retain(|pending| *pending != client_msg_id);
+                    self.ctx
+                        .counters
+                        .outstanding_sends
+                        .fetch_sub(1, Ordering::Relaxed);
                     self.ctx.counters.acks.fetch_add(1, Ordering::Relaxed);
                     self.ctx.note_acked(self.spec.conversation, id);
                 }
@@ -441,12 +473,17 @@ impl SocketTask {
     async fn write(&mut self, ws: &mut Ws, frame: ClientFrame) -> Result<(), DisconnectCause> {
         ws.send(Message::Text(frame.to_json().into()))
             .await
-            .map_err(|err| DisconnectCause::Error { message: err.to_string() })
+            .map_err(|err| DisconnectCause::Error {
+                message: err.to_string(),
+            })
     }
 
     async fn send_new(&mut self, ws: &mut Ws, order: SendOrder) -> Result<(), DisconnectCause> {
         self.ctx.counters.sends.fetch_add(1, Ordering::Relaxed);
-        self.ctx.counters.outstanding_sends.fetch_add(1, Ordering::Relaxed);
+        self.ctx
+            .counters
+            .outstanding_sends
+            .fetch_add(1, Ordering::Relaxed);
         self.pending.insert(
             order.client_msg_id,
             Pending {
@@ -459,8 +496,14 @@ impl SocketTask {
         self.write_send(ws, order.client_msg_id).await
     }
 
-    async fn write_send(&mut self, ws: &mut Ws, client_msg_id: Uuid) -> Result<(), DisconnectCause> {
-        let Some(pending) = self.pending.get(&client_msg_id).cloned() else { return Ok(()) };
+    async fn write_send(
+        &mut self,
+        ws: &mut Ws,
+        client_msg_id: Uuid,
+    ) -> Result<(), DisconnectCause> {
+        let Some(pending) = self.pending.get(&client_msg_id).cloned() else {
+            return Ok(());
+        };
         self.record(EventKind::Send {
             client_msg_id,
             body_hash: body_hash(&pending.body),
@@ -468,7 +511,14 @@ impl SocketTask {
             due_us: pending.due_us,
             attempt: pending.attempt,
         });
-        self.write(ws, ClientFrame::Send { client_msg_id, body: pending.body }).await
+        self.write(
+            ws,
+            ClientFrame::Send {
+                client_msg_id,
+                body: pending.body,
+            },
+        )
+        .await
     }
 
     /// Re-sends every unacked send with the same client_msg_id (the server
@@ -487,7 +537,10 @@ impl SocketTask {
             if give_up {
                 self.pending.remove(&client_msg_id);
                 self.pending_order.retain(|id| *id != client_msg_id);
-                self.ctx.counters.outstanding_sends.fetch_sub(1, Ordering::Relaxed);
+                self.ctx
+                    .counters
+                    .outstanding_sends
+                    .fetch_sub(1, Ordering::Relaxed);
                 continue;
             }
             self.write_send(ws, client_msg_id).await?;
@@ -495,8 +548,14 @@ impl SocketTask {
         Ok(())
     }
 
-    async fn send_ack(&mut self, ws: &mut Ws, acked_sent: &mut Option<StreamId>) -> Result<(), DisconnectCause> {
-        let Some(last) = self.socket_last else { return Ok(()) };
+    async fn send_ack(
+        &mut self,
+        ws: &mut Ws,
+        acked_sent: &mut Option<StreamId>,
+    ) -> Result<(), DisconnectCause> {
+        let Some(last) = self.socket_last else {
+            return Ok(());
+        };
         if acked_sent.is_some_and(|sent| sent >= last) {
             return Ok(());
         }

@@ -82,7 +82,9 @@ pub enum EventKind {
         target: String,
     },
     /// The attempt failed before `hello` (refused, HTTP error, timeout).
-    ConnectFailed { error: String },
+    ConnectFailed {
+        error: String,
+    },
     Hello {
         client_id: Uuid,
         resume_from: StreamId,
@@ -105,7 +107,10 @@ pub enum EventKind {
         sent_at_ms: u64,
         replay: bool,
     },
-    CaughtUp { last_id: StreamId, replayed: u64 },
+    CaughtUp {
+        last_id: StreamId,
+        replayed: u64,
+    },
     /// A `send` frame written. `due_us` is when the open-model schedule
     /// wanted it sent (latency is measured from there); `attempt` is 0 for
     /// the first try, 1.. for retries with the same `client_msg_id`.
@@ -127,7 +132,9 @@ pub enum EventKind {
         message: String,
     },
     /// A cumulative `ack` frame the device sent.
-    AckSent { id: StreamId },
+    AckSent {
+        id: StreamId,
+    },
     Disconnect(DisconnectCause),
 }
 

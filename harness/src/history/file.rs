@@ -17,9 +17,15 @@ pub struct History {
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
     #[error("cannot open history file {path}: {source}")]
-    Open { path: PathBuf, source: std::io::Error },
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write history file {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot read {path} line {line}: {source}")]
     Read {
         path: PathBuf,

@@ -13,9 +13,15 @@ const PAGE: usize = 1000;
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
     #[error("cannot reach the target's Redis at {url} to read the message log: {source}")]
-    Connect { url: String, source: redis::RedisError },
+    Connect {
+        url: String,
+        source: redis::RedisError,
+    },
     #[error("reading stream {key} failed: {source}")]
-    Read { key: String, source: redis::RedisError },
+    Read {
+        key: String,
+        source: redis::RedisError,
+    },
     #[error("stream {key} holds an entry the protocol does not describe: {detail}")]
     Entry { key: String, detail: String },
 }
@@ -56,10 +62,15 @@ pub async fn read_log(url: &str, conversations: &[Uuid]) -> Result<MessageLog, L
                 .arg(PAGE)
                 .query_async(&mut conn)
                 .await
-                .map_err(|source| LogError::Read { key: key.clone(), source })?;
-            let page = server::store::parse_entries(value, *conversation_id).map_err(|err| LogError::Entry {
-                key: key.clone(),
-                detail: err.to_string(),
+                .map_err(|source| LogError::Read {
+                    key: key.clone(),
+                    source,
+                })?;
+            let page = server::store::parse_entries(value, *conversation_id).map_err(|err| {
+                LogError::Entry {
+                    key: key.clone(),
+                    detail: err.to_string(),
+                }
             })?;
             let full = page.len() == PAGE;
             for entry in page {
@@ -99,12 +110,20 @@ pub async fn read_heads(url: &str, conversations: &[Uuid]) -> Result<Vec<StreamI
             .arg(1)
             .query_async(&mut conn)
             .await
-            .map_err(|source| LogError::Read { key: key.clone(), source })?;
-        let page = server::store::parse_entries(value, *conversation_id).map_err(|err| LogError::Entry {
-            key: key.clone(),
-            detail: err.to_string(),
+            .map_err(|source| LogError::Read {
+                key: key.clone(),
+                source,
+            })?;
+        let page = server::store::parse_entries(value, *conversation_id).map_err(|err| {
+            LogError::Entry {
+                key: key.clone(),
+                detail: err.to_string(),
+            }
         })?;
-        heads.push(page.first().map_or(StreamId::ZERO, |entry| entry.message.id));
+        heads.push(
+            page.first()
+                .map_or(StreamId::ZERO, |entry| entry.message.id),
+        );
     }
     Ok(heads)
 }

@@ -44,13 +44,19 @@ pub enum RunError {
     #[error(transparent)]
     Server(#[from] servers::ServerError),
     #[error("cannot create the report directory {path}: {source}")]
-    OutDir { path: PathBuf, source: std::io::Error },
+    OutDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     History(#[from] crate::history::HistoryError),
     #[error(transparent)]
     Report(#[from] report::ReportError),
     #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("reading the message log back failed: {0}")]
     Log(#[from] log::LogError),
     #[error("the scenario has external targets but no Redis URL; pass --redis-url (or the verdict is checked against a log rebuilt from acks)")]
@@ -91,16 +97,21 @@ fn run_dir_name(scenario: &str) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let stamp = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(now.as_secs()))
-        .to_string()
-        .replace([':', '-'], "")
-        .replace('T', "-")
-        .trim_end_matches('Z')
-        .to_string();
+    let stamp = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + Duration::from_secs(now.as_secs()),
+    )
+    .to_string()
+    .replace([':', '-'], "")
+    .replace('T', "-")
+    .trim_end_matches('Z')
+    .to_string();
     format!("{stamp}-{scenario}")
 }
 
-fn provider_options(scenario: &Scenario, redis_url: Option<&str>) -> redis_provider::ProviderOptions {
+fn provider_options(
+    scenario: &Scenario,
+    redis_url: Option<&str>,
+) -> redis_provider::ProviderOptions {
     use redis_provider::{Persistence as P, Preference};
     let preference = match (redis_url, scenario.redis.provider) {
         (Some(url), _) => Preference::Url(Some(url.to_string())),
@@ -130,7 +141,10 @@ pub async fn run(options: RunOptions) -> Result<RunOutcome, RunError> {
         .or(scenario.seed)
         .unwrap_or_else(|| rand::rng().random_range(0..i64::MAX as u64));
     scenario.seed = Some(seed);
-    println!("scenario {} seed {seed} (replay with --seed {seed})", scenario.name);
+    println!(
+        "scenario {} seed {seed} (replay with --seed {seed})",
+        scenario.name
+    );
     if let Some(targets) = &options.targets {
         scenario.servers = ServersSpec::External {
             targets: targets.clone(),
@@ -145,9 +159,12 @@ pub async fn run(options: RunOptions) -> Result<RunOutcome, RunError> {
     // Redis: needed to start reference servers, and (when reachable) to
     // read the log back. External targets without a URL are checked
     // against the log rebuilt from acks and receipts.
-    let needs_redis = matches!(scenario.servers, ServersSpec::Spawn { .. }) || options.redis_url.is_some();
+    let needs_redis =
+        matches!(scenario.servers, ServersSpec::Spawn { .. }) || options.redis_url.is_some();
     let redis = if needs_redis {
-        let handle = redis_provider::start_redis(&provider_options(&scenario, options.redis_url.as_deref())).await?;
+        let handle =
+            redis_provider::start_redis(&provider_options(&scenario, options.redis_url.as_deref()))
+                .await?;
         println!("redis: {}", handle.description());
         Some(handle)
     } else {
@@ -178,7 +195,14 @@ pub async fn run(options: RunOptions) -> Result<RunOutcome, RunError> {
     };
     println!("targets: {}", targets.join(", "));
 
-    let played = play(&scenario, seed, &targets, redis_url.as_deref(), options.progress).await;
+    let played = play(
+        &scenario,
+        seed,
+        &targets,
+        redis_url.as_deref(),
+        options.progress,
+    )
+    .await;
     for instance in instances {
         instance.stop().await;
     }
@@ -188,15 +212,27 @@ pub async fn run(options: RunOptions) -> Result<RunOutcome, RunError> {
     write_history(&history_path, &played.history)?;
     write_json(&run_dir.join("log.json"), &played.log)?;
     let scenario_path = run_dir.join("scenario.toml");
-    std::fs::write(&scenario_path, render_scenario(&scenario)).map_err(|source| RunError::Write {
-        path: scenario_path,
-        source,
+    std::fs::write(&scenario_path, render_scenario(&scenario)).map_err(|source| {
+        RunError::Write {
+            path: scenario_path,
+            source,
+        }
     })?;
 
-    let check = check_history(&played.history, &played.log, &scenario, played.drain_complete, played.unknown_reasons.clone());
+    let check = check_history(
+        &played.history,
+        &played.log,
+        &scenario,
+        played.drain_complete,
+        played.unknown_reasons.clone(),
+    );
     let analysis = report::analyze(&played.history);
     let wall = started.elapsed();
-    let thresholds = report::evaluate_thresholds(&scenario.thresholds, &analysis, scenario.duration.as_secs_f64());
+    let thresholds = report::evaluate_thresholds(
+        &scenario.thresholds,
+        &analysis,
+        scenario.duration.as_secs_f64(),
+    );
     let usage = resources::harness_usage();
     let facts = RunFacts {
         scenario: scenario.clone(),
@@ -207,7 +243,10 @@ pub async fn run(options: RunOptions) -> Result<RunOutcome, RunError> {
         harness_peak_rss_bytes: usage.peak_rss_bytes,
         peak_sockets: played.peak_sockets,
         drain_complete: played.drain_complete,
-        redis_description: redis.as_ref().map_or_else(|| "not reachable (log rebuilt from acks)".into(), |r| r.description()),
+        redis_description: redis.as_ref().map_or_else(
+            || "not reachable (log rebuilt from acks)".into(),
+            |r| r.description(),
+        ),
         targets: targets.clone(),
         stragglers: played.stragglers.clone(),
     };
@@ -272,8 +311,16 @@ pub async fn play(
         return Err(RunError::NoTargets);
     }
     let mut rng = StdRng::seed_from_u64(seed);
-    let cast = population::build(&scenario.population, scenario.churn.client_cursor_share, &mut rng);
-    let conversation_ids: Vec<_> = cast.conversations.iter().map(|c| c.conversation_id).collect();
+    let cast = population::build(
+        &scenario.population,
+        scenario.churn.client_cursor_share,
+        &mut rng,
+    );
+    let conversation_ids: Vec<_> = cast
+        .conversations
+        .iter()
+        .map(|c| c.conversation_id)
+        .collect();
     let socket_count = cast.sockets.len();
     let (phase_tx, phase_rx) = watch::channel(Phase::Running);
     let clock = RunClock::start();
@@ -286,7 +333,9 @@ pub async fn play(
         online: (0..socket_count).map(|_| AtomicBool::new(false)).collect(),
         drained: (0..socket_count).map(|_| AtomicBool::new(false)).collect(),
         drain_heads: OnceLock::new(),
-        max_acked: (0..cast.conversations.len()).map(|_| Mutex::new(StreamId::ZERO)).collect(),
+        max_acked: (0..cast.conversations.len())
+            .map(|_| Mutex::new(StreamId::ZERO))
+            .collect(),
         connect_timeout: Duration::from_secs(10),
     });
 
@@ -298,9 +347,20 @@ pub async fn play(
         let (tx, rx) = mpsc::channel(ORDER_QUEUE);
         order_senders.push(tx);
         // Spread connects evenly over the ramp.
-        let offset_us = if socket_count > 1 { ramp_us * spec.index as u64 / socket_count as u64 } else { 0 };
-        let task = SocketTask::new(spec.clone(), ctx.clone(), StdRng::seed_from_u64(rng.random()), rx);
-        tasks.push(tokio::spawn(task.run(start + Duration::from_micros(offset_us))));
+        let offset_us = if socket_count > 1 {
+            ramp_us * spec.index as u64 / socket_count as u64
+        } else {
+            0
+        };
+        let task = SocketTask::new(
+            spec.clone(),
+            ctx.clone(),
+            StdRng::seed_from_u64(rng.random()),
+            rx,
+        );
+        tasks.push(tokio::spawn(
+            task.run(start + Duration::from_micros(offset_us)),
+        ));
     }
     let traffic_end_us = ramp_us + scenario.duration.as_micros() as u64;
     let scheduler = tokio::spawn(run_scheduler(
@@ -325,12 +385,16 @@ pub async fn play(
     let mut unknown_reasons = Vec::new();
     // Let in-flight sends settle (acked, or retried after reconnect) so the
     // heads below include them.
-    while ctx.counters.outstanding_sends.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < drain_deadline {
+    while ctx.counters.outstanding_sends.load(Ordering::Relaxed) > 0
+        && tokio::time::Instant::now() < drain_deadline
+    {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let outstanding = ctx.counters.outstanding_sends.load(Ordering::Relaxed);
     if outstanding > 0 {
-        unknown_reasons.push(format!("{outstanding} sends were never acked before the drain timeout"));
+        unknown_reasons.push(format!(
+            "{outstanding} sends were never acked before the drain timeout"
+        ));
     }
     let heads = match redis_url {
         Some(url) => log::read_heads(url, &conversation_ids).await?,
@@ -338,7 +402,9 @@ pub async fn play(
     };
     // Set once, here; the sockets only read it.
     let _ = ctx.drain_heads.set(heads.clone()); // Err only if already set, which nothing else does
-    while ctx.counters.drained.load(Ordering::Relaxed) < socket_count as u64 && tokio::time::Instant::now() < drain_deadline {
+    while ctx.counters.drained.load(Ordering::Relaxed) < socket_count as u64
+        && tokio::time::Instant::now() < drain_deadline
+    {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mut stragglers = Vec::new();
@@ -346,13 +412,21 @@ pub async fn play(
         if !ctx.drained[spec.index].load(Ordering::Relaxed) {
             stragglers.push(format!(
                 "device {} (user {}, client {}) in conversation {} ({}): not caught up to {}",
-                spec.device, spec.user_id, spec.client_id, spec.conversation, spec.conversation_id, heads[spec.conversation as usize]
+                spec.device,
+                spec.user_id,
+                spec.client_id,
+                spec.conversation,
+                spec.conversation_id,
+                heads[spec.conversation as usize]
             ));
         }
     }
     let drain_complete = stragglers.is_empty();
     if !drain_complete {
-        unknown_reasons.push(format!("{} of {socket_count} sockets did not catch up within the drain timeout", stragglers.len()));
+        unknown_reasons.push(format!(
+            "{} of {socket_count} sockets did not catch up within the drain timeout",
+            stragglers.len()
+        ));
     }
     let _ = phase_tx.send(Phase::Done); // Err only when no socket task is left
     progress.set_phase("closing");
@@ -361,7 +435,8 @@ pub async fn play(
         match tokio::time::timeout(Duration::from_secs(15), task).await {
             Ok(Ok(mut socket_events)) => events.append(&mut socket_events),
             Ok(Err(join)) => unknown_reasons.push(format!("a socket task failed: {join}")),
-            Err(_) => unknown_reasons.push("a socket task did not finish within 15s of the run end".into()),
+            Err(_) => unknown_reasons
+                .push("a socket task did not finish within 15s of the run end".into()),
         }
     }
     progress.finish();

@@ -27,7 +27,8 @@ fn uuid_from(rng: &mut StdRng) -> Uuid {
 pub fn build(population: &Population, client_cursor_share: f64, rng: &mut StdRng) -> Cast {
     let users: Vec<Uuid> = (0..population.users).map(|_| uuid_from(rng)).collect();
     let device_count = (population.users * population.devices_per_user) as usize;
-    let own_cursor_devices = (client_cursor_share.clamp(0.0, 1.0) * device_count as f64).round() as usize;
+    let own_cursor_devices =
+        (client_cursor_share.clamp(0.0, 1.0) * device_count as f64).round() as usize;
     let mut modes: Vec<ResumeMode> = (0..device_count)
         .map(|i| {
             if i < own_cursor_devices {
@@ -55,7 +56,8 @@ pub fn build(population: &Population, client_cursor_share: f64, rng: &mut StdRng
     let mut sockets = Vec::new();
     for (conversation, info) in conversations.iter().enumerate() {
         user_order.shuffle(rng);
-        let members = &user_order[..population.members_per_conversation.min(population.users) as usize];
+        let members =
+            &user_order[..population.members_per_conversation.min(population.users) as usize];
         for &user in members {
             for d in 0..population.devices_per_user as usize {
                 let device = user * population.devices_per_user as usize + d;
@@ -95,7 +97,11 @@ mod tests {
         let cast = build(&population, 0.5, &mut StdRng::seed_from_u64(3));
         assert_eq!(cast.devices.len(), 20);
         assert_eq!(cast.sockets.len() as u64, population.total_sockets());
-        let own = cast.devices.iter().filter(|d| d.resume_mode == ResumeMode::ClientCursor).count();
+        let own = cast
+            .devices
+            .iter()
+            .filter(|d| d.resume_mode == ResumeMode::ClientCursor)
+            .count();
         assert_eq!(own, 10);
         for conversation in 0..4u32 {
             let mut users: Vec<_> = cast

@@ -18,10 +18,16 @@ pub struct Progress {
 impl Progress {
     pub fn start(ctx: Arc<ClientContext>, wanted: bool, sockets: u64) -> Progress {
         if !wanted || !std::io::stdout().is_terminal() {
-            return Progress { bar: None, ticker: None };
+            return Progress {
+                bar: None,
+                ticker: None,
+            };
         }
         let bar = ProgressBar::new_spinner();
-        bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {prefix} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {prefix} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
         bar.set_prefix("running");
         let shown = bar.clone();
         let ticker = tokio::spawn(async move {

@@ -20,7 +20,8 @@ pub fn harness_usage() -> Usage {
         };
     }
     let to_duration = |tv: libc::timeval| {
-        Duration::from_secs(tv.tv_sec.max(0) as u64) + Duration::from_micros(tv.tv_usec.max(0) as u64)
+        Duration::from_secs(tv.tv_sec.max(0) as u64)
+            + Duration::from_micros(tv.tv_usec.max(0) as u64)
     };
     Usage {
         cpu: to_duration(usage.ru_utime) + to_duration(usage.ru_stime),

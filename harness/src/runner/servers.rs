@@ -14,7 +14,10 @@ use tokio::process::{Child, Command};
 pub enum Launcher {
     /// `<program> serve <flags>`: the harness binary itself (it embeds the
     /// reference server), or any binary with the same flags.
-    Process { program: PathBuf, serve_subcommand: bool },
+    Process {
+        program: PathBuf,
+        serve_subcommand: bool,
+    },
     /// `server::start` inside this process (tests; no process isolation).
     InProcess,
 }
@@ -22,7 +25,10 @@ pub enum Launcher {
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot start reference server {program}: {source}")]
-    Spawn { program: String, source: std::io::Error },
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
     #[error("reference server {program} did not print its address within {timeout:?}; its output: {output}")]
     NoAddress {
         program: String,
@@ -52,8 +58,13 @@ impl ServerInstance {
     pub async fn stop(self) {
         match self {
             ServerInstance::Process { mut child, .. } => {
-                if let Some(pid) = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32)) {
-                    if let Err(err) = rustix::process::kill_process(pid, rustix::process::Signal::TERM) {
+                if let Some(pid) = child
+                    .id()
+                    .and_then(|id| rustix::process::Pid::from_raw(id as i32))
+                {
+                    if let Err(err) =
+                        rustix::process::kill_process(pid, rustix::process::Signal::TERM)
+                    {
                         tracing::debug!(%err, "SIGTERM to the server failed");
                     }
                 }
@@ -89,7 +100,10 @@ fn humantime_arg(duration: Duration) -> String {
     format!("{}ms", duration.as_millis().max(1))
 }
 
-pub async fn spawn(launcher: &Launcher, settings: &SpawnSettings) -> Result<ServerInstance, ServerError> {
+pub async fn spawn(
+    launcher: &Launcher,
+    settings: &SpawnSettings,
+) -> Result<ServerInstance, ServerError> {
     match launcher {
         Launcher::InProcess => {
             let mut config = server::Config::for_tests(&settings.redis_url);
@@ -106,11 +120,22 @@ pub async fn spawn(launcher: &Launcher, settings: &SpawnSettings) -> Result<Serv
                 command.arg("serve");
             }
             command
-                .args(["--listen", "127.0.0.1:0", "--redis-url", &settings.redis_url])
+                .args([
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--redis-url",
+                    &settings.redis_url,
+                ])
                 .args(["--sync-interval", &humantime_arg(settings.sync_interval)])
-                .args(["--heartbeat-interval", &humantime_arg(settings.heartbeat_interval)])
+                .args([
+                    "--heartbeat-interval",
+                    &humantime_arg(settings.heartbeat_interval),
+                ])
                 .args(&settings.extra_args)
-                .env("RUST_LOG", std::env::var("SERVER_LOG").unwrap_or_else(|_| "warn".into()))
+                .env(
+                    "RUST_LOG",
+                    std::env::var("SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+                )
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())

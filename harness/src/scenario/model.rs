@@ -84,7 +84,9 @@ pub struct Population {
 impl Population {
     /// Sockets when every device is online.
     pub fn total_sockets(&self) -> u64 {
-        self.conversations as u64 * self.members_per_conversation as u64 * self.devices_per_user as u64
+        self.conversations as u64
+            * self.members_per_conversation as u64
+            * self.devices_per_user as u64
     }
 }
 

@@ -87,9 +87,14 @@ pub enum ServerFrame {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientFrame {
-    Send { client_msg_id: Uuid, body: String },
+    Send {
+        client_msg_id: Uuid,
+        body: String,
+    },
     /// Cumulative: the client has every message up to and including `id`.
-    Ack { id: StreamId },
+    Ack {
+        id: StreamId,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -203,14 +208,24 @@ mod tests {
         .unwrap();
         assert!(matches!(frame, ClientFrame::Send { .. }));
         let ack = ClientFrame::parse(r#"{"type":"ack","id":"10-2"}"#).unwrap();
-        assert_eq!(ack, ClientFrame::Ack { id: StreamId::new(10, 2) });
+        assert_eq!(
+            ack,
+            ClientFrame::Ack {
+                id: StreamId::new(10, 2)
+            }
+        );
     }
 
     #[test]
     fn client_frame_errors_are_precise() {
-        assert!(matches!(ClientFrame::parse("{nope"), Err(FrameError::NotJson(_))));
+        assert!(matches!(
+            ClientFrame::parse("{nope"),
+            Err(FrameError::NotJson(_))
+        ));
         assert!(matches!(ClientFrame::parse("{}"), Err(FrameError::NoType)));
-        assert!(matches!(ClientFrame::parse(r#"{"type":"hello"}"#), Err(FrameError::UnknownType(t)) if t == "hello"));
+        assert!(
+            matches!(ClientFrame::parse(r#"{"type":"hello"}"#), Err(FrameError::UnknownType(t)) if t == "hello")
+        );
         assert!(matches!(
             ClientFrame::parse(r#"{"type":"ack","id":"5-x"}"#),
             Err(FrameError::BadFields { .. })

@@ -14,7 +14,7 @@ mod query;
 mod stream_id;
 
 pub use frames::{
-    CursorSource, ErrorCode, GapReason, MessageFrame, ServerFrame, ClientFrame, FrameError,
+    ClientFrame, CursorSource, ErrorCode, FrameError, GapReason, MessageFrame, ServerFrame,
 };
 pub use query::{ConnectParams, QueryError};
 pub use stream_id::{StreamId, StreamIdError};

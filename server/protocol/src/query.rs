@@ -160,7 +160,8 @@ mod tests {
 
     #[test]
     fn accepts_minimal_and_full() {
-        let params = ConnectParams::from_pairs([("user_id", USER), ("conversation_id", CONV)]).unwrap();
+        let params =
+            ConnectParams::from_pairs([("user_id", USER), ("conversation_id", CONV)]).unwrap();
         assert_eq!(params.client_id, None);
         let full = ConnectParams::from_pairs([
             ("user_id", USER),
@@ -186,22 +187,41 @@ mod tests {
     fn names_the_bad_parameter() {
         let err = ConnectParams::from_pairs([("conversation_id", CONV)]).unwrap_err();
         assert_eq!(err.parameter(), "user_id");
-        let err = ConnectParams::from_pairs([("user_id", "nope"), ("conversation_id", CONV)]).unwrap_err();
-        assert_eq!(err.parameter(), "user_id");
-        let err = ConnectParams::from_pairs([("user_id", USER), ("conversation_id", CONV), ("last_id", "5")])
-            .map(|p| p.last_id);
-        assert_eq!(err, Ok(Some(StreamId::new(5, 0))));
-        let err = ConnectParams::from_pairs([("user_id", USER), ("conversation_id", CONV), ("last_id", "x-1")])
+        let err = ConnectParams::from_pairs([("user_id", "nope"), ("conversation_id", CONV)])
             .unwrap_err();
+        assert_eq!(err.parameter(), "user_id");
+        let err = ConnectParams::from_pairs([
+            ("user_id", USER),
+            ("conversation_id", CONV),
+            ("last_id", "5"),
+        ])
+        .map(|p| p.last_id);
+        assert_eq!(err, Ok(Some(StreamId::new(5, 0))));
+        let err = ConnectParams::from_pairs([
+            ("user_id", USER),
+            ("conversation_id", CONV),
+            ("last_id", "x-1"),
+        ])
+        .unwrap_err();
         assert_eq!(err.parameter(), "last_id");
         let simple = USER.replace('-', "");
-        let err = ConnectParams::from_pairs([("user_id", USER), ("conversation_id", simple.as_str())]).unwrap_err();
+        let err =
+            ConnectParams::from_pairs([("user_id", USER), ("conversation_id", simple.as_str())])
+                .unwrap_err();
         assert_eq!(err.parameter(), "conversation_id");
-        let err = ConnectParams::from_pairs([("user_id", USER), ("user_id", USER), ("conversation_id", CONV)])
-            .unwrap_err();
+        let err = ConnectParams::from_pairs([
+            ("user_id", USER),
+            ("user_id", USER),
+            ("conversation_id", CONV),
+        ])
+        .unwrap_err();
         assert_eq!(err.parameter(), "user_id");
-        let err = ConnectParams::from_pairs([("user_id", USER), ("conversation_id", CONV), ("epoch", "")])
-            .unwrap_err();
+        let err = ConnectParams::from_pairs([
+            ("user_id", USER),
+            ("conversation_id", CONV),
+            ("epoch", ""),
+        ])
+        .unwrap_err();
         assert_eq!(err.parameter(), "epoch");
     }
 }

@@ -131,17 +131,37 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for bad in ["", "-", "1-", "-1", "a-1", "1-b", "+1-2", "1-2-3", " 1-2", "18446744073709551616-0"] {
-            assert!(bad.parse::<StreamId>().is_err(), "{bad:?} should be rejected");
+        for bad in [
+            "",
+            "-",
+            "1-",
+            "-1",
+            "a-1",
+            "1-b",
+            "+1-2",
+            "1-2-3",
+            " 1-2",
+            "18446744073709551616-0",
+        ] {
+            assert!(
+                bad.parse::<StreamId>().is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 
     #[test]
     fn successor_carries() {
         assert_eq!(StreamId::new(1, 2).successor(), Some(StreamId::new(1, 3)));
-        assert_eq!(StreamId::new(1, u64::MAX).successor(), Some(StreamId::new(2, 0)));
+        assert_eq!(
+            StreamId::new(1, u64::MAX).successor(),
+            Some(StreamId::new(2, 0))
+        );
         assert_eq!(StreamId::MAX.successor(), None);
-        assert_eq!(StreamId::new(2, 0).predecessor(), Some(StreamId::new(1, u64::MAX)));
+        assert_eq!(
+            StreamId::new(2, 0).predecessor(),
+            Some(StreamId::new(1, u64::MAX))
+        );
         assert_eq!(StreamId::ZERO.predecessor(), None);
     }
 

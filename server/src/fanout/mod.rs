@@ -102,7 +102,9 @@ impl Drop for Subscription {
 /// A poisoned registry only means another task panicked mid-update of a
 /// map whose every state is valid; keep serving.
 fn lock(registry: &Mutex<Registry>) -> MutexGuard<'_, Registry> {
-    registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    registry
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Fanout {

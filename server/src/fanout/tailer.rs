@@ -115,7 +115,10 @@ async fn connect(shared: &Shared) -> Result<MultiplexedConnection, redis::RedisE
         .client()
         .get_multiplexed_async_connection_with_config(&config)
         .await?;
-    let client_id: u64 = redis::cmd("CLIENT").arg("ID").query_async(&mut conn).await?;
+    let client_id: u64 = redis::cmd("CLIENT")
+        .arg("ID")
+        .query_async(&mut conn)
+        .await?;
     shared.tailer_client_id.store(client_id, Ordering::Release);
     Ok(conn)
 }

@@ -22,10 +22,17 @@ enum Next {
 }
 
 impl Session {
-    pub(super) async fn live_loop(&mut self, socket: &mut WebSocket, mut subscription: Subscription) {
+    pub(super) async fn live_loop(
+        &mut self,
+        socket: &mut WebSocket,
+        mut subscription: Subscription,
+    ) {
         let heartbeat_every = self.app.config.heartbeat_interval;
         let sync_every = self.app.config.sync_interval;
-        let mut heartbeat = interval_at(tokio::time::Instant::now() + heartbeat_every, heartbeat_every);
+        let mut heartbeat = interval_at(
+            tokio::time::Instant::now() + heartbeat_every,
+            heartbeat_every,
+        );
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut sync = interval_at(tokio::time::Instant::now() + sync_every, sync_every);
         sync.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -138,8 +145,13 @@ impl Session {
             }
             Some(Ok(Message::Text(text))) => self.on_client_frame(socket, text.as_str()).await,
             Some(Ok(Message::Binary(_))) => {
-                self.reply_error(socket, ErrorCode::BadFrame, "binary frames are not part of the protocol; send JSON text".into(), None)
-                    .await
+                self.reply_error(
+                    socket,
+                    ErrorCode::BadFrame,
+                    "binary frames are not part of the protocol; send JSON text".into(),
+                    None,
+                )
+                .await
             }
             Some(Ok(Message::Close(_))) => Next::Stop,
             // tungstenite answers pings itself; pongs only prove liveness.
@@ -150,14 +162,26 @@ impl Session {
     async fn on_client_frame(&mut self, socket: &mut WebSocket, text: &str) -> Next {
         let frame = match ClientFrame::parse(text) {
             Ok(frame) => frame,
-            Err(err) => return self.reply_error(socket, ErrorCode::BadFrame, err.to_string(), None).await,
+            Err(err) => {
+                return self
+                    .reply_error(socket, ErrorCode::BadFrame, err.to_string(), None)
+                    .await
+            }
         };
         match frame {
-            ClientFrame::Send { client_msg_id, body } => self.on_send(socket, client_msg_id, &body).await,
+            ClientFrame::Send {
+                client_msg_id,
+                body,
+            } => self.on_send(socket, client_msg_id, &body).await,
             ClientFrame::Ack { id } => {
                 if id > self.last_sent {
-                    let message = format!("ack of {id} is beyond the last id delivered on this socket ({})", self.last_sent);
-                    return self.reply_error(socket, ErrorCode::BadFrame, message, None).await;
+                    let message = format!(
+                        "ack of {id} is beyond the last id delivered on this socket ({})",
+                        self.last_sent
+                    );
+                    return self
+                        .reply_error(socket, ErrorCode::BadFrame, message, None)
+                        .await;
                 }
                 if self.acked.is_none_or(|acked| id > acked) {
                     self.acked = Some(id);
@@ -171,7 +195,9 @@ impl Session {
         let max_body = self.app.config.max_body_bytes;
         if body.len() > max_body {
             let message = format!("body is {} bytes; the limit is {max_body}", body.len());
-            return self.reply_error(socket, ErrorCode::TooLarge, message, Some(client_msg_id)).await;
+            return self
+                .reply_error(socket, ErrorCode::TooLarge, message, Some(client_msg_id))
+                .await;
         }
         let appended = self
             .app
@@ -203,8 +229,13 @@ impl Session {
                     StoreError::Reply { .. } => ErrorCode::Internal,
                 };
                 tracing::warn!(%err, %client_msg_id, "append failed");
-                self.reply_error(socket, code, format!("not appended: {err}"), Some(client_msg_id))
-                    .await
+                self.reply_error(
+                    socket,
+                    code,
+                    format!("not appended: {err}"),
+                    Some(client_msg_id),
+                )
+                .await
             }
         }
     }

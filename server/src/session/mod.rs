@@ -78,7 +78,12 @@ impl Session {
         if self.saved.is_some_and(|saved| saved >= acked) {
             return;
         }
-        match self.app.store.save_sync_state(&self.sync_state(acked)).await {
+        match self
+            .app
+            .store
+            .save_sync_state(&self.sync_state(acked))
+            .await
+        {
             Ok(_) => self.saved = Some(acked),
             Err(err) => {
                 self.app.metrics.redis_error("save_cursor");
@@ -89,7 +94,10 @@ impl Session {
     }
 }
 
-pub(crate) async fn send_frame(socket: &mut WebSocket, frame: &ServerFrame) -> Result<(), SessionError> {
+pub(crate) async fn send_frame(
+    socket: &mut WebSocket,
+    frame: &ServerFrame,
+) -> Result<(), SessionError> {
     socket
         .send(Message::Text(Utf8Bytes::from(frame.to_json())))
         .await
@@ -129,10 +137,17 @@ pub async fn run(socket: WebSocket, params: ConnectParams, app: Arc<AppState>) {
     let client_id = params.client_id.unwrap_or_else(Uuid::new_v4);
     let span = tracing::debug_span!("session", user_id = %params.user_id, %client_id,
         conversation_id = %params.conversation_id);
-    run_session(socket, params, client_id, app).instrument(span).await
+    run_session(socket, params, client_id, app)
+        .instrument(span)
+        .await
 }
 
-async fn run_session(mut socket: WebSocket, params: ConnectParams, client_id: Uuid, app: Arc<AppState>) {
+async fn run_session(
+    mut socket: WebSocket,
+    params: ConnectParams,
+    client_id: Uuid,
+    app: Arc<AppState>,
+) {
     let _open = OpenSocket::new(&app);
     let accepted_at = Instant::now();
     match recover(&mut socket, &params, client_id, app.clone(), accepted_at).await {
@@ -140,7 +155,10 @@ async fn run_session(mut socket: WebSocket, params: ConnectParams, client_id: Uu
             session.live_loop(&mut socket, subscription).await;
             tracing::debug!("step 7: saving the final cursor and unregistering");
             let save = session.save_cursor();
-            if tokio::time::timeout(Duration::from_secs(3), save).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(3), save)
+                .await
+                .is_err()
+            {
                 app.metrics.redis_error("save_cursor_timeout");
                 tracing::warn!("final cursor save timed out");
             }
@@ -173,7 +191,11 @@ async fn recover(
     tracing::debug!("step 1: identify device and load stored cursor");
     let stored = match params.last_id {
         Some(_) => None,
-        None => app.store.load_sync_state(params.user_id, client_id, conversation_id).await?,
+        None => {
+            app.store
+                .load_sync_state(params.user_id, client_id, conversation_id)
+                .await?
+        }
     };
     let epoch = app.store.ensure_epoch(conversation_id).await?;
 
@@ -182,7 +204,15 @@ async fn recover(
 
     let (resume_from, cursor, cursor_epoch) =
         resume::choose_cursor(params.last_id, params.epoch.as_deref(), stored.as_ref());
-    let plan = resume::plan(&app.store, conversation_id, resume_from, cursor, cursor_epoch.as_deref(), &epoch).await?;
+    let plan = resume::plan(
+        &app.store,
+        conversation_id,
+        resume_from,
+        cursor,
+        cursor_epoch.as_deref(),
+        &epoch,
+    )
+    .await?;
     let mut session = Session {
         app: app.clone(),
         user_id: params.user_id,

@@ -38,7 +38,10 @@ impl Session {
     /// Writes every stream entry after `last_sent` up to the head as it is
     /// now. Bounded by the head read at the start, so a fast publisher
     /// cannot keep it replaying forever (newer messages arrive live).
-    pub(super) async fn replay_until_head(&mut self, socket: &mut WebSocket) -> Result<u64, SessionError> {
+    pub(super) async fn replay_until_head(
+        &mut self,
+        socket: &mut WebSocket,
+    ) -> Result<u64, SessionError> {
         let store = self.app.store.clone();
         let head = store.last_entry_id(self.conversation_id).await?;
         let page_size = self.app.config.backlog_page_size as usize;

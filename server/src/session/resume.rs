@@ -41,9 +41,21 @@ pub fn choose_cursor(
     stored: Option<&SyncState>,
 ) -> (StreamId, CursorSource, Option<String>) {
     match (client_last_id, stored) {
-        (Some(last_id), _) => (last_id, CursorSource::Client, client_epoch.map(str::to_string)),
-        (None, Some(state)) => (state.last_message_id, CursorSource::Stored, state.epoch.clone()),
-        (None, None) => (StreamId::ZERO, CursorSource::None, client_epoch.map(str::to_string)),
+        (Some(last_id), _) => (
+            last_id,
+            CursorSource::Client,
+            client_epoch.map(str::to_string),
+        ),
+        (None, Some(state)) => (
+            state.last_message_id,
+            CursorSource::Stored,
+            state.epoch.clone(),
+        ),
+        (None, None) => (
+            StreamId::ZERO,
+            CursorSource::None,
+            client_epoch.map(str::to_string),
+        ),
     }
 }
 
@@ -55,7 +67,14 @@ pub async fn plan(
     cursor_epoch: Option<&str>,
     current_epoch: &str,
 ) -> Result<ResumePlan, StoreError> {
-    let gap = detect_gap(store, conversation_id, resume_from, cursor_epoch, current_epoch).await?;
+    let gap = detect_gap(
+        store,
+        conversation_id,
+        resume_from,
+        cursor_epoch,
+        current_epoch,
+    )
+    .await?;
     Ok(ResumePlan {
         resume_from,
         cursor,
@@ -143,10 +162,17 @@ mod tests {
     #[test]
     fn client_cursor_beats_stored_beats_none() {
         let stored = state(StreamId::new(5, 0), "s");
-        let (id, source, epoch) = choose_cursor(Some(StreamId::new(9, 0)), Some("c"), Some(&stored));
-        assert_eq!((id, source, epoch.as_deref()), (StreamId::new(9, 0), CursorSource::Client, Some("c")));
+        let (id, source, epoch) =
+            choose_cursor(Some(StreamId::new(9, 0)), Some("c"), Some(&stored));
+        assert_eq!(
+            (id, source, epoch.as_deref()),
+            (StreamId::new(9, 0), CursorSource::Client, Some("c"))
+        );
         let (id, source, epoch) = choose_cursor(None, Some("c"), Some(&stored));
-        assert_eq!((id, source, epoch.as_deref()), (StreamId::new(5, 0), CursorSource::Stored, Some("s")));
+        assert_eq!(
+            (id, source, epoch.as_deref()),
+            (StreamId::new(5, 0), CursorSource::Stored, Some("s"))
+        );
         let (id, source, _) = choose_cursor(None, None, None);
         assert_eq!((id, source), (StreamId::ZERO, CursorSource::None));
     }

@@ -169,7 +169,9 @@ impl Store {
     fn meta_ttl_s(&self) -> u64 {
         // The epoch must outlive the data it describes, or a client could
         // not tell "trimmed" from "recreated".
-        (self.settings.retention.as_secs() * 2).max(self.settings.state_ttl.as_secs()).max(60)
+        (self.settings.retention.as_secs() * 2)
+            .max(self.settings.state_ttl.as_secs())
+            .max(60)
     }
 
     pub async fn append(
@@ -268,12 +270,19 @@ impl Store {
             .map_or(StreamId::ZERO, |entry| entry.message.id))
     }
 
-    pub async fn entry_exists(&self, conversation_id: Uuid, id: StreamId) -> Result<bool, StoreError> {
+    pub async fn entry_exists(
+        &self,
+        conversation_id: Uuid,
+        id: StreamId,
+    ) -> Result<bool, StoreError> {
         Ok(!self.read_from(conversation_id, id, id, 1).await?.is_empty())
     }
 
     /// XINFO STREAM, or `None` when the stream does not exist.
-    pub async fn stream_shape(&self, conversation_id: Uuid) -> Result<Option<StreamShape>, StoreError> {
+    pub async fn stream_shape(
+        &self,
+        conversation_id: Uuid,
+    ) -> Result<Option<StreamShape>, StoreError> {
         let mut redis = self.redis.clone();
         let exists: bool = redis::cmd("EXISTS")
             .arg(keys::stream(conversation_id))
@@ -328,7 +337,11 @@ impl Store {
             detail: e.to_string(),
         })?;
         let written: i64 = scripts::SAVE_CURSOR
-            .key(keys::sync_state(state.user_id, state.client_id, state.conversation_id))
+            .key(keys::sync_state(
+                state.user_id,
+                state.client_id,
+                state.conversation_id,
+            ))
             .arg(json)
             .arg(state.last_message_id.ms)
             .arg(state.last_message_id.seq)

@@ -59,10 +59,20 @@ fn parse_entry(value: Value, conversation_id: Uuid) -> Result<StreamEntry, Store
         return Err(reply_err(OP, "entry is not an array"));
     };
     if parts.len() != 2 {
-        return Err(reply_err(OP, format!("entry has {} parts, expected 2", parts.len())));
+        return Err(reply_err(
+            OP,
+            format!("entry has {} parts, expected 2", parts.len()),
+        ));
     }
-    let fields = parts.pop().and_then(pairs).ok_or_else(|| reply_err(OP, "fields are not a list"))?;
-    let id_text = parts.pop().as_ref().and_then(as_text).ok_or_else(|| reply_err(OP, "id is not text"))?;
+    let fields = parts
+        .pop()
+        .and_then(pairs)
+        .ok_or_else(|| reply_err(OP, "fields are not a list"))?;
+    let id_text = parts
+        .pop()
+        .as_ref()
+        .and_then(as_text)
+        .ok_or_else(|| reply_err(OP, "id is not text"))?;
     let id: StreamId = id_text
         .parse()
         .map_err(|e| reply_err(OP, format!("bad id: {e}")))?;
@@ -70,7 +80,9 @@ fn parse_entry(value: Value, conversation_id: Uuid) -> Result<StreamEntry, Store
     for (key, value) in fields {
         match as_text(&key).as_deref() {
             Some("sender_id") => sender_id = as_text(&value).and_then(|t| Uuid::parse_str(&t).ok()),
-            Some("client_msg_id") => client_msg_id = as_text(&value).and_then(|t| Uuid::parse_str(&t).ok()),
+            Some("client_msg_id") => {
+                client_msg_id = as_text(&value).and_then(|t| Uuid::parse_str(&t).ok())
+            }
             Some("body") => body = as_text(&value),
             Some("sent_at_ms") => sent_at_ms = as_u64(&value),
             _ => {}
@@ -193,7 +205,8 @@ mod tests {
 
     #[test]
     fn parses_xrange_reply() {
-        let entries = parse_entries(Value::Array(vec![entry("1-0"), entry("1-1")]), Uuid::nil()).unwrap();
+        let entries =
+            parse_entries(Value::Array(vec![entry("1-0"), entry("1-1")]), Uuid::nil()).unwrap();
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[1].message.id, StreamId::new(1, 1));
         assert_eq!(entries[0].message.body, "hello");
@@ -202,8 +215,13 @@ mod tests {
 
     #[test]
     fn rejects_entry_missing_fields() {
-        let bad = Value::Array(vec![bulk("1-0"), Value::Array(vec![bulk("body"), bulk("x")])]);
-        let err = parse_entries(Value::Array(vec![bad]), Uuid::nil()).unwrap_err().to_string();
+        let bad = Value::Array(vec![
+            bulk("1-0"),
+            Value::Array(vec![bulk("body"), bulk("x")]),
+        ]);
+        let err = parse_entries(Value::Array(vec![bad]), Uuid::nil())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("sender_id"), "{err}");
     }
 

@@ -9,7 +9,9 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use recovery_protocol::{ClientFrame, ConnectParams, CursorSource, GapReason, MessageFrame, ServerFrame, StreamId};
+use recovery_protocol::{
+    ClientFrame, ConnectParams, CursorSource, GapReason, MessageFrame, ServerFrame, StreamId,
+};
 use redis_provider::{start_redis, ProviderOptions, RedisHandle};
 use server::{Config, RunningServer};
 use tokio::net::TcpStream;
@@ -26,7 +28,10 @@ pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     // Several tests in one binary call this; only the first install wins.
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init(); // Err: already installed
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init(); // Err: already installed
 }
 
 /// A seeded RNG; the seed is printed so a failing run can be replayed with
@@ -75,7 +80,10 @@ impl TestEnv {
             tweak(&mut config);
             running.push(server::start(config).await.expect("server starts"));
         }
-        TestEnv { redis, servers: running }
+        TestEnv {
+            redis,
+            servers: running,
+        }
     }
 
     pub async fn one() -> TestEnv {
@@ -151,7 +159,10 @@ pub struct Conn {
     pub other: Vec<ServerFrame>,
 }
 
-pub async fn connect_raw(url: &str, params: &ConnectParams) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+pub async fn connect_raw(
+    url: &str,
+    params: &ConnectParams,
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
     let full = format!("{url}?{}", params.to_query());
     let (ws, _response) = tokio_tungstenite::connect_async(full).await?;
     Ok(ws)
@@ -178,7 +189,10 @@ impl Conn {
     pub async fn open(url: &str, params: &ConnectParams) -> Conn {
         let mut ws = connect_raw(url, params).await.expect("websocket connects");
         let hello = next_frame(&mut ws).await.expect("hello");
-        assert!(matches!(hello, ServerFrame::Hello { .. }), "first frame must be hello, got {hello:?}");
+        assert!(
+            matches!(hello, ServerFrame::Hello { .. }),
+            "first frame must be hello, got {hello:?}"
+        );
         let mut conn = Conn {
             ws,
             hello,
@@ -188,7 +202,10 @@ impl Conn {
             other: Vec::new(),
         };
         loop {
-            match next_frame(&mut conn.ws).await.expect("frames until caught_up") {
+            match next_frame(&mut conn.ws)
+                .await
+                .expect("frames until caught_up")
+            {
                 ServerFrame::Gap {
                     resume_from,
                     first_available,
@@ -234,7 +251,10 @@ impl Conn {
     }
 
     pub async fn send_text(&mut self, text: String) {
-        self.ws.send(Message::Text(text.into())).await.expect("send frame");
+        self.ws
+            .send(Message::Text(text.into()))
+            .await
+            .expect("send frame");
     }
 
     /// Sends a message and waits for its ack (messages arriving meanwhile
@@ -274,7 +294,10 @@ impl Conn {
             match next_frame(&mut self.ws).await {
                 Some(ServerFrame::Message(message)) => self.messages.push(message),
                 Some(other) => self.other.push(other),
-                None => panic!("socket closed after {} of {count} messages", self.messages.len()),
+                None => panic!(
+                    "socket closed after {} of {count} messages",
+                    self.messages.len()
+                ),
             }
         }
     }
@@ -297,12 +320,14 @@ impl Conn {
 
     pub async fn close(mut self) {
         // The server may already have closed; either way the socket is done.
-        let _ = self.ws.close(Some(CloseFrame {
-            code: 1000u16.into(),
-            reason: "bye".into(),
-        }))
-        .await; // an error only means it was already closed
-        // Read until the server's close so it has processed everything.
+        let _ = self
+            .ws
+            .close(Some(CloseFrame {
+                code: 1000u16.into(),
+                reason: "bye".into(),
+            }))
+            .await; // an error only means it was already closed
+                    // Read until the server's close so it has processed everything.
         let drain = async { while let Some(Ok(_)) = self.ws.next().await {} };
         let _ = tokio::time::timeout(Duration::from_secs(2), drain).await; // bounded wait
     }
@@ -323,6 +348,11 @@ pub async fn send_many(url: &str, sender: &Device, count: usize, tag: &str) -> V
 
 pub fn assert_strictly_increasing(ids: &[StreamId]) {
     for pair in ids.windows(2) {
-        assert!(pair[0] < pair[1], "ids not strictly increasing: {} then {}", pair[0], pair[1]);
+        assert!(
+            pair[0] < pair[1],
+            "ids not strictly increasing: {} then {}",
+            pair[0],
+            pair[1]
+        );
     }
 }
