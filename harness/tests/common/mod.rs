@@ -1,0 +1,144 @@
+//! Shared fixture for the harness's end-to-end tests: runs the real
+//! `harness` binary (which spawns real reference servers on real Redis).
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+pub fn harness_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_harness")
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A seed for the run, printed so a failure can be replayed.
+pub fn seed(test: &str) -> u64 {
+    let seed = std::env::var("TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::random::<u64>() >> 1);
+    println!("{test}: seed {seed} (replay with TEST_SEED={seed})");
+    seed
+}
+
+pub struct Finished {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn harness(args: &[&str]) -> Finished {
+    let output = Command::new(harness_bin())
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .expect("harness binary runs");
+    let finished = Finished {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    println!("$ harness {}\n{}\n{}", args.join(" "), finished.stdout, finished.stderr);
+    finished
+}
+
+/// The single run directory a `run --out DIR` created.
+pub fn run_dir(out: &Path) -> PathBuf {
+    let dirs: Vec<_> = std::fs::read_dir(out)
+        .expect("out dir exists")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(dirs.len(), 1, "exactly one run directory in {}: {dirs:?}", out.display());
+    dirs[0].clone()
+}
+
+pub fn summary(run_dir: &Path) -> Value {
+    let text = std::fs::read_to_string(run_dir.join("summary.json")).expect("summary.json");
+    serde_json::from_str(&text).expect("summary.json is JSON")
+}
+
+/// Writes a small scenario file for external-target tests.
+pub fn write_scenario(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, body).expect("scenario written");
+    path
+}
+
+/// A reference server started as `harness serve` on its own Redis: an
+/// "external" target from the harness's point of view.
+pub struct ExternalServer {
+    pub redis: redis_provider::RedisHandle,
+    pub child: std::process::Child,
+    pub ws_url: String,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl ExternalServer {
+    pub fn start(extra_args: &[&str]) -> ExternalServer {
+        use std::io::BufRead;
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let redis = runtime
+            .block_on(redis_provider::start_redis(&redis_provider::ProviderOptions::default()))
+            .expect("a Redis for the external server");
+        let mut child = Command::new(harness_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--redis-url", redis.url(), "--sync-interval", "200ms"])
+            .args(extra_args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("harness serve starts");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let ws_url = loop {
+            let line = lines.next().expect("server prints its address").expect("readable stdout");
+            if let Some(url) = line.strip_prefix("LISTENING ") {
+                break url.trim().to_string();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        ExternalServer {
+            redis,
+            child,
+            ws_url,
+            _runtime: runtime,
+        }
+    }
+}
+
+impl Drop for ExternalServer {
+    fn drop(&mut self) {
+        // Best effort: the test is over either way.
+        let _ = self.child.kill(); // already exited is fine
+        let _ = self.child.wait(); // reap
+    }
+}
+
+pub const SMALL_EXTERNAL: &str = r#"
+# A small run against an external target.
+name = "external"
+duration = "6s"
+ramp_up = "1s"
+drain_timeout = "20s"
+
+[population]
+users = 6
+devices_per_user = 2
+conversations = 3
+members_per_conversation = 3
+
+[traffic]
+send_rate = "30/s"
+
+[churn]
+online = { dist = "uniform", min = "1s", max = "2s" }
+offline = { dist = "fixed", value = "300ms" }
+abrupt_share = 0.5
+reset_share = 0.5
+client_cursor_share = 0.7
+"#;
