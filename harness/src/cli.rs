@@ -50,6 +50,11 @@ pub enum Command {
         /// No live progress line.
         #[arg(long)]
         quiet: bool,
+        /// TESTING AID: start the spawned reference servers with this
+        /// deliberate recovery bug (repeatable; see docs/flaws.md), to see
+        /// the checker catch it.
+        #[arg(long = "inject-flaw", value_enum, value_name = "FLAW")]
+        inject_flaws: Vec<server::flaws::Flaw>,
     },
     /// Re-check a recorded run offline (history.jsonl + log.json).
     Check { run_dir: PathBuf },
@@ -71,7 +76,15 @@ pub async fn main_with_args(cli: Cli) -> u8 {
             out,
             seed,
             quiet,
-        } => run(&scenario, targets, redis_url, out, seed, quiet).await,
+            inject_flaws,
+        } => {
+            let flaw_args = inject_flaws
+                .iter()
+                .filter_map(|flaw| clap::ValueEnum::to_possible_value(flaw))
+                .flat_map(|value| ["--inject-flaw".to_string(), value.get_name().to_string()])
+                .collect();
+            run(&scenario, targets, redis_url, out, seed, quiet, flaw_args).await
+        }
         Command::Check { run_dir } => check(&run_dir),
         Command::Report { run_dir } => match report::rerender_run_dir(&run_dir) {
             Ok((summary, files)) => {
@@ -111,11 +124,17 @@ async fn run(
     out: PathBuf,
     seed: Option<u64>,
     quiet: bool,
+    extra_server_args: Vec<String>,
 ) -> u8 {
     let scenario = match load_scenario(scenario_path) {
         Ok(scenario) => scenario,
         Err(err) => return fail(&err),
     };
+    if !extra_server_args.is_empty() && !targets.is_empty() {
+        return fail(
+            &"--inject-flaw applies to spawned reference servers, not to --target servers",
+        );
+    }
     for target in &targets {
         if !target.starts_with("ws://") {
             return fail(&format!(
@@ -146,6 +165,7 @@ async fn run(
         seed,
         launcher,
         progress: !quiet,
+        extra_server_args,
     };
     match runner::run(options).await {
         Ok(outcome) => {

@@ -44,7 +44,10 @@ fn smoke_scenario_is_valid_and_writes_a_complete_report() {
     assert_eq!(summary["seed"], seed);
     assert_eq!(summary["exit_code"], 0);
     let live = &summary["latency"]["live_delivery"];
-    assert!(live["count"].as_u64().unwrap() > 100, "live deliveries were measured: {live}");
+    assert!(
+        live["count"].as_u64().unwrap() > 100,
+        "live deliveries were measured: {live}"
+    );
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert!(html.matches("<svg").count() >= 3, "charts are inline SVG");
     // The recorded run re-checks and re-renders offline with the same verdict.
@@ -52,7 +55,10 @@ fn smoke_scenario_is_valid_and_writes_a_complete_report() {
     assert_eq!(harness(&["check", dir_arg]).code, 0);
     assert_eq!(harness(&["report", dir_arg]).code, 0);
     // The exact scenario and seed are kept and still parse.
-    assert_eq!(harness(&["validate", dir.join("scenario.toml").to_str().unwrap()]).code, 0);
+    assert_eq!(
+        harness(&["validate", dir.join("scenario.toml").to_str().unwrap()]).code,
+        0
+    );
 }
 
 #[test]
@@ -65,11 +71,30 @@ fn bad_scenario_is_rejected_before_any_load_with_exit_3() {
     );
     let validate = harness(&["validate", path.to_str().unwrap()]);
     assert_eq!(validate.code, 3);
-    assert!(validate.stderr.contains("bad.toml:2"), "names file and line: {}", validate.stderr);
-    assert!(validate.stderr.contains("duration"), "names the key: {}", validate.stderr);
-    let run = harness(&["run", path.to_str().unwrap(), "--out", dir.path().to_str().unwrap()]);
+    assert!(
+        validate.stderr.contains("bad.toml:2"),
+        "names file and line: {}",
+        validate.stderr
+    );
+    assert!(
+        validate.stderr.contains("duration"),
+        "names the key: {}",
+        validate.stderr
+    );
+    let run = harness(&[
+        "run",
+        path.to_str().unwrap(),
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
     assert_eq!(run.code, 3);
-    assert!(!dir.path().read_dir().unwrap().any(|e| e.unwrap().path().is_dir()), "no run directory for a bad scenario");
+    assert!(
+        !dir.path()
+            .read_dir()
+            .unwrap()
+            .any(|e| e.unwrap().path().is_dir()),
+        "no run directory for a bad scenario"
+    );
 }
 
 #[test]

@@ -24,6 +24,8 @@ pub struct AppState {
     pub store: Store,
     pub fanout: Fanout,
     pub metrics: Arc<Metrics>,
+    /// Deliberate bugs (testing aid); empty in normal use.
+    pub flaws: crate::flaws::Flaws,
     pub shutdown: watch::Receiver<bool>,
     pub sessions: SessionCounter,
 }

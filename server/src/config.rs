@@ -62,6 +62,17 @@ pub struct Config {
     #[arg(long, env = "SERVER_LIVE_QUEUE", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub live_queue_capacity: u32,
 
+    /// TESTING AID: switch on a deliberate recovery bug (repeatable, or
+    /// comma-separated). See docs/flaws.md. Never in production.
+    #[arg(
+        long = "inject-flaw",
+        env = "SERVER_INJECT_FLAWS",
+        value_enum,
+        value_delimiter = ',',
+        value_name = "FLAW"
+    )]
+    pub inject_flaws: Vec<crate::flaws::Flaw>,
+
     /// How long shutdown waits for sockets to save their cursors and close.
     #[arg(long, env = "SERVER_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,

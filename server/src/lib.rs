@@ -8,6 +8,7 @@
 //! - [`fanout`]: per-process XREAD tailer feeding bounded per-socket queues.
 //! - [`store`]: Redis keys, Lua scripts and typed reads/writes.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`flaws`]: deliberate recovery bugs for testing the harness (off by default).
 //!
 //! [`start`] runs a server in-process (tests, the harness); `main.rs` is a
 //! thin wrapper around it.
@@ -15,6 +16,7 @@
 pub mod app;
 pub mod config;
 pub mod fanout;
+pub mod flaws;
 pub mod metrics;
 pub mod session;
 pub mod store;
@@ -101,7 +103,14 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         state_ttl: config.state_ttl,
         dedup_ttl: config.dedup_ttl,
     };
-    let store = store::Store::connect(&config.redis_url, settings).await?;
+    let flaws = flaws::Flaws::new(&config.inject_flaws);
+    if !flaws.is_empty() {
+        tracing::warn!(flaws = ?flaws.names(), "!!! INJECTED FLAWS ON: this server LOSES OR DUPLICATES MESSAGES on purpose (testing aid) !!!");
+    }
+    let mut store = store::Store::connect(&config.redis_url, settings).await?;
+    if flaws.has(flaws::Flaw::CursorPerDevice) {
+        store.flaw_share_cursor_across_conversations();
+    }
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -119,12 +128,14 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         metrics.clone(),
         config.live_queue_capacity as usize,
         shutdown_rx.clone(),
+        flaws.has(flaws::Flaw::LocalFanout),
     );
     let state = Arc::new(app::AppState {
         config,
         store,
         fanout,
         metrics,
+        flaws,
         shutdown: shutdown_rx.clone(),
         sessions: app::SessionCounter::default(),
     });

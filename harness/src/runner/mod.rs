@@ -77,6 +77,8 @@ pub struct RunOptions {
     pub launcher: Launcher,
     /// Show a live progress line (only when stdout is a terminal).
     pub progress: bool,
+    /// Appended to every spawned server's arguments (e.g. injected flaws).
+    pub extra_server_args: Vec<String>,
 }
 
 /// What a run produced.
@@ -185,7 +187,11 @@ pub async fn run(options: RunOptions) -> Result<RunOutcome, RunError> {
                 redis_url: redis_url.clone().ok_or(RunError::NoTargets)?,
                 sync_interval: *sync_interval,
                 heartbeat_interval: *heartbeat_interval,
-                extra_args: extra_args.clone(),
+                extra_args: extra_args
+                    .iter()
+                    .chain(&options.extra_server_args)
+                    .cloned()
+                    .collect(),
             };
             for _ in 0..*count {
                 instances.push(servers::spawn(&options.launcher, &settings).await?);

@@ -43,7 +43,12 @@ pub fn harness(args: &[&str]) -> Finished {
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     };
-    println!("$ harness {}\n{}\n{}", args.join(" "), finished.stdout, finished.stderr);
+    println!(
+        "$ harness {}\n{}\n{}",
+        args.join(" "),
+        finished.stdout,
+        finished.stderr
+    );
     finished
 }
 
@@ -55,7 +60,12 @@ pub fn run_dir(out: &Path) -> PathBuf {
         .map(|e| e.path())
         .filter(|p| p.is_dir())
         .collect();
-    assert_eq!(dirs.len(), 1, "exactly one run directory in {}: {dirs:?}", out.display());
+    assert_eq!(
+        dirs.len(),
+        1,
+        "exactly one run directory in {}: {dirs:?}",
+        out.display()
+    );
     dirs[0].clone()
 }
 
@@ -85,10 +95,20 @@ impl ExternalServer {
         use std::io::BufRead;
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
         let redis = runtime
-            .block_on(redis_provider::start_redis(&redis_provider::ProviderOptions::default()))
+            .block_on(redis_provider::start_redis(
+                &redis_provider::ProviderOptions::default(),
+            ))
             .expect("a Redis for the external server");
         let mut child = Command::new(harness_bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--redis-url", redis.url(), "--sync-interval", "200ms"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--redis-url",
+                redis.url(),
+                "--sync-interval",
+                "200ms",
+            ])
             .args(extra_args)
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -96,7 +116,10 @@ impl ExternalServer {
         let stdout = child.stdout.take().expect("stdout piped");
         let mut lines = std::io::BufReader::new(stdout).lines();
         let ws_url = loop {
-            let line = lines.next().expect("server prints its address").expect("readable stdout");
+            let line = lines
+                .next()
+                .expect("server prints its address")
+                .expect("readable stdout");
             if let Some(url) = line.strip_prefix("LISTENING ") {
                 break url.trim().to_string();
             }

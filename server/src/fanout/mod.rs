@@ -35,6 +35,10 @@ pub struct LiveMessage {
 struct Slot {
     queue: mpsc::Sender<Arc<LiveMessage>>,
     lagged: Arc<AtomicBool>,
+    /// Wakes the socket when it becomes lagged: its queue may be empty by
+    /// the time it looks, and the tailer sends it nothing more until it
+    /// re-reads, so without a wake-up it would wait forever.
+    lag_signal: Arc<Notify>,
 }
 
 struct Conversation {
@@ -72,6 +76,7 @@ pub struct Fanout {
 pub struct Subscription {
     pub queue: mpsc::Receiver<Arc<LiveMessage>>,
     lagged: Arc<AtomicBool>,
+    lag_signal: Arc<Notify>,
     conversation_id: Uuid,
     slot: u64,
     shared: Arc<Shared>,
@@ -84,6 +89,12 @@ impl Subscription {
     /// is what makes the union of re-read and queue complete.
     pub fn take_lagged(&self) -> bool {
         self.lagged.swap(false, Ordering::AcqRel)
+    }
+
+    /// Notified when the tailer marked this socket lagged (a permit is
+    /// kept if nobody waits, so no wake-up is lost); then `take_lagged`.
+    pub fn lag_signal(&self) -> Arc<Notify> {
+        self.lag_signal.clone()
     }
 }
 
@@ -114,6 +125,7 @@ impl Fanout {
         metrics: Arc<Metrics>,
         queue_capacity: usize,
         shutdown: tokio::sync::watch::Receiver<bool>,
+        local_only_flaw: bool,
     ) -> Fanout {
         let shared = Arc::new(Shared {
             registry: Mutex::new(Registry::default()),
@@ -123,7 +135,13 @@ impl Fanout {
             wake: Notify::new(),
             tailer_client_id: AtomicU64::new(0),
         });
-        tokio::spawn(tailer::run(shared.clone(), shutdown));
+        if local_only_flaw {
+            // Flaw `local-fanout`: no tailer; only `publish_local` feeds
+            // sockets, so other processes' appends never arrive live.
+            drop(shutdown);
+        } else {
+            tokio::spawn(tailer::run(shared.clone(), shutdown));
+        }
         Fanout { shared }
     }
 
@@ -139,6 +157,7 @@ impl Fanout {
         let head = self.shared.store.last_entry_id(conversation_id).await?;
         let (sender, queue) = mpsc::channel(self.shared.queue_capacity);
         let lagged = Arc::new(AtomicBool::new(false));
+        let lag_signal = Arc::new(Notify::new());
         let slot = {
             let mut registry = lock(&self.shared.registry);
             let slot = registry.next_slot;
@@ -156,6 +175,7 @@ impl Fanout {
                     Slot {
                         queue: sender,
                         lagged: lagged.clone(),
+                        lag_signal: lag_signal.clone(),
                     },
                 );
             slot
@@ -163,6 +183,7 @@ impl Fanout {
         let subscription = Subscription {
             queue,
             lagged,
+            lag_signal,
             conversation_id,
             slot,
             shared: self.shared.clone(),
@@ -180,6 +201,16 @@ impl Fanout {
                 tracing::debug!(%err, "CLIENT UNBLOCK of the tailer failed");
             }
         }
+    }
+
+    /// Flaw `local-fanout`: hand a message appended by this process to
+    /// this process's sockets only (the seed's in-memory broadcast).
+    pub fn publish_local(&self, message: recovery_protocol::MessageFrame) {
+        let conversation_id = message.conversation_id;
+        tailer::dispatch(
+            &self.shared,
+            vec![(conversation_id, vec![crate::store::StreamEntry { message }])],
+        );
     }
 
     /// Number of conversations currently tailed (for tests and metrics).

@@ -126,7 +126,7 @@ async fn connect(shared: &Shared) -> Result<MultiplexedConnection, redis::RedisE
 /// Hands new entries to every subscribed socket's queue. Runs under the
 /// registry lock, so a subscriber added concurrently either sees an entry
 /// here or (having read the head before registering) in its own backlog.
-fn dispatch(shared: &Shared, batches: Vec<(Uuid, Vec<StreamEntry>)>) {
+pub(super) fn dispatch(shared: &Shared, batches: Vec<(Uuid, Vec<StreamEntry>)>) {
     let mut registry = lock(&shared.registry);
     for (conversation_id, entries) in batches {
         // Unsubscribed while the read was in flight: nothing to do.
@@ -153,6 +153,7 @@ fn dispatch(shared: &Shared, batches: Vec<(Uuid, Vec<StreamEntry>)>) {
                     Ok(()) => {}
                     Err(TrySendError::Full(_)) => {
                         slot.lagged.store(true, Ordering::Release);
+                        slot.lag_signal.notify_one();
                         shared.metrics.lagged_sockets.inc();
                     }
                     // The socket is going away; its Drop removes the slot.

@@ -38,6 +38,7 @@ impl Session {
         sync.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut shutdown = self.app.shutdown.clone();
         let mut last_heard = Instant::now();
+        let lag_signal = subscription.lag_signal();
         loop {
             let next = tokio::select! {
                 _ = shutdown.changed() => {
@@ -49,6 +50,7 @@ impl Session {
                     last_heard = Instant::now();
                     self.on_incoming(socket, incoming).await
                 }
+                _ = lag_signal.notified() => self.on_lagged(socket, &mut subscription).await,
                 live = subscription.queue.recv() => match live {
                     Some(live) => self.on_live(socket, &mut subscription, live).await,
                     // The registry dropped our slot: cannot happen while we
@@ -102,17 +104,30 @@ impl Session {
             return Next::Stop;
         }
         self.app.metrics.messages_delivered_live.inc_by(written);
-        if subscription.take_lagged() {
-            tracing::debug!(after = %self.last_sent, "live queue overflowed: re-reading from redis");
-            let reread = async {
-                self.replay_until_head(socket).await?;
-                self.drain_queue(socket, subscription).await
-            };
-            if let Err(err) = reread.await {
-                return self.on_session_error(socket, err).await;
-            }
+        self.on_lagged(socket, subscription).await
+    }
+
+    /// The tailer skipped this socket because its queue was full: re-read
+    /// from Redis after the last sent id, then what the queue holds. The
+    /// flag is cleared BEFORE the re-read, so anything skipped after this
+    /// point sets it (and the signal) again and is handled next round.
+    async fn on_lagged(&mut self, socket: &mut WebSocket, subscription: &mut Subscription) -> Next {
+        if !subscription.take_lagged() {
+            return Next::Continue;
         }
-        Next::Continue
+        if self.app.flaws.has(crate::flaws::Flaw::DropOnLag) {
+            // Flaw: what the tailer skipped is simply gone.
+            return Next::Continue;
+        }
+        tracing::debug!(after = %self.last_sent, "live queue overflowed: re-reading from redis");
+        let reread = async {
+            self.replay_until_head(socket).await?;
+            self.drain_queue(socket, subscription).await
+        };
+        match reread.await {
+            Ok(_) => Next::Continue,
+            Err(err) => self.on_session_error(socket, err).await,
+        }
     }
 
     async fn on_session_error(&mut self, socket: &mut WebSocket, err: SessionError) -> Next {
@@ -210,6 +225,18 @@ impl Session {
                     self.app.metrics.messages_deduplicated.inc();
                 } else {
                     self.app.metrics.messages_appended.inc();
+                    if self.app.flaws.has(crate::flaws::Flaw::LocalFanout) {
+                        self.app
+                            .fanout
+                            .publish_local(recovery_protocol::MessageFrame {
+                                id: appended.id,
+                                conversation_id: self.conversation_id,
+                                sender_id: self.user_id,
+                                client_msg_id,
+                                body: body.to_string(),
+                                sent_at_ms: appended.sent_at_ms,
+                            });
+                    }
                 }
                 // Acked only now that Redis confirmed the append.
                 let ack = ServerFrame::Ack {

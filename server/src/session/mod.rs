@@ -21,6 +21,7 @@ use recovery_protocol::{ConnectParams, ErrorCode, ServerFrame, StreamId};
 use uuid::Uuid;
 
 use crate::app::AppState;
+use crate::flaws::Flaw;
 use crate::store::{now_unix_ms, StoreError, SyncState};
 
 /// Why a session ended early.
@@ -53,9 +54,13 @@ impl Session {
     fn accept(&mut self, id: StreamId) -> bool {
         if id > self.last_sent {
             self.last_sent = id;
+            if self.app.flaws.has(Flaw::CursorOnSend) {
+                self.acked = Some(id);
+            }
             true
         } else {
-            false
+            // Flaw: the backlog/live overlap goes out a second time.
+            self.app.flaws.has(Flaw::NoOverlapDedup)
         }
     }
 
@@ -134,7 +139,10 @@ impl Drop for OpenSocket<'_> {
 /// Runs a socket from upgrade to close.
 pub async fn run(socket: WebSocket, params: ConnectParams, app: Arc<AppState>) {
     use tracing::Instrument;
-    let client_id = params.client_id.unwrap_or_else(Uuid::new_v4);
+    let client_id = match params.client_id {
+        Some(client_id) if !app.flaws.has(Flaw::NewClientId) => client_id,
+        _ => Uuid::new_v4(),
+    };
     let span = tracing::debug_span!("session", user_id = %params.user_id, %client_id,
         conversation_id = %params.conversation_id);
     run_session(socket, params, client_id, app)
@@ -199,8 +207,13 @@ async fn recover(
     };
     let epoch = app.store.ensure_epoch(conversation_id).await?;
 
+    let backlog_first = app.flaws.has(Flaw::BacklogBeforeSubscribe);
     tracing::debug!("step 2: register for live messages before reading the backlog");
-    let subscription = app.fanout.subscribe(conversation_id).await?;
+    let early_subscription = if backlog_first {
+        None
+    } else {
+        Some(app.fanout.subscribe(conversation_id).await?)
+    };
 
     let (resume_from, cursor, cursor_epoch) =
         resume::choose_cursor(params.last_id, params.epoch.as_deref(), stored.as_ref());
@@ -219,7 +232,13 @@ async fn recover(
         client_id,
         conversation_id,
         epoch: epoch.clone(),
-        last_sent: plan.deliver_after(),
+        last_sent: match plan.gap {
+            // Flaw: an inclusive range starts AT the cursor.
+            None if app.flaws.has(Flaw::InclusiveResume) => {
+                plan.resume_from.predecessor().unwrap_or(StreamId::ZERO)
+            }
+            _ => plan.deliver_after(),
+        },
         acked: None,
         // The stored cursor is already persisted: only a higher ack is news.
         // A cursor from another epoch is not: any ack in this one replaces it.
@@ -252,8 +271,20 @@ async fn recover(
     }
 
     tracing::debug!(after = %session.last_sent, "step 3/4: replay backlog, then buffered live messages");
-    let mut subscription = subscription;
-    let replayed = session.catch_up(socket, &mut subscription).await?;
+    let (subscription, replayed) = match early_subscription {
+        Some(mut subscription) => {
+            let replayed = session.catch_up(socket, &mut subscription).await?;
+            (subscription, replayed)
+        }
+        None => {
+            // Flaw: whatever is appended between this read and the
+            // registration below is never sent.
+            let replayed = session.replay_until_head(socket).await?;
+            let mut subscription = app.fanout.subscribe(conversation_id).await?;
+            let drained = session.drain_queue(socket, &mut subscription).await?;
+            (subscription, replayed + drained)
+        }
+    };
     send_frame(
         socket,
         &ServerFrame::CaughtUp {

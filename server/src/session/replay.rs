@@ -27,7 +27,7 @@ impl Session {
             // Clear the flag BEFORE re-reading: what the tailer skipped
             // before now is in Redis; what it queues after now is in the
             // queue; together nothing is missing.
-            if !subscription.take_lagged() {
+            if !subscription.take_lagged() || self.app.flaws.has(crate::flaws::Flaw::DropOnLag) {
                 break;
             }
             written += self.replay_until_head(socket).await?;

@@ -58,6 +58,8 @@ pub struct SyncState {
 pub struct Appended {
     pub id: StreamId,
     pub duplicate: bool,
+    /// The `sent_at_ms` stored with a new entry (our clock at append).
+    pub sent_at_ms: u64,
 }
 
 /// What the stream looks like for gap detection.
@@ -82,6 +84,9 @@ pub struct Store {
     redis: ConnectionManager,
     client: redis::Client,
     settings: StoreSettings,
+    /// Flaw `cursor-per-device`: one sync key per device for all its
+    /// conversations, epochs ignored (the seed's bug 5).
+    shared_cursor_flaw: bool,
 }
 
 pub fn now_unix_ms() -> u64 {
@@ -118,7 +123,21 @@ impl Store {
             redis,
             client,
             settings,
+            shared_cursor_flaw: false,
         })
+    }
+
+    /// Testing aid: re-creates the seed's bug 5 (see `flaws`).
+    pub fn flaw_share_cursor_across_conversations(&mut self) {
+        self.shared_cursor_flaw = true;
+    }
+
+    fn sync_key(&self, user_id: Uuid, client_id: Uuid, conversation_id: Uuid) -> String {
+        if self.shared_cursor_flaw {
+            format!("client:sync:{user_id}:{client_id}")
+        } else {
+            keys::sync_state(user_id, client_id, conversation_id)
+        }
     }
 
     /// The client to open dedicated connections from (blocking readers must
@@ -206,6 +225,7 @@ impl Store {
         Ok(Appended {
             id,
             duplicate: duplicate == 1,
+            sent_at_ms: now_ms,
         })
     }
 
@@ -308,7 +328,7 @@ impl Store {
         conversation_id: Uuid,
     ) -> Result<Option<SyncState>, StoreError> {
         let mut redis = self.redis.clone();
-        let key = keys::sync_state(user_id, client_id, conversation_id);
+        let key = self.sync_key(user_id, client_id, conversation_id);
         let raw: Option<String> = redis::cmd("GET")
             .arg(&key)
             .query_async(&mut redis)
@@ -319,6 +339,13 @@ impl Store {
             // A state we cannot read is treated as absent (replay from the
             // start: duplicates, never loss) but is reported.
             Some(text) => match serde_json::from_str::<SyncState>(&text) {
+                // The flaw uses whatever conversation's cursor is there as
+                // if it were this one's, epoch and all.
+                Ok(state) if self.shared_cursor_flaw => Ok(Some(SyncState {
+                    conversation_id,
+                    epoch: None,
+                    ..state
+                })),
                 Ok(state) => Ok(Some(state)),
                 Err(err) => {
                     tracing::warn!(%key, %err, "unreadable sync state ignored");
@@ -337,11 +364,7 @@ impl Store {
             detail: e.to_string(),
         })?;
         let written: i64 = scripts::SAVE_CURSOR
-            .key(keys::sync_state(
-                state.user_id,
-                state.client_id,
-                state.conversation_id,
-            ))
+            .key(self.sync_key(state.user_id, state.client_id, state.conversation_id))
             .arg(json)
             .arg(state.last_message_id.ms)
             .arg(state.last_message_id.seq)
