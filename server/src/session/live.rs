@@ -84,26 +84,13 @@ impl Session {
         subscription: &mut Subscription,
         first: std::sync::Arc<crate::fanout::LiveMessage>,
     ) -> Next {
-        use futures_util::SinkExt;
-        let mut written = 0u64;
-        let mut batch = Some(first);
-        let mut taken = 0;
-        while let Some(live) = batch.take() {
-            if self.accept(live.id) {
-                if socket.feed(Message::Text(live.json.clone())).await.is_err() {
-                    return Next::Stop;
-                }
-                written += 1;
-            }
-            taken += 1;
-            if taken < LIVE_BATCH {
-                batch = subscription.queue.try_recv().ok();
-            }
+        let drained = {
+            let (merge, mut io) = self.io(socket, Some(subscription));
+            merge.drain_queue(&mut io, Some(first), LIVE_BATCH).await
+        };
+        if let Err(err) = drained {
+            return self.on_session_error(socket, err).await;
         }
-        if written > 0 && socket.flush().await.is_err() {
-            return Next::Stop;
-        }
-        self.app.metrics.messages_delivered_live.inc_by(written);
         self.on_lagged(socket, subscription).await
     }
 
@@ -112,20 +99,22 @@ impl Session {
     /// flag is cleared BEFORE the re-read, so anything skipped after this
     /// point sets it (and the signal) again and is handled next round.
     async fn on_lagged(&mut self, socket: &mut WebSocket, subscription: &mut Subscription) -> Next {
-        if !subscription.take_lagged() {
-            return Next::Continue;
-        }
         if self.app.flaws.has(crate::flaws::Flaw::DropOnLag) {
             // Flaw: what the tailer skipped is simply gone.
+            subscription.take_lagged();
             return Next::Continue;
         }
-        tracing::debug!(after = %self.last_sent, "live queue overflowed: re-reading from redis");
-        let reread = async {
-            self.replay_until_head(socket).await?;
-            self.drain_queue(socket, subscription).await
+        let page = self.page_size();
+        let recovered = {
+            let (merge, mut io) = self.io(socket, Some(subscription));
+            merge.recover_from_lag(&mut io, page).await
         };
-        match reread.await {
-            Ok(_) => Next::Continue,
+        match recovered {
+            Ok(Some(written)) => {
+                tracing::debug!(written, after = %self.merge.last_sent, "live queue had overflowed: re-read from redis");
+                Next::Continue
+            }
+            Ok(None) => Next::Continue,
             Err(err) => self.on_session_error(socket, err).await,
         }
     }
@@ -189,10 +178,10 @@ impl Session {
                 body,
             } => self.on_send(socket, client_msg_id, &body).await,
             ClientFrame::Ack { id } => {
-                if id > self.last_sent {
+                if id > self.merge.last_sent {
                     let message = format!(
                         "ack of {id} is beyond the last id delivered on this socket ({})",
-                        self.last_sent
+                        self.merge.last_sent
                     );
                     return self
                         .reply_error(socket, ErrorCode::BadFrame, message, None)

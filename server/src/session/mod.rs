@@ -10,6 +10,7 @@
 //! 7. on disconnect persist the final cursor and unregister.
 
 mod live;
+pub mod merge;
 mod replay;
 pub mod resume;
 
@@ -40,8 +41,8 @@ pub(crate) struct Session {
     client_id: Uuid,
     conversation_id: Uuid,
     epoch: String,
-    /// Highest id written to this socket; ids only ever go up.
-    last_sent: StreamId,
+    /// What was written to this socket (ids only ever go up).
+    merge: merge::Merge,
     /// Highest id the client acked on this socket.
     acked: Option<StreamId>,
     /// Highest acked id known to be persisted.
@@ -49,21 +50,6 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    /// The ordering rule that makes backlog + live merge exact: a message
-    /// is written only if it is newer than everything written before.
-    fn accept(&mut self, id: StreamId) -> bool {
-        if id > self.last_sent {
-            self.last_sent = id;
-            if self.app.flaws.has(Flaw::CursorOnSend) {
-                self.acked = Some(id);
-            }
-            true
-        } else {
-            // Flaw: the backlog/live overlap goes out a second time.
-            self.app.flaws.has(Flaw::NoOverlapDedup)
-        }
-    }
-
     fn sync_state(&self, acked: StreamId) -> SyncState {
         SyncState {
             client_id: self.client_id,
@@ -232,12 +218,15 @@ async fn recover(
         client_id,
         conversation_id,
         epoch: epoch.clone(),
-        last_sent: match plan.gap {
-            // Flaw: an inclusive range starts AT the cursor.
-            None if app.flaws.has(Flaw::InclusiveResume) => {
-                plan.resume_from.predecessor().unwrap_or(StreamId::ZERO)
-            }
-            _ => plan.deliver_after(),
+        merge: merge::Merge {
+            last_sent: match plan.gap {
+                // Flaw: an inclusive range starts AT the cursor.
+                None if app.flaws.has(Flaw::InclusiveResume) => {
+                    plan.resume_from.predecessor().unwrap_or(StreamId::ZERO)
+                }
+                _ => plan.deliver_after(),
+            },
+            repeat_overlap: app.flaws.has(Flaw::NoOverlapDedup),
         },
         acked: None,
         // The stored cursor is already persisted: only a higher ack is news.
@@ -270,7 +259,7 @@ async fn recover(
         .await?;
     }
 
-    tracing::debug!(after = %session.last_sent, "step 3/4: replay backlog, then buffered live messages");
+    tracing::debug!(after = %session.merge.last_sent, "step 3/4: replay backlog, then buffered live messages");
     let (subscription, replayed) = match early_subscription {
         Some(mut subscription) => {
             let replayed = session.catch_up(socket, &mut subscription).await?;
@@ -279,16 +268,18 @@ async fn recover(
         None => {
             // Flaw: whatever is appended between this read and the
             // registration below is never sent.
-            let replayed = session.replay_until_head(socket).await?;
+            let replayed = session.replay_without_subscription(socket).await?;
             let mut subscription = app.fanout.subscribe(conversation_id).await?;
-            let drained = session.drain_queue(socket, &mut subscription).await?;
+            let drained = session
+                .drain_subscription(socket, &mut subscription)
+                .await?;
             (subscription, replayed + drained)
         }
     };
     send_frame(
         socket,
         &ServerFrame::CaughtUp {
-            last_id: session.last_sent,
+            last_id: session.merge.last_sent,
             replayed,
         },
     )
