@@ -153,6 +153,7 @@ mod tests {
 
     fn empty_meta() -> RunMeta {
         RunMeta {
+            faults: Vec::new(),
             scenario_name: "t".into(),
             seed: 0,
             started_at_unix_ms: 0,

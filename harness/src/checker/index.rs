@@ -259,6 +259,7 @@ mod tests {
             conversations: vec![0],
         };
         let meta = RunMeta {
+            faults: Vec::new(),
             scenario_name: "t".into(),
             seed: 0,
             started_at_unix_ms: 0,

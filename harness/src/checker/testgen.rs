@@ -283,6 +283,7 @@ pub fn generate(config: &GenConfig) -> Generated {
         sim.disconnect(slot, DisconnectCause::RunEnd);
     }
     let meta = RunMeta {
+        faults: Vec::new(),
         scenario_name: "generated".into(),
         seed: config.seed,
         started_at_unix_ms: 1_700_000_000_000,

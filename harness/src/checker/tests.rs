@@ -11,6 +11,7 @@ use crate::history::{EventKind, LogSource, ResumeMode};
 
 fn strict() -> Expectations {
     Expectations {
+        allow_lost_ack: false,
         no_loss: true,
         no_duplicates: true,
         order: true,

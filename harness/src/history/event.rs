@@ -50,6 +50,24 @@ pub struct RunMeta {
     pub started_at_unix_ms: u64,
     pub devices: Vec<DeviceInfo>,
     pub conversations: Vec<ConversationInfo>,
+    /// Faults injected during the run, as they actually happened.
+    #[serde(default)]
+    pub faults: Vec<FaultWindow>,
+}
+
+/// A fault as it happened: recorded by the runner on the run clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultWindow {
+    /// `redis_restart`, `server_kill`, `blackhole`, ...
+    pub kind: String,
+    /// What it hit: `redis`, `server 1`, `link clients`, ...
+    pub target: String,
+    pub start_us: u64,
+    /// When it was lifted (== start for instant faults).
+    pub end_us: u64,
+    /// Anything that went wrong while injecting or lifting it.
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 /// Why a socket ended.

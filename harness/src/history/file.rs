@@ -101,6 +101,7 @@ mod tests {
     fn round_trips_through_jsonl() {
         let history = History {
             meta: RunMeta {
+                faults: Vec::new(),
                 scenario_name: "t".into(),
                 seed: 7,
                 started_at_unix_ms: 1,

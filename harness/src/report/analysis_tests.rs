@@ -79,6 +79,7 @@ fn ack(id: u128, duplicate: bool) -> EventKind {
 
 pub(crate) fn meta(devices: usize) -> RunMeta {
     RunMeta {
+        faults: Vec::new(),
         scenario_name: "handmade".into(),
         seed: 1,
         started_at_unix_ms: 0,

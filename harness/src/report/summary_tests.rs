@@ -15,6 +15,7 @@ use crate::scenario::{
 
 pub(crate) fn sample_scenario() -> Scenario {
     Scenario {
+        faults: Vec::new(),
         name: "smoke <&> \"quoted\"".into(),
         seed: Some(42),
         duration: Duration::from_secs(60),
@@ -56,6 +57,7 @@ pub(crate) fn sample_scenario() -> Scenario {
         },
         thresholds: Thresholds::default(),
         expect: Expectations {
+            allow_lost_ack: false,
             no_loss: true,
             no_duplicates: true,
             order: true,

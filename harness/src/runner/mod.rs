@@ -463,6 +463,7 @@ pub async fn play(
             started_at_unix_ms: unix_ms().saturating_sub(clock.now_us() / 1000),
             devices: cast.devices,
             conversations: cast.conversations,
+            faults: Vec::new(),
         },
         events,
     };

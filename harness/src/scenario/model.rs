@@ -25,6 +25,8 @@ pub struct Scenario {
     pub churn: Churn,
     pub thresholds: Thresholds,
     pub expect: Expectations,
+    /// Faults injected during the run (`[[faults]]`), in start order.
+    pub faults: Vec<FaultSpec>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,4 +185,84 @@ pub struct Expectations {
     /// Whether stored-cursor devices may get a message again after a
     /// reconnect (at-least-once).
     pub allow_stored_cursor_redelivery: bool,
+    /// Whether acked messages may be missing from the log (`lost_ack` not a
+    /// violation): only where the scenario destroys Redis data on purpose
+    /// (`redis_wipe`, or a restart without persistence). Every such loss is
+    /// still reported; receipts of those messages are not phantoms.
+    pub allow_lost_ack: bool,
+}
+
+/// One fault: what, when (from the run's start, ramp-up included) and for
+/// how long.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultSpec {
+    pub kind: FaultKind,
+    pub at: Duration,
+    /// Downtime, freeze or impairment length; 0 for instant faults (reset).
+    pub duration: Duration,
+}
+
+/// Which network link a proxy fault applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Link {
+    /// Between the simulated clients and the servers.
+    Clients,
+    /// Between the (spawned) servers and Redis.
+    Redis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FaultKind {
+    /// Stop Redis and start it again after `duration`, keeping its data
+    /// as far as the scenario's persistence allows.
+    RedisRestart,
+    /// Freeze Redis (SIGSTOP / docker pause) for `duration`.
+    RedisPause,
+    /// Restart Redis with its data gone.
+    RedisWipe,
+    /// SIGKILL spawned server `server` (index); restart it after `duration`.
+    ServerKill { server: u32 },
+    /// SIGTERM (graceful) spawned server `server`; restart after `duration`.
+    ServerRestart { server: u32 },
+    /// Add latency (± jitter) to every packet on the link.
+    Latency {
+        link: Link,
+        latency: Duration,
+        jitter: Duration,
+    },
+    /// Limit the link's throughput in each direction per connection.
+    Bandwidth { link: Link, bytes_per_s: u64 },
+    /// Partition: the link passes nothing (connections stay open).
+    Blackhole { link: Link },
+    /// Reset every connection on the link (TCP RST), once.
+    Reset { link: Link },
+}
+
+impl FaultKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            FaultKind::RedisRestart => "redis_restart",
+            FaultKind::RedisPause => "redis_pause",
+            FaultKind::RedisWipe => "redis_wipe",
+            FaultKind::ServerKill { .. } => "server_kill",
+            FaultKind::ServerRestart { .. } => "server_restart",
+            FaultKind::Latency { .. } => "latency",
+            FaultKind::Bandwidth { .. } => "bandwidth",
+            FaultKind::Blackhole { .. } => "blackhole",
+            FaultKind::Reset { .. } => "reset",
+        }
+    }
+
+    /// The network link a proxy fault uses, if it is one.
+    pub fn link(&self) -> Option<Link> {
+        match self {
+            FaultKind::Latency { link, .. }
+            | FaultKind::Bandwidth { link, .. }
+            | FaultKind::Blackhole { link }
+            | FaultKind::Reset { link } => Some(*link),
+            _ => None,
+        }
+    }
 }

@@ -228,6 +228,7 @@ mod tests {
                     members_per_conversation = 2\n[traffic]\nsend_rate = \"4/s\"\n";
         let scenario = parse_scenario(text, "m.toml").unwrap();
         let expected = Scenario {
+            faults: Vec::new(),
             name: "m".into(),
             seed: None,
             duration: Duration::from_secs(10),
@@ -269,6 +270,7 @@ mod tests {
             },
             thresholds: Thresholds::default(),
             expect: Expectations {
+                allow_lost_ack: false,
                 no_loss: true,
                 no_duplicates: true,
                 order: true,

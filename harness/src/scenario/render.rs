@@ -388,6 +388,7 @@ mod tests {
             });
         let expect = any::<[bool; 4]>().prop_map(|[no_loss, no_duplicates, order, redelivery]| {
             Expectations {
+                allow_lost_ack: false,
                 no_loss,
                 no_duplicates,
                 order,
@@ -408,6 +409,7 @@ mod tests {
                 (name, seed, duration, ramp_up, drain_timeout),
                 (redis, servers, population, traffic, churn, thresholds, expect),
             )| Scenario {
+                faults: Vec::new(),
                 name,
                 seed,
                 duration,

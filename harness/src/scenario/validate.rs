@@ -114,6 +114,7 @@ pub(crate) fn scenario_from_root(root: &Table) -> Result<Scenario, ScenarioError
         churn: churn(root)?,
         thresholds: thresholds(root)?,
         expect: expectations(root)?,
+        faults: Vec::new(),
     })
 }
 
@@ -532,6 +533,7 @@ fn thresholds(root: &Table) -> Result<Thresholds, ScenarioError> {
 fn expectations(root: &Table) -> Result<Expectations, ScenarioError> {
     let Some(table) = root.table("expect")? else {
         return Ok(Expectations {
+            allow_lost_ack: false,
             no_loss: true,
             no_duplicates: true,
             order: true,
@@ -548,6 +550,7 @@ fn expectations(root: &Table) -> Result<Expectations, ScenarioError> {
         &[("allowed", true), ("forbidden", false)],
     )?;
     Ok(Expectations {
+        allow_lost_ack: false,
         no_loss: flag("no_loss")?,
         no_duplicates: flag("no_duplicates")?,
         order: flag("order")?,
