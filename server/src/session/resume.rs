@@ -97,7 +97,17 @@ async fn detect_gap(
     cursor_epoch: Option<&str>,
     current_epoch: &str,
 ) -> Result<Option<DeclaredGap>, StoreError> {
-    if cursor_epoch.is_some_and(|epoch| epoch != current_epoch) {
+    let epoch_differs = cursor_epoch.is_some_and(|epoch| epoch != current_epoch);
+    if epoch_differs
+        && !resume_from.is_zero()
+        && store.entry_exists(conversation_id, resume_from).await?
+    {
+        // The cursor names an entry of the CURRENT stream (the client got
+        // it live from the new stream before learning the new epoch): it
+        // is valid as it is, and replaying would only duplicate.
+        return Ok(None);
+    }
+    if epoch_differs {
         // The stream the cursor points into is gone; its ids mean nothing
         // in the new one. Replay everything that exists now.
         return Ok(Some(DeclaredGap {

@@ -59,7 +59,11 @@ pub fn test_config(redis_url: &str) -> Config {
 }
 
 pub async fn redis() -> RedisHandle {
-    match start_redis(&ProviderOptions::default()).await {
+    redis_with(&ProviderOptions::default()).await
+}
+
+pub async fn redis_with(options: &ProviderOptions) -> RedisHandle {
+    match start_redis(options).await {
         Ok(handle) => {
             println!("redis: {}", handle.description());
             handle
@@ -72,8 +76,16 @@ impl TestEnv {
     /// One Redis and `servers` instances on it, with `tweak` applied to
     /// each server's config.
     pub async fn start(servers: usize, tweak: impl Fn(&mut Config)) -> TestEnv {
+        TestEnv::start_with(&ProviderOptions::default(), servers, tweak).await
+    }
+
+    pub async fn start_with(
+        options: &ProviderOptions,
+        servers: usize,
+        tweak: impl Fn(&mut Config),
+    ) -> TestEnv {
         init_tracing();
-        let redis = redis().await;
+        let redis = redis_with(options).await;
         let mut running = Vec::new();
         for _ in 0..servers {
             let mut config = test_config(redis.url());
