@@ -92,9 +92,12 @@ impl MessageIndex {
     }
 
     pub fn was_sent(&self, key: MsgKey) -> bool {
-        self.by_key
-            .get(&key)
-            .is_some_and(|info| info.send.is_some())
+        self.send_of(key).is_some()
+    }
+
+    /// The first `Send` of a message, if any device sent it.
+    pub fn send_of(&self, key: MsgKey) -> Option<SendRef> {
+        self.by_key.get(&key).and_then(|info| info.send)
     }
 
     /// Distinct messages that got at least one ack.
@@ -303,6 +306,11 @@ fn check_duplicate_appends(
 pub(crate) enum Receipt {
     /// At this log position; delivery checks apply.
     InLog(usize),
+    /// Not in the log, but some device sent it and the scenario destroys
+    /// Redis data: a message that existed and was wiped. Checked against
+    /// its `Send`; it owes nothing and moves no "owed" pointer, but still
+    /// counts for duplicates and order on its socket.
+    Vanished,
     /// Reported as `phantom`; no delivery checks.
     Phantom,
     /// A rebuilt log lacks the id though the message was sent: the log and
@@ -324,11 +332,16 @@ pub(crate) struct ReceiptJudge<'a> {
     pub log: &'a LogIndex<'a>,
     pub facts: &'a [LogFacts],
     pub messages: &'a MessageIndex,
+    /// The scenario destroys Redis data (`Expectations::allow_lost_ack`):
+    /// an id missing from the log may be a message that was wiped.
+    pub allow_lost_ack: bool,
 }
 
 impl ReceiptJudge<'_> {
-    /// Judges one receipt: `phantom` when it is not in the log (Redis log)
-    /// or nobody sent it; `corrupt` when it differs from its log entry.
+    /// Judges one receipt: `phantom` when it is not in the log (Redis log,
+    /// unless wiped data is allowed and some device sent it) or nobody
+    /// sent it; `corrupt` when it differs from its log entry (or from its
+    /// `Send` when it has none).
     pub fn judge(&self, received: &Received, site: Site, findings: &mut Findings) -> Receipt {
         let meta = self.meta;
         let conv = &self.log.conversations[site.conversation as usize];
@@ -338,21 +351,31 @@ impl ReceiptJudge<'_> {
         let device = site.device.unwrap_or_default();
         let id = received.id;
         let Some(position) = conv.position(id) else {
-            let sent = messages.was_sent((site.conversation, received.client_msg_id));
-            if source == LogSource::Rebuilt && sent {
-                return Receipt::Unplaced;
+            let send = messages.send_of((site.conversation, received.client_msg_id));
+            match (source, send) {
+                (LogSource::Rebuilt, Some(_)) => return Receipt::Unplaced,
+                (LogSource::Redis, Some(send)) if self.allow_lost_ack => {
+                    self.check_vanished(received, send, site, findings);
+                    return Receipt::Vanished;
+                }
+                _ => {}
             }
+            let allow_lost_ack = self.allow_lost_ack;
             findings.record(AnomalyKind::Phantom, site, || {
-                let why = if source == LogSource::Redis {
-                    format!(
+                let why = match (source, allow_lost_ack) {
+                    (LogSource::Redis, false) => format!(
                         "id {id} is not in the log of conversation {}",
                         site.conversation
-                    )
-                } else {
-                    format!(
+                    ),
+                    (LogSource::Redis, true) => format!(
+                        "id {id} is not in the log of conversation {} and no device sent \
+                         its client_msg_id {} (so it is no wiped message)",
+                        site.conversation, received.client_msg_id
+                    ),
+                    (LogSource::Rebuilt, _) => format!(
                         "no device sent its client_msg_id {}",
                         received.client_msg_id
-                    )
+                    ),
                 };
                 (
                     vec![id],
@@ -401,5 +424,43 @@ impl ReceiptJudge<'_> {
             });
         }
         Receipt::InLog(position)
+    }
+
+    /// `corrupt` for a receipt whose log entry was wiped: only the `Send`
+    /// of its client_msg_id is left to compare with.
+    fn check_vanished(
+        &self,
+        received: &Received,
+        send: SendRef,
+        site: Site,
+        findings: &mut Findings,
+    ) {
+        let meta = self.meta;
+        let sender_user = meta
+            .devices
+            .get(send.device as usize)
+            .map(|info| info.user_id);
+        let sender_ok = sender_user.is_none_or(|user| user == received.sender_id);
+        let body_ok = send.body_hash == received.body_hash;
+        if sender_ok && body_ok {
+            return;
+        }
+        let id = received.id;
+        let device = site.device.unwrap_or_default();
+        findings.record(AnomalyKind::Corrupt, site, || {
+            let what = match (sender_ok, body_ok) {
+                (false, false) => "sender and body",
+                (false, true) => "sender",
+                _ => "body",
+            };
+            let detail = format!(
+                "{} received {id} (not in the log: wiped) with a {what} that differs from \
+                 what {} sent with client_msg_id {}",
+                device_label(meta, device),
+                device_label(meta, send.device),
+                received.client_msg_id
+            );
+            (vec![id], detail)
+        });
     }
 }

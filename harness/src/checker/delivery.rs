@@ -5,8 +5,10 @@
 //! reusable vector maps each log position to the last socket that
 //! delivered it, so "received before?", "received on this socket?" and
 //! "never received" are array reads, and nothing is allocated per event.
+//! Receipts of wiped messages (no log position) use a small map instead.
 
-use recovery_protocol::{CursorSource, StreamId};
+use fnv::FnvHashMap;
+use recovery_protocol::{CursorSource, GapReason, StreamId};
 
 use super::appends::{Receipt, ReceiptJudge, Received};
 use super::findings::{device_label, Findings, Site};
@@ -55,6 +57,9 @@ struct SocketScan {
     next_owed: Option<usize>,
     /// Where a gap that came before the hello moved delivery to.
     gap_floor: Option<usize>,
+    /// `first_available` of an `epoch_changed` gap: the device's cursor
+    /// belonged to a destroyed stream, so the replay may repeat what it had.
+    epoch_replay_from: Option<StreamId>,
     /// The previous delivered id, for `reorder`.
     prev: Option<StreamId>,
     caught_up: Option<StreamId>,
@@ -68,6 +73,7 @@ impl SocketScan {
             hello: None,
             next_owed: None,
             gap_floor: None,
+            epoch_replay_from: None,
             prev: None,
             caught_up: None,
             recv_before_hello: false,
@@ -89,6 +95,8 @@ struct Scanner<'a, 'f> {
     findings: &'a mut Findings<'f>,
     stats: DeliveryStats,
     last_socket: Vec<u32>,
+    /// `last_socket` for receipts of wiped messages, which have no position.
+    vanished_last_socket: FnvHashMap<StreamId, u32>,
     declared: Vec<(usize, usize)>,
     pending: Vec<PendingSkip>,
     sockets_without_hello: u64,
@@ -109,6 +117,7 @@ pub(crate) fn check_deliveries(
         findings,
         stats: DeliveryStats::default(),
         last_socket: Vec::new(),
+        vanished_last_socket: FnvHashMap::default(),
         declared: Vec::new(),
         pending: Vec::new(),
         sockets_without_hello: 0,
@@ -133,6 +142,7 @@ impl Scanner<'_, '_> {
         let conv = &input.judge.log.conversations[slot.conversation as usize];
         self.last_socket.clear();
         self.last_socket.resize(conv.len(), NOT_RECEIVED);
+        self.vanished_last_socket.clear();
         self.declared.clear();
         let mut summary = SlotSummary::default();
         let mut socket: Option<SocketScan> = None;
@@ -156,8 +166,8 @@ impl Scanner<'_, '_> {
                 EventKind::Gap {
                     resume_from,
                     first_available,
-                    ..
-                } => self.on_gap(conv, current, *resume_from, *first_available),
+                    reason,
+                } => self.on_gap(conv, current, *resume_from, *first_available, *reason),
                 EventKind::Recv {
                     id,
                     sender_id,
@@ -215,8 +225,12 @@ impl Scanner<'_, '_> {
         current: &mut SocketScan,
         resume_from: StreamId,
         first_available: StreamId,
+        reason: GapReason,
     ) {
         self.stats.declared_gaps += 1;
+        if reason == GapReason::EpochChanged {
+            current.epoch_replay_from = Some(first_available);
+        }
         let start = conv.first_after(resume_from);
         let end = conv.first_at_or_after(first_available);
         if start < end {
@@ -251,7 +265,8 @@ impl Scanner<'_, '_> {
             client_msg_id: Some(received.client_msg_id),
         };
         let position = match self.input.judge.judge(received, site, self.findings) {
-            Receipt::InLog(position) => position,
+            Receipt::InLog(position) => Some(position),
+            Receipt::Vanished => None,
             Receipt::Phantom => return,
             Receipt::Unplaced => {
                 self.unplaced_receipts += 1;
@@ -264,7 +279,14 @@ impl Scanner<'_, '_> {
         let meta = &self.input.history.meta;
         let id = received.id;
         let socket = current.number;
-        let previous_socket = self.last_socket[position];
+        let previous_socket = match position {
+            Some(position) => self.last_socket[position],
+            None => self
+                .vanished_last_socket
+                .get(&id)
+                .copied()
+                .unwrap_or(NOT_RECEIVED),
+        };
         if previous_socket == socket {
             // A repeat within one socket is a duplicate, never a reorder
             // too, and never an allowed redelivery.
@@ -292,6 +314,12 @@ impl Scanner<'_, '_> {
         if previous_socket != NOT_RECEIVED {
             self.on_repeat(slot, current, id, previous_socket, site);
         }
+        let Some(position) = position else {
+            // A wiped message: owed by no one (skip and lost concern log
+            // ids only), so it must not move the socket's owed pointer.
+            self.vanished_last_socket.insert(id, socket);
+            return;
+        };
         self.last_socket[position] = socket;
         summary.max_position = summary.max_position.max(Some(position));
         if let Some(next_owed) = current.next_owed {
@@ -324,9 +352,11 @@ impl Scanner<'_, '_> {
             .hello
             .filter(|hello| hello.cursor == CursorSource::Stored)
             .map(|hello| hello.resume_from);
-        let redelivery =
+        let above_stored_cursor =
             mode == ResumeMode::StoredCursor && stored_cursor.is_some_and(|cursor| id > cursor);
-        let kind = if redelivery {
+        let wiped_cursor = self.input.judge.allow_lost_ack
+            && wiped_cursor(mode, current).is_some_and(|from| id >= from);
+        let kind = if above_stored_cursor || wiped_cursor {
             AnomalyKind::Redelivered
         } else {
             AnomalyKind::Duplicate
@@ -341,9 +371,14 @@ impl Scanner<'_, '_> {
                 ),
                 None => "before any hello".to_string(),
             };
+            let why = if wiped_cursor {
+                "; its cursor was destroyed with the Redis data"
+            } else {
+                ""
+            };
             let detail = format!(
                 "{} received {id} again on socket {socket} {how} in conversation {}; \
-                 it already had it from socket {previous_socket}",
+                 it already had it from socket {previous_socket}{why}",
                 device_label(meta, slot.device),
                 slot.conversation
             );
@@ -512,6 +547,22 @@ fn merge_ranges(ranges: &mut Vec<(usize, usize)>) -> &[(usize, usize)] {
     }
     ranges.truncate(merged);
     ranges
+}
+
+/// Where a socket's replay may repeat what the device had because its
+/// cursor lived in Redis data that was destroyed: from `first_available`
+/// after an `epoch_changed` gap, or from the start when a stored-cursor
+/// device's hello found no stored cursor at all.
+fn wiped_cursor(mode: ResumeMode, socket: &SocketScan) -> Option<StreamId> {
+    let no_stored_cursor = mode == ResumeMode::StoredCursor
+        && socket
+            .hello
+            .is_some_and(|hello| hello.cursor == CursorSource::None);
+    match (socket.epoch_replay_from, no_stored_cursor) {
+        (Some(from), _) => Some(from),
+        (None, true) => Some(StreamId::ZERO),
+        (None, false) => None,
+    }
 }
 
 fn cursor_name(cursor: CursorSource) -> &'static str {

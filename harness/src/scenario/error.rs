@@ -83,6 +83,8 @@ pub enum UnitError {
     },
     #[error("{text:?} uses the ambiguous unit {unit:?}")]
     AmbiguousSize { text: String, unit: String },
+    #[error("{text:?} uses the ambiguous unit {unit:?}")]
+    AmbiguousByteRate { text: String, unit: String },
     #[error("{text:?} must not be negative")]
     Negative { text: String },
     #[error("{text:?} does not start with a plain decimal number")]
@@ -106,6 +108,11 @@ impl UnitError {
             UnitError::UnknownUnit { expected, .. } => Some(format!("expected one of: {expected}")),
             UnitError::AmbiguousSize { .. } => Some(
                 "sizes are binary: write KiB (1024 bytes) or MiB, or give bytes as \"1000B\""
+                    .to_string(),
+            ),
+            UnitError::AmbiguousByteRate { .. } => Some(
+                "byte rates are binary bytes per second: write KiB/s (1024 bytes/s) or MiB/s, \
+                 or give bytes as \"1000B/s\""
                     .to_string(),
             ),
             UnitError::Negative { .. } => None,

@@ -55,9 +55,23 @@
 //! no_duplicates = true          # default true
 //! order = true                  # default true
 //! stored_cursor_redelivery = "allowed"   # allowed | forbidden (default allowed)
-//! ```
+//! lost_ack = "forbidden"        # forbidden | allowed (default forbidden); must be
+//!                               # allowed with redis_wipe, or redis_restart + persistence none
 //!
-//! `[[faults]]` is reserved for a later version and rejected for now.
+//! [[faults]]                    # optional, repeatable; sorted by `at` after parsing
+//! kind = "latency"              # redis_restart | redis_pause | redis_wipe | server_kill |
+//!                               # server_restart | latency | bandwidth | blackhole | reset
+//! at = "5s"                     # required: start, from the run start (ramp-up included);
+//!                               # < ramp_up + duration (a fault may last into the drain)
+//! duration = "3s"               # required, > 0; reset: default "0s" and must be 0
+//! link = "clients"              # latency/bandwidth/blackhole/reset: clients | redis (redis: spawn only)
+//! latency = "100ms"             # latency only: required, > 0
+//! jitter = "20ms"               # latency only: default "0s", <= latency
+//! # rate = "64KiB/s"            # bandwidth only: required, > 0, B/s KiB/s MiB/s GiB/s
+//! # server = 0                  # server_kill/server_restart only: default 0, < servers.spawn
+//! #   redis_* need provider != "url"; server_* and link = "redis" need spawned servers;
+//! #   faults on one target (Redis, a server index, a link) must not overlap in time.
+//! ```
 //!
 //! Error reporting: the whole file is checked before anything is started,
 //! and the FIRST problem found is reported (syntax errors first, then the
@@ -114,14 +128,22 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
     }
 
-    #[test]
-    fn every_shipped_scenario_parses() {
-        let mut paths: Vec<_> = std::fs::read_dir(scenarios_dir())
+    fn toml_files_in(dir: &Path) -> Vec<std::path::PathBuf> {
+        let mut paths: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
             .map(|entry| entry.unwrap().path())
             .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
             .collect();
         paths.sort();
+        paths
+    }
+
+    #[test]
+    fn every_shipped_scenario_parses() {
+        let mut paths = toml_files_in(&scenarios_dir());
+        let flaws = toml_files_in(&scenarios_dir().join("flaws"));
+        assert!(!flaws.is_empty(), "scenarios/flaws has no scenarios");
+        paths.extend(flaws);
         let names: Vec<_> = paths
             .iter()
             .map(|path| path.file_stem().unwrap().to_string_lossy().into_owned())
@@ -199,6 +221,45 @@ mod tests {
         let scenario = parse_scenario(toml, "docs example").unwrap_or_else(|err| panic!("{err}"));
         assert_eq!(scenario.name, "example");
         assert_eq!(scenario.thresholds.latency.len(), 1);
+        assert_eq!(
+            scenario.faults,
+            vec![FaultSpec {
+                kind: FaultKind::ServerKill { server: 1 },
+                at: Duration::from_secs(8),
+                duration: Duration::from_secs(2),
+            }]
+        );
+    }
+
+    /// Every `toml` block of the `[[faults]]` docs section, appended to a
+    /// valid scenario, parses: the documented syntax is the implemented one.
+    #[test]
+    fn fault_examples_in_the_format_docs_parse() {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/scenario-format.md");
+        let docs = std::fs::read_to_string(docs).unwrap();
+        let section = docs
+            .split("### `[[faults]]`")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("faults section present");
+        let base = "name = \"d\"\nduration = \"20s\"\n[servers]\nspawn = 2\n[population]\n\
+                    users = 2\nconversations = 1\nmembers_per_conversation = 2\n[traffic]\n\
+                    send_rate = \"5/s\"\n";
+        let mut kinds = std::collections::BTreeSet::new();
+        let blocks: Vec<&str> = section
+            .split("```toml\n")
+            .skip(1)
+            .filter_map(|rest| rest.split("```").next())
+            .collect();
+        assert!(blocks.len() >= 2, "{blocks:?}");
+        for block in blocks {
+            let text = format!("{base}{block}");
+            let scenario = parse_scenario(&text, "docs example")
+                .unwrap_or_else(|err| panic!("{err}\n{block}"));
+            assert!(!scenario.faults.is_empty(), "{block}");
+            kinds.extend(scenario.faults.iter().map(|fault| fault.kind.name()));
+        }
+        assert_eq!(kinds.len(), 9, "every kind has an example: {kinds:?}");
     }
 
     #[test]
@@ -318,6 +379,13 @@ latency = [
 [expect]
 order = false
 stored_cursor_redelivery = "forbidden"
+lost_ack = "allowed"
+[[faults]]
+kind = "bandwidth"
+at = "1m"
+duration = "10s"
+link = "clients"
+rate = "1MiB/s"
 "#;
         let scenario = parse_scenario(text, "full.toml").unwrap_or_else(|err| panic!("{err}"));
         assert_eq!(scenario.seed, Some(u64::MAX));
@@ -374,6 +442,18 @@ stored_cursor_redelivery = "forbidden"
         );
         assert!(!scenario.expect.order && scenario.expect.no_loss);
         assert!(!scenario.expect.allow_stored_cursor_redelivery);
+        assert!(scenario.expect.allow_lost_ack);
+        assert_eq!(
+            scenario.faults,
+            vec![FaultSpec {
+                kind: FaultKind::Bandwidth {
+                    link: Link::Clients,
+                    bytes_per_s: 1 << 20,
+                },
+                at: Duration::from_secs(60),
+                duration: Duration::from_secs(10),
+            }]
+        );
 
         let rendered = render_scenario(&scenario);
         assert_eq!(

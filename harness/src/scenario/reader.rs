@@ -13,7 +13,7 @@ use toml::de::{DeArray, DeTable, DeValue};
 use toml::Spanned;
 
 use super::error::{Origin, ScenarioError, UnitError};
-use super::units::{parse_duration, parse_percentile, parse_rate, parse_size};
+use super::units::{parse_byte_rate, parse_duration, parse_percentile, parse_rate, parse_size};
 
 pub(crate) type Span = Range<usize>;
 
@@ -56,6 +56,11 @@ impl<'a, 'i> Table<'a, 'i> {
             span: 0..0,
             entries: document.get_ref(),
         }
+    }
+
+    /// This table's own key path (`faults[2]`; empty for the root).
+    pub fn path(&self) -> &str {
+        &self.path
     }
 
     pub fn key_path(&self, key: &str) -> String {
@@ -104,6 +109,18 @@ impl<'a, 'i> Table<'a, 'i> {
     /// Where `key` is written, if it is.
     pub fn key_span(&self, key: &str) -> Option<Span> {
         self.entries.get_key_value(key).map(|(key, _)| key.span())
+    }
+
+    /// The keys written in this table with where each is written, in file
+    /// order.
+    pub fn keys(&self) -> Vec<(&'a str, Span)> {
+        let mut keys: Vec<(&'a str, Span)> = self
+            .entries
+            .iter()
+            .map(|(key, _)| (key.get_ref().as_ref(), key.span()))
+            .collect();
+        keys.sort_by_key(|(_, span)| span.start);
+        keys
     }
 
     fn raw(&self, key: &str) -> Option<&'a Spanned<DeValue<'i>>> {
@@ -216,6 +233,10 @@ impl<'a, 'i> Table<'a, 'i> {
         self.with_unit(key, "B", parse_size)
     }
 
+    pub fn byte_rate(&self, key: &str) -> Result<Option<Found<u64>>, ScenarioError> {
+        self.with_unit(key, "B/s", parse_byte_rate)
+    }
+
     pub fn percentile(&self, key: &str) -> Result<Option<Found<f64>>, ScenarioError> {
         self.with_unit(key, "", parse_percentile)
     }
@@ -263,7 +284,28 @@ impl<'a, 'i> Table<'a, 'i> {
     }
 
     pub fn array(&self, key: &str) -> Result<Option<Found<&'a DeArray<'i>>>, ScenarioError> {
-        self.typed(key, "an array", None, |value| match value {
+        self.array_with_hint(key, None)
+    }
+
+    /// An array whose elements are tables; a single `[key]` table gets a
+    /// hint to write `[[key]]`.
+    pub fn array_of_tables(
+        &self,
+        key: &str,
+    ) -> Result<Option<Found<&'a DeArray<'i>>>, ScenarioError> {
+        let hint = match self.raw(key).map(|raw| raw.get_ref()) {
+            Some(DeValue::Table(_)) => Some(format!("write each entry as a [[{key}]] table")),
+            _ => None,
+        };
+        self.array_with_hint(key, hint)
+    }
+
+    fn array_with_hint(
+        &self,
+        key: &str,
+        hint: Option<String>,
+    ) -> Result<Option<Found<&'a DeArray<'i>>>, ScenarioError> {
+        self.typed(key, "an array", hint, |value| match value {
             DeValue::Array(items) => Some(items),
             _ => None,
         })

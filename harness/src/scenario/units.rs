@@ -1,5 +1,6 @@
 //! Values with units, written as strings in scenario files: durations
-//! (`"250ms"`), rates (`"200/s"`) and sizes (`"64KiB"`). Units are
+//! (`"250ms"`), rates (`"200/s"`), sizes (`"64KiB"`) and byte rates
+//! (`"64KiB/s"`). Units are
 //! mandatory so that a bare `30` can never silently mean seconds in one
 //! place and milliseconds in another.
 //!
@@ -34,6 +35,20 @@ const SIZE_UNIT_NAMES: &str = "B, KiB, MiB";
 const AMBIGUOUS_SIZE_UNITS: [&str; 8] = ["k", "kb", "m", "mb", "g", "gb", "kbit", "mbit"];
 
 const RATE_UNIT_NAMES: &str = "/s, /m, /min, /h";
+
+/// Byte-rate units (bytes per second), largest first. Wider than
+/// `SIZE_UNITS`: a link may well be throttled to more than 4 GiB/s.
+const BYTE_RATE_UNITS: [(&str, u128); 4] = [
+    ("GiB", 1 << 30),
+    ("MiB", 1 << 20),
+    ("KiB", 1 << 10),
+    ("B", 1),
+];
+const BYTE_RATE_UNIT_NAMES: &str = "B/s, KiB/s, MiB/s, GiB/s";
+/// Lower-cased network spellings (bits or bytes? 1000 or 1024?), rejected
+/// like the ambiguous size units.
+const AMBIGUOUS_BYTE_RATE_UNITS: [&str; 6] = ["bps", "kbps", "mbps", "gbps", "bit", "b"];
+const BYTE_RATE_MAX: &str = "18446744073709551615B/s";
 
 /// `"30s"`, `"250ms"`, `"2m"`, `"1h"`, `"1.5s"`; units: ns, us, ms, s,
 /// m/min, h. Bare numbers are rejected.
@@ -195,6 +210,83 @@ pub fn format_size(bytes: u32) -> String {
         .copied()
         .unwrap_or(("B", 1));
     format!("{}{unit}", bytes / unit_bytes)
+}
+
+/// Bytes per second from `"500B/s"`, `"64KiB/s"`, `"1.5MiB/s"`,
+/// `"1GiB/s"`. Like sizes, only binary units: `"64KB/s"`, `"1Mbps"` are
+/// rejected as ambiguous.
+pub fn parse_byte_rate(text: &str) -> Result<u64, UnitError> {
+    let trimmed = text.trim();
+    let ambiguous = |unit: &str| UnitError::AmbiguousByteRate {
+        text: trimmed.to_string(),
+        unit: unit.to_string(),
+    };
+    let unknown = |unit: &str| UnitError::UnknownUnit {
+        text: trimmed.to_string(),
+        unit: unit.to_string(),
+        expected: BYTE_RATE_UNIT_NAMES,
+    };
+    let Some((amount, per)) = trimmed.split_once('/') else {
+        // No "/s": "64" misses the unit, "64KiB" misses the time,
+        // "1Mbps" is a network spelling.
+        let (number, unit) = split_number(trimmed, "\"64KiB/s\"")?;
+        return Err(match unit {
+            None => UnitError::MissingUnit {
+                text: trimmed.to_string(),
+                example: format!("{}B/s", number.text),
+            },
+            Some(unit) if is_ambiguous_byte_rate_unit(unit) => ambiguous(unit),
+            Some(unit) => unknown(unit),
+        });
+    };
+    let (number, unit) = split_number(amount, "\"64KiB/s\"").map_err(|err| match err {
+        UnitError::Empty => UnitError::BadNumber {
+            text: trimmed.to_string(),
+            expected: "\"64KiB/s\"",
+        },
+        other => other,
+    })?;
+    let written_unit = format!("{}/{}", unit.unwrap_or(""), per.trim());
+    let Some(unit) = unit else {
+        return Err(unknown(&written_unit));
+    };
+    let unit_bytes = BYTE_RATE_UNITS
+        .iter()
+        .find(|(name, _)| *name == unit)
+        .map(|(_, bytes)| *bytes);
+    let unit_bytes = match unit_bytes {
+        Some(bytes) if per.trim() == "s" => bytes,
+        None if is_ambiguous_byte_rate_unit(unit) => return Err(ambiguous(&written_unit)),
+        _ => return Err(unknown(&written_unit)),
+    };
+    let limits = Limits {
+        text,
+        finest: "1B/s",
+        max: BYTE_RATE_MAX,
+    };
+    let bytes = number.times_exact(unit_bytes, limits)?;
+    u64::try_from(bytes).map_err(|_| UnitError::TooLarge {
+        text: trimmed.to_string(),
+        max: BYTE_RATE_MAX,
+    })
+}
+
+fn is_ambiguous_byte_rate_unit(unit: &str) -> bool {
+    let lower = unit.to_ascii_lowercase();
+    AMBIGUOUS_SIZE_UNITS.contains(&lower.as_str())
+        || AMBIGUOUS_BYTE_RATE_UNITS.contains(&lower.as_str())
+}
+
+/// Canonical form: the largest binary unit per second that represents it
+/// exactly.
+pub fn format_byte_rate(bytes_per_s: u64) -> String {
+    let bytes = u128::from(bytes_per_s);
+    let (unit, unit_bytes) = BYTE_RATE_UNITS
+        .iter()
+        .find(|(_, unit_bytes)| bytes != 0 && bytes % unit_bytes == 0)
+        .copied()
+        .unwrap_or(("B", 1));
+    format!("{}{unit}/s", bytes / unit_bytes)
 }
 
 /// A percentile from `"p50"`, `"p99.9"`, `"max"` (= 100). The range
@@ -489,6 +581,87 @@ mod tests {
     }
 
     #[test]
+    fn byte_rates_are_binary_per_second() {
+        assert_eq!(parse_byte_rate("500B/s"), Ok(500));
+        assert_eq!(parse_byte_rate("64KiB/s"), Ok(64 * 1024));
+        assert_eq!(parse_byte_rate("1.5KiB/s"), Ok(1536));
+        assert_eq!(parse_byte_rate("1MiB/s"), Ok(1 << 20));
+        assert_eq!(parse_byte_rate("2GiB/s"), Ok(2 << 30));
+        assert_eq!(parse_byte_rate(" 8 KiB / s "), Ok(8192));
+        assert_eq!(parse_byte_rate("0B/s"), Ok(0));
+        assert_eq!(format_byte_rate(500), "500B/s");
+        assert_eq!(format_byte_rate(1536), "1536B/s");
+        assert_eq!(format_byte_rate(64 * 1024), "64KiB/s");
+        assert_eq!(format_byte_rate(3 << 20), "3MiB/s");
+        assert_eq!(format_byte_rate(5 << 30), "5GiB/s");
+        assert_eq!(format_byte_rate(0), "0B/s");
+    }
+
+    #[test]
+    fn ambiguous_byte_rates_are_rejected_with_a_hint() {
+        for ambiguous in [
+            "64KB/s", "64kb/s", "64K/s", "1MB/s", "1M/s", "1Mbps", "8kbps", "8bps", "8b/s",
+        ] {
+            let err = parse_byte_rate(ambiguous).unwrap_err();
+            assert!(
+                matches!(err, UnitError::AmbiguousByteRate { .. }),
+                "{ambiguous}: {err:?}"
+            );
+            assert!(
+                err.hint().unwrap_or_default().contains("KiB/s"),
+                "{ambiguous}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_byte_rates_name_the_problem() {
+        let bare = parse_byte_rate("64").unwrap_err();
+        assert!(matches!(bare, UnitError::MissingUnit { .. }), "{bare:?}");
+        assert_eq!(
+            bare.hint().as_deref(),
+            Some("units are mandatory, e.g. \"64B/s\"")
+        );
+        let no_time = parse_byte_rate("64KiB").unwrap_err();
+        assert_eq!(
+            no_time.to_string(),
+            "\"64KiB\" has unknown unit \"KiB\"",
+            "{no_time:?}"
+        );
+        assert_eq!(
+            no_time.hint().as_deref(),
+            Some("expected one of: B/s, KiB/s, MiB/s, GiB/s")
+        );
+        assert_eq!(
+            parse_byte_rate("17179869183GiB/s"),
+            Ok(u64::MAX - (1 << 30) + 1)
+        );
+        for unknown in ["64KiB/m", "64B/m", "64/s", "64TiB/s", "64 bytes/s"] {
+            assert!(
+                matches!(parse_byte_rate(unknown), Err(UnitError::UnknownUnit { .. })),
+                "{unknown}"
+            );
+        }
+        assert!(matches!(
+            parse_byte_rate("0.5B/s"),
+            Err(UnitError::TooPrecise { .. })
+        ));
+        assert!(matches!(
+            parse_byte_rate("17179869184GiB/s"),
+            Err(UnitError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            parse_byte_rate("-1KiB/s"),
+            Err(UnitError::Negative { .. })
+        ));
+        assert!(matches!(
+            parse_byte_rate("/s"),
+            Err(UnitError::BadNumber { .. })
+        ));
+        assert!(matches!(parse_byte_rate(" "), Err(UnitError::Empty)));
+    }
+
+    #[test]
     fn percentiles() {
         assert_eq!(parse_percentile("p99"), Ok(99.0));
         assert_eq!(parse_percentile("p99.9"), Ok(99.9));
@@ -520,6 +693,14 @@ mod tests {
         #[test]
         fn size_format_reads_back(bytes in 0u32..=u32::MAX) {
             prop_assert_eq!(parse_size(&format_size(bytes)), Ok(bytes));
+        }
+
+        #[test]
+        fn byte_rate_format_reads_back(bytes_per_s in prop_oneof![
+            0u64..=u64::MAX,
+            (0u64..(1 << 34)).prop_map(|units| units << 10),
+        ]) {
+            prop_assert_eq!(parse_byte_rate(&format_byte_rate(bytes_per_s)), Ok(bytes_per_s));
         }
 
         #[test]

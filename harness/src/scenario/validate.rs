@@ -9,6 +9,10 @@ use std::time::Duration;
 use super::error::ScenarioError;
 use super::model::*;
 use super::reader::{Found, Table};
+use faults::{faults, FaultContext};
+
+#[path = "validate_faults.rs"]
+mod faults;
 
 const TOP_KEYS: &[&str] = &[
     "name",
@@ -23,6 +27,7 @@ const TOP_KEYS: &[&str] = &[
     "churn",
     "thresholds",
     "expect",
+    "faults",
 ];
 const REDIS_KEYS: &[&str] = &["provider", "url", "image", "persistence"];
 const SERVER_KEYS: &[&str] = &[
@@ -56,6 +61,7 @@ const EXPECT_KEYS: &[&str] = &[
     "no_duplicates",
     "order",
     "stored_cursor_redelivery",
+    "lost_ack",
 ];
 
 /// Longest accepted `name`; it becomes a directory name in report paths.
@@ -81,14 +87,6 @@ pub(crate) fn default_offline() -> DurationDist {
 }
 
 pub(crate) fn scenario_from_root(root: &Table) -> Result<Scenario, ScenarioError> {
-    if let Some(span) = root.key_span("faults") {
-        return Err(root.origin.error(
-            span,
-            "faults",
-            "faults are not supported yet by this harness version",
-            Some("remove the [[faults]] entries".to_string()),
-        ));
-    }
     root.reject_unknown_keys(TOP_KEYS)?;
     let name = name(root)?;
     let seed = root.unsigned("seed")?.map(|found| found.value);
@@ -101,20 +99,36 @@ pub(crate) fn scenario_from_root(root: &Table) -> Result<Scenario, ScenarioError
         Some(found) => positive(root, found)?,
         None => DEFAULT_DRAIN_TIMEOUT,
     };
+    let redis = redis(root)?;
+    let servers = servers(root)?;
+    let population = population(root)?;
+    let traffic = traffic(root)?;
+    let churn = churn(root)?;
+    let thresholds = thresholds(root)?;
+    let expect = expectations(root)?;
+    let faults = faults(
+        root,
+        &FaultContext {
+            traffic_end: ramp_up.saturating_add(duration),
+            redis: &redis,
+            servers: &servers,
+            allow_lost_ack: expect.allow_lost_ack,
+        },
+    )?;
     Ok(Scenario {
         name,
         seed,
         duration,
         ramp_up,
         drain_timeout,
-        redis: redis(root)?,
-        servers: servers(root)?,
-        population: population(root)?,
-        traffic: traffic(root)?,
-        churn: churn(root)?,
-        thresholds: thresholds(root)?,
-        expect: expectations(root)?,
-        faults: Vec::new(),
+        redis,
+        servers,
+        population,
+        traffic,
+        churn,
+        thresholds,
+        expect,
+        faults,
     })
 }
 
@@ -549,8 +563,13 @@ fn expectations(root: &Table) -> Result<Expectations, ScenarioError> {
         "stored_cursor_redelivery",
         &[("allowed", true), ("forbidden", false)],
     )?;
+    let lost_ack = choice(
+        &table,
+        "lost_ack",
+        &[("allowed", true), ("forbidden", false)],
+    )?;
     Ok(Expectations {
-        allow_lost_ack: false,
+        allow_lost_ack: lost_ack.is_some_and(|found| found.value),
         no_loss: flag("no_loss")?,
         no_duplicates: flag("no_duplicates")?,
         order: flag("order")?,
@@ -628,3 +647,7 @@ fn share(table: &Table, key: &str, default: f64) -> Result<f64, ScenarioError> {
 #[cfg(test)]
 #[path = "validate_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "validate_fault_tests.rs"]
+mod fault_tests;

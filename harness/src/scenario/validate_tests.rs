@@ -7,7 +7,7 @@ use crate::scenario::parse::parse_scenario;
 use crate::scenario::ScenarioError;
 
 /// A valid scenario of 8 lines; tests append tables at line 9 onward.
-const BASE: &str = "name = \"t\"
+pub(super) const BASE: &str = "name = \"t\"
 duration = \"10s\"
 [population]
 users = 4
@@ -18,17 +18,23 @@ send_rate = \"5/s\"
 ";
 
 /// `BASE` preceded by `first_line` (so a top-level key lands on line 1).
-fn with_top(first_line: &str) -> String {
+pub(super) fn with_top(first_line: &str) -> String {
     format!("{first_line}\n{BASE}")
 }
 
 /// `BASE` followed by `tail` (whose first line is line 9).
-fn with_tail(tail: &str) -> String {
+pub(super) fn with_tail(tail: &str) -> String {
     format!("{BASE}{tail}")
 }
 
 #[track_caller]
-fn assert_error(text: &str, line: usize, column: usize, key: &str, needle: &str) -> ScenarioError {
+pub(super) fn assert_error(
+    text: &str,
+    line: usize,
+    column: usize,
+    key: &str,
+    needle: &str,
+) -> ScenarioError {
     let err = parse_scenario(text, "t.toml").expect_err("the scenario should be rejected");
     let shown = err.to_string();
     assert_eq!(err.position(), Some((line, column)), "{shown}");
@@ -95,17 +101,6 @@ fn unknown_key_in_an_array_element() {
         63,
         "thresholds.latency[0]",
         "unknown key \"typo\"",
-    );
-}
-
-#[test]
-fn faults_are_not_supported_yet() {
-    assert_error(
-        &with_tail("[[faults]]\nkind = \"redis_restart\"\n"),
-        9,
-        3,
-        "faults",
-        "faults are not supported yet by this harness version",
     );
 }
 
