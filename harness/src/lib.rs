@@ -9,11 +9,14 @@
 //! - [`history`]: the recorded events (`history.jsonl`) and message log.
 //! - [`checker`]: judges a history against the log; named anomalies.
 //! - [`report`]: HDR latency histograms, time series, summary/markdown/HTML.
+//! - [`proxy`]: loopback TCP proxy injecting latency, bandwidth limits,
+//!   partitions and resets between clients, servers and Redis.
 
 pub mod checker;
 pub mod cli;
 pub mod client;
 pub mod history;
+pub mod proxy;
 pub mod report;
 pub mod runner;
 pub mod scenario;
