@@ -140,7 +140,7 @@ pub struct Summary {
     /// Every metric, keyed by its name; microseconds.
     pub latency: BTreeMap<LatencyMetric, LatencyStats>,
     pub totals: Totals,
-    /// One per injected fault, in start order; empty without faults.
+    /// One per injected fault, in `RunMeta::faults` order; empty without faults.
     /// Defaulted so summaries written before faults existed still load.
     #[serde(default)]
     pub faults: Vec<FaultImpact>,
