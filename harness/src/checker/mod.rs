@@ -58,6 +58,8 @@ mod rebuild;
 pub mod testgen;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod wipe_tests;
 
 pub use outcome::*;
 pub use rebuild::rebuild_log;

@@ -33,7 +33,8 @@ pub enum AnomalyKind {
     /// One id delivered twice to one client-cursor device.
     Duplicate,
     /// One id delivered twice to a stored-cursor device across a reconnect
-    /// (allowed at-least-once; an anomaly only when the scenario forbids it).
+    /// (allowed at-least-once; an anomaly only when the scenario forbids it),
+    /// or to any device whose cursor a Redis wipe destroyed.
     Redelivered,
     /// Ids on one socket not strictly increasing.
     Reorder,
@@ -41,7 +42,8 @@ pub enum AnomalyKind {
     Skip,
     /// Delivered, but never in the log or never attempted by any sender.
     Phantom,
-    /// A send was acked but its id is absent from the log.
+    /// A send was acked but its id is absent from the log (no violation
+    /// where the scenario destroys Redis data on purpose).
     LostAck,
     /// One client_msg_id appended at two ids.
     DuplicateAppend,

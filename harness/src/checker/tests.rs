@@ -9,7 +9,7 @@ use super::testgen::{generate, mutate, ExpectedAnomaly, GenConfig, Generated, Mu
 use super::*;
 use crate::history::{EventKind, LogSource, ResumeMode};
 
-fn strict() -> Expectations {
+pub(super) fn strict() -> Expectations {
     Expectations {
         allow_lost_ack: false,
         no_loss: true,
@@ -19,7 +19,11 @@ fn strict() -> Expectations {
     }
 }
 
-fn run(generated: &Generated, expect: &Expectations, drain_complete: bool) -> CheckOutcome {
+pub(super) fn run(
+    generated: &Generated,
+    expect: &Expectations,
+    drain_complete: bool,
+) -> CheckOutcome {
     check(&CheckInput {
         history: &generated.history,
         log: &generated.log,
@@ -31,7 +35,10 @@ fn run(generated: &Generated, expect: &Expectations, drain_complete: bool) -> Ch
 
 /// Asserts the outcome reports exactly the expected kinds, with the
 /// expected counts and at least one matching example each.
-fn assert_flagged(outcome: &CheckOutcome, expected: &[ExpectedAnomaly]) -> Result<(), String> {
+pub(super) fn assert_flagged(
+    outcome: &CheckOutcome,
+    expected: &[ExpectedAnomaly],
+) -> Result<(), String> {
     let reported: Vec<AnomalyKind> = outcome.anomalies.keys().copied().collect();
     let mut wanted: Vec<AnomalyKind> = expected.iter().map(|anomaly| anomaly.kind).collect();
     wanted.sort();
@@ -62,13 +69,14 @@ fn assert_flagged(outcome: &CheckOutcome, expected: &[ExpectedAnomaly]) -> Resul
     Ok(())
 }
 
-fn rich_config() -> GenConfig {
+pub(super) fn rich_config() -> GenConfig {
     GenConfig {
         devices: 5,
         conversations: 2,
         steps: 300,
         stored_cursor_percent: 50,
         seed: 11,
+        wipe_before_steps: Vec::new(),
     }
 }
 
@@ -388,6 +396,7 @@ fn gen_config() -> impl Strategy<Value = GenConfig> {
             steps,
             stored_cursor_percent,
             seed,
+            wipe_before_steps: Vec::new(),
         },
     )
 }

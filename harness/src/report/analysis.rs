@@ -15,6 +15,7 @@ use recovery_protocol::{ErrorCode, GapReason};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::faults::{FaultImpact, FaultTracker, OnlineLevels};
 use super::latency::{new_histogram, record_clamped, LatencyRecorder};
 use crate::history::{ConversationIx, DeviceIx, DisconnectCause, Event, EventKind, History};
 use crate::scenario::LatencyMetric;
@@ -76,7 +77,8 @@ pub struct Totals {
     /// checker judges them; here they only have no latency).
     pub deliveries_without_send: u64,
     pub gaps: u64,
-    /// Gaps by reason (`trimmed`, `epoch_changed`).
+    /// Gaps by reason; both `trimmed` and `epoch_changed` are always
+    /// present (0 when none), so a fault report can quote them directly.
     pub gaps_by_reason: BTreeMap<String, u64>,
     /// Socket ends by cause (`client_close`, `client_abrupt`,
     /// `client_reset`, `server_close`, `error`, `run_end`).
@@ -101,6 +103,8 @@ pub struct Analysis {
     /// Whether events after [`MAX_SERIES_SECONDS`] were left out of `series`.
     pub series_truncated: bool,
     pub totals: Totals,
+    /// One per `RunMeta::faults` entry, in that order.
+    pub faults: Vec<FaultImpact>,
 }
 
 impl Analysis {
@@ -124,6 +128,9 @@ pub fn error_code_name(code: ErrorCode) -> &'static str {
         ErrorCode::Internal => "internal",
     }
 }
+
+/// Every gap reason, so totals list each even when it never happened.
+const GAP_REASONS: [GapReason; 2] = [GapReason::Trimmed, GapReason::EpochChanged];
 
 fn gap_reason_name(reason: GapReason) -> &'static str {
     match reason {
@@ -181,6 +188,7 @@ struct Accumulator {
     online: FnvHashSet<SocketKey>,
     /// (at_us, +1 hello / -1 disconnect), swept in time order at the end.
     online_changes: Vec<(u64, i8)>,
+    faults: FaultTracker,
 }
 
 impl Accumulator {
@@ -202,6 +210,7 @@ impl Accumulator {
     }
 
     fn count_event(&mut self, event: &Event) {
+        self.faults.observe(event);
         self.last_event_us = self.last_event_us.max(event.at_us);
         // Touch the second so the series spans every event, even quiet ones.
         let _ = self.second(event.at_us);
@@ -406,6 +415,9 @@ impl Accumulator {
             0.0
         };
         let online = self.sockets_online_per_second();
+        // sockets_online_per_second sorted the changes.
+        let faults =
+            std::mem::take(&mut self.faults).finish(&OnlineLevels::new(&self.online_changes));
         let series =
             self.seconds
                 .iter()
@@ -428,6 +440,7 @@ impl Accumulator {
             series,
             series_truncated: self.series_truncated,
             totals: self.totals,
+            faults,
         }
     }
 }
@@ -437,6 +450,13 @@ pub fn analyze(history: &History) -> Analysis {
     let mut accumulator = Accumulator::default();
     accumulator.totals.devices = history.meta.devices.len() as u64;
     accumulator.totals.conversations = history.meta.conversations.len() as u64;
+    for reason in GAP_REASONS {
+        accumulator
+            .totals
+            .gaps_by_reason
+            .insert(gap_reason_name(reason).to_string(), 0);
+    }
+    accumulator.faults = FaultTracker::new(&history.meta.faults);
     for event in &history.events {
         accumulator.count_event(event);
     }

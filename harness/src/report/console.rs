@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use super::markdown::verdict_headline;
 use super::summary::Summary;
-use super::units::format_opt_us;
+use super::units::{format_opt_us, format_us};
 use crate::scenario::LatencyMetric;
 
 /// Metrics a person looks at first; the rest are in the reports.
@@ -81,6 +81,21 @@ pub fn render_console_table(summary: &Summary) -> String {
         totals.reconnects,
         totals.peak_sockets_online
     );
+    for fault in &summary.faults {
+        let _ = writeln!(
+            out,
+            "  fault {} ({}) {:.1}-{:.1} s: {} reconnects caused, recovery {}",
+            fault.kind,
+            fault.target,
+            fault.start_s,
+            fault.end_s,
+            fault.reconnects_caused,
+            fault.recovery_s.map_or_else(
+                || "NOT RECOVERED".to_string(),
+                |seconds| format_us((seconds * 1e6).round() as u64)
+            )
+        );
+    }
     out
 }
 
@@ -88,7 +103,7 @@ pub fn render_console_table(summary: &Summary) -> String {
 mod tests {
     use super::*;
     use crate::checker::Verdict;
-    use crate::report::summary::tests::sample_summary;
+    use crate::report::summary::tests::{fault_summary, sample_summary};
 
     #[test]
     fn table_shows_verdict_anomalies_thresholds_and_latency() {
@@ -114,5 +129,20 @@ mod tests {
         assert!(text.starts_with("VALID: no invariant violated"));
         assert!(text.contains("anomalies    none"));
         assert!(!text.contains("MISSED"));
+    }
+
+    #[test]
+    fn one_line_per_fault() {
+        let text = render_console_table(&fault_summary());
+        assert!(
+            text.contains(
+                "  fault redis_restart (redis) 10.0-12.0 s: 4 reconnects caused, recovery 3.00 s\n"
+            ),
+            "{text}"
+        );
+        let mut summary = fault_summary();
+        summary.faults[0].recovery_s = None;
+        assert!(render_console_table(&summary).contains("recovery NOT RECOVERED"));
+        assert!(!render_console_table(&sample_summary(Verdict::Valid, true)).contains("fault "));
     }
 }

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use super::analysis::Analysis;
 use super::charts;
+use super::fault_table::{fault_cells, fault_note, FAULT_COLUMNS, FAULT_NUMERIC_COLUMNS};
 use super::markdown::{log_source_name, totals_rows, verdict_headline};
 use super::summary::Summary;
 use super::units::{format_opt_us, format_seconds};
@@ -34,7 +35,7 @@ h1 { padding: .4em .6em; border-radius: 6px; color: #fff; }
 h1.valid { background: #1b7f3b; } h1.invalid { background: #b3261e; } h1.unknown, h1.missed { background: #9a6700; }
 table { border-collapse: collapse; margin: .5em 0 1.5em; }
 th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: left; vertical-align: top; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .pass { color: #1b7f3b; } .fail { color: #b3261e; font-weight: bold; }
 figure { margin: 1em 0; } svg { max-width: 100%; height: auto; }
 code { font-size: .95em; }
@@ -99,6 +100,7 @@ pub fn render_html(summary: &Summary, analysis: &Analysis) -> Result<String, Rep
     write_run(&mut out, summary);
     write_anomalies(&mut out, summary);
     write_thresholds(&mut out, summary);
+    write_faults(&mut out, summary);
     write_latency(&mut out, summary);
     write_charts(&mut out, analysis)?;
     out.push_str("<h2>Totals</h2>\n");
@@ -282,6 +284,26 @@ fn write_thresholds(out: &mut String, summary: &Summary) {
     out.push_str("</table>\n");
 }
 
+/// Only for runs that injected faults: the table would be empty otherwise.
+fn write_faults(out: &mut String, summary: &Summary) {
+    if summary.faults.is_empty() {
+        return;
+    }
+    out.push_str("<h2>Faults</h2>\n<div class=\"scroll\"><table>\n");
+    row(out, &FAULT_COLUMNS.map(String::from), true);
+    for fault in &summary.faults {
+        out.push_str("<tr>");
+        for (text, numeric) in fault_cells(fault).iter().zip(FAULT_NUMERIC_COLUMNS) {
+            let class = if numeric { " class=\"num\"" } else { "" };
+            // Writing to a String cannot fail.
+            let _ = write!(out, "<td{class}>{}</td>", escape_html(text));
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</table></div>\n");
+    let _ = writeln!(out, "<p>{}</p>", escape_html(&fault_note(summary)));
+}
+
 fn write_latency(out: &mut String, summary: &Summary) {
     out.push_str("<h2>Latency</h2>\n<table>\n");
     row(
@@ -361,21 +383,27 @@ fn write_charts(out: &mut String, analysis: &Analysis) -> Result<(), ReportError
             "<p>The series stops after one day; later events are in the totals only.</p>\n",
         );
     }
-    let series = &analysis.series;
+    let (series, faults) = (&analysis.series, &analysis.faults);
+    // Said once per figure so each caption stands alone.
+    let shading = if faults.is_empty() {
+        ""
+    } else {
+        " Shaded: fault windows, labelled with the fault kind."
+    };
     figure(
         out,
-        "Sockets online (most at once in each second).",
-        &charts::sockets_online_chart(series)?,
+        &format!("Sockets online (most at once in each second).{shading}"),
+        &charts::sockets_online_chart(series, faults)?,
     );
     figure(
         out,
-        "Sends and deliveries per second.",
-        &charts::throughput_chart(series)?,
+        &format!("Sends and deliveries per second.{shading}"),
+        &charts::throughput_chart(series, faults)?,
     );
     figure(
         out,
-        "Live delivery latency p99 per second (1% precision).",
-        &charts::live_p99_chart(series)?,
+        &format!("Live delivery latency p99 per second (1% precision).{shading}"),
+        &charts::live_p99_chart(series, faults)?,
     );
     Ok(())
 }
@@ -385,7 +413,8 @@ mod tests {
     use super::*;
     use crate::report::analysis::analyze;
     use crate::report::analysis::tests::handmade_history;
-    use crate::report::summary::tests::sample_summary;
+    use crate::report::faults::tests::fault_history;
+    use crate::report::summary::tests::{fault_summary, sample_summary};
 
     #[test]
     fn escapes_markup() {
@@ -420,5 +449,27 @@ mod tests {
         // Every metric has samples in the handmade history: one chart each, plus three over time.
         assert_eq!(page.matches("<svg").count(), LatencyMetric::ALL.len() + 3);
         assert!(page.contains("<span class=\"fail\">missed</span>"));
+    }
+
+    #[test]
+    fn fault_table_and_shaded_charts() {
+        let page = render_html(&fault_summary(), &analyze(&fault_history())).unwrap();
+        assert!(page.contains("<h2>Faults</h2>"), "{page}");
+        assert!(page.contains(
+            "<td>redis_restart</td><td>redis</td><td class=\"num\">10.0 s</td><td class=\"num\">12.0 s</td>\
+             <td class=\"num\">2.00 s</td><td class=\"num\">4</td><td class=\"num\">3.00 s</td>"
+        ));
+        assert!(page.contains("0 lost_ack, 0 lost, 0 duplicate"));
+        // Each of the three time charts is shaded and says so.
+        assert_eq!(page.matches("\nredis_restart\n</text>").count(), 3);
+        assert_eq!(page.matches("Shaded: fault windows").count(), 3);
+    }
+
+    #[test]
+    fn no_faults_no_fault_table_or_shading() {
+        let summary = sample_summary(Verdict::Valid, true);
+        let page = render_html(&summary, &analyze(&handmade_history())).unwrap();
+        assert!(!page.contains("<h2>Faults"));
+        assert!(!page.contains("Shaded"));
     }
 }

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use super::fault_table::{fault_cells, fault_note, FAULT_COLUMNS, FAULT_NUMERIC_COLUMNS};
 use super::summary::Summary;
 use super::units::{format_bytes, format_opt_us, format_seconds};
 use crate::checker::{AnomalyExample, Verdict};
@@ -92,6 +93,7 @@ pub fn render_markdown(summary: &Summary) -> String {
     write_run(&mut out, summary);
     write_anomalies(&mut out, summary);
     write_thresholds(&mut out, summary);
+    write_faults(&mut out, summary);
     write_latency(&mut out, summary);
     write_totals(&mut out, summary);
     out
@@ -228,6 +230,25 @@ fn write_thresholds(out: &mut String, summary: &Summary) {
     let _ = writeln!(out);
 }
 
+/// Only for runs that injected faults: the table would be empty otherwise.
+fn write_faults(out: &mut String, summary: &Summary) {
+    if summary.faults.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "## Faults\n");
+    let _ = writeln!(out, "| {} |", FAULT_COLUMNS.join(" | "));
+    let alignments: Vec<&str> = FAULT_NUMERIC_COLUMNS
+        .iter()
+        .map(|numeric| if *numeric { "---:" } else { "---" })
+        .collect();
+    let _ = writeln!(out, "|{}|", alignments.join("|"));
+    for fault in &summary.faults {
+        let cells: Vec<String> = fault_cells(fault).iter().map(|text| cell(text)).collect();
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
+    }
+    let _ = writeln!(out, "\n{}\n", fault_note(summary));
+}
+
 fn write_latency(out: &mut String, summary: &Summary) {
     let _ = writeln!(out, "## Latency\n");
     let _ = writeln!(
@@ -350,7 +371,7 @@ fn write_totals(out: &mut String, summary: &Summary) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::summary::tests::sample_summary;
+    use crate::report::summary::tests::{fault_summary, sample_summary};
 
     #[test]
     fn headline_sections_and_first_examples() {
@@ -396,6 +417,36 @@ mod tests {
         let text = render_markdown(&summary);
         assert_eq!(text.matches("lost #0").count(), EXAMPLES_SHOWN);
         assert!(text.contains("### lost: first 3 of 3"));
+    }
+
+    #[test]
+    fn fault_table_rows_and_closing_note() {
+        let text = render_markdown(&fault_summary());
+        assert!(text.contains("## Faults\n"), "{text}");
+        assert!(
+            text.contains(
+                "| redis_restart | redis | 10.0 s | 12.0 s | 2.00 s | 4 | 3.00 s | 2 | 1 | – |"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("Whole run: 0 lost_ack, 0 lost, 0 duplicate; gaps declared: 0 trimmed, 0 epoch_changed."),
+            "{text}"
+        );
+        // Counts in the note come from the anomalies and totals.
+        let mut summary = sample_summary(Verdict::Invalid, true);
+        summary.faults = fault_summary().faults;
+        let text = render_markdown(&summary);
+        assert!(
+            text.contains("0 lost_ack, 3 lost, 0 duplicate; gaps declared: 1 trimmed"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn no_faults_no_fault_section() {
+        let text = render_markdown(&sample_summary(Verdict::Valid, true));
+        assert!(!text.contains("## Faults"), "{text}");
     }
 
     #[test]

@@ -10,6 +10,8 @@
 mod analysis;
 mod charts;
 mod console;
+mod fault_table;
+mod faults;
 mod hgrm;
 mod html;
 mod latency;
@@ -22,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 pub use analysis::{analyze, Analysis, SecondStats, Totals, MAX_SERIES_SECONDS};
 pub use console::render_console_table;
+pub use faults::{FaultImpact, FAULT_ATTRIBUTION_TAIL_US, RECOVERED_ONLINE_PERCENT};
 pub use hgrm::percentile_distribution;
 pub use latency::{LatencyRecorder, LatencyStats, LATENCY_SIGFIG, MAX_RECORDED_US};
 pub use summary::{
@@ -160,13 +163,15 @@ pub fn load_summary(dir: &Path) -> Result<Summary, ReportError> {
 
 /// `harness report RUN_DIR`: re-analyzes `history.jsonl` and re-renders
 /// every report around the stored summary (verdict, thresholds and run
-/// facts come from summary.json; latency and totals from the history).
+/// facts come from summary.json; latency, totals and fault impacts from
+/// the history).
 pub fn rerender_run_dir(dir: &Path) -> Result<(Summary, ReportFiles), ReportError> {
     let mut summary = load_summary(dir)?;
     let history = read_history(&dir.join(HISTORY_FILE))?;
     let analysis = analyze(&history);
     summary.latency = latency_table(&analysis);
     summary.totals = analysis.totals.clone();
+    summary.faults = analysis.faults.clone();
     let files = write_reports(dir, &summary, &analysis)?;
     Ok((summary, files))
 }

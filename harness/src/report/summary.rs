@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::analysis::{Analysis, Totals};
+use super::faults::FaultImpact;
 use super::latency::LatencyStats;
 use super::thresholds::ThresholdResult;
 use super::units::format_unix_ms;
@@ -139,6 +140,10 @@ pub struct Summary {
     /// Every metric, keyed by its name; microseconds.
     pub latency: BTreeMap<LatencyMetric, LatencyStats>,
     pub totals: Totals,
+    /// One per injected fault, in `RunMeta::faults` order; empty without faults.
+    /// Defaulted so summaries written before faults existed still load.
+    #[serde(default)]
+    pub faults: Vec<FaultImpact>,
     pub harness: HarnessResources,
     pub redis: String,
     pub targets: Vec<String>,
@@ -214,6 +219,7 @@ pub fn build_summary(
         thresholds: thresholds.to_vec(),
         latency: latency_table(analysis),
         totals: analysis.totals.clone(),
+        faults: analysis.faults.clone(),
         harness: harness_resources(facts),
         redis: facts.redis_description.clone(),
         targets: facts.targets.clone(),

@@ -222,3 +222,51 @@ fn zero_wall_time_and_no_sockets_stay_valid_json() {
     let json = serde_json::to_string(&summary).unwrap();
     assert_eq!(serde_json::from_str::<Summary>(&json).unwrap(), summary);
 }
+
+/// A valid run with one Redis restart (see `faults::tests::fault_history`).
+pub(crate) fn fault_summary() -> Summary {
+    let analysis = analyze(&crate::report::faults::tests::fault_history());
+    build_summary(
+        &sample_facts(),
+        &analysis,
+        &sample_check(Verdict::Valid),
+        &[],
+    )
+}
+
+#[test]
+fn summary_json_round_trips_with_faults() {
+    let mut summary = fault_summary();
+    assert_eq!(summary.faults.len(), 1);
+    // A second, unrecovered fault shows null, not an omitted field.
+    let mut unrecovered = summary.faults[0].clone();
+    unrecovered.recovery_s = None;
+    unrecovered.error = Some("docker stop timed out".into());
+    summary.faults.push(unrecovered);
+    let json = serde_json::to_string_pretty(&summary).unwrap();
+    for field in [
+        "\"faults\": [",
+        "\"kind\": \"redis_restart\"",
+        "\"reconnects_caused\": 4",
+        "\"recovery_s\": 3.0",
+        "\"recovery_s\": null",
+        "\"messages_acked\": 2",
+        "\"unavailable_send_errors\": 1",
+        "\"error\": \"docker stop timed out\"",
+        "\"epoch_changed\": 0",
+    ] {
+        assert!(json.contains(field), "missing {field}: {json}");
+    }
+    let back: Summary = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, summary);
+}
+
+#[test]
+fn summary_written_before_faults_existed_still_loads() {
+    let summary = sample_summary(Verdict::Valid, true);
+    let mut value = serde_json::to_value(&summary).unwrap();
+    let removed = value.as_object_mut().unwrap().remove("faults");
+    assert_eq!(removed, Some(serde_json::json!([])));
+    let back: Summary = serde_json::from_value(value).unwrap();
+    assert_eq!(back, summary);
+}

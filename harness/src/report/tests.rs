@@ -104,3 +104,24 @@ fn rerender_recomputes_latency_from_the_history_alone() {
     assert_eq!(rerendered.verdict, Verdict::Invalid);
     assert!(files.html.exists());
 }
+
+#[test]
+fn rerender_recomputes_fault_impacts_from_the_history() {
+    let (dir, mut summary, _) = written_run();
+    let history = crate::report::faults::tests::fault_history();
+    let expected = analyze(&history).faults;
+    assert_eq!(expected.len(), 1);
+    summary.faults.clear();
+    std::fs::write(
+        dir.path().join(SUMMARY_FILE),
+        serde_json::to_string(&summary).unwrap(),
+    )
+    .unwrap();
+    write_history(&dir.path().join(HISTORY_FILE), &history).unwrap();
+    let (rerendered, files) = rerender_run_dir(dir.path()).unwrap();
+    assert_eq!(rerendered.faults, expected);
+    assert_eq!(load_summary(dir.path()).unwrap().faults, expected);
+    assert!(std::fs::read_to_string(files.markdown)
+        .unwrap()
+        .contains("## Faults"));
+}
