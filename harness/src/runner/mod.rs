@@ -7,6 +7,7 @@
 //! - [`progress`]: the live progress line.
 //! - [`resources`]: the harness's own CPU time and memory.
 
+pub mod faults;
 pub mod log;
 pub mod population;
 pub mod progress;
@@ -28,8 +29,11 @@ use crate::client::socket::SocketTask;
 use crate::client::traffic::run_scheduler;
 use crate::client::{ClientContext, Counters, Phase, RunClock, SendOrder};
 use crate::history::{write_history, History, MessageLog, RunMeta};
+use crate::proxy::{Proxy, ProxyError};
 use crate::report::{self, RunFacts, Summary};
-use crate::scenario::{render_scenario, Persistence, RedisProviderChoice, Scenario, ServersSpec};
+use crate::scenario::{
+    render_scenario, FaultKind, Link, Persistence, RedisProviderChoice, Scenario, ServersSpec,
+};
 
 pub use servers::Launcher;
 
@@ -59,6 +63,12 @@ pub enum RunError {
     },
     #[error("reading the message log back failed: {0}")]
     Log(#[from] log::LogError),
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
+    #[error("the scenario restarts, pauses or wipes Redis, but Redis came from a URL the harness does not control; install Docker or redis-server (or drop --redis-url)")]
+    UncontrolledRedis,
+    #[error("cannot put a proxy in front of {0:?}: not a host:port address")]
+    ProxyTarget(String),
     #[error("the scenario has external targets but no Redis URL; pass --redis-url (or the verdict is checked against a log rebuilt from acks)")]
     NoTargets,
 }
@@ -172,10 +182,40 @@ pub async fn run(options: RunOptions) -> Result<RunOutcome, RunError> {
     } else {
         None
     };
+    let redis_faults = scenario.faults.iter().any(|f| {
+        matches!(
+            f.kind,
+            FaultKind::RedisRestart | FaultKind::RedisPause | FaultKind::RedisWipe
+        )
+    });
+    if redis_faults
+        && redis
+            .as_ref()
+            .is_none_or(|r| r.kind() == redis_provider::ProviderKind::Url)
+    {
+        return Err(RunError::UncontrolledRedis);
+    }
     let redis_url = redis.as_ref().map(|r| r.url().to_string());
+    let redis_description = redis.as_ref().map_or_else(
+        || "not reachable (log rebuilt from acks)".to_string(),
+        |r| r.description(),
+    );
+
+    // Network faults need the harness's proxies on the link: one in front
+    // of Redis for the servers, one in front of each server for clients.
+    let needs_link = |link: Link| scenario.faults.iter().any(|f| f.kind.link() == Some(link));
+    let redis_proxy = match (&redis_url, needs_link(Link::Redis)) {
+        (Some(url), true) => Some(Proxy::start(host_port_of(url)?).await?),
+        _ => None,
+    };
+    let servers_redis_url = match (&redis_proxy, &redis_url) {
+        (Some(proxy), _) => Some(format!("redis://{}", proxy.listen_addr())),
+        (None, url) => url.clone(),
+    };
 
     let mut instances = Vec::new();
-    let targets = match &scenario.servers {
+    let mut spawn = None;
+    let server_targets = match &scenario.servers {
         ServersSpec::External { targets } => targets.clone(),
         ServersSpec::Spawn {
             count,
@@ -184,7 +224,7 @@ pub async fn run(options: RunOptions) -> Result<RunOutcome, RunError> {
             extra_args,
         } => {
             let settings = servers::SpawnSettings {
-                redis_url: redis_url.clone().ok_or(RunError::NoTargets)?,
+                redis_url: servers_redis_url.clone().ok_or(RunError::NoTargets)?,
                 sync_interval: *sync_interval,
                 heartbeat_interval: *heartbeat_interval,
                 extra_args: extra_args
@@ -196,10 +236,33 @@ pub async fn run(options: RunOptions) -> Result<RunOutcome, RunError> {
             for _ in 0..*count {
                 instances.push(servers::spawn(&options.launcher, &settings).await?);
             }
+            spawn = Some((options.launcher.clone(), settings));
             instances.iter().map(|i| i.ws_url()).collect()
         }
     };
+    let mut client_proxies = Vec::new();
+    let mut targets = Vec::new();
+    for target in &server_targets {
+        if needs_link(Link::Clients) {
+            let (addr, path) = split_ws_url(target)?;
+            let proxy = Proxy::start(addr).await?;
+            targets.push(format!("ws://{}{}", proxy.listen_addr(), path));
+            client_proxies.push(proxy);
+        } else {
+            targets.push(target.clone());
+        }
+    }
     println!("targets: {}", targets.join(", "));
+    let rig = faults::Rig {
+        redis,
+        redis_url: redis_url.clone(),
+        server_addrs: instances.iter().filter_map(|i| i.listen_addr()).collect(),
+        servers: instances.into_iter().map(Some).collect(),
+        spawn,
+        client_proxies,
+        redis_proxy,
+    };
+    let rig = Arc::new(tokio::sync::Mutex::new(rig));
 
     let played = play(
         &scenario,
@@ -207,11 +270,15 @@ pub async fn run(options: RunOptions) -> Result<RunOutcome, RunError> {
         &targets,
         redis_url.as_deref(),
         options.progress,
+        rig.clone(),
     )
     .await;
-    for instance in instances {
-        instance.stop().await;
-    }
+    // The fault tasks have ended (play waited for them); the rig is ours.
+    // Dropped at the end of the run: removes the container or process.
+    let _redis_alive = match Arc::try_unwrap(rig) {
+        Ok(rig) => rig.into_inner().stop_all().await,
+        Err(_) => None,
+    };
     let played = played?;
 
     let history_path = run_dir.join("history.jsonl");
@@ -249,10 +316,7 @@ pub async fn run(options: RunOptions) -> Result<RunOutcome, RunError> {
         harness_peak_rss_bytes: usage.peak_rss_bytes,
         peak_sockets: played.peak_sockets,
         drain_complete: played.drain_complete,
-        redis_description: redis.as_ref().map_or_else(
-            || "not reachable (log rebuilt from acks)".into(),
-            |r| r.description(),
-        ),
+        redis_description,
         targets: targets.clone(),
         stragglers: played.stragglers.clone(),
     };
@@ -264,6 +328,30 @@ pub async fn run(options: RunOptions) -> Result<RunOutcome, RunError> {
         summary,
         exit_code,
     })
+}
+
+/// `redis://host:port[/db]` -> host:port.
+fn host_port_of(url: &str) -> Result<std::net::SocketAddr, RunError> {
+    url.split_once("://")
+        .map(|(_, rest)| rest.rsplit('@').next().unwrap_or(rest))
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|host| host.parse().ok())
+        .ok_or_else(|| RunError::ProxyTarget(url.to_string()))
+}
+
+/// `ws://host:port/path` -> (host:port, /path).
+fn split_ws_url(url: &str) -> Result<(std::net::SocketAddr, String), RunError> {
+    let rest = url
+        .strip_prefix("ws://")
+        .ok_or_else(|| RunError::ProxyTarget(url.to_string()))?;
+    let (host, path) = match rest.find('/') {
+        Some(slash) => (&rest[..slash], rest[slash..].to_string()),
+        None => (rest, "/".to_string()),
+    };
+    let addr = host
+        .parse()
+        .map_err(|_| RunError::ProxyTarget(url.to_string()))?;
+    Ok((addr, path))
 }
 
 fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), RunError> {
@@ -312,6 +400,7 @@ pub async fn play(
     targets: &[String],
     redis_url: Option<&str>,
     show_progress: bool,
+    rig: Arc<tokio::sync::Mutex<faults::Rig>>,
 ) -> Result<Played, RunError> {
     if targets.is_empty() {
         return Err(RunError::NoTargets);
@@ -330,6 +419,7 @@ pub async fn play(
     let socket_count = cast.sockets.len();
     let (phase_tx, phase_rx) = watch::channel(Phase::Running);
     let clock = RunClock::start();
+    let fault_schedule = tokio::spawn(faults::run_schedule(scenario.faults.clone(), rig, clock));
     let ctx = Arc::new(ClientContext {
         clock,
         targets: targets.to_vec(),
@@ -387,8 +477,17 @@ pub async fn play(
     let placed = scheduler.await.unwrap_or(0);
     tracing::info!(placed, "traffic phase over");
 
-    let drain_deadline = tokio::time::Instant::now() + scenario.drain_timeout;
     let mut unknown_reasons = Vec::new();
+    // Every fault is lifted before the drain reads the heads (a fault may
+    // outlast the traffic; each ends after its own bounded duration).
+    let fault_windows = match fault_schedule.await {
+        Ok(windows) => windows,
+        Err(join) => {
+            unknown_reasons.push(format!("the fault schedule failed: {join}"));
+            Vec::new()
+        }
+    };
+    let drain_deadline = tokio::time::Instant::now() + scenario.drain_timeout;
     // Let in-flight sends settle (acked, or retried after reconnect) so the
     // heads below include them.
     while ctx.counters.outstanding_sends.load(Ordering::Relaxed) > 0
@@ -444,6 +543,7 @@ pub async fn play(
     }
     let _ = phase_tx.send(Phase::Done); // Err only when no socket task is left
     progress.set_phase("closing");
+
     let mut events = Vec::new();
     for task in tasks {
         match tokio::time::timeout(Duration::from_secs(15), task).await {
@@ -463,7 +563,7 @@ pub async fn play(
             started_at_unix_ms: unix_ms().saturating_sub(clock.now_us() / 1000),
             devices: cast.devices,
             conversations: cast.conversations,
-            faults: Vec::new(),
+            faults: fault_windows,
         },
         events,
     };

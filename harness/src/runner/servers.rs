@@ -2,6 +2,7 @@
 //! processes, so they can be killed and measured apart from the harness,
 //! or in-process for library use), or external targets.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -50,6 +51,27 @@ impl ServerInstance {
         match self {
             ServerInstance::Process { ws_url, .. } => ws_url.clone(),
             ServerInstance::InProcess(server) => server.ws_url(),
+        }
+    }
+
+    /// The address it listens on.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.ws_url()
+            .strip_prefix("ws://")
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|host| host.parse().ok())
+    }
+
+    /// Crash: SIGKILL, no cursor saved, no close frames. (An in-process
+    /// server cannot be killed; it is shut down instead.)
+    pub async fn kill(self) {
+        match self {
+            ServerInstance::Process { mut child, .. } => {
+                if let Err(err) = child.kill().await {
+                    tracing::warn!(%err, "SIGKILL to the server failed");
+                }
+            }
+            ServerInstance::InProcess(_) => self.stop().await,
         }
     }
 
@@ -104,9 +126,20 @@ pub async fn spawn(
     launcher: &Launcher,
     settings: &SpawnSettings,
 ) -> Result<ServerInstance, ServerError> {
+    spawn_at(launcher, settings, None).await
+}
+
+/// Starts a server listening on `listen` (a free port when `None`).
+pub async fn spawn_at(
+    launcher: &Launcher,
+    settings: &SpawnSettings,
+    listen: Option<SocketAddr>,
+) -> Result<ServerInstance, ServerError> {
+    let listen = listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
     match launcher {
         Launcher::InProcess => {
             let mut config = server::Config::for_tests(&settings.redis_url);
+            config.listen = listen;
             config.sync_interval = settings.sync_interval;
             config.heartbeat_interval = settings.heartbeat_interval;
             Ok(ServerInstance::InProcess(server::start(config).await?))
@@ -122,7 +155,7 @@ pub async fn spawn(
             command
                 .args([
                     "--listen",
-                    "127.0.0.1:0",
+                    &listen.to_string(),
                     "--redis-url",
                     &settings.redis_url,
                 ])
@@ -134,7 +167,7 @@ pub async fn spawn(
                 .args(&settings.extra_args)
                 .env(
                     "RUST_LOG",
-                    std::env::var("SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+                    std::env::var("SERVER_LOG").unwrap_or_else(|_| "error".into()),
                 )
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())

@@ -23,7 +23,7 @@ const BLOCK: Duration = Duration::from_millis(250);
 /// Entries per stream per XREAD.
 const READ_COUNT: usize = 512;
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_secs(2);
+const BACKOFF_MAX: Duration = Duration::from_millis(500);
 
 pub(super) async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let mut backoff = BACKOFF_MIN;

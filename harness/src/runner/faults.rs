@@ -1,0 +1,282 @@
+//! The fault schedule: Redis restarts, pauses and wipes, server kills and
+//! graceful restarts, and network faults through the harness's proxies,
+//! each applied at its time and lifted after its duration, and recorded as
+//! a `FaultWindow` on the run clock.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+
+use super::servers::{self, Launcher, ServerInstance, SpawnSettings};
+use crate::client::RunClock;
+use crate::history::FaultWindow;
+use crate::proxy::Proxy;
+use crate::scenario::{FaultKind, FaultSpec, Link};
+
+/// Everything a fault can act on. Shared by the fault tasks; each holds
+/// the lock only while applying or lifting, never while waiting.
+pub struct Rig {
+    pub redis: Option<redis_provider::RedisHandle>,
+    /// The Redis URL the harness itself uses (never proxied).
+    pub redis_url: Option<String>,
+    pub servers: Vec<Option<ServerInstance>>,
+    /// Where each spawned server listens; a restarted one comes back there
+    /// so clients' targets stay valid.
+    pub server_addrs: Vec<SocketAddr>,
+    pub spawn: Option<(Launcher, SpawnSettings)>,
+    pub client_proxies: Vec<Proxy>,
+    pub redis_proxy: Option<Proxy>,
+}
+
+impl Rig {
+    fn link_proxies(&self, link: Link) -> Vec<Proxy> {
+        match link {
+            Link::Clients => self.client_proxies.clone(),
+            Link::Redis => self.redis_proxy.iter().cloned().collect(),
+        }
+    }
+
+    /// Stops servers and proxies; the Redis handle is returned to the
+    /// caller (its Drop removes the container or process).
+    pub async fn stop_all(self) -> Option<redis_provider::RedisHandle> {
+        for server in self.servers.into_iter().flatten() {
+            server.stop().await;
+        }
+        for proxy in self.client_proxies {
+            proxy.shutdown().await;
+        }
+        if let Some(proxy) = self.redis_proxy {
+            proxy.shutdown().await;
+        }
+        self.redis
+    }
+}
+
+fn target_name(kind: &FaultKind) -> String {
+    match kind {
+        FaultKind::RedisRestart | FaultKind::RedisPause | FaultKind::RedisWipe => "redis".into(),
+        FaultKind::ServerKill { server } | FaultKind::ServerRestart { server } => {
+            format!("server {server}")
+        }
+        other => match other.link() {
+            Some(Link::Clients) => "link clients->servers".into(),
+            Some(Link::Redis) => "link servers->redis".into(),
+            None => "?".into(),
+        },
+    }
+}
+
+/// Runs every fault at its time; returns the windows as they happened.
+/// Bounded: each fault waits at most its `at` + `duration` (+ the time its
+/// actions take, each bounded by the provider and server timeouts).
+pub async fn run_schedule(
+    faults: Vec<FaultSpec>,
+    rig: Arc<Mutex<Rig>>,
+    clock: RunClock,
+) -> Vec<FaultWindow> {
+    let tasks: Vec<_> = faults
+        .into_iter()
+        .map(|fault| {
+            let rig = rig.clone();
+            tokio::spawn(async move { run_one(fault, rig, clock).await })
+        })
+        .collect();
+    let mut windows = Vec::new();
+    for task in tasks {
+        match task.await {
+            Ok(window) => windows.push(window),
+            Err(join) => tracing::error!(%join, "a fault task failed"),
+        }
+    }
+    windows.sort_by_key(|w| w.start_us);
+    windows
+}
+
+async fn run_one(fault: FaultSpec, rig: Arc<Mutex<Rig>>, clock: RunClock) -> FaultWindow {
+    let start_at = tokio::time::Instant::from_std(clock.instant_at(fault.at.as_micros() as u64));
+    tokio::time::sleep_until(start_at).await;
+    let start_us = clock.now_us();
+    let mut errors = Vec::new();
+    if let Err(err) = apply(&fault.kind, &rig).await {
+        errors.push(format!("applying: {err}"));
+    }
+    println!(
+        "fault: {} on {} at {:.1}s for {:?}",
+        fault.kind.name(),
+        target_name(&fault.kind),
+        start_us as f64 / 1e6,
+        fault.duration
+    );
+    if !fault.duration.is_zero() {
+        tokio::time::sleep(fault.duration).await;
+    }
+    if let Err(err) = lift(&fault.kind, &rig).await {
+        errors.push(format!("lifting: {err}"));
+    }
+    let end_us = clock.now_us();
+    for error in &errors {
+        tracing::warn!(fault = fault.kind.name(), %error, "fault injection problem");
+    }
+    FaultWindow {
+        kind: fault.kind.name().to_string(),
+        target: target_name(&fault.kind),
+        start_us,
+        end_us,
+        error: if errors.is_empty() {
+            None
+        } else {
+            Some(errors.join("; "))
+        },
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum FaultError {
+    #[error("the harness does not control this Redis (given by URL)")]
+    NoRedis,
+    #[error(transparent)]
+    Provider(#[from] redis_provider::ProviderError),
+    #[error("no spawned server {0}")]
+    NoServer(u32),
+    #[error("restarting server {index}: {source}")]
+    Respawn {
+        index: u32,
+        source: servers::ServerError,
+    },
+    #[error("wiping Redis: {0}")]
+    Wipe(redis::RedisError),
+}
+
+async fn apply(kind: &FaultKind, rig: &Mutex<Rig>) -> Result<(), FaultError> {
+    let mut rig = rig.lock().await;
+    match kind {
+        FaultKind::RedisRestart | FaultKind::RedisWipe => {
+            rig.redis
+                .as_mut()
+                .ok_or(FaultError::NoRedis)?
+                .stop()
+                .await?
+        }
+        FaultKind::RedisPause => {
+            rig.redis
+                .as_mut()
+                .ok_or(FaultError::NoRedis)?
+                .pause()
+                .await?
+        }
+        FaultKind::ServerKill { server } | FaultKind::ServerRestart { server } => {
+            let graceful = matches!(kind, FaultKind::ServerRestart { .. });
+            let slot = rig
+                .servers
+                .get_mut(*server as usize)
+                .ok_or(FaultError::NoServer(*server))?;
+            let instance = slot.take().ok_or(FaultError::NoServer(*server))?;
+            if graceful {
+                instance.stop().await;
+            } else {
+                instance.kill().await;
+            }
+        }
+        FaultKind::Latency {
+            link,
+            latency,
+            jitter,
+        } => {
+            for proxy in rig.link_proxies(*link) {
+                proxy.set_latency(*latency, *jitter);
+            }
+        }
+        FaultKind::Bandwidth { link, bytes_per_s } => {
+            for proxy in rig.link_proxies(*link) {
+                proxy.set_bandwidth(Some(*bytes_per_s));
+            }
+        }
+        FaultKind::Blackhole { link } => {
+            for proxy in rig.link_proxies(*link) {
+                proxy.set_blackhole(true);
+            }
+        }
+        FaultKind::Reset { link } => {
+            for proxy in rig.link_proxies(*link) {
+                proxy.reset_all();
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn lift(kind: &FaultKind, rig: &Mutex<Rig>) -> Result<(), FaultError> {
+    let mut rig = rig.lock().await;
+    match kind {
+        FaultKind::RedisRestart => {
+            rig.redis
+                .as_mut()
+                .ok_or(FaultError::NoRedis)?
+                .start()
+                .await?
+        }
+        FaultKind::RedisWipe => {
+            rig.redis
+                .as_mut()
+                .ok_or(FaultError::NoRedis)?
+                .start()
+                .await?;
+            // Whatever persistence kept is destroyed now: the data is gone.
+            let url = rig.redis_url.clone().ok_or(FaultError::NoRedis)?;
+            let client = redis::Client::open(url.as_str()).map_err(FaultError::Wipe)?;
+            let mut conn = client
+                .get_multiplexed_async_connection()
+                .await
+                .map_err(FaultError::Wipe)?;
+            redis::cmd("FLUSHALL")
+                .arg("SYNC")
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(FaultError::Wipe)?;
+        }
+        FaultKind::RedisPause => {
+            rig.redis
+                .as_mut()
+                .ok_or(FaultError::NoRedis)?
+                .resume()
+                .await?
+        }
+        FaultKind::ServerKill { server } | FaultKind::ServerRestart { server } => {
+            let index = *server as usize;
+            let (launcher, settings) = rig.spawn.clone().ok_or(FaultError::NoServer(*server))?;
+            let addr = *rig
+                .server_addrs
+                .get(index)
+                .ok_or(FaultError::NoServer(*server))?;
+            let mut last_error = None;
+            // The port can take a moment to be free again after a kill.
+            for _ in 0..20 {
+                match servers::spawn_at(&launcher, &settings, Some(addr)).await {
+                    Ok(instance) => {
+                        rig.servers[index] = Some(instance);
+                        return Ok(());
+                    }
+                    Err(err) => last_error = Some(err),
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            if let Some(source) = last_error {
+                return Err(FaultError::Respawn {
+                    index: *server,
+                    source,
+                });
+            }
+        }
+        FaultKind::Latency { link, .. }
+        | FaultKind::Bandwidth { link, .. }
+        | FaultKind::Blackhole { link } => {
+            for proxy in rig.link_proxies(*link) {
+                proxy.clear();
+            }
+        }
+        FaultKind::Reset { .. } => {}
+    }
+    Ok(())
+}
