@@ -80,7 +80,7 @@ pub async fn main_with_args(cli: Cli) -> u8 {
         } => {
             let flaw_args = inject_flaws
                 .iter()
-                .filter_map(|flaw| clap::ValueEnum::to_possible_value(flaw))
+                .filter_map(clap::ValueEnum::to_possible_value)
                 .flat_map(|value| ["--inject-flaw".to_string(), value.get_name().to_string()])
                 .collect();
             run(&scenario, targets, redis_url, out, seed, quiet, flaw_args).await

@@ -80,13 +80,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-fn bad_request(parameter: &str, message: String) -> Response {
+/// Boxed: a `Response` is large, and it only travels the error path.
+fn bad_request(parameter: &str, message: String) -> Box<Response> {
     let body = serde_json::json!({ "error": message, "parameter": parameter });
-    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+    Box::new((StatusCode::BAD_REQUEST, Json(body)).into_response())
 }
 
 /// Parses and validates the query string; `Err` is the 400 response.
-fn validate_query(raw: Option<&str>) -> Result<ConnectParams, Response> {
+fn validate_query(raw: Option<&str>) -> Result<ConnectParams, Box<Response>> {
     let pairs: Vec<(String, String)> =
         serde_urlencoded::from_str(raw.unwrap_or("")).map_err(|err| {
             bad_request(
@@ -107,7 +108,7 @@ async fn ws_handler(
     // written anywhere.
     let params = match validate_query(raw.as_deref()) {
         Ok(params) => params,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,

@@ -166,11 +166,9 @@ pub fn parse_stream_shape(value: Value) -> Result<StreamShape, StoreError> {
                     .and_then(|t| t.parse().ok())
                     .unwrap_or(StreamId::ZERO)
             }
-            Some("first-entry") => {
-                if !matches!(value, Value::Nil) {
-                    // Conversation id is irrelevant here; only the id is used.
-                    shape.first_id = Some(parse_entry(value, Uuid::nil())?.message.id);
-                }
+            // Conversation id is irrelevant here; only the id is used.
+            Some("first-entry") if !matches!(value, Value::Nil) => {
+                shape.first_id = Some(parse_entry(value, Uuid::nil())?.message.id);
             }
             _ => {}
         }

@@ -42,7 +42,7 @@ impl Sim {
         self.appends_left -= 1;
         // Same-millisecond entries get seq > 0, like Redis.
         let id = match self.stream.last() {
-            Some(last) if self.next_ms % 3 == 0 => StreamId::new(last.ms, last.seq + 1),
+            Some(last) if self.next_ms.is_multiple_of(3) => StreamId::new(last.ms, last.seq + 1),
             _ => StreamId::new(self.next_ms, 0),
         };
         self.next_ms += 1;
