@@ -41,6 +41,34 @@ async fn connection(url: &str) -> Result<redis::aio::MultiplexedConnection, LogE
         .map_err(connect_err)
 }
 
+/// One XRANGE / XREVRANGE page, parsed.
+async fn read_page(
+    conn: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+    conversation_id: Uuid,
+    command: &str,
+    start: &str,
+    end: &str,
+    count: usize,
+) -> Result<Vec<server::store::StreamEntry>, LogError> {
+    let value: redis::Value = redis::cmd(command)
+        .arg(key)
+        .arg(start)
+        .arg(end)
+        .arg("COUNT")
+        .arg(count)
+        .query_async(conn)
+        .await
+        .map_err(|source| LogError::Read {
+            key: key.to_string(),
+            source,
+        })?;
+    server::store::parse_entries(value, conversation_id).map_err(|err| LogError::Entry {
+        key: key.to_string(),
+        detail: err.to_string(),
+    })
+}
+
 /// Reads every conversation's stream, oldest first.
 pub async fn read_log(url: &str, conversations: &[Uuid]) -> Result<MessageLog, LogError> {
     let mut conn = connection(url).await?;
@@ -54,24 +82,16 @@ pub async fn read_log(url: &str, conversations: &[Uuid]) -> Result<MessageLog, L
                 Some(id) => format!("({id}"),
                 None => "-".to_string(),
             };
-            let value: redis::Value = redis::cmd("XRANGE")
-                .arg(&key)
-                .arg(start)
-                .arg("+")
-                .arg("COUNT")
-                .arg(PAGE)
-                .query_async(&mut conn)
-                .await
-                .map_err(|source| LogError::Read {
-                    key: key.clone(),
-                    source,
-                })?;
-            let page = server::store::parse_entries(value, *conversation_id).map_err(|err| {
-                LogError::Entry {
-                    key: key.clone(),
-                    detail: err.to_string(),
-                }
-            })?;
+            let page = read_page(
+                &mut conn,
+                &key,
+                *conversation_id,
+                "XRANGE",
+                &start,
+                "+",
+                PAGE,
+            )
+            .await?;
             let full = page.len() == PAGE;
             for entry in page {
                 let message = entry.message;
@@ -102,24 +122,7 @@ pub async fn read_heads(url: &str, conversations: &[Uuid]) -> Result<Vec<StreamI
     let mut heads = Vec::with_capacity(conversations.len());
     for conversation_id in conversations {
         let key = server::store::keys::stream(*conversation_id);
-        let value: redis::Value = redis::cmd("XREVRANGE")
-            .arg(&key)
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut conn)
-            .await
-            .map_err(|source| LogError::Read {
-                key: key.clone(),
-                source,
-            })?;
-        let page = server::store::parse_entries(value, *conversation_id).map_err(|err| {
-            LogError::Entry {
-                key: key.clone(),
-                detail: err.to_string(),
-            }
-        })?;
+        let page = read_page(&mut conn, &key, *conversation_id, "XREVRANGE", "+", "-", 1).await?;
         heads.push(
             page.first()
                 .map_or(StreamId::ZERO, |entry| entry.message.id),

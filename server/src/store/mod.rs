@@ -239,17 +239,8 @@ impl Store {
         until: StreamId,
         count: usize,
     ) -> Result<Vec<StreamEntry>, StoreError> {
-        let mut redis = self.redis.clone();
-        let value: redis::Value = redis::cmd("XRANGE")
-            .arg(keys::stream(conversation_id))
-            .arg(format!("({after}"))
-            .arg(until.to_string())
-            .arg("COUNT")
-            .arg(count)
-            .query_async(&mut redis)
+        self.range(conversation_id, format!("({after}"), until, count)
             .await
-            .map_err(StoreError::redis("XRANGE"))?;
-        parse_entries(value, conversation_id)
     }
 
     /// Entries with id >= `from`, up to `until`, at most `count`.
@@ -260,10 +251,21 @@ impl Store {
         until: StreamId,
         count: usize,
     ) -> Result<Vec<StreamEntry>, StoreError> {
+        self.range(conversation_id, from.to_string(), until, count)
+            .await
+    }
+
+    async fn range(
+        &self,
+        conversation_id: Uuid,
+        start: String,
+        until: StreamId,
+        count: usize,
+    ) -> Result<Vec<StreamEntry>, StoreError> {
         let mut redis = self.redis.clone();
         let value: redis::Value = redis::cmd("XRANGE")
             .arg(keys::stream(conversation_id))
-            .arg(from.to_string())
+            .arg(start)
             .arg(until.to_string())
             .arg("COUNT")
             .arg(count)
