@@ -46,7 +46,7 @@ fn assert_faults_happened(summary: &Value, expected: usize) {
 #[test]
 fn redis_restart_with_aof_loses_nothing_acked() {
     let (code, summary) = run("scenarios/redis-restart.toml");
-    assert_faults_happened(&summary, 1);
+    assert_faults_happened(&summary, 2);
     assert_eq!(count(&summary, "lost_ack"), 0);
     assert_eq!(summary["verdict"], "valid", "{}", summary["anomalies"]);
     assert_eq!(code, 0);

@@ -97,11 +97,13 @@ pub async fn run_schedule(
 async fn run_one(fault: FaultSpec, rig: Arc<Mutex<Rig>>, clock: RunClock) -> FaultWindow {
     let start_at = tokio::time::Instant::from_std(clock.instant_at(fault.at.as_micros() as u64));
     tokio::time::sleep_until(start_at).await;
-    let start_us = clock.now_us();
     let mut errors = Vec::new();
     if let Err(err) = apply(&fault.kind, &rig).await {
         errors.push(format!("applying: {err}"));
     }
+    // The window starts when the fault is in effect (stopping a container
+    // or pausing it takes a moment), so "acked during the fault" means it.
+    let start_us = clock.now_us();
     println!(
         "fault: {} on {} at {:.1}s for {:?}",
         fault.kind.name(),
