@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use super::analysis::Analysis;
 use super::charts;
 use super::fault_table::{fault_cells, fault_note, FAULT_COLUMNS, FAULT_NUMERIC_COLUMNS};
-use super::markdown::{log_source_name, totals_rows, verdict_headline};
+use super::markdown::{totals_rows, verdict_headline};
 use super::summary::Summary;
 use super::units::{format_opt_us, format_seconds};
 use super::ReportError;
@@ -113,62 +113,8 @@ pub fn render_html(summary: &Summary, analysis: &Analysis) -> Result<String, Rep
 }
 
 fn write_run(out: &mut String, summary: &Summary) {
-    let run = &summary.run;
     out.push_str("<h2>What was run</h2>\n");
-    let mut rows = vec![
-        (
-            "duration",
-            format!(
-                "{} s (ramp-up {} s, drain up to {} s)",
-                run.duration_s, run.ramp_up_s, run.drain_timeout_s
-            ),
-        ),
-        (
-            "traffic",
-            format!(
-                "{}/s sends of {} bytes",
-                run.send_rate_per_s, run.body_bytes
-            ),
-        ),
-        (
-            "population",
-            format!(
-                "{} users × {} devices, {} conversations of {} members: {} sockets",
-                run.users,
-                run.devices_per_user,
-                run.conversations,
-                run.members_per_conversation,
-                run.sockets_when_all_online
-            ),
-        ),
-        (
-            "churn",
-            if run.churn_enabled {
-                format!(
-                    "on, {:.0}% abrupt, {:.0}% client-cursor devices",
-                    run.abrupt_share * 100.0,
-                    run.client_cursor_share * 100.0
-                )
-            } else {
-                "off".into()
-            },
-        ),
-        (
-            "servers",
-            format!("{} ({} spawned)", run.servers_mode, run.servers_spawned),
-        ),
-        ("targets", summary.targets.join(", ")),
-        ("redis", summary.redis.clone()),
-        (
-            "log source",
-            log_source_name(summary.log_source).to_string(),
-        ),
-        ("drain complete", summary.drain_complete.to_string()),
-    ];
-    if !summary.stragglers.is_empty() {
-        rows.push(("stragglers", summary.stragglers.join(", ")));
-    }
-    key_value_table(out, &rows);
+    key_value_table(out, &super::markdown::run_rows(summary));
 }
 
 /// Detail first: it is the sentence a person reads; the ids after it are

@@ -99,20 +99,22 @@ pub fn render_markdown(summary: &Summary) -> String {
     out
 }
 
-fn write_run(out: &mut String, summary: &Summary) {
+/// The "What was run" rows, shared by report.md and report.html.
+pub fn run_rows(summary: &Summary) -> Vec<(&'static str, String)> {
     let run = &summary.run;
-    let _ = writeln!(out, "## What was run\n");
-    let _ = writeln!(out, "| | |\n|---|---|");
-    let rows = [
+    let mut rows = vec![
+        (
+            "duration",
+            format!(
+                "{} s (ramp-up {} s, drain up to {} s)",
+                run.duration_s, run.ramp_up_s, run.drain_timeout_s
+            ),
+        ),
         (
             "traffic",
             format!(
-                "{} s (ramp-up {} s, drain up to {} s), {}/s sends of {} bytes",
-                run.duration_s,
-                run.ramp_up_s,
-                run.drain_timeout_s,
-                run.send_rate_per_s,
-                run.body_bytes
+                "{}/s sends of {} bytes",
+                run.send_rate_per_s, run.body_bytes
             ),
         ),
         (
@@ -151,15 +153,17 @@ fn write_run(out: &mut String, summary: &Summary) {
         ),
         ("drain complete", summary.drain_complete.to_string()),
     ];
-    for (name, value) in rows {
-        let _ = writeln!(out, "| {name} | {} |", cell(&value));
-    }
     if !summary.stragglers.is_empty() {
-        let _ = writeln!(
-            out,
-            "| stragglers | {} |",
-            cell(&summary.stragglers.join(", "))
-        );
+        rows.push(("stragglers", summary.stragglers.join(", ")));
+    }
+    rows
+}
+
+fn write_run(out: &mut String, summary: &Summary) {
+    let _ = writeln!(out, "## What was run\n");
+    let _ = writeln!(out, "| | |\n|---|---|");
+    for (name, value) in run_rows(summary) {
+        let _ = writeln!(out, "| {name} | {} |", cell(&value));
     }
     let _ = writeln!(out);
 }
