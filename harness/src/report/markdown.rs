@@ -355,6 +355,20 @@ pub fn totals_rows(summary: &Summary) -> Vec<(&'static str, String)> {
                 harness.peak_sockets
             ),
         ),
+        (
+            "harness memory at traffic end",
+            match (
+                harness.rss_at_traffic_end_bytes,
+                harness.rss_bytes_per_socket_at_traffic_end,
+            ) {
+                (Some(rss), Some(per_socket)) => format!(
+                    "{} RSS, {} per socket (sockets and history so far, before checking)",
+                    format_bytes(rss),
+                    format_bytes(per_socket)
+                ),
+                _ => "–".to_string(),
+            },
+        ),
     ]
 }
 

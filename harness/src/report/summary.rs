@@ -34,6 +34,8 @@ pub struct RunFacts {
     /// User + system CPU time of the harness process.
     pub harness_cpu: Duration,
     pub harness_peak_rss_bytes: u64,
+    /// Resident memory when the traffic phase ended, if readable.
+    pub harness_rss_at_traffic_end_bytes: Option<u64>,
     /// Most sockets the harness held open at once.
     pub peak_sockets: u64,
     /// Whether every device had everything before the drain timeout.
@@ -116,6 +118,14 @@ pub struct HarnessResources {
     pub peak_sockets: u64,
     /// `peak_rss_bytes / peak_sockets`; `null` without sockets.
     pub rss_bytes_per_socket: Option<u64>,
+    /// Resident memory when the traffic phase ended (every socket's state
+    /// plus the history recorded so far; before checking and reporting,
+    /// which set the peak). `null` where it cannot be read.
+    #[serde(default)]
+    pub rss_at_traffic_end_bytes: Option<u64>,
+    /// `rss_at_traffic_end_bytes / peak_sockets`.
+    #[serde(default)]
+    pub rss_bytes_per_socket_at_traffic_end: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -193,6 +203,10 @@ fn harness_resources(facts: &RunFacts) -> HarnessResources {
         peak_rss_bytes: facts.harness_peak_rss_bytes,
         peak_sockets: facts.peak_sockets,
         rss_bytes_per_socket: facts.harness_peak_rss_bytes.checked_div(facts.peak_sockets),
+        rss_at_traffic_end_bytes: facts.harness_rss_at_traffic_end_bytes,
+        rss_bytes_per_socket_at_traffic_end: facts
+            .harness_rss_at_traffic_end_bytes
+            .and_then(|rss| rss.checked_div(facts.peak_sockets)),
     }
 }
 

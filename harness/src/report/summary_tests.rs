@@ -74,6 +74,7 @@ pub(crate) fn sample_facts() -> RunFacts {
         wall_duration: Duration::from_secs(4),
         harness_cpu: Duration::from_secs(2),
         harness_peak_rss_bytes: 40 * 1024 * 1024,
+        harness_rss_at_traffic_end_bytes: Some(20 * 1024 * 1024),
         peak_sockets: 20,
         drain_complete: true,
         redis_description: "local redis-server 7.2 <none>".into(),
@@ -183,6 +184,10 @@ fn summary_carries_facts_analysis_and_check() {
     assert_eq!(summary.started_at, "2023-11-14T22:13:20.000Z");
     assert_eq!(summary.harness.cpu_percent_of_one_core, 50.0);
     assert_eq!(summary.harness.rss_bytes_per_socket, Some(2 * 1024 * 1024));
+    assert_eq!(
+        summary.harness.rss_bytes_per_socket_at_traffic_end,
+        Some(1024 * 1024)
+    );
     assert_eq!(summary.anomalies.len(), 1);
     assert_eq!(summary.anomalies[0].count, 3);
     assert_eq!(summary.latency.len(), LatencyMetric::ALL.len());

@@ -314,6 +314,7 @@ pub async fn run(options: RunOptions) -> Result<RunOutcome, RunError> {
         wall_duration: wall,
         harness_cpu: usage.cpu,
         harness_peak_rss_bytes: usage.peak_rss_bytes,
+        harness_rss_at_traffic_end_bytes: played.rss_at_traffic_end_bytes,
         peak_sockets: played.peak_sockets,
         drain_complete: played.drain_complete,
         redis_description,
@@ -389,6 +390,8 @@ pub struct Played {
     pub stragglers: Vec<String>,
     pub unknown_reasons: Vec<String>,
     pub peak_sockets: u64,
+    /// Harness resident memory when the traffic phase ended.
+    pub rss_at_traffic_end_bytes: Option<u64>,
 }
 
 /// Runs the devices against `targets`: ramp-up, traffic and churn for the
@@ -471,6 +474,7 @@ pub async fn play(
     let progress = progress::Progress::start(ctx.clone(), show_progress, socket_count as u64);
 
     tokio::time::sleep_until(start + Duration::from_micros(traffic_end_us)).await;
+    let rss_at_traffic_end_bytes = resources::current_rss_bytes();
     progress.set_phase("draining");
     // Sends stop; devices come back at once and stay.
     let _ = phase_tx.send(Phase::Draining); // Err only when no socket task is left: nothing to tell
@@ -595,5 +599,6 @@ pub async fn play(
         stragglers,
         unknown_reasons,
         peak_sockets: ctx.counters.peak_sockets_online.load(Ordering::Relaxed),
+        rss_at_traffic_end_bytes,
     })
 }

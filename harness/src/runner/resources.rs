@@ -30,6 +30,17 @@ pub fn harness_usage() -> Usage {
     }
 }
 
+/// Resident memory now (Linux `/proc/self/statm`), if readable.
+pub fn current_rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let resident_pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(page_size)
+        .ok()
+        .map(|page| resident_pages * page)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -44,5 +55,7 @@ mod tests {
         let usage = harness_usage();
         assert!(usage.peak_rss_bytes > 1024 * 1024);
         assert!(usage.cpu > Duration::ZERO);
+        let now = current_rss_bytes().expect("/proc/self/statm on Linux");
+        assert!(now > 1024 * 1024 && now <= usage.peak_rss_bytes.max(now));
     }
 }
