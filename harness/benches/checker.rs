@@ -61,6 +61,7 @@ fn input<'a>(generated: &'a Generated, expect: &'a Expectations) -> CheckInput<'
         expect,
         drain_complete: true,
         unknown_reasons: Vec::new(),
+        retention: None,
     }
 }
 

@@ -31,8 +31,9 @@ fn run_scenario(scenario: &str, seed: u64, flaw: Option<&str>, out: &Path) -> (i
 
 /// Asserts the correct server passes, then that each flaw is caught as
 /// one of its expected anomaly kinds, with an example naming a device,
-/// a conversation and ids.
-fn assert_caught(scenario: &str, flaws: &[(&str, &[&str])]) {
+/// a conversation and ids. Returns the anomaly found for each flaw.
+fn assert_caught(scenario: &str, flaws: &[(&str, &[&str])]) -> Vec<Value> {
+    let mut caught = Vec::new();
     let seed = seed(scenario);
     let out = tempfile::tempdir().unwrap();
     let (code, correct) = run_scenario(scenario, seed, None, out.path());
@@ -72,7 +73,9 @@ fn assert_caught(scenario: &str, flaws: &[(&str, &[&str])]) {
             "{flaw}: caught as {} x{} (first at {} us): {}",
             found["kind"], found["count"], example["at_us"], example["detail"]
         );
+        caught.push(found.clone());
     }
+    caught
 }
 
 #[test]
@@ -110,5 +113,35 @@ fn two_instances_catch_local_fanout() {
     assert_caught(
         "scenarios/flaws/two-instances.toml",
         &[("local-fanout", &["lost", "skip"])],
+    );
+}
+
+#[test]
+fn false_gap_is_caught_not_forgiven() {
+    let caught = assert_caught(
+        "scenarios/flaws/false-gap.toml",
+        &[("false-gap", &["false_gap"])],
+    );
+    let detail = caught[0]["examples"][0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("`trimmed` gap") && detail.contains("still holds"),
+        "the example says which gap was false and why: {detail}"
+    );
+}
+
+#[test]
+fn crosstalk_is_caught_as_leak() {
+    let caught = assert_caught(
+        "scenarios/flaws/crosstalk.toml",
+        &[("crosstalk", &["leak"])],
+    );
+    let example = &caught[0]["examples"][0];
+    let detail = example["detail"].as_str().unwrap();
+    let here = example["conversation_id"].as_str().unwrap();
+    // The receiving conversation and the one the message belongs to.
+    let named = detail.matches("conversation ").count();
+    assert!(
+        detail.contains(here) && named >= 2,
+        "the example names both conversations: {detail}"
     );
 }

@@ -3,7 +3,15 @@
 //! shipped (docs/flaws.md), so the harness can prove it catches each.
 //! Never enable one in production; the server logs a loud warning.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use clap::ValueEnum;
+use recovery_protocol::{GapReason, MessageFrame, StreamId};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::session::resume::{DeclaredGap, ResumePlan};
+use crate::store::StoreError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
 pub enum Flaw {
@@ -31,6 +39,14 @@ pub enum Flaw {
     /// Live fan-out only to sockets of the same process (seed bug 7,
     /// in-memory broadcast).
     LocalFanout,
+    /// On every second reconnect with a cursor that needs no gap, declare
+    /// a `trimmed` gap up to the stream head and skip the backlog, though
+    /// nothing was trimmed: loss disguised as a declared gap.
+    FalseGap,
+    /// Every 40th appended message also goes live to the sockets of
+    /// another conversation (labelled with its own): one conversation's
+    /// messages reach another conversation's members.
+    Crosstalk,
 }
 
 /// The set of flaws switched on (usually empty).
@@ -57,5 +73,60 @@ impl Flaws {
             .iter()
             .filter_map(|flaw| flaw.to_possible_value().map(|v| v.get_name().to_string()))
             .collect()
+    }
+}
+
+/// How often the counted flaws strike: every `FALSE_GAP_EVERY`th eligible
+/// reconnect, every `CROSSTALK_EVERY`th append.
+const FALSE_GAP_EVERY: u64 = 2;
+const CROSSTALK_EVERY: u64 = 40;
+
+static FALSE_GAP_TURN: AtomicU64 = AtomicU64::new(0);
+static CROSSTALK_TURN: AtomicU64 = AtomicU64::new(0);
+
+// `is_multiple_of` needs Rust 1.87; the workspace declares rust-version 1.85.
+#[allow(clippy::manual_is_multiple_of)]
+fn due(turn: &AtomicU64, every: u64) -> bool {
+    turn.fetch_add(1, Ordering::Relaxed) % every == 0
+}
+
+/// Flaw `false-gap`: turns some honest resume plans (a cursor, no gap)
+/// into a `trimmed` gap whose `first_available` is just past the stream
+/// head, so the backlog is skipped. The plan is returned unchanged when
+/// the flaw is off.
+pub async fn disguise_loss(
+    app: &AppState,
+    conversation_id: Uuid,
+    plan: ResumePlan,
+) -> Result<ResumePlan, StoreError> {
+    if !app.flaws.has(Flaw::FalseGap) || plan.gap.is_some() || plan.resume_from.is_zero() {
+        return Ok(plan);
+    }
+    let Some(shape) = app.store.stream_shape(conversation_id).await? else {
+        return Ok(plan);
+    };
+    // Only where there is a backlog to skip, and only every so often.
+    if shape.last_generated_id <= plan.resume_from || !due(&FALSE_GAP_TURN, FALSE_GAP_EVERY) {
+        return Ok(plan);
+    }
+    let first_available = shape.last_generated_id.successor().unwrap_or(StreamId::MAX);
+    Ok(ResumePlan {
+        gap: Some(DeclaredGap {
+            first_available,
+            reason: GapReason::Trimmed,
+        }),
+        ..plan
+    })
+}
+
+/// Flaws that act on a message this process just appended: `local-fanout`
+/// (hand it to this process's sockets, as there is no tailer) and
+/// `crosstalk` (every so often, also to another conversation's sockets).
+pub fn on_appended(app: &AppState, message: MessageFrame) {
+    if app.flaws.has(Flaw::Crosstalk) && due(&CROSSTALK_TURN, CROSSTALK_EVERY) {
+        app.fanout.crosstalk(message.clone());
+    }
+    if app.flaws.has(Flaw::LocalFanout) {
+        app.fanout.publish_local(message);
     }
 }

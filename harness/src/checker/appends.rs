@@ -313,6 +313,9 @@ pub(crate) enum Receipt {
     Vanished,
     /// Reported as `phantom`; no delivery checks.
     Phantom,
+    /// A message of another conversation, reported as `leak`; no delivery
+    /// checks (it owes this socket nothing).
+    Leaked,
     /// A rebuilt log lacks the id though the message was sent: the log and
     /// the history do not belong together.
     Unplaced,
@@ -352,6 +355,11 @@ impl ReceiptJudge<'_> {
         let id = received.id;
         let Some(position) = conv.position(id) else {
             let send = messages.send_of((site.conversation, received.client_msg_id));
+            if send.is_none() {
+                if let Some(receipt) = self.leaked(received, site, findings) {
+                    return receipt;
+                }
+            }
             match (source, send) {
                 (LogSource::Rebuilt, Some(_)) => return Receipt::Unplaced,
                 (LogSource::Redis, Some(send)) if self.allow_lost_ack => {
@@ -392,6 +400,12 @@ impl ReceiptJudge<'_> {
             messages.was_sent((site.conversation, received.client_msg_id))
         };
         if !sent {
+            // Another conversation's message whose id happens to exist here.
+            if let Some(receipt) = self.leaked(received, site, findings) {
+                return receipt;
+            }
+        }
+        if !sent {
             findings.record(AnomalyKind::Phantom, site, || {
                 let detail = format!(
                     "{} received {id} with client_msg_id {}, which no device sent",
@@ -424,6 +438,28 @@ impl ReceiptJudge<'_> {
             });
         }
         Receipt::InLog(position)
+    }
+
+    /// `leak` if the receipt belongs to another conversation than its
+    /// socket's.
+    fn leaked(&self, received: &Received, site: Site, findings: &mut Findings) -> Option<Receipt> {
+        let owner = super::leak::owner_elsewhere(
+            self.log,
+            self.messages,
+            site.conversation,
+            received.id,
+            received.client_msg_id,
+        )?;
+        super::leak::record_leak(
+            findings,
+            self.meta,
+            self.messages,
+            site,
+            owner,
+            received.id,
+            received.client_msg_id,
+        );
+        Some(Receipt::Leaked)
     }
 
     /// `corrupt` for a receipt whose log entry was wiped: only the `Send`

@@ -12,6 +12,7 @@ use recovery_protocol::{CursorSource, GapReason, StreamId};
 
 use super::appends::{Receipt, ReceiptJudge, Received};
 use super::findings::{device_label, Findings, Site};
+use super::gaps;
 use super::index::{ConvLog, Slot, SlotIndex};
 use super::outcome::{AnomalyKind, MAX_EXAMPLES};
 use crate::history::{Event, EventKind, History, ResumeMode};
@@ -21,6 +22,8 @@ pub(crate) struct DeliveryInput<'a> {
     pub slots: &'a SlotIndex,
     pub judge: &'a ReceiptJudge<'a>,
     pub drain_complete: bool,
+    /// How long the target keeps messages, if known (see `gaps`).
+    pub retention: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Default)]
@@ -35,9 +38,10 @@ pub(crate) struct DeliveryStats {
 const NOT_RECEIVED: u32 = u32::MAX;
 
 #[derive(Debug, Clone, Copy)]
-struct HelloSeen {
+struct HelloSeen<'h> {
     resume_from: StreamId,
     cursor: CursorSource,
+    epoch: &'h str,
 }
 
 /// A position a socket jumped over; a skip unless the socket delivers it
@@ -49,9 +53,12 @@ struct PendingSkip {
     past: StreamId,
 }
 
-struct SocketScan {
+struct SocketScan<'h> {
     number: u32,
-    hello: Option<HelloSeen>,
+    /// The epoch the device sent with its last connect attempt (the epoch
+    /// of a client cursor).
+    connect_epoch: Option<&'h str>,
+    hello: Option<HelloSeen<'h>>,
     /// First log position this socket still owes; `None` while the socket
     /// has made no promise yet (no hello), so nothing is owed.
     next_owed: Option<usize>,
@@ -66,10 +73,11 @@ struct SocketScan {
     recv_before_hello: bool,
 }
 
-impl SocketScan {
+impl SocketScan<'_> {
     fn new(number: u32) -> Self {
         SocketScan {
             number,
+            connect_epoch: None,
             hello: None,
             next_owed: None,
             gap_floor: None,
@@ -98,6 +106,10 @@ struct Scanner<'a, 'f> {
     /// `last_socket` for receipts of wiped messages, which have no position.
     vanished_last_socket: FnvHashMap<StreamId, u32>,
     declared: Vec<(usize, usize)>,
+    /// Gaps of this slot that the log proves false (see `gaps`).
+    false_gaps: Vec<gaps::FalseGap>,
+    /// Per conversation: whether hellos ever announced two epochs.
+    epochs_vary: Vec<bool>,
     pending: Vec<PendingSkip>,
     sockets_without_hello: u64,
     unplaced_receipts: u64,
@@ -119,6 +131,8 @@ pub(crate) fn check_deliveries(
         last_socket: Vec::new(),
         vanished_last_socket: FnvHashMap::default(),
         declared: Vec::new(),
+        false_gaps: Vec::new(),
+        epochs_vary: gaps::epochs_vary(input.history),
         pending: Vec::new(),
         sockets_without_hello: 0,
         unplaced_receipts: 0,
@@ -144,6 +158,7 @@ impl Scanner<'_, '_> {
         self.last_socket.resize(conv.len(), NOT_RECEIVED);
         self.vanished_last_socket.clear();
         self.declared.clear();
+        self.false_gaps.clear();
         let mut summary = SlotSummary::default();
         let mut socket: Option<SocketScan> = None;
         for &event_ix in input.slots.events_of(slot) {
@@ -158,16 +173,34 @@ impl Scanner<'_, '_> {
             }
             let current = socket.get_or_insert_with(|| SocketScan::new(event.socket));
             match &event.kind {
+                EventKind::Connect { epoch, .. } => current.connect_epoch = epoch.as_deref(),
                 EventKind::Hello {
                     resume_from,
                     cursor,
+                    epoch,
                     ..
-                } => self.on_hello(conv, current, *resume_from, *cursor, &mut summary),
+                } => {
+                    let hello = HelloSeen {
+                        resume_from: *resume_from,
+                        cursor: *cursor,
+                        epoch,
+                    };
+                    self.on_hello(conv, current, hello, &mut summary);
+                }
                 EventKind::Gap {
                     resume_from,
                     first_available,
                     reason,
-                } => self.on_gap(conv, current, *resume_from, *first_available, *reason),
+                } => {
+                    let gap = gaps::DeclaredGap {
+                        socket: current.number,
+                        at_us: event.at_us,
+                        resume_from: *resume_from,
+                        first_available: *first_available,
+                        reason: *reason,
+                    };
+                    self.on_gap(slot, conv, current, gap);
+                }
                 EventKind::Recv {
                     id,
                     sender_id,
@@ -193,12 +226,11 @@ impl Scanner<'_, '_> {
         self.check_lost(slot, conv, &summary);
     }
 
-    fn on_hello(
+    fn on_hello<'h>(
         &mut self,
         conv: &ConvLog,
-        current: &mut SocketScan,
-        resume_from: StreamId,
-        cursor: CursorSource,
+        current: &mut SocketScan<'h>,
+        hello: HelloSeen<'h>,
         summary: &mut SlotSummary,
     ) {
         if current.hello.is_some() {
@@ -206,10 +238,8 @@ impl Scanner<'_, '_> {
             // not in the protocol and must not reset what is owed.
             return;
         }
-        current.hello = Some(HelloSeen {
-            resume_from,
-            cursor,
-        });
+        let resume_from = hello.resume_from;
+        current.hello = Some(hello);
         summary.initial.get_or_insert(resume_from);
         if !current.recv_before_hello {
             let owed_from = current
@@ -221,20 +251,34 @@ impl Scanner<'_, '_> {
 
     fn on_gap(
         &mut self,
+        slot: &Slot,
         conv: &ConvLog,
         current: &mut SocketScan,
-        resume_from: StreamId,
-        first_available: StreamId,
-        reason: GapReason,
+        gap: gaps::DeclaredGap,
     ) {
         self.stats.declared_gaps += 1;
-        if reason == GapReason::EpochChanged {
-            current.epoch_replay_from = Some(first_available);
+        if gap.reason == GapReason::EpochChanged {
+            current.epoch_replay_from = Some(gap.first_available);
         }
-        let start = conv.first_after(resume_from);
-        let end = conv.first_at_or_after(first_available);
+        let start = conv.first_after(gap.resume_from);
+        let end = conv.first_at_or_after(gap.first_available);
         if start < end {
-            self.declared.push((start, end));
+            let judge = gaps::GapJudge {
+                meta: &self.input.history.meta,
+                source: self.input.judge.log.source,
+                retention: self.input.retention,
+                epochs_vary: self.epochs_vary[slot.conversation as usize],
+            };
+            let cursor = current.hello.map(|hello| (hello.cursor, hello.epoch));
+            match judge.judge(conv, start..end, &gap, cursor, current.connect_epoch) {
+                Some(false_gap) => {
+                    if start < false_gap.positions.start {
+                        self.declared.push((start, false_gap.positions.start));
+                    }
+                    self.false_gaps.push(false_gap);
+                }
+                None => self.declared.push((start, end)),
+            }
         }
         // Delivery restarts at `first_available`, even below `resume_from`
         // (a recreated stream after an epoch change).
@@ -267,7 +311,7 @@ impl Scanner<'_, '_> {
         let position = match self.input.judge.judge(received, site, self.findings) {
             Receipt::InLog(position) => Some(position),
             Receipt::Vanished => None,
-            Receipt::Phantom => return,
+            Receipt::Phantom | Receipt::Leaked => return,
             Receipt::Unplaced => {
                 self.unplaced_receipts += 1;
                 return;
@@ -456,6 +500,30 @@ impl Scanner<'_, '_> {
                 .get(declared_ix)
                 .is_some_and(|&(begin, _)| begin <= position)
             {
+                continue;
+            }
+            if let Some(false_gap) = self.false_gaps.iter().find(|gap| gap.covers(position)) {
+                // The device moved past it on the server's (false) word, so
+                // it is loss whether or not the drain completed.
+                let entry = conv.entries[position];
+                let site = Site {
+                    device: Some(slot.device),
+                    conversation: slot.conversation,
+                    socket: Some(false_gap.gap.socket),
+                    at_us: Some(false_gap.gap.at_us),
+                    client_msg_id: Some(entry.client_msg_id),
+                };
+                self.findings.record(AnomalyKind::FalseGap, site, || {
+                    let detail = false_gap.describe(meta, slot.device, slot.conversation, entry.id);
+                    (
+                        vec![
+                            entry.id,
+                            false_gap.gap.resume_from,
+                            false_gap.gap.first_available,
+                        ],
+                        detail,
+                    )
+                });
                 continue;
             }
             // Without a complete drain, only a message the device has

@@ -37,22 +37,16 @@ struct Sink {
 
 pub(crate) struct Findings<'a> {
     meta: &'a RunMeta,
-    sinks: [Sink; AnomalyKind::ALL.len()],
+    /// Indexed by `kind as usize` (the declaration order of `ALL`).
+    sinks: Vec<Sink>,
     next_seq: u64,
-}
-
-fn sink_index(kind: AnomalyKind) -> usize {
-    AnomalyKind::ALL
-        .iter()
-        .position(|candidate| *candidate == kind)
-        .unwrap_or_default()
 }
 
 impl<'a> Findings<'a> {
     pub fn new(meta: &'a RunMeta) -> Self {
         Findings {
             meta,
-            sinks: Default::default(),
+            sinks: AnomalyKind::ALL.iter().map(|_| Sink::default()).collect(),
             next_seq: 0,
         }
     }
@@ -67,7 +61,7 @@ impl<'a> Findings<'a> {
     ) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let sink = &mut self.sinks[sink_index(kind)];
+        let sink = &mut self.sinks[kind as usize];
         sink.count += 1;
         let at_key = site.at_us.unwrap_or(u64::MAX);
         if sink.kept.len() == MAX_EXAMPLES

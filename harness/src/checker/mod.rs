@@ -51,7 +51,9 @@
 mod appends;
 mod delivery;
 mod findings;
+mod gaps;
 mod index;
+mod leak;
 mod outcome;
 mod rebuild;
 #[cfg(any(test, feature = "testgen"))]
@@ -78,6 +80,11 @@ pub struct CheckInput<'a> {
     pub drain_complete: bool,
     /// Reasons known before checking why the verdict cannot be `Valid`.
     pub unknown_reasons: Vec<String>,
+    /// How long the target keeps messages, if known. A `trimmed` gap may
+    /// then cover entries older than this at the gap's time even if the
+    /// stream still holds them; `None` applies the protocol strictly
+    /// (`first_available` is the oldest retained entry).
+    pub retention: Option<std::time::Duration>,
 }
 
 /// Judges a history against its log.
@@ -101,6 +108,7 @@ pub fn check(input: &CheckInput) -> CheckOutcome {
         slots: &slots,
         judge: &judge,
         drain_complete: input.drain_complete,
+        retention: input.retention,
     };
     let delivered = delivery::check_deliveries(&delivery_input, &mut findings, &mut reasons);
 
@@ -143,6 +151,11 @@ pub fn is_violation(kind: AnomalyKind, expect: &Expectations) -> bool {
         // Only a scenario that destroys Redis data on purpose may lose acked
         // messages; the count is reported either way.
         AnomalyKind::LostAck => !expect.allow_lost_ack,
-        AnomalyKind::Phantom | AnomalyKind::DuplicateAppend | AnomalyKind::Corrupt => true,
+        // Loss that a server called a gap is still loss.
+        AnomalyKind::FalseGap => expect.no_loss,
+        AnomalyKind::Phantom
+        | AnomalyKind::DuplicateAppend
+        | AnomalyKind::Corrupt
+        | AnomalyKind::Leak => true,
     }
 }

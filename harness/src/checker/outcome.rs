@@ -24,58 +24,101 @@ pub enum Verdict {
     Unknown,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AnomalyKind {
+/// Declares `AnomalyKind` from ONE list of (variant, name): the enum,
+/// `ALL` (declaration order, which is also the order of reports and the
+/// index `kind as usize`), `name()`, parsing, and serde all come from it,
+/// so a new kind cannot be left out of any of them, and an unknown name is
+/// an error rather than a silent fallback.
+macro_rules! anomaly_kinds {
+    ($( $(#[$doc:meta])* $variant:ident => $name:literal, )+) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum AnomalyKind {
+            $( $(#[$doc])* $variant, )+
+        }
+
+        impl AnomalyKind {
+            /// Every kind, in declaration order (`ALL[kind as usize] == kind`).
+            pub const ALL: &'static [AnomalyKind] = &[$(AnomalyKind::$variant),+];
+
+            /// The name used in summary.json, reports and docs.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $( AnomalyKind::$variant => $name, )+
+                }
+            }
+
+            /// The kind with this name, if there is one.
+            pub fn from_name(name: &str) -> Option<AnomalyKind> {
+                match name {
+                    $( $name => Some(AnomalyKind::$variant), )+
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+anomaly_kinds! {
     /// A message in the log that a member device never received, not
     /// covered by a declared gap.
-    Lost,
+    Lost => "lost",
     /// One id delivered twice to one client-cursor device.
-    Duplicate,
+    Duplicate => "duplicate",
     /// One id delivered twice to a stored-cursor device across a reconnect
     /// (allowed at-least-once; an anomaly only when the scenario forbids it),
     /// or to any device whose cursor a Redis wipe destroyed.
-    Redelivered,
+    Redelivered => "redelivered",
     /// Ids on one socket not strictly increasing.
-    Reorder,
+    Reorder => "reorder",
     /// A socket jumped over an id it owed (even if a later socket delivered it).
-    Skip,
+    Skip => "skip",
     /// Delivered, but never in the log or never attempted by any sender.
-    Phantom,
+    Phantom => "phantom",
     /// A send was acked but its id is absent from the log (no violation
     /// where the scenario destroys Redis data on purpose).
-    LostAck,
+    LostAck => "lost_ack",
     /// One client_msg_id appended at two ids.
-    DuplicateAppend,
+    DuplicateAppend => "duplicate_append",
     /// Body or sender of a delivery differs from the log.
-    Corrupt,
+    Corrupt => "corrupt",
+    /// A message the device never received because a `gap` declared it
+    /// lost although the log still held it (`trimmed`), or the epoch had
+    /// not changed (`epoch_changed`): loss disguised as a declared gap.
+    FalseGap => "false_gap",
+    /// A message of one conversation delivered on a socket of another:
+    /// one conversation's messages reached another's members.
+    Leak => "leak",
 }
 
-impl AnomalyKind {
-    pub const ALL: [AnomalyKind; 9] = [
-        AnomalyKind::Lost,
-        AnomalyKind::Duplicate,
-        AnomalyKind::Redelivered,
-        AnomalyKind::Reorder,
-        AnomalyKind::Skip,
-        AnomalyKind::Phantom,
-        AnomalyKind::LostAck,
-        AnomalyKind::DuplicateAppend,
-        AnomalyKind::Corrupt,
-    ];
+/// An anomaly name that is not one of `AnomalyKind::ALL`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown anomaly kind {0:?}")]
+pub struct UnknownAnomalyKind(pub String);
 
-    pub fn name(self) -> &'static str {
-        match self {
-            AnomalyKind::Lost => "lost",
-            AnomalyKind::Duplicate => "duplicate",
-            AnomalyKind::Redelivered => "redelivered",
-            AnomalyKind::Reorder => "reorder",
-            AnomalyKind::Skip => "skip",
-            AnomalyKind::Phantom => "phantom",
-            AnomalyKind::LostAck => "lost_ack",
-            AnomalyKind::DuplicateAppend => "duplicate_append",
-            AnomalyKind::Corrupt => "corrupt",
-        }
+impl std::str::FromStr for AnomalyKind {
+    type Err = UnknownAnomalyKind;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        AnomalyKind::from_name(name).ok_or_else(|| UnknownAnomalyKind(name.to_string()))
+    }
+}
+
+impl std::fmt::Display for AnomalyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for AnomalyKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for AnomalyKind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -133,5 +176,37 @@ pub struct CheckOutcome {
 impl CheckOutcome {
     pub fn count(&self, kind: AnomalyKind) -> u64 {
         self.anomalies.get(&kind).map_or(0, |report| report.count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_one_name_and_index() {
+        let mut names = std::collections::BTreeSet::new();
+        for (index, kind) in AnomalyKind::ALL.iter().enumerate() {
+            assert_eq!(*kind as usize, index, "{kind} is at its own index");
+            assert!(names.insert(kind.name()), "{kind} has a name of its own");
+            assert_eq!(kind.name().parse::<AnomalyKind>(), Ok(*kind));
+            let json = serde_json::to_string(kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.name()));
+            assert_eq!(serde_json::from_str::<AnomalyKind>(&json).unwrap(), *kind);
+        }
+    }
+
+    #[test]
+    fn unknown_kind_is_an_error_not_a_fallback() {
+        let err = "stolen".parse::<AnomalyKind>().unwrap_err();
+        assert_eq!(err.to_string(), "unknown anomaly kind \"stolen\"");
+        assert!(serde_json::from_str::<AnomalyKind>("\"stolen\"").is_err());
+        let map: BTreeMap<AnomalyKind, u64> = [(AnomalyKind::FalseGap, 1)].into();
+        let json = serde_json::to_string(&map).unwrap();
+        assert_eq!(json, r#"{"false_gap":1}"#);
+        assert_eq!(
+            serde_json::from_str::<BTreeMap<AnomalyKind, u64>>(&json).unwrap(),
+            map
+        );
     }
 }

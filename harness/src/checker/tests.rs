@@ -30,6 +30,7 @@ pub(super) fn run(
         expect,
         drain_complete,
         unknown_reasons: Vec::new(),
+        retention: None,
     })
 }
 
@@ -256,6 +257,7 @@ fn given_unknown_reasons_make_a_clean_run_unknown() {
         expect: &strict(),
         drain_complete: true,
         unknown_reasons: vec!["redis unreachable".into()],
+        retention: None,
     });
     assert_eq!(outcome.verdict, Verdict::Unknown);
     assert_eq!(
@@ -425,5 +427,92 @@ proptest! {
         if let Err(message) = assert_flagged(&outcome, &expected) {
             return Err(TestCaseError::fail(format!("{mutation:?}: {message}")));
         }
+    }
+}
+
+#[test]
+fn retention_excuses_a_trimmed_gap_over_expired_messages() {
+    // Even pick: a `trimmed` false gap. Generated ids are a few seconds
+    // after the run's start, so a 1 ms retention expired all of them (the
+    // gap is honest) and a day's retention none.
+    let (generated, expected) = mutated(Mutation::FalseGap, 0);
+    let with_retention = |retention| {
+        check(&CheckInput {
+            history: &generated.history,
+            log: &generated.log,
+            expect: &strict(),
+            drain_complete: true,
+            unknown_reasons: Vec::new(),
+            retention: Some(retention),
+        })
+    };
+    let expired = with_retention(std::time::Duration::from_millis(1));
+    assert_eq!(expired.verdict, Verdict::Valid, "{expired:#?}");
+    let young = with_retention(std::time::Duration::from_secs(86_400));
+    assert_flagged(&young, &expected).unwrap();
+    let example = &young.anomalies[&AnomalyKind::FalseGap].examples[0];
+    assert!(
+        example.detail.contains("`trimmed` gap") && example.detail.contains("still holds"),
+        "{}",
+        example.detail
+    );
+}
+
+#[test]
+fn false_epoch_changed_gap_is_named() {
+    let (generated, expected) = mutated(Mutation::FalseGap, 1);
+    let outcome = run(&generated, &strict(), true);
+    assert_flagged(&outcome, &expected).unwrap();
+    let example = &outcome.anomalies[&AnomalyKind::FalseGap].examples[0];
+    assert!(
+        example.detail.contains("`epoch_changed` gap"),
+        "{}",
+        example.detail
+    );
+}
+
+#[test]
+fn leak_example_names_both_conversations() {
+    for pick in [0, 1] {
+        let (generated, expected) = mutated(Mutation::Leak, pick);
+        let outcome = run(&generated, &strict(), true);
+        assert_flagged(&outcome, &expected).unwrap();
+        assert_eq!(outcome.verdict, Verdict::Invalid);
+        let example = &outcome.anomalies[&AnomalyKind::Leak].examples[0];
+        let conversations = &generated.history.meta.conversations;
+        let here = conversations[example.conversation as usize].conversation_id;
+        let other = conversations[1 - example.conversation as usize].conversation_id;
+        assert_eq!(example.conversation_id, here);
+        assert!(
+            example.detail.contains(&here.to_string())
+                && example.detail.contains(&other.to_string()),
+            "{}",
+            example.detail
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Gaps declared over messages the log still holds are `false_gap`,
+    /// one per message the device never got; honest gaps (the messages
+    /// really gone from the log) are not.
+    #[test]
+    fn gaps_are_held_to_the_log(config in gen_config(), pick in any::<usize>()) {
+        let mut lying = generate(&config);
+        let Some(expected) = mutate(&mut lying, Mutation::FalseGap, pick) else {
+            return Ok(());
+        };
+        let outcome = run(&lying, &strict(), true);
+        prop_assert_eq!(outcome.verdict, Verdict::Invalid);
+        if let Err(message) = assert_flagged(&outcome, &expected) {
+            return Err(TestCaseError::fail(message));
+        }
+        let mut honest = generate(&config);
+        prop_assert_eq!(mutate(&mut honest, Mutation::DeclaredGap, pick), Some(Vec::new()));
+        let outcome = run(&honest, &strict(), true);
+        prop_assert_eq!(outcome.verdict, Verdict::Valid, "{:#?}", outcome);
+        prop_assert_eq!(outcome.stats.declared_gaps, 1);
     }
 }

@@ -213,6 +213,29 @@ impl Fanout {
         );
     }
 
+    /// Flaw `crosstalk`: hand a message to the sockets of one OTHER
+    /// conversation this process serves, labelled with its own.
+    pub fn crosstalk(&self, message: recovery_protocol::MessageFrame) {
+        let registry = lock(&self.shared.registry);
+        let other = registry
+            .conversations
+            .iter()
+            .find(|(conversation_id, _)| **conversation_id != message.conversation_id);
+        let Some((_, other)) = other else {
+            return;
+        };
+        let live = Arc::new(LiveMessage {
+            id: message.id,
+            json: axum::extract::ws::Utf8Bytes::from(
+                recovery_protocol::ServerFrame::Message(message).to_json(),
+            ),
+        });
+        for slot in other.slots.values() {
+            // A full or closed queue just misses the leak; this is a flaw.
+            let _ = slot.queue.try_send(live.clone());
+        }
+    }
+
     /// Number of conversations currently tailed (for tests and metrics).
     pub fn tailed_conversations(&self) -> usize {
         lock(&self.shared.registry).conversations.len()

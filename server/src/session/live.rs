@@ -214,17 +214,16 @@ impl Session {
                     self.app.metrics.messages_deduplicated.inc();
                 } else {
                     self.app.metrics.messages_appended.inc();
-                    if self.app.flaws.has(crate::flaws::Flaw::LocalFanout) {
-                        self.app
-                            .fanout
-                            .publish_local(recovery_protocol::MessageFrame {
-                                id: appended.id,
-                                conversation_id: self.conversation_id,
-                                sender_id: self.user_id,
-                                client_msg_id,
-                                body: body.to_string(),
-                                sent_at_ms: appended.sent_at_ms,
-                            });
+                    if !self.app.flaws.is_empty() {
+                        let message = recovery_protocol::MessageFrame {
+                            id: appended.id,
+                            conversation_id: self.conversation_id,
+                            sender_id: self.user_id,
+                            client_msg_id,
+                            body: body.to_string(),
+                            sent_at_ms: appended.sent_at_ms,
+                        };
+                        crate::flaws::on_appended(&self.app, message);
                     }
                 }
                 // Acked only now that Redis confirmed the append.

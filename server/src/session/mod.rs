@@ -212,6 +212,7 @@ async fn recover(
         &epoch,
     )
     .await?;
+    let plan = crate::flaws::disguise_loss(&app, conversation_id, plan).await?;
     let mut session = Session {
         app: app.clone(),
         user_id: params.user_id,

@@ -39,14 +39,23 @@ pub enum Mutation {
     /// replays what the device had: `redelivered`.
     StoredCursorRedelivery,
     /// Remove the start of a reconnect's replay and declare it with a
-    /// `gap`: nothing.
+    /// `trimmed` gap, the messages really gone (from the log and from
+    /// every event that mentions them): nothing.
     DeclaredGap,
     /// The same removal without the `gap`: `lost` and `skip`.
     UndeclaredGap,
+    /// The same removal declared with a gap (`trimmed` or, for odd picks,
+    /// `epoch_changed` with the epoch unchanged) while the log still holds
+    /// the messages: `false_gap`, one per missed message.
+    FalseGap,
+    /// Deliver a message of one conversation on a socket of another (odd
+    /// picks: with the id of a message of the receiving conversation, so
+    /// only the client_msg_id tells): `leak`.
+    Leak,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 11] = [
+    pub const ALL: [Mutation; 13] = [
         Mutation::DropRecv,
         Mutation::DuplicateRecv,
         Mutation::SwapRecvs,
@@ -58,6 +67,8 @@ impl Mutation {
         Mutation::StoredCursorRedelivery,
         Mutation::DeclaredGap,
         Mutation::UndeclaredGap,
+        Mutation::FalseGap,
+        Mutation::Leak,
     ];
 }
 
@@ -248,9 +259,10 @@ pub fn mutate(
             )])
         }
         Mutation::RemoveAckedFromLog => remove_acked(generated, pick),
+        Mutation::Leak => leak(generated, &view, pick),
         Mutation::DuplicateAppend => duplicate_append(generated, pick),
         Mutation::StoredCursorRedelivery => stored_redelivery(generated, &view, pick),
-        Mutation::DeclaredGap | Mutation::UndeclaredGap => {
+        Mutation::DeclaredGap | Mutation::UndeclaredGap | Mutation::FalseGap => {
             let sites: Vec<(SocketKey, usize, &[usize])> = view
                 .iter()
                 .filter(|(key, socket)| key.2 > 0 && socket.recvs.len() >= 2)
@@ -273,20 +285,39 @@ pub fn mutate(
             let EventKind::Hello { resume_from, .. } = events[hello].kind else {
                 return None;
             };
+            let reason = if mutation == Mutation::FalseGap && pick % 2 == 1 {
+                GapReason::EpochChanged
+            } else {
+                GapReason::Trimmed
+            };
             let gap_event = Event {
                 kind: EventKind::Gap {
                     resume_from,
                     first_available: first_kept,
-                    reason: GapReason::Trimmed,
+                    reason,
                 },
                 ..events[hello].clone()
             };
             events.drain(hello + 1..hello + 1 + removed);
-            if mutation == Mutation::DeclaredGap {
-                events.insert(hello + 1, gap_event);
-                return Some(Vec::new());
-            }
             let count = lost.len() as u64;
+            match mutation {
+                Mutation::DeclaredGap => {
+                    events.insert(hello + 1, gap_event);
+                    trim(generated, key.1, &lost);
+                    return Some(Vec::new());
+                }
+                Mutation::FalseGap => {
+                    events.insert(hello + 1, gap_event);
+                    return Some(vec![expect(
+                        AnomalyKind::FalseGap,
+                        count,
+                        key,
+                        Some(key.2),
+                        vec![lost[0], resume_from, first_kept],
+                    )]);
+                }
+                _ => {}
+            }
             Some(vec![
                 expect(AnomalyKind::Lost, count, key, None, vec![lost[0]]),
                 expect(
@@ -299,6 +330,72 @@ pub fn mutate(
             ])
         }
     }
+}
+
+/// Retention at work: `ids` leave the log, and so does every event that
+/// mentions them (their sends, acks and receipts), as if they had been
+/// trimmed before anyone could see them.
+fn trim(generated: &mut Generated, conversation: ConversationIx, ids: &[StreamId]) {
+    let entries = &mut generated.log.conversations[conversation as usize];
+    let gone: Vec<Uuid> = entries
+        .iter()
+        .filter(|entry| ids.contains(&entry.id))
+        .map(|entry| entry.client_msg_id)
+        .collect();
+    entries.retain(|entry| !ids.contains(&entry.id));
+    generated.history.events.retain(|event| {
+        event.conversation != conversation
+            || match &event.kind {
+                EventKind::Recv { id, .. } => !ids.contains(id),
+                EventKind::Send { client_msg_id, .. } | EventKind::Ack { client_msg_id, .. } => {
+                    !gone.contains(client_msg_id)
+                }
+                _ => true,
+            }
+    });
+}
+
+fn leak(
+    generated: &mut Generated,
+    view: &BTreeMap<SocketKey, SocketView>,
+    pick: usize,
+) -> Option<Vec<ExpectedAnomaly>> {
+    let recvs: Vec<(usize, ConversationIx)> = view
+        .iter()
+        .flat_map(|(key, socket)| socket.recvs.iter().map(|recv| (*recv, key.1)))
+        .collect();
+    let sites: Vec<(usize, SocketKey, usize)> = recvs
+        .iter()
+        .flat_map(|&(recv, conversation)| {
+            view.iter()
+                .filter(move |(key, _)| key.1 != conversation)
+                .filter_map(move |(key, socket)| Some((recv, *key, socket.hello?)))
+        })
+        .collect();
+    let (recv, key, hello) = choose(sites, pick)?;
+    let events = &mut generated.history.events;
+    let mut leaked = Event {
+        at_us: events[hello].at_us,
+        device: key.0,
+        conversation: key.1,
+        socket: key.2,
+        ..events[recv].clone()
+    };
+    let own_entries = &generated.log.conversations[key.1 as usize];
+    if pick % 2 == 1 && !own_entries.is_empty() {
+        if let EventKind::Recv { id, .. } = &mut leaked.kind {
+            *id = own_entries[pick % own_entries.len()].id;
+        }
+    }
+    let id = recv_id(&leaked);
+    events.insert(hello + 1, leaked);
+    Some(vec![expect(
+        AnomalyKind::Leak,
+        1,
+        key,
+        Some(key.2),
+        vec![id],
+    )])
 }
 
 fn log_sites(log: &MessageLog) -> Vec<(usize, usize)> {
