@@ -115,6 +115,10 @@ pub(crate) struct LogFacts {
     pub cmid_sent: Vec<bool>,
     /// When the message was acked (else first sent); `u64::MAX` if unknown.
     pub appended_at_us: Vec<u64>,
+    /// When the message was first acked; `u64::MAX` if never.
+    pub acked_at_us: Vec<u64>,
+    /// Earliest ack time of this position or any later one.
+    pub acked_from: Vec<u64>,
 }
 
 /// Checks the log against sends and acks; returns facts for the delivery pass.
@@ -132,6 +136,7 @@ pub(crate) fn check_appends(
         let mut first_position: FnvHashMap<Uuid, usize> = FnvHashMap::default();
         let mut cmid_sent = Vec::with_capacity(conv.len());
         let mut appended_at_us = Vec::with_capacity(conv.len());
+        let mut acked_at_us = Vec::with_capacity(conv.len());
         for (position, entry) in conv.entries.iter().enumerate() {
             let key = (conversation, entry.client_msg_id);
             if let Some(&first) = first_position.get(&entry.client_msg_id) {
@@ -144,6 +149,13 @@ pub(crate) fn check_appends(
             }
             let info = messages.by_key.get(&key).copied().unwrap_or_default();
             cmid_sent.push(info.send.is_some());
+            // Only an ack of this very id proves this entry existed then
+            // (a retry may have been acked at another id).
+            acked_at_us.push(
+                info.ack
+                    .filter(|ack| ack.id == entry.id)
+                    .map_or(u64::MAX, |ack| ack.at_us),
+            );
             appended_at_us.push(
                 info.ack
                     .map(|ack| ack.at_us)
@@ -157,6 +169,8 @@ pub(crate) fn check_appends(
         facts.push(LogFacts {
             cmid_sent,
             appended_at_us,
+            acked_from: super::claims::earliest_ack_from(&acked_at_us),
+            acked_at_us,
         });
     }
     check_acks(meta, log, messages, findings);

@@ -12,9 +12,9 @@ use recovery_protocol::{CursorSource, GapReason, StreamId};
 
 use super::appends::{Receipt, ReceiptJudge, Received};
 use super::findings::{device_label, Findings, Site};
-use super::gaps;
 use super::index::{ConvLog, Slot, SlotIndex};
 use super::outcome::{AnomalyKind, MAX_EXAMPLES};
+use super::{claims, gaps};
 use crate::history::{Event, EventKind, History, ResumeMode};
 
 pub(crate) struct DeliveryInput<'a> {
@@ -71,6 +71,8 @@ struct SocketScan<'h> {
     prev: Option<StreamId>,
     caught_up: Option<StreamId>,
     recv_before_hello: bool,
+    /// When the device asked for this socket (its `Connect` event).
+    connect_at_us: Option<u64>,
 }
 
 impl SocketScan<'_> {
@@ -85,6 +87,7 @@ impl SocketScan<'_> {
             prev: None,
             caught_up: None,
             recv_before_hello: false,
+            connect_at_us: None,
         }
     }
 }
@@ -173,7 +176,10 @@ impl Scanner<'_, '_> {
             }
             let current = socket.get_or_insert_with(|| SocketScan::new(event.socket));
             match &event.kind {
-                EventKind::Connect { epoch, .. } => current.connect_epoch = epoch.as_deref(),
+                EventKind::Connect { epoch, .. } => {
+                    current.connect_epoch = epoch.as_deref();
+                    current.connect_at_us = Some(event.at_us);
+                }
                 EventKind::Hello {
                     resume_from,
                     cursor,
@@ -216,7 +222,12 @@ impl Scanner<'_, '_> {
                     };
                     self.on_recv(slot, current, event, &received, &mut summary);
                 }
-                EventKind::CaughtUp { last_id, .. } => current.caught_up = Some(*last_id),
+                EventKind::CaughtUp { last_id, .. } => {
+                    if current.caught_up.is_none() {
+                        self.on_caught_up(slot, conv, current, event.at_us, *last_id);
+                    }
+                    current.caught_up = Some(*last_id);
+                }
                 _ => {}
             }
         }
@@ -377,6 +388,45 @@ impl Scanner<'_, '_> {
                 current.next_owed = Some(position + 1);
             }
         }
+    }
+
+    fn on_caught_up(
+        &mut self,
+        slot: &Slot,
+        conv: &ConvLog,
+        current: &SocketScan,
+        at_us: u64,
+        last_id: StreamId,
+    ) {
+        let Some(connect_at_us) = current.connect_at_us else {
+            return;
+        };
+        let facts = &self.input.judge.facts[slot.conversation as usize];
+        let acks = claims::AckTimes {
+            acked_at_us: &facts.acked_at_us,
+            acked_from: &facts.acked_from,
+        };
+        let Some(false_claim) = claims::judge(conv, &acks, connect_at_us, last_id) else {
+            return;
+        };
+        let site = Site {
+            device: Some(slot.device),
+            conversation: slot.conversation,
+            socket: Some(current.number),
+            at_us: Some(at_us),
+            client_msg_id: None,
+        };
+        let meta = &self.input.history.meta;
+        let socket = current.number;
+        self.findings.record(AnomalyKind::FalseCaughtUp, site, || {
+            let detail = format!(
+                "{}: socket {socket} in conversation {} {}",
+                device_label(meta, slot.device),
+                slot.conversation,
+                false_claim.what
+            );
+            (false_claim.ids, detail)
+        });
     }
 
     /// A message the device already had, delivered again on a later socket.

@@ -30,6 +30,17 @@
 //!   differs from its log entry, or a log entry whose sender or body
 //!   differs from the `Send` of its client_msg_id.
 //! - `lost_ack` / `duplicate_append`: see `appends`.
+//! - `false_gap`: a `gap` is believed only if the log bears it out; a
+//!   message the device never received under a gap that the log disproves
+//!   is `false_gap`, not excused and not `lost` (see `gaps`).
+//! - `leak`: a receipt that belongs to another conversation than its
+//!   socket's (see `leak`); no delivery checks, like a phantom.
+//! - `false_caught_up`: a socket's first `caught_up` must match what it
+//!   wrote before it and cover what was acked before it connected (see
+//!   `claims`).
+//!
+//! Every claim a server makes and the rule that holds it to the truth is
+//! listed in docs/checker.md.
 //!
 //! Runs that destroy Redis data (`allow_lost_ack`: a wipe, a restart
 //! without persistence) lose acked messages by design, and the log read
@@ -49,6 +60,7 @@
 //!   `redelivered`, not `duplicate`.
 
 mod appends;
+mod claims;
 mod delivery;
 mod findings;
 mod gaps;
@@ -156,6 +168,7 @@ pub fn is_violation(kind: AnomalyKind, expect: &Expectations) -> bool {
         AnomalyKind::Phantom
         | AnomalyKind::DuplicateAppend
         | AnomalyKind::Corrupt
-        | AnomalyKind::Leak => true,
+        | AnomalyKind::Leak
+        | AnomalyKind::FalseCaughtUp => true,
     }
 }

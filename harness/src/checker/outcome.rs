@@ -88,6 +88,10 @@ anomaly_kinds! {
     /// A message of one conversation delivered on a socket of another:
     /// one conversation's messages reached another's members.
     Leak => "leak",
+    /// A `caught_up` whose `replayed` or `last_id` contradicts what its
+    /// socket wrote before it, or whose head lies below a message acked
+    /// before the socket connected (the backlog was not done).
+    FalseCaughtUp => "false_caught_up",
 }
 
 /// An anomaly name that is not one of `AnomalyKind::ALL`.

@@ -52,10 +52,14 @@ pub enum Mutation {
     /// picks: with the id of a message of the receiving conversation, so
     /// only the client_msg_id tells): `leak`.
     Leak,
+    /// Send a reconnect's `caught_up` before the last message of its
+    /// backlog (acked before the socket connected), claiming the head
+    /// below it: `false_caught_up`.
+    EarlyCaughtUp,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 13] = [
+    pub const ALL: [Mutation; 14] = [
         Mutation::DropRecv,
         Mutation::DuplicateRecv,
         Mutation::SwapRecvs,
@@ -69,6 +73,7 @@ impl Mutation {
         Mutation::UndeclaredGap,
         Mutation::FalseGap,
         Mutation::Leak,
+        Mutation::EarlyCaughtUp,
     ];
 }
 
@@ -260,6 +265,7 @@ pub fn mutate(
         }
         Mutation::RemoveAckedFromLog => remove_acked(generated, pick),
         Mutation::Leak => leak(generated, &view, pick),
+        Mutation::EarlyCaughtUp => early_caught_up(generated, &view, pick),
         Mutation::DuplicateAppend => duplicate_append(generated, pick),
         Mutation::StoredCursorRedelivery => stored_redelivery(generated, &view, pick),
         Mutation::DeclaredGap | Mutation::UndeclaredGap | Mutation::FalseGap => {
@@ -395,6 +401,63 @@ fn leak(
         key,
         Some(key.2),
         vec![id],
+    )])
+}
+
+fn early_caught_up(
+    generated: &mut Generated,
+    view: &BTreeMap<SocketKey, SocketView>,
+    pick: usize,
+) -> Option<Vec<ExpectedAnomaly>> {
+    let events = &mut generated.history.events;
+    // Sockets whose hello is followed by the backlog and then caught_up.
+    let sites: Vec<(SocketKey, usize, usize)> = view
+        .iter()
+        .filter(|(key, socket)| key.2 > 0 && !socket.recvs.is_empty())
+        .filter_map(|(key, socket)| {
+            let hello = socket.hello?;
+            let replayed = socket
+                .recvs
+                .iter()
+                .enumerate()
+                .take_while(|(n, ix)| **ix == hello + 1 + n)
+                .count();
+            let caught_up = hello + 1 + replayed;
+            let is_caught_up = matches!(events[caught_up].kind, EventKind::CaughtUp { .. });
+            (replayed > 0 && is_caught_up).then_some((*key, hello, replayed))
+        })
+        .collect();
+    let (key, hello, replayed) = choose(sites, pick)?;
+    let last = hello + replayed;
+    let missed = recv_id(&events[last]);
+    let claimed = if replayed >= 2 {
+        recv_id(&events[last - 1])
+    } else {
+        match events[hello].kind {
+            EventKind::Hello { resume_from, .. } => resume_from,
+            _ => return None,
+        }
+    };
+    let mut caught_up = events.remove(last + 1);
+    caught_up.at_us = events[last].at_us;
+    if let EventKind::CaughtUp {
+        last_id,
+        replayed: count,
+    } = &mut caught_up.kind
+    {
+        *last_id = claimed;
+        *count = replayed as u64 - 1;
+    }
+    if let EventKind::Recv { replay, .. } = &mut events[last].kind {
+        *replay = false;
+    }
+    events.insert(last, caught_up);
+    Some(vec![expect(
+        AnomalyKind::FalseCaughtUp,
+        1,
+        key,
+        Some(key.2),
+        vec![claimed, missed],
     )])
 }
 
