@@ -1,6 +1,7 @@
 //! Deliberate recovery bugs, switchable with `--inject-flaw NAME`: a
 //! TESTING AID that re-creates, one by one, the bugs the seed project
-//! shipped (docs/flaws.md), so the harness can prove it catches each.
+//! shipped, and two lies a server can tell about its log (`false-gap`,
+//! `crosstalk`; docs/flaws.md), so the harness can prove it catches each.
 //! Never enable one in production; the server logs a loud warning.
 
 use std::sync::atomic::{AtomicU64, Ordering};
