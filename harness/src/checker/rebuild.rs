@@ -3,7 +3,7 @@
 //! and nobody received is invisible, so `lost` can only be judged for
 //! messages at least one party saw.
 
-use fnv::FnvHashMap;
+use fnv::{FnvHashMap, FnvHashSet};
 use recovery_protocol::StreamId;
 use uuid::Uuid;
 
@@ -30,25 +30,39 @@ struct Candidate {
 /// `Send` of that client_msg_id, else from a receipt.
 ///
 /// Receipts of messages nobody sent are kept (the server evidently has
-/// them); the checker reports them as `phantom`.
+/// them); the checker reports them as `phantom`. Receipts of a message
+/// sent only in another conversation are not evidence of this one's log
+/// (the checker reports them as `leak`).
 pub fn rebuild_log(history: &History) -> MessageLog {
     let conversation_count = history.meta.conversations.len();
     let mut sent: FnvHashMap<(ConversationIx, Uuid), (Uuid, u64)> = FnvHashMap::default();
+    let mut sent_anywhere: FnvHashSet<Uuid> = FnvHashSet::default();
+    let mut sent_in: FnvHashSet<(ConversationIx, Uuid)> = FnvHashSet::default();
+    for event in &history.events {
+        if let EventKind::Send {
+            client_msg_id,
+            body_hash,
+            ..
+        } = &event.kind
+        {
+            sent_anywhere.insert(*client_msg_id);
+            sent_in.insert((event.conversation, *client_msg_id));
+            if let Some(device) = history.meta.devices.get(event.device as usize) {
+                sent.entry((event.conversation, *client_msg_id))
+                    .or_insert((device.user_id, *body_hash));
+            }
+        }
+    }
     let mut witnessed: FnvHashMap<(ConversationIx, StreamId), Candidate> = FnvHashMap::default();
     for (event_ix, event) in history.events.iter().enumerate() {
         if event.conversation as usize >= conversation_count {
             continue;
         }
         let (id, client_msg_id, witness) = match &event.kind {
-            EventKind::Send {
-                client_msg_id,
-                body_hash,
-                ..
-            } => {
-                if let Some(device) = history.meta.devices.get(event.device as usize) {
-                    sent.entry((event.conversation, *client_msg_id))
-                        .or_insert((device.user_id, *body_hash));
-                }
+            EventKind::Recv { client_msg_id, .. }
+                if sent_anywhere.contains(client_msg_id)
+                    && !sent_in.contains(&(event.conversation, *client_msg_id)) =>
+            {
                 continue;
             }
             EventKind::Ack {

@@ -516,3 +516,32 @@ proptest! {
         prop_assert_eq!(outcome.stats.declared_gaps, 1);
     }
 }
+
+#[test]
+fn rebuilt_log_keeps_a_leak_out_of_the_receiving_conversation() {
+    // Otherwise the leaked receipt would enter B's rebuilt log and every
+    // other member of B would be charged with losing it.
+    // The leaked id is moved beyond every log, so no entry of B's own
+    // (witnessed by an ack) hides it.
+    let (mut generated, mut expected) = mutated(Mutation::Leak, 0);
+    let beyond = StreamId::new(9_999_999_999_999, 0);
+    let leaked = &expected[0];
+    let receipt = generated
+        .history
+        .events
+        .iter_mut()
+        .find(|event| {
+            Some(event.device) == leaked.device
+                && event.conversation == leaked.conversation
+                && Some(event.socket) == leaked.socket
+                && matches!(event.kind, EventKind::Recv { id, .. } if id == leaked.ids[0])
+        })
+        .expect("the leaked receipt");
+    if let EventKind::Recv { id, .. } = &mut receipt.kind {
+        *id = beyond;
+    }
+    expected[0].ids = vec![beyond];
+    generated.log = rebuild_log(&generated.history);
+    let outcome = run(&generated, &strict(), true);
+    assert_flagged(&outcome, &expected).unwrap();
+}
