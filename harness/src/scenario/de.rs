@@ -1,83 +1,52 @@
 //! A serde `Deserializer` over toml's spanned document tree (`DeTable`).
 //!
 //! The file schema is plain serde derives (`file.rs`); this deserializer
-//! is what makes their errors precise: every error carries the span of
-//! the key or value it is about, and its kind is structured (an unknown
-//! key with the keys serde expected, a missing key, an unknown enum value,
-//! a value of the wrong TOML type), so `parse.rs` words it without ever
-//! looking at message text. Key paths are found from the span afterwards
-//! ([`path_of`]).
+//! makes their errors precise. It knows the key path and span of every
+//! value, and words each error from what serde reports structurally (an
+//! unknown key with the keys expected, a missing key, an unknown enum
+//! value) or from the type it was asked for, never from message text.
 
 use std::fmt;
 use std::ops::Range;
 
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 use serde::forward_to_deserialize_any;
-use toml::de::{DeArray, DeTable, DeValue};
+use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use recovery_units::{
-    parse_byte_rate, parse_duration, parse_percentile, parse_rate, parse_size, UnitError,
-};
+use super::validate::fault_keys_hint;
+use recovery_units::{parse_byte_rate, parse_duration, parse_percentile, parse_rate, parse_size};
 
 pub(crate) type Span = Range<usize>;
 
-/// Names of the newtypes in `file.rs` that hold a value with a unit; the
-/// unit (or `p`, a percentile's prefix) is shown when a bare number is
-/// written instead of a string.
-pub(crate) const UNIT_PREFIX: &str = "$unit:";
-
-#[derive(Debug)]
-pub(crate) enum Problem {
-    UnknownKey {
-        key: String,
-        expected: &'static [&'static str],
-        /// The `kind` written in the same table, if any (faults).
-        table_kind: Option<String>,
-    },
-    MissingKey(&'static str),
-    UnknownValue {
-        value: String,
-        expected: &'static [&'static str],
-    },
-    WrongType {
-        expected: &'static str,
-        found: String,
-        /// A bare number where a value with this unit belongs.
-        unit_of_bare_number: Option<(&'static str, String)>,
-        /// A single table where an array (of tables) belongs.
-        table_for_array: bool,
-    },
-    /// A value with a unit that does not parse.
-    Unit(UnitError),
-    Invalid(String),
-}
-
-/// A deserialization error and where (`None` until the innermost value
-/// that knows its span passes it on).
+/// A deserialization error; the innermost value that knows its span and
+/// path fills them in.
 #[derive(Debug)]
 pub(crate) struct DeError {
-    pub problem: Problem,
     pub span: Option<Span>,
+    pub path: Option<String>,
+    pub problem: String,
+    pub hint: Option<String>,
+    missing_key: Option<&'static str>,
 }
 
 impl DeError {
-    fn at(problem: Problem, span: Span) -> Self {
+    fn new(problem: impl Into<String>, hint: Option<String>) -> Self {
+        let (span, path, missing_key) = (None, None, None);
+        let problem = problem.into();
         DeError {
+            span,
+            path,
             problem,
-            span: Some(span),
+            hint,
+            missing_key,
         }
-    }
-
-    fn or_at(mut self, span: &Span) -> Self {
-        self.span.get_or_insert_with(|| span.clone());
-        self
     }
 }
 
 impl fmt::Display for DeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.problem)
+        f.write_str(&self.problem)
     }
 }
 
@@ -85,80 +54,79 @@ impl std::error::Error for DeError {}
 
 impl de::Error for DeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        Self::from(Problem::Invalid(msg.to_string()))
+        DeError::new(msg.to_string(), None)
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
-        Self::from(Problem::UnknownKey {
-            key: field.to_string(),
-            expected,
-            table_kind: None,
-        })
+        let hint = format!("expected one of: {}", expected.join(", "));
+        DeError::new(format!("unknown key {field:?}"), Some(hint))
     }
 
     fn missing_field(field: &'static str) -> Self {
-        Self::from(Problem::MissingKey(field))
+        let err = DeError::new("required key is missing", None);
+        DeError {
+            missing_key: Some(field),
+            ..err
+        }
     }
 
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
-        Self::from(Problem::UnknownValue {
-            value: variant.to_string(),
-            expected,
-        })
+        let hint = format!("expected one of: {}", expected.join(", "));
+        DeError::new(format!("unknown value {variant:?}"), Some(hint))
     }
 }
 
-impl From<Problem> for DeError {
-    fn from(problem: Problem) -> Self {
-        DeError {
-            problem,
-            span: None,
-        }
-    }
-}
-
-/// Deserializes one value of the document; `Table` for the root.
+/// Deserializes one value of the document, written at `span` under `path`.
+#[derive(Clone)]
 pub(crate) struct ValueDe<'a, 'i> {
     pub value: &'a DeValue<'i>,
     pub span: Span,
+    pub path: String,
 }
 
-impl<'a, 'i> ValueDe<'a, 'i> {
-    pub fn new(value: &'a Spanned<DeValue<'i>>) -> Self {
-        ValueDe {
-            value: value.get_ref(),
-            span: value.span(),
-        }
+impl ValueDe<'_, '_> {
+    /// Runs `visit` and gives errors without a place this value's place.
+    fn located<T>(&self, visit: impl FnOnce() -> Result<T, DeError>) -> Result<T, DeError> {
+        visit().map_err(|mut err| {
+            if err.span.is_none() {
+                err.span = Some(self.span.clone());
+                err.path = Some(match err.missing_key {
+                    Some(key) => join(&self.path, key),
+                    None => self.path.clone(),
+                });
+            }
+            err
+        })
     }
 
-    fn wrong_type(&self, expected: &'static str) -> DeError {
-        DeError::at(
-            Problem::WrongType {
-                expected,
-                found: describe(self.value),
-                unit_of_bare_number: None,
-                table_for_array: false,
-            },
-            self.span.clone(),
+    fn fail<T>(&self, problem: impl Into<String>, hint: Option<String>) -> Result<T, DeError> {
+        self.located(|| Err(DeError::new(problem, hint)))
+    }
+
+    fn wrong_type<T>(&self, expected: &str, hint: Option<String>) -> Result<T, DeError> {
+        self.fail(
+            format!("expected {expected}, found {}", describe(self.value)),
+            hint,
         )
-    }
-
-    fn invalid(&self, problem: impl Into<String>) -> DeError {
-        DeError::at(Problem::Invalid(problem.into()), self.span.clone())
     }
 
     fn unsigned(&self) -> Result<u64, DeError> {
         let DeValue::Integer(integer) = self.value else {
-            return Err(self.wrong_type("an integer"));
+            return self.wrong_type("an integer", None);
         };
-        let text = integer.as_str();
-        u64::from_str_radix(text, integer.radix()).map_err(|_| {
-            if text.starts_with('-') {
-                self.invalid("must not be negative")
-            } else {
-                self.invalid(format!("is too large (at most {})", u64::MAX))
-            }
-        })
+        match u64::from_str_radix(integer.as_str(), integer.radix()) {
+            Ok(value) => Ok(value),
+            Err(_) if integer.as_str().starts_with('-') => self.fail("must not be negative", None),
+            Err(_) => self.fail(format!("is too large (at most {})", u64::MAX), None),
+        }
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
     }
 }
 
@@ -169,45 +137,38 @@ impl<'de> IntoDeserializer<'de, DeError> for ValueDe<'_, '_> {
     }
 }
 
-/// Runs `visit` and gives errors without a position this value's span.
-fn located<T>(span: &Span, visit: impl FnOnce() -> Result<T, DeError>) -> Result<T, DeError> {
-    visit().map_err(|err| err.or_at(span))
-}
-
 impl<'de> de::Deserializer<'de> for ValueDe<'_, '_> {
     type Error = DeError;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         match self.value {
-            DeValue::String(text) => located(&self.span, || visitor.visit_str(text)),
-            DeValue::Integer(_) => {
-                let value = self.unsigned()?;
-                located(&self.span, || visitor.visit_u64(value))
-            }
+            DeValue::String(_) => self.deserialize_str(visitor),
+            DeValue::Integer(_) => self.deserialize_u64(visitor),
             DeValue::Float(_) => self.deserialize_f64(visitor),
-            DeValue::Boolean(flag) => located(&self.span, || visitor.visit_bool(*flag)),
+            DeValue::Boolean(_) => self.deserialize_bool(visitor),
             DeValue::Array(_) => self.deserialize_seq(visitor),
             DeValue::Table(_) => self.deserialize_map(visitor),
-            DeValue::Datetime(_) => Err(self.wrong_type("no datetime")),
+            DeValue::Datetime(_) => self.wrong_type("no datetime", None),
         }
     }
 
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         match self.value {
-            DeValue::Boolean(flag) => located(&self.span, || visitor.visit_bool(*flag)),
-            _ => Err(self.wrong_type("true or false")),
+            DeValue::Boolean(flag) => self.located(|| visitor.visit_bool(*flag)),
+            _ => self.wrong_type("true or false", None),
         }
     }
 
     fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         let value = self.unsigned()?;
-        located(&self.span, || visitor.visit_u64(value))
+        self.located(|| visitor.visit_u64(value))
     }
 
     fn deserialize_u32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        let value = u32::try_from(self.unsigned()?)
-            .map_err(|_| self.invalid(format!("is too large (at most {})", u32::MAX)))?;
-        located(&self.span, || visitor.visit_u32(value))
+        match u32::try_from(self.unsigned()?) {
+            Ok(value) => self.located(|| visitor.visit_u32(value)),
+            Err(_) => self.fail(format!("is too large (at most {})", u32::MAX), None),
+        }
     }
 
     fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
@@ -219,16 +180,16 @@ impl<'de> de::Deserializer<'de> for ValueDe<'_, '_> {
             _ => None,
         };
         match number {
-            None => Err(self.wrong_type("a number")),
-            Some(number) if !number.is_finite() => Err(self.invalid("must be a finite number")),
-            Some(number) => located(&self.span, || visitor.visit_f64(number)),
+            None => self.wrong_type("a number", None),
+            Some(number) if !number.is_finite() => self.fail("must be a finite number", None),
+            Some(number) => self.located(|| visitor.visit_f64(number)),
         }
     }
 
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         match self.value {
-            DeValue::String(text) => located(&self.span, || visitor.visit_str(text)),
-            _ => Err(self.wrong_type("a string")),
+            DeValue::String(text) => self.located(|| visitor.visit_str(text)),
+            _ => self.wrong_type("a string", None),
         }
     }
 
@@ -240,76 +201,76 @@ impl<'de> de::Deserializer<'de> for ValueDe<'_, '_> {
         visitor.visit_some(self)
     }
 
+    /// `file.rs` names its values with units `$unit:<unit>`: their text is
+    /// checked here, where the error can carry the unit grammar's hint,
+    /// and a bare number gets the quoted form with the unit as a hint.
     fn deserialize_newtype_struct<V: Visitor<'de>>(
         self,
         name: &'static str,
         visitor: V,
     ) -> Result<V::Value, DeError> {
-        let number = match self.value {
-            DeValue::Integer(integer) => Some(integer.to_string()),
-            DeValue::Float(float) => Some(float.to_string()),
+        let Some(unit) = name.strip_prefix("$unit:") else {
+            return visitor.visit_newtype_struct(self);
+        };
+        let key = self.path.rsplit('.').next().unwrap_or_default();
+        let hint = |number: String| match unit {
+            "p" => format!("write it as a string, e.g. \"p{number}\""),
+            _ => format!("units are mandatory: write {key} = \"{number}{unit}\""),
+        };
+        let checked = match self.value {
+            DeValue::Integer(number) => {
+                return self.wrong_type("a string", Some(hint(number.to_string())))
+            }
+            DeValue::Float(number) => {
+                return self.wrong_type("a string", Some(hint(number.to_string())))
+            }
+            DeValue::String(text) => match unit {
+                "s" => parse_duration(text).err(),
+                "/s" => parse_rate(text).err(),
+                "B" => parse_size(text).err(),
+                "B/s" => parse_byte_rate(text).err(),
+                _ => parse_percentile(text).err(),
+            },
             _ => None,
         };
-        match (name.strip_prefix(UNIT_PREFIX), number) {
-            (Some(unit), Some(number)) => {
-                let mut err = self.wrong_type("a string");
-                if let Problem::WrongType {
-                    unit_of_bare_number,
-                    ..
-                } = &mut err.problem
-                {
-                    *unit_of_bare_number = Some((unit, number));
-                }
-                Err(err)
-            }
-            (Some(unit), None) => {
-                if let DeValue::String(text) = self.value {
-                    check_unit(unit, text)
-                        .map_err(|err| DeError::at(Problem::Unit(err), self.span.clone()))?;
-                }
-                visitor.visit_newtype_struct(self)
-            }
-            (None, _) => visitor.visit_newtype_struct(self),
+        match checked {
+            Some(err) => self.fail(err.to_string(), err.hint()),
+            None => visitor.visit_newtype_struct(self),
         }
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         match self.value {
             DeValue::Array(items) => {
-                located(&self.span, || visitor.visit_seq(SeqDe { items, next: 0 }))
+                let items = items.iter().enumerate().map(|(index, item)| ValueDe {
+                    value: item.get_ref(),
+                    span: item.span(),
+                    path: format!("{}[{index}]", self.path),
+                });
+                self.located(|| visitor.visit_seq(SeqDe(items)))
             }
-            _ => {
-                let mut err = self.wrong_type("an array");
-                if let (
-                    Problem::WrongType {
-                        table_for_array, ..
-                    },
-                    DeValue::Table(_),
-                ) = (&mut err.problem, self.value)
-                {
-                    *table_for_array = true;
-                }
-                Err(err)
+            DeValue::Table(_) => {
+                let hint = format!("write each entry as a [[{}]] table", self.path);
+                self.wrong_type("an array", Some(hint))
             }
+            _ => self.wrong_type("an array", None),
         }
     }
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         let DeValue::Table(table) = self.value else {
-            return Err(self.wrong_type("a table"));
+            return self.wrong_type("a table", None);
         };
         let mut entries: Vec<_> = table.iter().collect();
         entries.sort_by_key(|(key, _)| key.span().start);
-        let table_kind = table
-            .get("kind")
-            .and_then(|kind| kind.get_ref().as_str())
-            .map(str::to_string);
+        let kind = table.get("kind").and_then(|kind| kind.get_ref().as_str());
         let map = MapDe {
             entries,
             next: 0,
-            table_kind,
+            path: &self.path,
+            kind_hint: kind.and_then(fault_keys_hint),
         };
-        located(&self.span, || visitor.visit_map(map))
+        self.located(|| visitor.visit_map(map))
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -333,10 +294,9 @@ impl<'de> de::Deserializer<'de> for ValueDe<'_, '_> {
     ) -> Result<V::Value, DeError> {
         match self.value {
             DeValue::String(text) => {
-                let text: &str = text;
-                located(&self.span, || visitor.visit_enum(text.into_deserializer()))
+                self.located(|| visitor.visit_enum(text.as_ref().into_deserializer()))
             }
-            _ => Err(self.wrong_type("a string")),
+            _ => self.wrong_type("a string", None),
         }
     }
 
@@ -350,24 +310,21 @@ impl<'de> de::Deserializer<'de> for ValueDe<'_, '_> {
     }
 }
 
-struct SeqDe<'a, 'i> {
-    items: &'a DeArray<'i>,
-    next: usize,
-}
+/// An array's elements. Errors raised while reading one, even by a
+/// checked type in `file.rs` after its deserializer returned, get its place.
+struct SeqDe<I>(I);
 
-impl<'de> de::SeqAccess<'de> for SeqDe<'_, '_> {
+impl<'a, 'i: 'a, 'de, I: Iterator<Item = ValueDe<'a, 'i>>> de::SeqAccess<'de> for SeqDe<I> {
     type Error = DeError;
 
     fn next_element_seed<T: DeserializeSeed<'de>>(
         &mut self,
         seed: T,
     ) -> Result<Option<T::Value>, DeError> {
-        let Some(item) = self.items.get(self.next) else {
+        let Some(item) = self.0.next() else {
             return Ok(None);
         };
-        self.next += 1;
-        let span = item.span();
-        located(&span, || seed.deserialize(ValueDe::new(item))).map(Some)
+        item.located(|| seed.deserialize(item.clone())).map(Some)
     }
 }
 
@@ -380,7 +337,9 @@ struct MapDe<'a, 'i> {
     /// In file order, so the first bad key in the file is the one reported.
     entries: Vec<Entry<'a, 'i>>,
     next: usize,
-    table_kind: Option<String>,
+    path: &'a str,
+    /// For a typo in a fault table: the keys of its kind.
+    kind_hint: Option<String>,
 }
 
 impl<'de> de::MapAccess<'de> for MapDe<'_, '_> {
@@ -393,32 +352,26 @@ impl<'de> de::MapAccess<'de> for MapDe<'_, '_> {
         let Some((key, _)) = self.entries.get(self.next) else {
             return Ok(None);
         };
-        let name: &str = key.get_ref();
-        seed.deserialize(name.into_deserializer())
+        seed.deserialize(key.get_ref().as_ref().into_deserializer())
             .map(Some)
-            .map_err(|mut err: DeError| {
-                if let Problem::UnknownKey { table_kind, .. } = &mut err.problem {
-                    table_kind.clone_from(&self.table_kind);
-                }
-                err.or_at(&key.span())
+            .map_err(|err: DeError| DeError {
+                span: Some(key.span()),
+                path: Some(self.path.to_string()),
+                hint: self.kind_hint.clone().or(err.hint),
+                ..err
             })
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
-        let (_, value) = self.entries[self.next];
+        let (key, value) = self.entries[self.next];
         self.next += 1;
-        located(&value.span(), || seed.deserialize(ValueDe::new(value)))
-    }
-}
-
-/// Parses `text` as a value with `unit` (a name from `file.rs`).
-fn check_unit(unit: &str, text: &str) -> Result<(), UnitError> {
-    match unit {
-        "s" => parse_duration(text).map(drop),
-        "/s" => parse_rate(text).map(drop),
-        "B" => parse_size(text).map(drop),
-        "B/s" => parse_byte_rate(text).map(drop),
-        _ => parse_percentile(text).map(drop),
+        let path = join(self.path, key.get_ref());
+        let value = ValueDe {
+            value: value.get_ref(),
+            span: value.span(),
+            path,
+        };
+        value.located(|| seed.deserialize(value.clone()))
     }
 }
 
@@ -435,9 +388,8 @@ fn describe(value: &DeValue<'_>) -> String {
     }
 }
 
-/// The key path (`faults[2].link`) of the key or value written at `span`;
-/// a key's span gives the path of its table. Empty when nothing in the
-/// document is written there (the root).
+/// The key path (`faults[2].link`) of the value written at `span`, or of
+/// the table where the key written at `span` is (empty: the root).
 pub(crate) fn path_of(table: &DeTable<'_>, span: &Span) -> String {
     // The deepest match wins: an array of tables is written where its
     // first `[[table]]` is.
@@ -453,40 +405,29 @@ pub(crate) fn path_of(table: &DeTable<'_>, span: &Span) -> String {
         inner.or_else(|| (value.span() == *span).then(|| path.to_string()))
     }
     fn in_table(table: &DeTable<'_>, path: &str, span: &Span) -> Option<String> {
-        table.iter().find_map(|(key, value)| {
-            if key.span() == *span {
-                return Some(path.to_string());
-            }
-            let key: &str = key.get_ref();
-            let child = if path.is_empty() {
-                key.to_string()
-            } else {
-                format!("{path}.{key}")
-            };
-            in_value(value, &child, span)
-        })
+        table
+            .iter()
+            .find_map(|(key, value)| match key.span() == *span {
+                true => Some(path.to_string()),
+                false => in_value(value, &join(path, key.get_ref()), span),
+            })
     }
     in_table(table, "", span).unwrap_or_default()
 }
 
 /// Where `key` is written in the table written at `table_span`.
 pub(crate) fn key_span(document: &DeTable<'_>, table_span: &Span, key: &str) -> Option<Span> {
-    fn find<'a, 'i>(table: &'a DeTable<'i>, span: &Span) -> Option<&'a DeTable<'i>> {
-        table.values().find_map(|value| match value.get_ref() {
-            DeValue::Table(inner) if value.span() == *span => Some(inner),
-            DeValue::Table(inner) => find(inner, span),
-            DeValue::Array(items) => items.iter().find_map(|item| match item.get_ref() {
-                DeValue::Table(inner) if item.span() == *span => Some(inner),
-                DeValue::Table(inner) => find(inner, span),
-                _ => None,
-            }),
+    fn find<'a, 'i>(value: &'a Spanned<DeValue<'i>>, span: &Span) -> Option<&'a DeTable<'i>> {
+        match value.get_ref() {
+            DeValue::Table(table) if value.span() == *span => Some(table),
+            DeValue::Table(table) => table.values().find_map(|value| find(value, span)),
+            DeValue::Array(items) => items.iter().find_map(|item| find(item, span)),
             _ => None,
-        })
+        }
     }
-    let table = if table_span.is_empty() && table_span.start == 0 {
-        Some(document)
-    } else {
-        find(document, table_span)
-    };
-    table?.get_key_value(key).map(|(key, _)| key.span())
+    let table = document
+        .values()
+        .find_map(|value| find(value, table_span))
+        .unwrap_or(document);
+    table.get_key_value(key).map(|(key, _)| key.span())
 }

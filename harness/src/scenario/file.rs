@@ -69,14 +69,95 @@ impl<'de> serde::de::Visitor<'de> for UnitText {
 
 pub(crate) type Text<T> = Option<Spanned<T>>;
 
+/// A value checked as soon as it is read, so that the error points at it
+/// (`de.rs` gives errors raised here the value's place). `$check` gives
+/// the problem, if any, with its hint in parentheses.
+macro_rules! checked {
+    ($name:ident($inner:ty), |$value:ident| $check:expr) => {
+        #[derive(Debug, Clone, PartialEq, Serialize)]
+        #[serde(transparent)]
+        pub(crate) struct $name(pub $inner);
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let $value = <$inner>::deserialize(deserializer)?;
+                let problem: Option<String> = $check;
+                problem.map_or(Ok($name($value)), |problem| {
+                    Err(serde::de::Error::custom(problem))
+                })
+            }
+        }
+    };
+}
+checked!(Positive(Dur), |value| value
+    .0
+    .is_zero()
+    .then(|| "must be greater than 0s".into()));
+checked!(PositiveRate(Rate), |value| (value.0 <= 0.0)
+    .then(|| "must be greater than 0/s".into()));
+checked!(Count(u32), |value| (value == 0)
+    .then(|| "must be at least 1".into()));
+checked!(Share(f64), |value| (!(0.0..=1.0).contains(&value)).then(
+    || format!("{value} is not a share between 0 and 1 (e.g. 0.3 for 30%)")
+));
+checked!(BodySize(Size), |value| match value.0 {
+    0 => Some("must be at least 1B".into()),
+    bytes if bytes > MAX_BODY_BYTES => Some("must be at most 64KiB".into()),
+    _ => None,
+});
+checked!(DirName(String), |value| dir_name_problem(&value));
+checked!(ImageName(String), |value| (value.is_empty()
+    || value.contains(char::is_whitespace))
+.then(|| format!(
+    "{value:?} is not a container image name (write name:tag, e.g. \"redis:7.2\")"
+)));
+checked!(RedisUrl(String), |value| {
+    let schemes = ["redis://", "rediss://", "redis+unix://", "unix://"];
+    (!schemes.iter().any(|scheme| value.starts_with(scheme))).then(|| {
+        format!(
+            "{value:?} is not a Redis URL (it starts with one of: {})",
+            schemes.join(", ")
+        )
+    })
+});
+checked!(WsUrl(String), |value| {
+    let host = ["ws://", "wss://"]
+        .iter()
+        .find_map(|scheme| value.strip_prefix(scheme));
+    host.is_none_or(|rest| rest.is_empty() || rest.starts_with('/')).then(|| {
+        format!("{value:?} is not a WebSocket URL (targets are full URLs like \"ws://127.0.0.1:9000/ws\" (ws:// or wss://))")
+    })
+});
+
+/// Longest accepted `name`; it becomes a directory name in report paths.
+const MAX_NAME_CHARS: usize = 100;
+pub(crate) const MAX_BODY_BYTES: u32 = 64 * 1024;
+
+fn dir_name_problem(name: &str) -> Option<String> {
+    let hint = "(use letters, digits, '.', '_' and '-' (it names the report directory))";
+    let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if name.is_empty() {
+        Some(format!("must not be empty {hint}"))
+    } else if let Some(bad) = name.chars().find(|c| !safe(*c)) {
+        Some(format!(
+            "{name:?} contains {bad:?}, which is not safe in a directory name {hint}"
+        ))
+    } else if name == "." || name == ".." {
+        Some(format!("{name:?} is not a usable directory name {hint}"))
+    } else {
+        (name.chars().count() > MAX_NAME_CHARS)
+            .then(|| format!("is longer than {MAX_NAME_CHARS} characters"))
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ScenarioFile {
-    pub name: Spanned<String>,
+    pub name: DirName,
     pub seed: Option<u64>,
-    pub duration: Spanned<Dur>,
+    pub duration: Positive,
     pub ramp_up: Text<Dur>,
-    pub drain_timeout: Text<Dur>,
+    pub drain_timeout: Option<Positive>,
     pub redis: Option<RedisFile>,
     pub servers: Option<Spanned<ServersFile>>,
     pub population: Option<Spanned<PopulationFile>>,
@@ -92,18 +173,18 @@ pub(crate) struct ScenarioFile {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RedisFile {
     pub provider: Option<Spanned<RedisProviderChoice>>,
-    pub url: Option<Spanned<String>>,
-    pub image: Option<Spanned<String>>,
+    pub url: Option<Spanned<RedisUrl>>,
+    pub image: Option<ImageName>,
     pub persistence: Option<Persistence>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ServersFile {
-    pub spawn: Option<Spanned<u32>>,
-    pub targets: Option<Spanned<Vec<Spanned<String>>>>,
-    pub sync_interval: Text<Dur>,
-    pub heartbeat_interval: Text<Dur>,
+    pub spawn: Option<Count>,
+    pub targets: Option<Spanned<Vec<Spanned<WsUrl>>>>,
+    pub sync_interval: Option<Positive>,
+    pub heartbeat_interval: Option<Positive>,
     pub extra_args: Option<Vec<String>>,
 }
 
@@ -115,17 +196,17 @@ impl ServersFile {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PopulationFile {
-    pub users: Spanned<u32>,
-    pub devices_per_user: Option<Spanned<u32>>,
-    pub conversations: Spanned<u32>,
-    pub members_per_conversation: Spanned<u32>,
+    pub users: Count,
+    pub devices_per_user: Option<Count>,
+    pub conversations: Count,
+    pub members_per_conversation: Spanned<Count>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TrafficFile {
-    pub send_rate: Spanned<Rate>,
-    pub body_size: Text<Size>,
+    pub send_rate: PositiveRate,
+    pub body_size: Option<BodySize>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -134,9 +215,9 @@ pub(crate) struct ChurnFile {
     pub enabled: Option<bool>,
     pub online: Option<Spanned<DistFile>>,
     pub offline: Option<Spanned<DistFile>>,
-    pub abrupt_share: Option<Spanned<f64>>,
-    pub reset_share: Option<Spanned<f64>>,
-    pub client_cursor_share: Option<Spanned<f64>>,
+    pub abrupt_share: Option<Share>,
+    pub reset_share: Option<Share>,
+    pub client_cursor_share: Option<Share>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,7 +256,7 @@ impl DistName {
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ThresholdsFile {
-    pub min_delivery_rate: Text<Rate>,
+    pub min_delivery_rate: Option<PositiveRate>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub latency: Vec<Spanned<LatencyFile>>,
 }
@@ -185,7 +266,7 @@ pub(crate) struct ThresholdsFile {
 pub(crate) struct LatencyFile {
     pub metric: LatencyMetric,
     pub percentile: Spanned<Pct>,
-    pub max: Spanned<Dur>,
+    pub max: Positive,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -230,7 +311,7 @@ pub(crate) struct FaultFile {
     pub duration: Text<Dur>,
     pub server: Option<Spanned<u32>>,
     pub link: Option<Spanned<Link>>,
-    pub latency: Text<Dur>,
+    pub latency: Option<Positive>,
     pub jitter: Text<Dur>,
     pub rate: Text<ByteRate>,
 }

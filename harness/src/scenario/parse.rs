@@ -15,13 +15,13 @@
 use std::path::Path;
 
 use serde::Deserialize;
-use toml::de::DeTable;
+use toml::de::{DeTable, DeValue};
 
-use super::de::{path_of, DeError, Problem, ValueDe};
+use super::de::ValueDe;
 use super::error::{Origin, ScenarioError};
 use super::file::ScenarioFile;
 use super::model::Scenario;
-use super::validate::{fault_keys_hint, scenario, Source};
+use super::validate::{scenario, Source};
 
 /// Reads and validates a scenario file; errors name the path as given.
 pub fn load_scenario(path: &Path) -> Result<Scenario, ScenarioError> {
@@ -52,65 +52,17 @@ pub fn parse_scenario(text: &str, origin: &str) -> Result<Scenario, ScenarioErro
         origin,
         document: document.get_ref(),
     };
-    let root = toml::de::DeValue::Table(document.get_ref().clone());
-    let root = toml::Spanned::new(0..0, root);
-    let file = ScenarioFile::deserialize(ValueDe::new(&root))
-        .map_err(|err| deserialize_error(&source, err))?;
-    scenario(&source, &file)
-}
-
-/// Words a deserialization error: problem and hint from its kind, key
-/// path from its span.
-fn deserialize_error(source: &Source, err: DeError) -> ScenarioError {
-    let span = err.span.unwrap_or(0..0);
-    let path = path_of(source.document, &span);
-    let (path, problem, hint) = match err.problem {
-        Problem::UnknownKey {
-            key,
-            expected,
-            table_kind,
-        } => (
-            path,
-            format!("unknown key {key:?}"),
-            table_kind
-                .as_deref()
-                .and_then(fault_keys_hint)
-                .or_else(|| Some(format!("expected one of: {}", expected.join(", ")))),
-        ),
-        Problem::MissingKey(key) if path.is_empty() => {
-            (key.to_string(), "required key is missing".into(), None)
-        }
-        Problem::MissingKey(key) => (
-            format!("{path}.{key}"),
-            "required key is missing".into(),
-            None,
-        ),
-        Problem::UnknownValue { value, expected } => (
-            path,
-            format!("unknown value {value:?}"),
-            Some(format!("expected one of: {}", expected.join(", "))),
-        ),
-        Problem::WrongType {
-            expected,
-            found,
-            unit_of_bare_number,
-            table_for_array,
-        } => {
-            let key = path.rsplit('.').next().unwrap_or_default();
-            let hint = match unit_of_bare_number {
-                Some(("p", number)) => Some(format!("write it as a string, e.g. \"p{number}\"")),
-                Some((unit, number)) => Some(format!(
-                    "units are mandatory: write {key} = \"{number}{unit}\""
-                )),
-                None if table_for_array => Some(format!("write each entry as a [[{path}]] table")),
-                None => None,
-            };
-            (path, format!("expected {expected}, found {found}"), hint)
-        }
-        Problem::Unit(err) => (path, err.to_string(), err.hint()),
-        Problem::Invalid(problem) => (path, problem, None),
+    let root = DeValue::Table(document.get_ref().clone());
+    let root = ValueDe {
+        value: &root,
+        span: 0..0,
+        path: String::new(),
     };
-    source.error(span, &path, problem, hint)
+    let file = ScenarioFile::deserialize(root).map_err(|err| {
+        let span = err.span.unwrap_or(0..0);
+        source.error(span, &err.path.unwrap_or_default(), err.problem, err.hint)
+    })?;
+    scenario(&source, &file)
 }
 
 #[cfg(test)]

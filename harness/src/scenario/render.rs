@@ -31,6 +31,10 @@ fn duration(value: Duration) -> Option<Spanned<Dur>> {
     Some(at(Dur(value)))
 }
 
+fn positive(value: Duration) -> Positive {
+    Positive(Dur(value))
+}
+
 fn permission(allowed: bool) -> Option<Permission> {
     Some(if allowed {
         Permission::Allowed
@@ -44,15 +48,15 @@ impl From<&Scenario> for ScenarioFile {
         let (servers, population) = (&scenario.servers, &scenario.population);
         let (churn, thresholds, expect) = (&scenario.churn, &scenario.thresholds, &scenario.expect);
         ScenarioFile {
-            name: at(scenario.name.clone()),
+            name: DirName(scenario.name.clone()),
             seed: scenario.seed,
-            duration: at(Dur(scenario.duration)),
+            duration: positive(scenario.duration),
             ramp_up: duration(scenario.ramp_up),
-            drain_timeout: duration(scenario.drain_timeout),
+            drain_timeout: Some(positive(scenario.drain_timeout)),
             redis: Some(RedisFile {
                 provider: Some(at(scenario.redis.provider)),
-                url: scenario.redis.url.clone().map(at),
-                image: scenario.redis.image.clone().map(at),
+                url: scenario.redis.url.clone().map(|url| at(RedisUrl(url))),
+                image: scenario.redis.image.clone().map(ImageName),
                 persistence: Some(scenario.redis.persistence),
             }),
             servers: Some(at(match servers {
@@ -62,42 +66,45 @@ impl From<&Scenario> for ScenarioFile {
                     heartbeat_interval,
                     extra_args,
                 } => ServersFile {
-                    spawn: Some(at(*count)),
+                    spawn: Some(Count(*count)),
                     targets: None,
-                    sync_interval: duration(*sync_interval),
-                    heartbeat_interval: duration(*heartbeat_interval),
+                    sync_interval: Some(positive(*sync_interval)),
+                    heartbeat_interval: Some(positive(*heartbeat_interval)),
                     extra_args: Some(extra_args.clone()),
                 },
                 ServersSpec::External { targets } => ServersFile {
                     spawn: None,
-                    targets: Some(at(targets.iter().cloned().map(at).collect())),
+                    targets: Some(at(targets
+                        .iter()
+                        .map(|url| at(WsUrl(url.clone())))
+                        .collect())),
                     sync_interval: None,
                     heartbeat_interval: None,
                     extra_args: None,
                 },
             })),
             population: Some(at(PopulationFile {
-                users: at(population.users),
-                devices_per_user: Some(at(population.devices_per_user)),
-                conversations: at(population.conversations),
-                members_per_conversation: at(population.members_per_conversation),
+                users: Count(population.users),
+                devices_per_user: Some(Count(population.devices_per_user)),
+                conversations: Count(population.conversations),
+                members_per_conversation: at(Count(population.members_per_conversation)),
             })),
             traffic: Some(at(TrafficFile {
-                send_rate: at(Rate(scenario.traffic.send_rate_per_s)),
-                body_size: Some(at(Size(scenario.traffic.body_bytes))),
+                send_rate: PositiveRate(Rate(scenario.traffic.send_rate_per_s)),
+                body_size: Some(BodySize(Size(scenario.traffic.body_bytes))),
             })),
             churn: Some(ChurnFile {
                 enabled: Some(churn.enabled),
                 online: Some(at(dist(&churn.online))),
                 offline: Some(at(dist(&churn.offline))),
-                abrupt_share: Some(at(churn.abrupt_share)),
-                reset_share: Some(at(churn.reset_share)),
-                client_cursor_share: Some(at(churn.client_cursor_share)),
+                abrupt_share: Some(Share(churn.abrupt_share)),
+                reset_share: Some(Share(churn.reset_share)),
+                client_cursor_share: Some(Share(churn.client_cursor_share)),
             }),
             thresholds: Some(ThresholdsFile {
                 min_delivery_rate: thresholds
                     .min_delivery_rate_per_s
-                    .map(|rate| at(Rate(rate))),
+                    .map(|rate| PositiveRate(Rate(rate))),
                 latency: thresholds
                     .latency
                     .iter()
@@ -105,7 +112,7 @@ impl From<&Scenario> for ScenarioFile {
                         at(LatencyFile {
                             metric: threshold.metric,
                             percentile: at(Pct(threshold.percentile.0)),
-                            max: at(Dur(threshold.max)),
+                            max: positive(threshold.max),
                         })
                     })
                     .collect(),
@@ -169,7 +176,7 @@ fn fault_file(fault: &FaultSpec) -> FaultFile {
         FaultKind::Latency {
             latency, jitter, ..
         } => {
-            file.latency = duration(*latency);
+            file.latency = Some(positive(*latency));
             file.jitter = duration(*jitter);
         }
         FaultKind::Bandwidth { bytes_per_s, .. } => {

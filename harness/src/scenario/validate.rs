@@ -17,10 +17,6 @@ use super::model::*;
 mod faults;
 pub(crate) use faults::fault_keys_hint;
 
-/// Longest accepted `name`; it becomes a directory name in report paths.
-const MAX_NAME_CHARS: usize = 100;
-pub(crate) const MAX_BODY_BYTES: u32 = 64 * 1024;
-
 pub(crate) const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 pub(crate) const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
@@ -86,41 +82,6 @@ impl Source<'_> {
         }
     }
 
-    /// A duration that must not be zero.
-    pub fn positive(&self, text: &Spanned<Dur>) -> Result<Duration, ScenarioError> {
-        match text.get_ref().0 {
-            zero if zero.is_zero() => Err(self.fail(text, "must be greater than 0s", None)),
-            duration => Ok(duration),
-        }
-    }
-
-    fn positive_rate(&self, text: &Spanned<Rate>) -> Result<f64, ScenarioError> {
-        match text.get_ref().0 {
-            rate if rate <= 0.0 => Err(self.fail(text, "must be greater than 0/s", None)),
-            rate => Ok(rate),
-        }
-    }
-
-    fn at_least_one(&self, count: &Spanned<u32>) -> Result<u32, ScenarioError> {
-        match *count.get_ref() {
-            0 => Err(self.fail(count, "must be at least 1", None)),
-            count => Ok(count),
-        }
-    }
-
-    /// A share of something: a number in 0..=1.
-    fn share(&self, share: &Option<Spanned<f64>>, default: f64) -> Result<f64, ScenarioError> {
-        match share {
-            None => Ok(default),
-            Some(found) if (0.0..=1.0).contains(found.get_ref()) => Ok(*found.get_ref()),
-            Some(found) => Err(self.fail(
-                found,
-                format!("{} is not a share between 0 and 1", found.get_ref()),
-                Some("e.g. 0.3 for 30%".into()),
-            )),
-        }
-    }
-
     fn missing_table(&self, key: &str) -> ScenarioError {
         self.error(
             0..0,
@@ -134,22 +95,13 @@ impl Source<'_> {
 }
 
 pub(crate) fn scenario(source: &Source, file: &ScenarioFile) -> Result<Scenario, ScenarioError> {
-    let name = name(source, &file.name)?;
-    let duration = source.positive(&file.duration)?;
-    let ramp_up = match &file.ramp_up {
-        Some(text) => text.get_ref().0,
-        None => Duration::ZERO,
-    };
-    let drain_timeout = match &file.drain_timeout {
-        Some(text) => source.positive(text)?,
-        None => DEFAULT_DRAIN_TIMEOUT,
-    };
+    let duration = file.duration.0 .0;
+    let ramp_up = file
+        .ramp_up
+        .as_ref()
+        .map_or(Duration::ZERO, |text| text.get_ref().0);
     let redis = redis(source, file.redis.as_ref())?;
     let servers = servers(source, file.servers.as_ref())?;
-    let population = population(source, file.population.as_ref())?;
-    let traffic = traffic(source, file.traffic.as_ref())?;
-    let churn = churn(source, file.churn.as_ref())?;
-    let thresholds = thresholds(source, file.thresholds.as_ref())?;
     let expect = Expectations::from(file.expect.as_ref().unwrap_or(&ExpectFile::default()));
     let context = faults::FaultContext {
         traffic_end: ramp_up.saturating_add(duration),
@@ -157,53 +109,24 @@ pub(crate) fn scenario(source: &Source, file: &ScenarioFile) -> Result<Scenario,
         servers: &servers,
         allow_lost_ack: expect.allow_lost_ack,
     };
-    let faults = faults::faults(source, &file.faults, &context)?;
     Ok(Scenario {
-        name,
+        name: file.name.0.clone(),
         seed: file.seed,
         duration,
         ramp_up,
-        drain_timeout,
+        drain_timeout: file
+            .drain_timeout
+            .as_ref()
+            .map_or(DEFAULT_DRAIN_TIMEOUT, |text| text.0 .0),
+        population: population(source, file.population.as_ref())?,
+        traffic: traffic(source, file.traffic.as_ref())?,
+        churn: churn(source, file.churn.as_ref())?,
+        thresholds: thresholds(source, file.thresholds.as_ref())?,
+        faults: faults::faults(source, &file.faults, &context)?,
         redis,
         servers,
-        population,
-        traffic,
-        churn,
-        thresholds,
         expect,
-        faults,
     })
-}
-
-fn name(source: &Source, name: &Spanned<String>) -> Result<String, ScenarioError> {
-    let text = name.get_ref();
-    let hint =
-        || Some("use letters, digits, '.', '_' and '-' (it names the report directory)".into());
-    if text.is_empty() {
-        return Err(source.fail(name, "must not be empty", hint()));
-    }
-    if let Some(bad) = text
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        let problem = format!("{text:?} contains {bad:?}, which is not safe in a directory name");
-        return Err(source.fail(name, problem, hint()));
-    }
-    if text == "." || text == ".." {
-        return Err(source.fail(
-            name,
-            format!("{text:?} is not a usable directory name"),
-            hint(),
-        ));
-    }
-    if text.chars().count() > MAX_NAME_CHARS {
-        return Err(source.fail(
-            name,
-            format!("is longer than {MAX_NAME_CHARS} characters"),
-            None,
-        ));
-    }
-    Ok(text.clone())
 }
 
 fn redis(source: &Source, file: Option<&RedisFile>) -> Result<RedisSpec, ScenarioError> {
@@ -219,7 +142,7 @@ fn redis(source: &Source, file: Option<&RedisFile>) -> Result<RedisSpec, Scenari
         .provider
         .as_ref()
         .map_or(RedisProviderChoice::Auto, |found| *found.get_ref());
-    let url = match (&file.provider, &file.url) {
+    match (&file.provider, &file.url) {
         (Some(given), None) if provider == RedisProviderChoice::Url => {
             let path = path_of(source.document, &given.span()).replace("provider", "url");
             return Err(source.error(
@@ -229,45 +152,16 @@ fn redis(source: &Source, file: Option<&RedisFile>) -> Result<RedisSpec, Scenari
                 Some("add e.g. url = \"redis://127.0.0.1:6379\"".into()),
             ));
         }
-        (_, None) => None,
         (_, Some(url)) if provider != RedisProviderChoice::Url => {
-            return Err(source.fail(
-                url,
-                "is only used with provider = \"url\"",
-                Some("set provider = \"url\", or remove url".into()),
-            ))
+            let hint = Some("set provider = \"url\", or remove url".into());
+            return Err(source.fail(url, "is only used with provider = \"url\"", hint));
         }
-        (_, Some(url)) => {
-            let schemes = ["redis://", "rediss://", "redis+unix://", "unix://"];
-            if !schemes
-                .iter()
-                .any(|scheme| url.get_ref().starts_with(scheme))
-            {
-                return Err(source.fail(
-                    url,
-                    format!("{:?} is not a Redis URL", url.get_ref()),
-                    Some(format!("it starts with one of: {}", schemes.join(", "))),
-                ));
-            }
-            Some(url.get_ref().clone())
-        }
-    };
-    let image = match &file.image {
-        Some(image)
-            if image.get_ref().is_empty() || image.get_ref().contains(char::is_whitespace) =>
-        {
-            return Err(source.fail(
-                image,
-                format!("{:?} is not a container image name", image.get_ref()),
-                Some("write name:tag, e.g. \"redis:7.2\"".into()),
-            ))
-        }
-        image => image.as_ref().map(|image| image.get_ref().clone()),
-    };
+        _ => {}
+    }
     Ok(RedisSpec {
         provider,
-        url,
-        image,
+        url: file.url.as_ref().map(|url| url.get_ref().0.clone()),
+        image: file.image.as_ref().map(|image| image.0.clone()),
         persistence: file.persistence.unwrap_or(Persistence::None),
     })
 }
@@ -276,6 +170,8 @@ fn servers(
     source: &Source,
     file: Option<&Spanned<ServersFile>>,
 ) -> Result<ServersSpec, ScenarioError> {
+    let interval =
+        |given: &Option<Positive>, default| given.as_ref().map_or(default, |text| text.0 .0);
     let Some(table) = file else {
         return Ok(ServersSpec::Spawn {
             count: 1,
@@ -285,69 +181,46 @@ fn servers(
         });
     };
     let file = table.get_ref();
-    let interval = |text: &Option<Spanned<Dur>>, default| {
-        text.as_ref()
-            .map_or(Ok(default), |text| source.positive(text))
-    };
     let Some(targets) = &file.targets else {
         return Ok(ServersSpec::Spawn {
-            count: file
-                .spawn
-                .as_ref()
-                .map_or(Ok(1), |spawn| source.at_least_one(spawn))?,
-            sync_interval: interval(&file.sync_interval, DEFAULT_SYNC_INTERVAL)?,
-            heartbeat_interval: interval(&file.heartbeat_interval, DEFAULT_HEARTBEAT_INTERVAL)?,
+            count: file.spawn.as_ref().map_or(1, |count| count.0),
+            sync_interval: interval(&file.sync_interval, DEFAULT_SYNC_INTERVAL),
+            heartbeat_interval: interval(&file.heartbeat_interval, DEFAULT_HEARTBEAT_INTERVAL),
             extra_args: file.extra_args.clone().unwrap_or_default(),
         });
     };
     if file.spawn.is_some() {
-        return Err(source.fail(
-            targets,
-            "cannot be combined with spawn",
-            Some("spawn starts reference servers, targets names servers run by someone else: keep one".into()),
-        ));
+        let hint =
+            "spawn starts reference servers, targets names servers run by someone else: keep one";
+        return Err(source.fail(targets, "cannot be combined with spawn", Some(hint.into())));
     }
-    let spawn_only = [
+    let given = [
         file.sync_interval.is_some(),
         file.heartbeat_interval.is_some(),
         file.extra_args.is_some(),
     ];
-    if let Some((key, _)) = ServersFile::SPAWN_ONLY_KEYS
+    let spawn_only = ServersFile::SPAWN_ONLY_KEYS
         .iter()
-        .zip(spawn_only)
-        .filter(|(_, given)| *given)
+        .zip(given)
+        .filter(|(_, given)| *given);
+    if let Some((key, _)) = spawn_only
         .min_by_key(|(key, _)| key_span(source.document, &table.span(), key).map(|span| span.start))
     {
+        let hint = Some("remove it, or use spawn instead of targets".into());
         return Err(source.fail_key(
             &table.span(),
             key,
             "only applies to spawned servers, not to targets",
-            Some("remove it, or use spawn instead of targets".into()),
+            hint,
         ));
     }
     if targets.get_ref().is_empty() {
-        return Err(source.fail(
-            targets,
-            "must list at least one server",
-            Some("e.g. targets = [\"ws://127.0.0.1:9000/ws\"]".into()),
-        ));
+        let hint = Some("e.g. targets = [\"ws://127.0.0.1:9000/ws\"]".into());
+        return Err(source.fail(targets, "must list at least one server", hint));
     }
     let mut urls: Vec<String> = Vec::new();
     for target in targets.get_ref() {
-        let text = target.get_ref();
-        let host = ["ws://", "wss://"]
-            .iter()
-            .find_map(|scheme| text.strip_prefix(scheme));
-        if host.is_none_or(|rest| rest.is_empty() || rest.starts_with('/')) {
-            return Err(source.fail(
-                target,
-                format!("{text:?} is not a WebSocket URL"),
-                Some(
-                    "targets are full URLs like \"ws://127.0.0.1:9000/ws\" (ws:// or wss://)"
-                        .into(),
-                ),
-            ));
-        }
+        let text = &target.get_ref().0;
         if urls.contains(text) {
             return Err(source.fail(target, format!("{text:?} is listed twice"), None));
         }
@@ -363,24 +236,19 @@ fn population(
     let file = file
         .ok_or_else(|| source.missing_table("population"))?
         .get_ref();
-    let users = source.at_least_one(&file.users)?;
-    let conversations = source.at_least_one(&file.conversations)?;
-    let members = source.at_least_one(&file.members_per_conversation)?;
-    let devices_per_user = file
-        .devices_per_user
-        .as_ref()
-        .map_or(Ok(1), |count| source.at_least_one(count))?;
+    let (users, members) = (file.users.0, file.members_per_conversation.get_ref().0);
     if members > users {
+        let hint = Some("a conversation's members are distinct users".into());
         return Err(source.fail(
             &file.members_per_conversation,
             format!("{members} is more than users ({users})"),
-            Some("a conversation's members are distinct users".into()),
+            hint,
         ));
     }
     Ok(Population {
         users,
-        devices_per_user,
-        conversations,
+        devices_per_user: file.devices_per_user.as_ref().map_or(1, |count| count.0),
+        conversations: file.conversations.0,
         members_per_conversation: members,
     })
 }
@@ -389,25 +257,18 @@ fn traffic(source: &Source, file: Option<&Spanned<TrafficFile>>) -> Result<Traff
     let file = file
         .ok_or_else(|| source.missing_table("traffic"))?
         .get_ref();
-    let send_rate_per_s = source.positive_rate(&file.send_rate)?;
-    let body_bytes = match &file.body_size {
-        None => DEFAULT_BODY_BYTES,
-        Some(text) => match text.get_ref().0 {
-            0 => return Err(source.fail(text, "must be at least 1B", None)),
-            bytes if bytes > MAX_BODY_BYTES => {
-                return Err(source.fail(text, "must be at most 64KiB", None))
-            }
-            bytes => bytes,
-        },
-    };
     Ok(Traffic {
-        send_rate_per_s,
-        body_bytes,
+        send_rate_per_s: file.send_rate.0 .0,
+        body_bytes: file
+            .body_size
+            .as_ref()
+            .map_or(DEFAULT_BODY_BYTES, |size| size.0 .0),
     })
 }
 
 fn churn(source: &Source, file: Option<&ChurnFile>) -> Result<Churn, ScenarioError> {
     let exponential = |mean| DurationDist::Exponential { mean };
+    let share = |share: &Option<Share>, default| share.as_ref().map_or(default, |share| share.0);
     let Some(file) = file else {
         return Ok(Churn {
             enabled: false,
@@ -432,9 +293,9 @@ fn churn(source: &Source, file: Option<&ChurnFile>) -> Result<Churn, ScenarioErr
         enabled: file.enabled.unwrap_or(true),
         online: online.unwrap_or(exponential(DEFAULT_ONLINE_MEAN)),
         offline: offline.unwrap_or(exponential(DEFAULT_OFFLINE_MEAN)),
-        abrupt_share: source.share(&file.abrupt_share, 0.0)?,
-        reset_share: source.share(&file.reset_share, 0.0)?,
-        client_cursor_share: source.share(&file.client_cursor_share, 1.0)?,
+        abrupt_share: share(&file.abrupt_share, 0.0),
+        reset_share: share(&file.reset_share, 0.0),
+        client_cursor_share: share(&file.client_cursor_share, 1.0),
     })
 }
 
@@ -468,8 +329,10 @@ fn duration_dist(
     }
     let param = |key: &str, given: &Option<Spanned<Dur>>, may_be_zero: bool| match given {
         None => Err(source.missing(&table.span(), key)),
-        Some(text) if may_be_zero => Ok(text.get_ref().0),
-        Some(text) => source.positive(text),
+        Some(text) if text.get_ref().0.is_zero() && !may_be_zero => {
+            Err(source.fail(text, "must be greater than 0s", None))
+        }
+        Some(text) => Ok(text.get_ref().0),
     };
     Ok(match kind {
         DistName::Fixed => DurationDist::Fixed {
@@ -498,11 +361,7 @@ fn thresholds(source: &Source, file: Option<&ThresholdsFile>) -> Result<Threshol
     let Some(file) = file else {
         return Ok(Thresholds::default());
     };
-    let min_delivery_rate_per_s = file
-        .min_delivery_rate
-        .as_ref()
-        .map(|rate| source.positive_rate(rate))
-        .transpose()?;
+    let min_delivery_rate_per_s = file.min_delivery_rate.as_ref().map(|rate| rate.0 .0);
     let mut latency: Vec<LatencyThreshold> = Vec::new();
     for item in &file.latency {
         let threshold = item.get_ref();
@@ -517,7 +376,7 @@ fn thresholds(source: &Source, file: Option<&ThresholdsFile>) -> Result<Threshol
         let threshold = LatencyThreshold {
             metric: threshold.metric,
             percentile: Percentile(percentile),
-            max: source.positive(&threshold.max)?,
+            max: threshold.max.0 .0,
         };
         if let Some(earlier) = latency.iter().position(|seen| {
             seen.metric == threshold.metric && seen.percentile == threshold.percentile

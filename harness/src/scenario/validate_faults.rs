@@ -152,7 +152,10 @@ fn fault(
                 ))
             }
         },
-        (Some(text), _) => source.positive(text)?,
+        (Some(text), _) if text.get_ref().0.is_zero() => {
+            return Err(source.fail(text, "must be greater than 0s", None))
+        }
+        (Some(text), _) => text.get_ref().0,
     };
     let (fault_kind, target) = kind_params(source, item, context)?;
 
@@ -266,11 +269,11 @@ fn kind_params(
         }
         FaultName::Latency => {
             let link = link()?;
-            let latency = source.positive(
-                file.latency
-                    .as_ref()
-                    .ok_or_else(|| source.missing(&table, "latency"))?,
-            )?;
+            let latency = file
+                .latency
+                .as_ref()
+                .ok_or_else(|| source.missing(&table, "latency"))?;
+            let latency = latency.0 .0;
             let jitter = match &file.jitter {
                 Some(text) => match text.get_ref().0 {
                     jitter if jitter > latency => return Err(source.fail(
