@@ -148,7 +148,9 @@ impl<'de> de::Deserializer<'de> for ValueDe<'_, '_> {
             DeValue::Boolean(_) => self.deserialize_bool(visitor),
             DeValue::Array(_) => self.deserialize_seq(visitor),
             DeValue::Table(_) => self.deserialize_map(visitor),
-            DeValue::Datetime(_) => self.wrong_type("no datetime", None),
+            DeValue::Datetime(_) => {
+                self.wrong_type("a string, number, boolean, array or table", None)
+            }
         }
     }
 
