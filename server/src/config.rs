@@ -6,9 +6,13 @@ use std::time::Duration;
 
 use clap::Parser;
 
+/// The duration grammar of scenario files too (`recovery-units`): a
+/// decimal with a mandatory unit, `ns us ms s m h d`.
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text)
-        .map_err(|e| format!("{text:?} is not a duration like 5s, 250ms, 30d: {e}"))
+    recovery_units::parse_duration(text).map_err(|err| match err.hint() {
+        Some(hint) => format!("{err} ({hint})"),
+        None => err.to_string(),
+    })
 }
 
 #[derive(Debug, Clone, Parser)]
@@ -104,11 +108,21 @@ mod tests {
     }
 
     #[test]
+    fn durations_use_the_scenario_grammar() {
+        let config =
+            Config::try_parse_from(["server", "--state-ttl", "30d", "--sync-interval", "1.5s"])
+                .unwrap();
+        assert_eq!(config.state_ttl, Duration::from_secs(30 * 86400));
+        assert_eq!(config.sync_interval, Duration::from_millis(1500));
+    }
+
+    #[test]
     fn bad_duration_is_named() {
         let err = Config::try_parse_from(["server", "--sync-interval", "5"])
             .unwrap_err()
             .to_string();
         assert!(err.contains("--sync-interval"), "{err}");
+        assert!(err.contains("units are mandatory, e.g. \"5s\""), "{err}");
         let err = Config::try_parse_from(["server", "--backlog-page-size", "0"])
             .unwrap_err()
             .to_string();

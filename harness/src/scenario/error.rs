@@ -67,61 +67,6 @@ impl fmt::Display for Problem<'_> {
     }
 }
 
-/// A value with a unit (`"30s"`, `"200/s"`, `"64B"`) that does not parse.
-/// `Display` is the problem; [`UnitError::hint`] says how to fix it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum UnitError {
-    #[error("empty value")]
-    Empty,
-    #[error("{text:?} has no unit")]
-    MissingUnit { text: String, example: String },
-    #[error("{text:?} has unknown unit {unit:?}")]
-    UnknownUnit {
-        text: String,
-        unit: String,
-        expected: &'static str,
-    },
-    #[error("{text:?} uses the ambiguous unit {unit:?}")]
-    AmbiguousSize { text: String, unit: String },
-    #[error("{text:?} uses the ambiguous unit {unit:?}")]
-    AmbiguousByteRate { text: String, unit: String },
-    #[error("{text:?} must not be negative")]
-    Negative { text: String },
-    #[error("{text:?} does not start with a plain decimal number")]
-    BadNumber {
-        text: String,
-        expected: &'static str,
-    },
-    #[error("{text:?} is finer than {finest}")]
-    TooPrecise { text: String, finest: &'static str },
-    #[error("{text:?} is too large (at most {max})")]
-    TooLarge { text: String, max: &'static str },
-}
-
-impl UnitError {
-    pub fn hint(&self) -> Option<String> {
-        match self {
-            UnitError::Empty => None,
-            UnitError::MissingUnit { example, .. } => {
-                Some(format!("units are mandatory, e.g. {example:?}"))
-            }
-            UnitError::UnknownUnit { expected, .. } => Some(format!("expected one of: {expected}")),
-            UnitError::AmbiguousSize { .. } => Some(
-                "sizes are binary: write KiB (1024 bytes) or MiB, or give bytes as \"1000B\""
-                    .to_string(),
-            ),
-            UnitError::AmbiguousByteRate { .. } => Some(
-                "byte rates are binary bytes per second: write KiB/s (1024 bytes/s) or MiB/s, \
-                 or give bytes as \"1000B/s\""
-                    .to_string(),
-            ),
-            UnitError::Negative { .. } => None,
-            UnitError::BadNumber { expected, .. } => Some(format!("expected e.g. {expected}")),
-            UnitError::TooPrecise { .. } | UnitError::TooLarge { .. } => None,
-        }
-    }
-}
-
 /// Turns byte spans of the source text into 1-based line and column
 /// (columns count characters, as editors do) and builds errors.
 #[derive(Debug, Clone, Copy)]
@@ -165,41 +110,5 @@ pub(crate) fn line_column(source: &str, byte_offset: usize) -> (usize, usize) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn line_column_counts_lines_and_characters_from_one() {
-        let text = "ab\ncдe\n";
-        assert_eq!(line_column(text, 0), (1, 1));
-        assert_eq!(line_column(text, 1), (1, 2));
-        assert_eq!(line_column(text, 3), (2, 1));
-        // 'д' is two bytes: the 'e' after it is the third character.
-        assert_eq!(line_column(text, 6), (2, 3));
-        // Inside 'д' clamps to its start.
-        assert_eq!(line_column(text, 5), (2, 2));
-        assert_eq!(line_column(text, 999), (3, 1));
-    }
-
-    #[test]
-    fn display_names_file_position_key_problem_and_hint() {
-        let origin = Origin {
-            file: "scenarios/x.toml",
-            source: "a\nb\n  mx = 1\n",
-        };
-        let err = origin.error(
-            6..8,
-            "churn.online",
-            "unknown key \"mx\"",
-            Some("expected one of: dist, value".to_string()),
-        );
-        assert_eq!(
-            err.to_string(),
-            "scenarios/x.toml:3:3: churn.online: unknown key \"mx\" (expected one of: dist, value)"
-        );
-        let root = origin.error(0..1, "", "broken", None);
-        assert_eq!(root.to_string(), "scenarios/x.toml:1:1: broken");
-        assert_eq!(root.position(), Some((1, 1)));
-        assert_eq!(err.key(), Some("churn.online"));
-    }
-}
+#[path = "error_tests.rs"]
+mod tests;

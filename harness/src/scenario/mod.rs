@@ -1,19 +1,22 @@
-//! Scenario files: the typed model, and parsing TOML into it with errors
-//! that name the file, line and a hint.
+//! Scenario files: the file schema (`file.rs`, serde), the typed model
+//! (`model.rs`), and parsing TOML into it with errors that name the file,
+//! line, column, key path and a hint. Values with units use the grammar
+//! shared with the server's flags (`recovery-units`).
 
+mod de;
 mod error;
+mod file;
 mod model;
+mod names;
 mod parse;
-mod reader;
 mod render;
-mod units;
 mod validate;
 
-pub use error::{ScenarioError, UnitError};
+pub use error::ScenarioError;
 pub use model::*;
 pub use parse::{load_scenario, parse_scenario};
-pub use render::render_scenario;
-pub use units::{
+pub use recovery_units::{
     format_duration, format_percentile, format_rate, format_size, parse_duration, parse_percentile,
-    parse_rate, parse_size,
+    parse_rate, parse_size, UnitError,
 };
+pub use render::render_scenario;

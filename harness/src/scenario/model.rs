@@ -1,12 +1,17 @@
 //! A scenario after parsing and validation: plain typed values, units
-//! resolved. The TOML syntax and its error messages live in `parse.rs`;
-//! everything else in the harness reads only these types.
+//! resolved, defaults filled in. The file's syntax is `file.rs`; everything
+//! else in the harness reads only these types.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+use super::file::FaultName;
+use super::names::{discriminant_into_usize, variant_name};
+
+discriminant_into_usize!(LatencyMetric, FaultName, super::file::DistName);
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct Scenario {
     pub name: String,
     /// `None`: the run picks one (and prints and records it).
@@ -48,7 +53,7 @@ pub enum Persistence {
     AofAlways,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisSpec {
     pub provider: RedisProviderChoice,
     pub url: Option<String>,
@@ -58,8 +63,7 @@ pub struct RedisSpec {
     pub persistence: Persistence,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "mode", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ServersSpec {
     /// Start `count` reference-server processes on loopback.
     Spawn {
@@ -73,7 +77,7 @@ pub enum ServersSpec {
     External { targets: Vec<String> },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Population {
     pub users: u32,
     pub devices_per_user: u32,
@@ -92,7 +96,7 @@ impl Population {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Traffic {
     /// Aggregate sends per second over all devices (open model, Poisson
     /// arrivals: sends never wait for acks).
@@ -101,15 +105,14 @@ pub struct Traffic {
 }
 
 /// A random duration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "dist", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq)]
 pub enum DurationDist {
     Fixed { value: Duration },
     Uniform { min: Duration, max: Duration },
     Exponential { mean: Duration },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Churn {
     /// `false`: devices stay online for the whole run.
     pub enabled: bool,
@@ -148,36 +151,31 @@ impl LatencyMetric {
         LatencyMetric::ReplayStaleness,
     ];
 
+    /// The name in scenario files and reports (`live_delivery`, ...).
     pub fn name(self) -> &'static str {
-        match self {
-            LatencyMetric::LiveDelivery => "live_delivery",
-            LatencyMetric::Ack => "ack",
-            LatencyMetric::ConnectToHello => "connect_to_hello",
-            LatencyMetric::Recovery => "recovery",
-            LatencyMetric::ReplayStaleness => "replay_staleness",
-        }
+        variant_name(&self)
     }
 }
 
 /// A percentile in (0, 100]; 100 means max.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Percentile(pub f64);
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LatencyThreshold {
     pub metric: LatencyMetric,
     pub percentile: Percentile,
     pub max: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Thresholds {
     pub latency: Vec<LatencyThreshold>,
     /// Minimum deliveries per second over the run (all devices).
     pub min_delivery_rate_per_s: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expectations {
     pub no_loss: bool,
     pub no_duplicates: bool,
@@ -194,7 +192,7 @@ pub struct Expectations {
 
 /// One fault: what, when (from the run's start, ramp-up included) and for
 /// how long.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FaultSpec {
     pub kind: FaultKind,
     pub at: Duration,
@@ -212,8 +210,7 @@ pub enum Link {
     Redis,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq)]
 pub enum FaultKind {
     /// Stop Redis and start it again after `duration`, keeping its data
     /// as far as the scenario's persistence allows.
@@ -241,17 +238,22 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
+    /// The `kind` in scenario files and reports (`redis_restart`, ...).
     pub fn name(&self) -> &'static str {
+        self.file_name().name()
+    }
+
+    pub(crate) fn file_name(&self) -> FaultName {
         match self {
-            FaultKind::RedisRestart => "redis_restart",
-            FaultKind::RedisPause => "redis_pause",
-            FaultKind::RedisWipe => "redis_wipe",
-            FaultKind::ServerKill { .. } => "server_kill",
-            FaultKind::ServerRestart { .. } => "server_restart",
-            FaultKind::Latency { .. } => "latency",
-            FaultKind::Bandwidth { .. } => "bandwidth",
-            FaultKind::Blackhole { .. } => "blackhole",
-            FaultKind::Reset { .. } => "reset",
+            FaultKind::RedisRestart => FaultName::RedisRestart,
+            FaultKind::RedisPause => FaultName::RedisPause,
+            FaultKind::RedisWipe => FaultName::RedisWipe,
+            FaultKind::ServerKill { .. } => FaultName::ServerKill,
+            FaultKind::ServerRestart { .. } => FaultName::ServerRestart,
+            FaultKind::Latency { .. } => FaultName::Latency,
+            FaultKind::Bandwidth { .. } => FaultName::Bandwidth,
+            FaultKind::Blackhole { .. } => FaultName::Blackhole,
+            FaultKind::Reset { .. } => FaultName::Reset,
         }
     }
 

@@ -1,92 +1,27 @@
 //! Scenario files: TOML text -> validated [`Scenario`].
 //!
-//! Durations, rates and sizes are strings with a mandatory unit (see
-//! `units.rs`): durations `ns us ms s m|min h` (`"1.5s"`), rates per
-//! `/s /m|/min /h` (`"200/s"`), sizes in binary units `B KiB MiB`.
-//! Unknown keys are rejected everywhere, including inside inline tables.
-//!
-//! ```toml
-//! name = "smoke"                # required; [A-Za-z0-9._-], names the report directory
-//! seed = 42                     # optional u64; absent: the run picks one and records it
-//! duration = "20s"              # required, > 0: how long traffic and churn run
-//! ramp_up = "2s"                # default "0s": devices connect spread over this window
-//! drain_timeout = "30s"         # default "60s", > 0
-//!
-//! [redis]                       # optional table
-//! provider = "auto"             # auto | testcontainers | local | url (default auto)
-//! url = "redis://127.0.0.1:6379"  # required iff provider = "url"; redis:// rediss:// unix://
-//! image = "redis:7.2"           # optional container image
-//! persistence = "none"          # none | aof-everysec | aof-always (default none)
-//!
-//! [servers]                     # optional; absent: spawn = 1
-//! spawn = 2                     # reference servers to start (default 1), OR
-//! targets = ["ws://127.0.0.1:9000/ws"]  # external servers; not with spawn or the spawn-only keys
-//! sync_interval = "1s"          # spawn only; default "1s"
-//! heartbeat_interval = "15s"    # spawn only; default "15s"
-//! extra_args = []               # spawn only; extra server arguments
-//!
-//! [population]                  # required; all counts >= 1
-//! users = 20
-//! devices_per_user = 2          # default 1
-//! conversations = 4
-//! members_per_conversation = 5  # <= users
-//!
-//! [traffic]                     # required
-//! send_rate = "50/s"            # > 0, all devices together
-//! body_size = "64B"             # default "64B"; 1B..=64KiB
-//!
-//! [churn]                       # optional; absent: enabled = false
-//! enabled = true                # default true when the table is present
-//! online = { dist = "uniform", min = "2s", max = "6s" }  # default exponential mean "10s"; > 0
-//! offline = { dist = "exponential", mean = "1s" }        # default exponential mean "2s"; may be 0
-//! #   dist = "fixed" {value} | "uniform" {min, max} | "exponential" {mean}
-//! abrupt_share = 0.3            # 0..=1, default 0.0: drops without a close frame
-//! reset_share = 0.5             # 0..=1, default 0.0: of the abrupt drops, TCP resets
-//! client_cursor_share = 1.0     # 0..=1, default 1.0: devices resuming with their own cursor
-//!
-//! [thresholds]                  # optional
-//! min_delivery_rate = "10/s"    # optional, > 0
-//! latency = [ { metric = "live_delivery", percentile = "p99", max = "250ms" } ]
-//! #   metric: live_delivery | ack | connect_to_hello | recovery | replay_staleness
-//! #   percentile: "pNN[.N]" in (0, 100], or "max"; each (metric, percentile) once
-//!
-//! [expect]                      # optional
-//! no_loss = true                # default true
-//! no_duplicates = true          # default true
-//! order = true                  # default true
-//! stored_cursor_redelivery = "allowed"   # allowed | forbidden (default allowed)
-//! lost_ack = "forbidden"        # forbidden | allowed (default forbidden); must be
-//!                               # allowed with redis_wipe, or redis_restart + persistence none
-//!
-//! [[faults]]                    # optional, repeatable; sorted by `at` after parsing
-//! kind = "latency"              # redis_restart | redis_pause | redis_wipe | server_kill |
-//!                               # server_restart | latency | bandwidth | blackhole | reset
-//! at = "5s"                     # required: start, from the run start (ramp-up included);
-//!                               # < ramp_up + duration (a fault may last into the drain)
-//! duration = "3s"               # required, > 0; reset: default "0s" and must be 0
-//! link = "clients"              # latency/bandwidth/blackhole/reset: clients | redis (redis: spawn only)
-//! latency = "100ms"             # latency only: required, > 0
-//! jitter = "20ms"               # latency only: default "0s", <= latency
-//! # rate = "64KiB/s"            # bandwidth only: required, > 0, B/s KiB/s MiB/s GiB/s
-//! # server = 0                  # server_kill/server_restart only: default 0, < servers.spawn
-//! #   redis_* need provider != "url"; server_* and link = "redis" need spawned servers;
-//! #   faults on one target (Redis, a server index, a link) must not overlap in time.
-//! ```
+//! The schema is `file.rs` (serde derives, unknown keys rejected
+//! everywhere); `docs/scenario-format.md` documents it. The text is parsed
+//! into toml's spanned tree, deserialized into the file structs with
+//! `de.rs` (which keeps every error's span and kind), then validated.
 //!
 //! Error reporting: the whole file is checked before anything is started,
-//! and the FIRST problem found is reported (syntax errors first, then the
-//! sections in the order above), as `file:line:column: key.path: problem
-//! (hint)`. Fixing errors one at a time keeps each message precise; a
-//! second error is often a consequence of the first.
+//! and the FIRST problem found is reported (syntax errors first, then
+//! unknown keys and wrong types in file order, then the rules section by
+//! section), as `file:line:column: key.path: problem (hint)`. Fixing
+//! errors one at a time keeps each message precise; a second error is
+//! often a consequence of the first.
 
 use std::path::Path;
 
-use toml::de::DeTable;
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue};
 
+use super::de::ValueDe;
 use super::error::{Origin, ScenarioError};
+use super::file::ScenarioFile;
 use super::model::Scenario;
-use super::reader::Table;
-use super::validate::scenario_from_root;
+use super::validate::{scenario, Source};
 
 /// Reads and validates a scenario file; errors name the path as given.
 pub fn load_scenario(path: &Path) -> Result<Scenario, ScenarioError> {
@@ -113,353 +48,23 @@ pub fn parse_scenario(text: &str, origin: &str) -> Result<Scenario, ScenarioErro
             None,
         )
     })?;
-    scenario_from_root(&Table::root(origin, &document))
+    let source = Source {
+        origin,
+        document: document.get_ref(),
+    };
+    let root = DeValue::Table(document.get_ref().clone());
+    let root = ValueDe {
+        value: &root,
+        span: 0..0,
+        path: String::new(),
+    };
+    let file = ScenarioFile::deserialize(root).map_err(|err| {
+        let span = err.span.unwrap_or(0..0);
+        source.error(span, &err.path.unwrap_or_default(), err.problem, err.hint)
+    })?;
+    scenario(&source, &file)
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-    use crate::scenario::model::*;
-    use crate::scenario::render::render_scenario;
-
-    fn scenarios_dir() -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
-    }
-
-    fn toml_files_in(dir: &Path) -> Vec<std::path::PathBuf> {
-        let mut paths: Vec<_> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|entry| entry.unwrap().path())
-            .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
-            .collect();
-        paths.sort();
-        paths
-    }
-
-    #[test]
-    fn every_shipped_scenario_parses() {
-        let mut paths = toml_files_in(&scenarios_dir());
-        let flaws = toml_files_in(&scenarios_dir().join("flaws"));
-        assert!(!flaws.is_empty(), "scenarios/flaws has no scenarios");
-        paths.extend(flaws);
-        let names: Vec<_> = paths
-            .iter()
-            .map(|path| path.file_stem().unwrap().to_string_lossy().into_owned())
-            .collect();
-        for expected in ["smoke", "churn-1k", "multi-device", "stored-cursor"] {
-            assert!(
-                names.iter().any(|name| name == expected),
-                "{expected} missing: {names:?}"
-            );
-        }
-        for path in &paths {
-            let text = std::fs::read_to_string(path).unwrap();
-            assert!(
-                text.starts_with('#'),
-                "{} must open with a comment",
-                path.display()
-            );
-            let scenario = load_scenario(path).unwrap_or_else(|err| panic!("{err}"));
-            assert_eq!(
-                Some(scenario.name.as_str()),
-                path.file_stem().and_then(|stem| stem.to_str()),
-                "name should match the file name"
-            );
-            let rendered = render_scenario(&scenario);
-            let again = parse_scenario(&rendered, "rendered")
-                .unwrap_or_else(|err| panic!("{err}\n{rendered}"));
-            assert_eq!(again, scenario, "{}", path.display());
-        }
-    }
-
-    #[test]
-    fn shipped_scenarios_have_the_promised_shape() {
-        let load =
-            |name: &str| load_scenario(&scenarios_dir().join(format!("{name}.toml"))).unwrap();
-        let smoke = load("smoke");
-        assert!((30..=80).contains(&smoke.population.total_sockets()));
-        assert!(smoke.duration + smoke.ramp_up <= Duration::from_secs(20));
-        assert!(smoke.churn.enabled && smoke.churn.abrupt_share > 0.0);
-        assert!(smoke.churn.client_cursor_share > 0.0 && smoke.churn.client_cursor_share < 1.0);
-
-        let big = load("churn-1k");
-        assert!(big.population.total_sockets() >= 1000);
-        assert!(big.duration >= Duration::from_secs(120));
-        assert!(big.churn.abrupt_share > 0.0 && big.churn.reset_share > 0.0);
-        assert!(matches!(big.servers, ServersSpec::Spawn { count: 2, .. }));
-        assert!(big
-            .thresholds
-            .latency
-            .iter()
-            .any(|t| t.metric == LatencyMetric::LiveDelivery && t.percentile == Percentile(99.0)));
-
-        let multi = load("multi-device");
-        assert_eq!(multi.population.devices_per_user, 3);
-        assert_eq!(multi.churn.client_cursor_share, 1.0);
-        assert!(multi.churn.enabled);
-
-        let stored = load("stored-cursor");
-        assert_eq!(stored.churn.client_cursor_share, 0.0);
-        assert!(stored.expect.allow_stored_cursor_redelivery && stored.expect.no_loss);
-    }
-
-    #[test]
-    fn full_example_in_the_format_docs_parses() {
-        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/scenario-format.md");
-        let docs = std::fs::read_to_string(docs).unwrap();
-        let example = docs
-            .split("## Full example")
-            .nth(1)
-            .expect("section present");
-        let toml = example
-            .split("```toml\n")
-            .nth(1)
-            .and_then(|rest| rest.split("```").next())
-            .expect("a toml block");
-        let scenario = parse_scenario(toml, "docs example").unwrap_or_else(|err| panic!("{err}"));
-        assert_eq!(scenario.name, "example");
-        assert_eq!(scenario.thresholds.latency.len(), 1);
-        assert_eq!(
-            scenario.faults,
-            vec![FaultSpec {
-                kind: FaultKind::ServerKill { server: 1 },
-                at: Duration::from_secs(8),
-                duration: Duration::from_secs(2),
-            }]
-        );
-    }
-
-    /// Every `toml` block of the `[[faults]]` docs section, appended to a
-    /// valid scenario, parses: the documented syntax is the implemented one.
-    #[test]
-    fn fault_examples_in_the_format_docs_parse() {
-        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/scenario-format.md");
-        let docs = std::fs::read_to_string(docs).unwrap();
-        let section = docs
-            .split("### `[[faults]]`")
-            .nth(1)
-            .and_then(|rest| rest.split("\n## ").next())
-            .expect("faults section present");
-        let base = "name = \"d\"\nduration = \"20s\"\n[servers]\nspawn = 2\n[population]\n\
-                    users = 2\nconversations = 1\nmembers_per_conversation = 2\n[traffic]\n\
-                    send_rate = \"5/s\"\n";
-        let mut kinds = std::collections::BTreeSet::new();
-        let blocks: Vec<&str> = section
-            .split("```toml\n")
-            .skip(1)
-            .filter_map(|rest| rest.split("```").next())
-            .collect();
-        assert!(blocks.len() >= 2, "{blocks:?}");
-        for block in blocks {
-            let text = format!("{base}{block}");
-            let scenario = parse_scenario(&text, "docs example")
-                .unwrap_or_else(|err| panic!("{err}\n{block}"));
-            assert!(!scenario.faults.is_empty(), "{block}");
-            kinds.extend(scenario.faults.iter().map(|fault| fault.kind.name()));
-        }
-        assert_eq!(kinds.len(), 9, "every kind has an example: {kinds:?}");
-    }
-
-    #[test]
-    fn missing_file_is_a_read_error_naming_the_path() {
-        let err = load_scenario(Path::new("/nonexistent/x.toml")).unwrap_err();
-        assert!(matches!(err, ScenarioError::Read { .. }), "{err:?}");
-        assert!(
-            err.to_string()
-                .starts_with("/nonexistent/x.toml: cannot read"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn toml_syntax_errors_have_a_position() {
-        let err = parse_scenario("name = \"a\"\nduration = \n", "x.toml").unwrap_err();
-        assert_eq!(err.position(), Some((2, 12)), "{err}");
-        assert!(
-            err.to_string().starts_with("x.toml:2:12: invalid TOML:"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn minimal_file_gets_every_default() {
-        let text = "name = \"m\"\nduration = \"10s\"\n[population]\nusers = 3\nconversations = 1\n\
-                    members_per_conversation = 2\n[traffic]\nsend_rate = \"4/s\"\n";
-        let scenario = parse_scenario(text, "m.toml").unwrap();
-        let expected = Scenario {
-            faults: Vec::new(),
-            name: "m".into(),
-            seed: None,
-            duration: Duration::from_secs(10),
-            ramp_up: Duration::ZERO,
-            drain_timeout: Duration::from_secs(60),
-            redis: RedisSpec {
-                provider: RedisProviderChoice::Auto,
-                url: None,
-                image: None,
-                persistence: Persistence::None,
-            },
-            servers: ServersSpec::Spawn {
-                count: 1,
-                sync_interval: Duration::from_secs(1),
-                heartbeat_interval: Duration::from_secs(15),
-                extra_args: vec![],
-            },
-            population: Population {
-                users: 3,
-                devices_per_user: 1,
-                conversations: 1,
-                members_per_conversation: 2,
-            },
-            traffic: Traffic {
-                send_rate_per_s: 4.0,
-                body_bytes: 64,
-            },
-            churn: Churn {
-                enabled: false,
-                online: DurationDist::Exponential {
-                    mean: Duration::from_secs(10),
-                },
-                offline: DurationDist::Exponential {
-                    mean: Duration::from_secs(2),
-                },
-                abrupt_share: 0.0,
-                reset_share: 0.0,
-                client_cursor_share: 1.0,
-            },
-            thresholds: Thresholds::default(),
-            expect: Expectations {
-                allow_lost_ack: false,
-                no_loss: true,
-                no_duplicates: true,
-                order: true,
-                allow_stored_cursor_redelivery: true,
-            },
-        };
-        assert_eq!(scenario, expected);
-    }
-
-    #[test]
-    fn full_file_reads_every_key() {
-        let text = r#"
-name = "full.run_1"
-seed = 18446744073709551615
-duration = "2m"
-ramp_up = "1.5s"
-drain_timeout = "45s"
-[redis]
-provider = "url"
-url = "redis://127.0.0.1:6390/2"
-image = "redis:7.4"
-persistence = "aof-always"
-[servers]
-targets = ["ws://127.0.0.1:9000/ws", "wss://localhost:9443/ws"]
-[population]
-users = 10
-devices_per_user = 3
-conversations = 5
-members_per_conversation = 10
-[traffic]
-send_rate = "1200/min"
-body_size = "1KiB"
-[churn]
-online = { dist = "fixed", value = "3s" }
-[churn.offline]
-dist = "uniform"
-min = "0s"
-max = "500ms"
-[thresholds]
-min_delivery_rate = "0.5/s"
-latency = [
-  { metric = "ack", percentile = "max", max = "1s" },
-  { metric = "recovery", percentile = "p99.9", max = "2s" },
-]
-[expect]
-order = false
-stored_cursor_redelivery = "forbidden"
-lost_ack = "allowed"
-[[faults]]
-kind = "bandwidth"
-at = "1m"
-duration = "10s"
-link = "clients"
-rate = "1MiB/s"
-"#;
-        let scenario = parse_scenario(text, "full.toml").unwrap_or_else(|err| panic!("{err}"));
-        assert_eq!(scenario.seed, Some(u64::MAX));
-        assert_eq!(scenario.duration, Duration::from_secs(120));
-        assert_eq!(scenario.ramp_up, Duration::from_millis(1500));
-        assert_eq!(scenario.redis.provider, RedisProviderChoice::Url);
-        assert_eq!(
-            scenario.redis.url.as_deref(),
-            Some("redis://127.0.0.1:6390/2")
-        );
-        assert_eq!(scenario.redis.image.as_deref(), Some("redis:7.4"));
-        assert_eq!(scenario.redis.persistence, Persistence::AofAlways);
-        assert_eq!(
-            scenario.servers,
-            ServersSpec::External {
-                targets: vec![
-                    "ws://127.0.0.1:9000/ws".into(),
-                    "wss://localhost:9443/ws".into()
-                ]
-            }
-        );
-        assert_eq!(scenario.population.total_sockets(), 150);
-        assert_eq!(scenario.traffic.send_rate_per_s, 20.0);
-        assert_eq!(scenario.traffic.body_bytes, 1024);
-        assert!(scenario.churn.enabled);
-        assert_eq!(
-            scenario.churn.online,
-            DurationDist::Fixed {
-                value: Duration::from_secs(3)
-            }
-        );
-        assert_eq!(
-            scenario.churn.offline,
-            DurationDist::Uniform {
-                min: Duration::ZERO,
-                max: Duration::from_millis(500)
-            }
-        );
-        assert_eq!(scenario.thresholds.min_delivery_rate_per_s, Some(0.5));
-        assert_eq!(
-            scenario.thresholds.latency,
-            vec![
-                LatencyThreshold {
-                    metric: LatencyMetric::Ack,
-                    percentile: Percentile(100.0),
-                    max: Duration::from_secs(1),
-                },
-                LatencyThreshold {
-                    metric: LatencyMetric::Recovery,
-                    percentile: Percentile(99.9),
-                    max: Duration::from_secs(2),
-                },
-            ]
-        );
-        assert!(!scenario.expect.order && scenario.expect.no_loss);
-        assert!(!scenario.expect.allow_stored_cursor_redelivery);
-        assert!(scenario.expect.allow_lost_ack);
-        assert_eq!(
-            scenario.faults,
-            vec![FaultSpec {
-                kind: FaultKind::Bandwidth {
-                    link: Link::Clients,
-                    bytes_per_s: 1 << 20,
-                },
-                at: Duration::from_secs(60),
-                duration: Duration::from_secs(10),
-            }]
-        );
-
-        let rendered = render_scenario(&scenario);
-        assert_eq!(
-            parse_scenario(&rendered, "rendered").unwrap(),
-            scenario,
-            "{rendered}"
-        );
-    }
-}
+#[path = "parse_tests.rs"]
+mod tests;

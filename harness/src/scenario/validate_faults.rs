@@ -7,11 +7,15 @@
 
 use std::time::Duration;
 
-use super::{choice, positive};
+use serde::de::IntoDeserializer;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::Source;
 use crate::scenario::error::ScenarioError;
+use crate::scenario::file::{FaultFile, FaultName};
 use crate::scenario::model::*;
-use crate::scenario::reader::{Found, Table};
-use crate::scenario::units::format_duration;
+use recovery_units::format_duration;
 
 /// What a fault needs to know about the rest of the scenario.
 pub(super) struct FaultContext<'s> {
@@ -22,67 +26,13 @@ pub(super) struct FaultContext<'s> {
     pub allow_lost_ack: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Kind {
-    RedisRestart,
-    RedisPause,
-    RedisWipe,
-    ServerKill,
-    ServerRestart,
-    Latency,
-    Bandwidth,
-    Blackhole,
-    Reset,
-}
-
-const KINDS: [(&str, Kind); 9] = [
-    ("redis_restart", Kind::RedisRestart),
-    ("redis_pause", Kind::RedisPause),
-    ("redis_wipe", Kind::RedisWipe),
-    ("server_kill", Kind::ServerKill),
-    ("server_restart", Kind::ServerRestart),
-    ("latency", Kind::Latency),
-    ("bandwidth", Kind::Bandwidth),
-    ("blackhole", Kind::Blackhole),
-    ("reset", Kind::Reset),
-];
-
-/// Every key some kind accepts; a key outside this list is a typo.
-const ALL_FAULT_KEYS: &[&str] = &[
-    "kind", "at", "duration", "server", "link", "latency", "jitter", "rate",
-];
-
-const LINKS: [(&str, Link); 2] = [("clients", Link::Clients), ("redis", Link::Redis)];
-
-impl Kind {
-    fn name(self) -> &'static str {
-        KINDS
-            .iter()
-            .find(|(_, kind)| *kind == self)
-            .map_or("", |(name, _)| name)
-    }
-
-    /// The keys this kind accepts, `kind` included.
-    fn keys(self) -> &'static [&'static str] {
-        match self {
-            Kind::RedisRestart | Kind::RedisPause | Kind::RedisWipe => &["kind", "at", "duration"],
-            Kind::ServerKill | Kind::ServerRestart => &["kind", "at", "duration", "server"],
-            Kind::Latency => &["kind", "at", "duration", "link", "latency", "jitter"],
-            Kind::Bandwidth => &["kind", "at", "duration", "link", "rate"],
-            Kind::Blackhole | Kind::Reset => &["kind", "at", "duration", "link"],
-        }
-    }
-
-    fn is_redis(self) -> bool {
-        matches!(
-            self,
-            Kind::RedisRestart | Kind::RedisPause | Kind::RedisWipe
-        )
-    }
-
-    fn is_server(self) -> bool {
-        matches!(self, Kind::ServerKill | Kind::ServerRestart)
-    }
+/// The hint for a typo in a fault table whose `kind` is known: that
+/// kind's keys, which are more useful than every fault key.
+pub(crate) fn fault_keys_hint(kind: &str) -> Option<String> {
+    let deserializer: serde::de::value::StrDeserializer<serde::de::value::Error> =
+        kind.into_deserializer();
+    let kind = FaultName::deserialize(deserializer).ok()?;
+    Some(format!("{} takes: {}", kind.name(), kind.keys().join(", ")))
 }
 
 /// What a fault acts on; two faults on one target must not overlap.
@@ -104,57 +54,50 @@ impl Target {
     }
 }
 
-struct Parsed {
-    spec: FaultSpec,
-    target: Target,
+/// Half-open `[at, end)`; an instant fault occupies 1ns so that two
+/// instant faults at the same moment on one target collide.
+fn window(spec: &FaultSpec) -> (Duration, Duration) {
+    let length = spec.duration.max(Duration::from_nanos(1));
+    (spec.at, spec.at.saturating_add(length))
 }
 
-impl Parsed {
-    /// Half-open `[at, end)`; an instant fault occupies 1ns so that two
-    /// instant faults at the same moment on one target collide.
-    fn window(&self) -> (Duration, Duration) {
-        let length = self.spec.duration.max(Duration::from_nanos(1));
-        (self.spec.at, self.spec.at.saturating_add(length))
-    }
-
-    fn describe(&self) -> String {
-        let name = self.spec.kind.name();
-        let at = format_duration(self.spec.at);
-        if self.spec.duration.is_zero() {
-            format!("{name} at {at}")
-        } else {
-            let end = format_duration(self.spec.at.saturating_add(self.spec.duration));
-            format!("{name} from {at} to {end}")
-        }
+fn describe(spec: &FaultSpec) -> String {
+    let (name, at) = (spec.kind.name(), format_duration(spec.at));
+    if spec.duration.is_zero() {
+        format!("{name} at {at}")
+    } else {
+        let end = format_duration(spec.at.saturating_add(spec.duration));
+        format!("{name} from {at} to {end}")
     }
 }
 
 /// All `[[faults]]`, sorted by start time (stably: faults starting at the
 /// same moment keep their file order).
 pub(super) fn faults(
-    root: &Table,
+    source: &Source,
+    items: &[Spanned<FaultFile>],
     context: &FaultContext,
 ) -> Result<Vec<FaultSpec>, ScenarioError> {
-    let Some(items) = root.array_of_tables("faults")? else {
-        return Ok(Vec::new());
-    };
-    let mut parsed: Vec<Parsed> = Vec::with_capacity(items.value.len());
-    for index in 0..items.value.len() {
-        let item = root.element_table(&items, index)?;
-        let fault = fault(&item, context)?;
-        let (start, end) = fault.window();
-        let clash = parsed.iter().position(|earlier| {
-            let (earlier_start, earlier_end) = earlier.window();
-            earlier.target == fault.target && start < earlier_end && earlier_start < end
+    let mut parsed: Vec<(FaultSpec, Target)> = Vec::with_capacity(items.len());
+    for item in items {
+        let (spec, target) = fault(source, item, context)?;
+        let (start, end) = window(&spec);
+        let clash = parsed.iter().position(|(earlier, earlier_target)| {
+            let (earlier_start, earlier_end) = window(earlier);
+            *earlier_target == target && start < earlier_end && earlier_start < end
         });
         if let Some(earlier) = clash {
-            return Err(item.fail_table(
+            let path = super::path_of(source.document, &item.span());
+            let array = path
+                .rsplit_once('[')
+                .map_or(path.as_str(), |(array, _)| array);
+            return Err(source.fail(
+                item,
                 format!(
-                    "{} overlaps {}[{earlier}] ({}), both on {}",
-                    fault.describe(),
-                    items.key,
-                    parsed[earlier].describe(),
-                    fault.target.describe()
+                    "{} overlaps {array}[{earlier}] ({}), both on {}",
+                    describe(&spec),
+                    describe(&parsed[earlier].0),
+                    target.describe()
                 ),
                 Some(
                     "faults on one target must not overlap in time: start one after the other ends"
@@ -162,113 +105,140 @@ pub(super) fn faults(
                 ),
             ));
         }
-        parsed.push(fault);
+        parsed.push((spec, target));
     }
-    let mut specs: Vec<FaultSpec> = parsed.into_iter().map(|fault| fault.spec).collect();
+    let mut specs: Vec<FaultSpec> = parsed.into_iter().map(|(spec, _)| spec).collect();
     specs.sort_by_key(|spec| spec.at);
     Ok(specs)
 }
 
-fn fault(item: &Table, context: &FaultContext) -> Result<Parsed, ScenarioError> {
-    let kind = choice(item, "kind", &KINDS)?;
-    if kind.is_none() {
-        // Typos first: a misspelled `kind` is then reported as such,
-        // not as a missing key.
-        item.reject_unknown_keys(ALL_FAULT_KEYS)?;
-    }
-    let kind = item.require("kind", kind)?;
-    reject_keys_of_other_kinds(item, kind.value)?;
-    check_controllable(item, &kind, context)?;
+fn fault(
+    source: &Source,
+    item: &Spanned<FaultFile>,
+    context: &FaultContext,
+) -> Result<(FaultSpec, Target), ScenarioError> {
+    let file = item.get_ref();
+    let table = item.span();
+    let kind = *file.kind.get_ref();
+    reject_keys_of_other_kinds(source, item, kind)?;
+    check_controllable(source, &file.kind, context)?;
 
-    let at = item.require("at", item.duration("at")?)?;
-    if at.value >= context.traffic_end {
-        return Err(item.fail(
-            &at,
+    let at_text = file
+        .at
+        .as_ref()
+        .ok_or_else(|| source.missing(&table, "at"))?;
+    let at = at_text.get_ref().0;
+    if at >= context.traffic_end {
+        return Err(source.fail(
+            at_text,
             format!(
                 "starts at {}, when traffic has ended (ramp_up + duration = {})",
-                format_duration(at.value),
+                format_duration(at),
                 format_duration(context.traffic_end)
             ),
-            Some(
-                "a fault must start while traffic runs; the drain comes after \
-                 (a fault may last into the drain)"
-                    .into(),
-            ),
+            Some("a fault must start while traffic runs; the drain comes after (a fault may last into the drain)".into()),
         ));
     }
-    let duration = fault_duration(item, kind.value)?;
-    let (fault_kind, target) = kind_params(item, kind.value, context)?;
+    let duration = match (&file.duration, kind) {
+        (None, FaultName::Reset) => Duration::ZERO,
+        (None, _) => return Err(source.missing(&table, "duration")),
+        (Some(text), FaultName::Reset) => match text.get_ref().0 {
+            zero if zero.is_zero() => zero,
+            _ => {
+                return Err(source.fail(
+                    text,
+                    "a reset is instant: its duration must be \"0s\"",
+                    Some("remove duration (it defaults to \"0s\")".into()),
+                ))
+            }
+        },
+        (Some(text), _) if text.get_ref().0.is_zero() => {
+            return Err(source.fail(text, "must be greater than 0s", None))
+        }
+        (Some(text), _) => text.get_ref().0,
+    };
+    let (fault_kind, target) = kind_params(source, item, context)?;
 
-    let destroys_acked = match kind.value {
-        Kind::RedisWipe => Some("redis_wipe deletes acked messages"),
-        Kind::RedisRestart if context.redis.persistence == Persistence::None => {
+    let destroys_acked = match kind {
+        FaultName::RedisWipe => Some("redis_wipe deletes acked messages"),
+        FaultName::RedisRestart if context.redis.persistence == Persistence::None => {
             Some("redis_restart with redis.persistence = \"none\" loses acked messages")
         }
         _ => None,
     };
     if let (Some(problem), false) = (destroys_acked, context.allow_lost_ack) {
-        return Err(item.fail(
-            &kind,
+        return Err(source.fail(
+            &file.kind,
             problem,
-            Some(
-                "this scenario destroys acked messages on purpose; \
-                 set [expect] lost_ack = \"allowed\""
-                    .into(),
-            ),
+            Some("this scenario destroys acked messages on purpose; set [expect] lost_ack = \"allowed\"".into()),
         ));
     }
-    Ok(Parsed {
-        spec: FaultSpec {
+    Ok((
+        FaultSpec {
             kind: fault_kind,
-            at: at.value,
+            at,
             duration,
         },
         target,
-    })
+    ))
 }
 
-/// Rejects, in file order, the first key `kind` does not take: a key of
-/// another kind gets its own path (`faults[2].latency`), a typo the
-/// table's path, as unknown keys do everywhere else.
-fn reject_keys_of_other_kinds(item: &Table, kind: Kind) -> Result<(), ScenarioError> {
-    let allowed = kind.keys();
-    let Some((key, span)) = item
-        .keys()
-        .into_iter()
-        .find(|(key, _)| !allowed.contains(key))
-    else {
-        return Ok(());
-    };
-    let hint = Some(format!("{} takes: {}", kind.name(), allowed.join(", ")));
-    if ALL_FAULT_KEYS.contains(&key) {
-        Err(item.origin.error(
-            span,
-            &item.key_path(key),
+/// Rejects, in file order, the first key of another kind, naming the keys
+/// this kind takes.
+fn reject_keys_of_other_kinds(
+    source: &Source,
+    item: &Spanned<FaultFile>,
+    kind: FaultName,
+) -> Result<(), ScenarioError> {
+    let file = item.get_ref();
+    let given = [
+        ("duration", file.duration.is_some()),
+        ("server", file.server.is_some()),
+        ("link", file.link.is_some()),
+        ("latency", file.latency.is_some()),
+        ("jitter", file.jitter.is_some()),
+        ("rate", file.rate.is_some()),
+    ];
+    let foreign = given
+        .iter()
+        .filter(|(key, given)| *given && !kind.keys().contains(key))
+        .min_by_key(|(key, _)| {
+            super::key_span(source.document, &item.span(), key).map(|span| span.start)
+        });
+    match foreign {
+        None => Ok(()),
+        Some((key, _)) => Err(source.fail_key(
+            &item.span(),
+            key,
             format!("does not apply to kind = {:?}", kind.name()),
-            hint,
-        ))
-    } else {
-        Err(item
-            .origin
-            .error(span, item.path(), format!("unknown key {key:?}"), hint))
+            fault_keys_hint(kind.name()),
+        )),
     }
 }
 
 /// Whether the harness controls what this kind of fault acts on.
 fn check_controllable(
-    item: &Table,
-    kind: &Found<Kind>,
+    source: &Source,
+    kind: &Spanned<FaultName>,
     context: &FaultContext,
 ) -> Result<(), ScenarioError> {
-    if kind.value.is_redis() && context.redis.provider == RedisProviderChoice::Url {
-        return Err(item.fail(
+    let is_redis = matches!(
+        kind.get_ref(),
+        FaultName::RedisRestart | FaultName::RedisPause | FaultName::RedisWipe
+    );
+    if is_redis && context.redis.provider == RedisProviderChoice::Url {
+        return Err(source.fail(
             kind,
             "redis faults need a Redis the harness starts (testcontainers or local), not a given URL",
             Some("set redis.provider = \"testcontainers\" or \"local\" (or \"auto\")".into()),
         ));
     }
-    if kind.value.is_server() && matches!(context.servers, ServersSpec::External { .. }) {
-        return Err(item.fail(
+    let is_server = matches!(
+        kind.get_ref(),
+        FaultName::ServerKill | FaultName::ServerRestart
+    );
+    if is_server && matches!(context.servers, ServersSpec::External { .. }) {
+        return Err(source.fail(
             kind,
             "server faults need spawned reference servers",
             Some("servers.targets are run by someone else: use [servers] spawn instead".into()),
@@ -277,91 +247,94 @@ fn check_controllable(
     Ok(())
 }
 
-/// Downtime or impairment length: required and > 0, except for the
-/// instant `reset`, where it defaults to and must be 0.
-fn fault_duration(item: &Table, kind: Kind) -> Result<Duration, ScenarioError> {
-    let duration = item.duration("duration")?;
-    if kind != Kind::Reset {
-        return positive(item, item.require("duration", duration)?);
-    }
-    match duration {
-        Some(found) if !found.value.is_zero() => Err(item.fail(
-            &found,
-            "a reset is instant: its duration must be \"0s\"",
-            Some("remove duration (it defaults to \"0s\")".into()),
-        )),
-        _ => Ok(Duration::ZERO),
-    }
-}
-
 fn kind_params(
-    item: &Table,
-    kind: Kind,
+    source: &Source,
+    item: &Spanned<FaultFile>,
     context: &FaultContext,
 ) -> Result<(FaultKind, Target), ScenarioError> {
-    if kind.is_redis() {
-        let fault_kind = match kind {
-            Kind::RedisRestart => FaultKind::RedisRestart,
-            Kind::RedisPause => FaultKind::RedisPause,
-            _ => FaultKind::RedisWipe,
-        };
-        return Ok((fault_kind, Target::Redis));
-    }
-    if kind.is_server() {
-        let server = server_index(item, context)?;
-        let fault_kind = if kind == Kind::ServerKill {
-            FaultKind::ServerKill { server }
-        } else {
-            FaultKind::ServerRestart { server }
-        };
-        return Ok((fault_kind, Target::Server(server)));
-    }
-    let link = link(item, context)?;
-    let fault_kind = match kind {
-        Kind::Latency => {
-            let latency = item.require("latency", item.duration("latency")?)?;
-            let latency = positive(item, latency)?;
-            let jitter =
-                match item.duration("jitter")? {
-                    Some(jitter) if jitter.value > latency => return Err(item.fail(
-                        &jitter,
+    let file = item.get_ref();
+    let table = item.span();
+    let link = || link(source, item, context);
+    Ok(match file.kind.get_ref() {
+        FaultName::RedisRestart => (FaultKind::RedisRestart, Target::Redis),
+        FaultName::RedisPause => (FaultKind::RedisPause, Target::Redis),
+        FaultName::RedisWipe => (FaultKind::RedisWipe, Target::Redis),
+        FaultName::ServerKill => {
+            let server = server_index(source, file, context)?;
+            (FaultKind::ServerKill { server }, Target::Server(server))
+        }
+        FaultName::ServerRestart => {
+            let server = server_index(source, file, context)?;
+            (FaultKind::ServerRestart { server }, Target::Server(server))
+        }
+        FaultName::Latency => {
+            let link = link()?;
+            let latency = file
+                .latency
+                .as_ref()
+                .ok_or_else(|| source.missing(&table, "latency"))?;
+            let latency = latency.0 .0;
+            let jitter = match &file.jitter {
+                Some(text) => match text.get_ref().0 {
+                    jitter if jitter > latency => return Err(source.fail(
+                        text,
                         format!("is more than latency ({})", format_duration(latency)),
                         Some(
                             "each packet is delayed by latency ± jitter, which must not go below 0"
                                 .into(),
                         ),
                     )),
-                    Some(jitter) => jitter.value,
-                    None => Duration::ZERO,
-                };
-            FaultKind::Latency {
-                link,
-                latency,
-                jitter,
-            }
+                    jitter => jitter,
+                },
+                None => Duration::ZERO,
+            };
+            (
+                FaultKind::Latency {
+                    link,
+                    latency,
+                    jitter,
+                },
+                Target::Link(link),
+            )
         }
-        Kind::Bandwidth => {
-            let rate = item.require("rate", item.byte_rate("rate")?)?;
-            if rate.value == 0 {
-                return Err(item.fail(
-                    &rate,
-                    "must be greater than 0B/s",
-                    Some("to pass nothing at all, use kind = \"blackhole\"".into()),
-                ));
-            }
-            FaultKind::Bandwidth {
-                link,
-                bytes_per_s: rate.value,
-            }
+        FaultName::Bandwidth => {
+            let link = link()?;
+            let text = file
+                .rate
+                .as_ref()
+                .ok_or_else(|| source.missing(&table, "rate"))?;
+            let bytes_per_s = match text.get_ref().0 {
+                0 => {
+                    return Err(source.fail(
+                        text,
+                        "must be greater than 0B/s",
+                        Some("to pass nothing at all, use kind = \"blackhole\"".into()),
+                    ))
+                }
+                rate => rate,
+            };
+            (
+                FaultKind::Bandwidth { link, bytes_per_s },
+                Target::Link(link),
+            )
         }
-        Kind::Blackhole => FaultKind::Blackhole { link },
-        _ => FaultKind::Reset { link },
-    };
-    Ok((fault_kind, Target::Link(link)))
+        FaultName::Blackhole => {
+            let link = link()?;
+            (FaultKind::Blackhole { link }, Target::Link(link))
+        }
+        FaultName::Reset => {
+            let link = link()?;
+            (FaultKind::Reset { link }, Target::Link(link))
+        }
+    })
 }
 
-fn server_index(item: &Table, context: &FaultContext) -> Result<u32, ScenarioError> {
-    let Some(server) = item.count("server")? else {
+fn server_index(
+    source: &Source,
+    file: &FaultFile,
+    context: &FaultContext,
+) -> Result<u32, ScenarioError> {
+    let Some(server) = &file.server else {
         return Ok(0);
     };
     // External servers were rejected in `check_controllable`.
@@ -369,27 +342,33 @@ fn server_index(item: &Table, context: &FaultContext) -> Result<u32, ScenarioErr
         ServersSpec::Spawn { count, .. } => *count,
         ServersSpec::External { .. } => 0,
     };
-    if server.value >= spawned {
-        return Err(item.fail(
-            &server,
-            format!(
-                "there is no server {} (servers.spawn = {spawned})",
-                server.value
-            ),
+    let index = *server.get_ref();
+    if index >= spawned {
+        return Err(source.fail(
+            server,
+            format!("there is no server {index} (servers.spawn = {spawned})"),
             Some(format!(
                 "servers are numbered from 0: use 0..={}",
                 spawned.saturating_sub(1)
             )),
         ));
     }
-    Ok(server.value)
+    Ok(index)
 }
 
-fn link(item: &Table, context: &FaultContext) -> Result<Link, ScenarioError> {
-    let link = item.require("link", choice(item, "link", &LINKS)?)?;
-    if link.value == Link::Redis && matches!(context.servers, ServersSpec::External { .. }) {
-        return Err(item.fail(
-            &link,
+fn link(
+    source: &Source,
+    item: &Spanned<FaultFile>,
+    context: &FaultContext,
+) -> Result<Link, ScenarioError> {
+    let link = item
+        .get_ref()
+        .link
+        .as_ref()
+        .ok_or_else(|| source.missing(&item.span(), "link"))?;
+    if *link.get_ref() == Link::Redis && matches!(context.servers, ServersSpec::External { .. }) {
+        return Err(source.fail(
+            link,
             "link = \"redis\" needs spawned servers",
             Some(
                 "the harness proxies the spawned servers' Redis connection; \
@@ -398,5 +377,5 @@ fn link(item: &Table, context: &FaultContext) -> Result<Link, ScenarioError> {
             ),
         ));
     }
-    Ok(link.value)
+    Ok(*link.get_ref())
 }

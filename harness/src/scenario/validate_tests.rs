@@ -632,3 +632,16 @@ fn expect_values() {
         "unknown key \"no_gaps\"",
     );
 }
+
+/// The grammar of the server's flags (`--state-ttl 30d`) and scenario
+/// files is one (`recovery-units`): days and decimals are accepted.
+#[test]
+fn durations_take_days_like_the_server_flags() {
+    let days = parse_scenario(&with_top("drain_timeout = \"30d\""), "t.toml").unwrap();
+    assert_eq!(
+        days.drain_timeout,
+        std::time::Duration::from_secs(30 * 86_400)
+    );
+    let decimal = parse_scenario(&with_top("ramp_up = \"1.5d\""), "t.toml").unwrap();
+    assert_eq!(decimal.ramp_up, std::time::Duration::from_secs(36 * 3600));
+}

@@ -1,24 +1,80 @@
-//! Values with units, written as strings in scenario files: durations
-//! (`"250ms"`), rates (`"200/s"`), sizes (`"64KiB"`) and byte rates
-//! (`"64KiB/s"`). Units are
-//! mandatory so that a bare `30` can never silently mean seconds in one
-//! place and milliseconds in another.
+//! Values with units, written as text: durations (`"250ms"`, `"30d"`),
+//! rates (`"200/s"`), sizes (`"64KiB"`), byte rates (`"64KiB/s"`) and
+//! percentiles (`"p99.9"`). One grammar for the reference server's flags
+//! (`--state-ttl 30d`) and the harness's scenario files, so a value that
+//! one accepts the other accepts too.
 //!
-//! Numbers are plain decimals (`1`, `1.5`; no sign, no exponent). Durations
-//! and sizes are converted with integer arithmetic so that `"0.1s"` is
-//! exactly 100 ms; a fraction finer than the smallest unit is an error
-//! rather than a silent rounding. Each `format_*` writes the canonical
-//! form that its parser reads back to the identical value.
+//! Units are mandatory so that a bare `30` can never silently mean seconds
+//! in one place and milliseconds in another. Numbers are plain decimals
+//! (`1`, `1.5`; no sign, no exponent). Durations and sizes are converted
+//! with integer arithmetic so that `"0.1s"` is exactly 100 ms; a fraction
+//! finer than the smallest unit is an error rather than a silent rounding.
+//! Each `format_*` writes the canonical form that its parser reads back to
+//! the identical value.
 
 use std::time::Duration;
 
-use super::error::UnitError;
+/// A value with a unit (`"30s"`, `"200/s"`, `"64B"`) that does not parse.
+/// `Display` is the problem; [`UnitError::hint`] says how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnitError {
+    #[error("empty value")]
+    Empty,
+    #[error("{text:?} has no unit")]
+    MissingUnit { text: String, example: String },
+    #[error("{text:?} has unknown unit {unit:?}")]
+    UnknownUnit {
+        text: String,
+        unit: String,
+        expected: &'static str,
+    },
+    #[error("{text:?} uses the ambiguous unit {unit:?}")]
+    AmbiguousSize { text: String, unit: String },
+    #[error("{text:?} uses the ambiguous unit {unit:?}")]
+    AmbiguousByteRate { text: String, unit: String },
+    #[error("{text:?} must not be negative")]
+    Negative { text: String },
+    #[error("{text:?} does not start with a plain decimal number")]
+    BadNumber {
+        text: String,
+        expected: &'static str,
+    },
+    #[error("{text:?} is finer than {finest}")]
+    TooPrecise { text: String, finest: &'static str },
+    #[error("{text:?} is too large (at most {max})")]
+    TooLarge { text: String, max: &'static str },
+}
+
+impl UnitError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            UnitError::Empty => None,
+            UnitError::MissingUnit { example, .. } => {
+                Some(format!("units are mandatory, e.g. {example:?}"))
+            }
+            UnitError::UnknownUnit { expected, .. } => Some(format!("expected one of: {expected}")),
+            UnitError::AmbiguousSize { .. } => Some(
+                "sizes are binary: write KiB (1024 bytes) or MiB, or give bytes as \"1000B\""
+                    .to_string(),
+            ),
+            UnitError::AmbiguousByteRate { .. } => Some(
+                "byte rates are binary bytes per second: write KiB/s (1024 bytes/s) or MiB/s, \
+                 or give bytes as \"1000B/s\""
+                    .to_string(),
+            ),
+            UnitError::Negative { .. } => None,
+            UnitError::BadNumber { expected, .. } => Some(format!("expected e.g. {expected}")),
+            UnitError::TooPrecise { .. } | UnitError::TooLarge { .. } => None,
+        }
+    }
+}
 
 const NANOS_PER_SECOND: u128 = 1_000_000_000;
 
 /// Duration units, largest first: the formatter picks the first that
 /// divides the value exactly.
-const DURATION_UNITS: [(&str, u128); 6] = [
+const DURATION_UNITS: [(&str, u128); 7] = [
+    ("d", 86_400 * NANOS_PER_SECOND),
     ("h", 3600 * NANOS_PER_SECOND),
     ("m", 60 * NANOS_PER_SECOND),
     ("s", NANOS_PER_SECOND),
@@ -26,7 +82,7 @@ const DURATION_UNITS: [(&str, u128); 6] = [
     ("us", 1_000),
     ("ns", 1),
 ];
-const DURATION_UNIT_NAMES: &str = "ns, us, ms, s, m (or min), h";
+const DURATION_UNIT_NAMES: &str = "ns, us, ms, s, m (or min), h, d";
 
 const SIZE_UNITS: [(&str, u128); 3] = [("MiB", 1 << 20), ("KiB", 1 << 10), ("B", 1)];
 const SIZE_UNIT_NAMES: &str = "B, KiB, MiB";
@@ -50,8 +106,8 @@ const BYTE_RATE_UNIT_NAMES: &str = "B/s, KiB/s, MiB/s, GiB/s";
 const AMBIGUOUS_BYTE_RATE_UNITS: [&str; 6] = ["bps", "kbps", "mbps", "gbps", "bit", "b"];
 const BYTE_RATE_MAX: &str = "18446744073709551615B/s";
 
-/// `"30s"`, `"250ms"`, `"2m"`, `"1h"`, `"1.5s"`; units: ns, us, ms, s,
-/// m/min, h. Bare numbers are rejected.
+/// `"30s"`, `"250ms"`, `"2m"`, `"1h"`, `"30d"`, `"1.5s"`; units: ns, us,
+/// ms, s, m/min, h, d. Bare numbers are rejected.
 pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
     let (number, unit) = split_number(text, "\"1.5s\"")?;
     let Some(unit) = unit else {
@@ -427,6 +483,8 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("2min"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert_eq!(parse_duration("1.5d"), Ok(Duration::from_secs(36 * 3600)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("0.1s"), Ok(Duration::from_millis(100)));
         assert_eq!(parse_duration("7us"), Ok(Duration::from_micros(7)));
@@ -493,6 +551,8 @@ mod tests {
     fn durations_format_in_the_largest_exact_unit() {
         assert_eq!(format_duration(Duration::ZERO), "0s");
         assert_eq!(format_duration(Duration::from_secs(7200)), "2h");
+        assert_eq!(format_duration(Duration::from_secs(30 * 86_400)), "30d");
+        assert_eq!(format_duration(Duration::from_secs(36 * 3600)), "36h");
         assert_eq!(format_duration(Duration::from_secs(90)), "90s");
         assert_eq!(format_duration(Duration::from_secs(120)), "2m");
         assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
