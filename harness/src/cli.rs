@@ -1,8 +1,11 @@
 //! The `harness` command line. `main.rs` only calls [`main_with_args`].
 //!
-//! Exit codes: 0 valid and thresholds met; 1 an invariant was violated;
-//! 2 a threshold was missed or the verdict is unknown; 3 setup or input
-//! error (bad scenario, no Redis, server failed to start).
+//! Exit codes: 0 valid and thresholds met (and `--help`, `--version`);
+//! 1 an invariant was violated; 2 a threshold was missed or the verdict is
+//! unknown; 3 usage, setup or input error (unknown flag, bad value, bad
+//! scenario, no Redis, server failed to start). Clap's own usage errors
+//! exit 2, which a CI job would read as "threshold missed": [`parse_args`]
+//! maps them to 3.
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +17,30 @@ use crate::runner::{self, Launcher, RunOptions};
 use crate::scenario::load_scenario;
 
 pub const EXIT_SETUP: u8 = 3;
+
+/// Parses the command line. `Err` carries the exit code after clap has
+/// printed its message: 0 for `--help` / `--version`, [`EXIT_SETUP`] for
+/// every usage error (unknown flag, missing subcommand, bad value).
+pub fn parse_args<I, T>(args: I) -> Result<Cli, u8>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::error::ErrorKind;
+    match Cli::try_parse_from(args) {
+        Ok(cli) => Ok(cli),
+        Err(err) => {
+            let code = match err.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
+                _ => EXIT_SETUP,
+            };
+            // Help goes to stdout, errors to stderr (clap decides); a closed
+            // pipe leaves nothing better to do than exit with the code.
+            let _ = err.print();
+            Err(code)
+        }
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(
