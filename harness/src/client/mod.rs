@@ -6,6 +6,8 @@
 //! - [`socket`]: the task: connect, recover, receive, send, ack, churn.
 //! - [`traffic`]: the open-model send scheduler (Poisson arrivals).
 //! - [`dist`]: sampling scenario distributions.
+//! - [`live`]: latencies and anomalies visible while the run goes (for
+//!   the progress line and the Prometheus endpoint).
 //!
 //! Tasks record into their own `Vec<Event>` (no shared lock on the hot
 //! path) and hand it back when they end; live progress goes through
@@ -13,6 +15,7 @@
 
 pub mod connection;
 pub mod dist;
+pub mod live;
 pub mod socket;
 pub mod traffic;
 
@@ -131,6 +134,8 @@ pub struct ClientContext {
     /// Redis cannot be read). Touched once per ack, not per delivery.
     pub max_acked: Vec<Mutex<StreamId>>,
     pub connect_timeout: Duration,
+    /// Live latencies and anomalies (progress line, Prometheus endpoint).
+    pub live: std::sync::Arc<live::LiveStats>,
 }
 
 impl ClientContext {

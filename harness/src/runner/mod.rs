@@ -25,6 +25,7 @@ use recovery_protocol::StreamId;
 use tokio::sync::{mpsc, watch};
 
 use crate::checker::{check, rebuild_log, CheckInput, CheckOutcome};
+use crate::client::live::LiveStats;
 use crate::client::socket::SocketTask;
 use crate::client::traffic::run_scheduler;
 use crate::client::{ClientContext, Counters, Phase, RunClock, SendOrder};
@@ -422,7 +423,13 @@ pub async fn play(
     let socket_count = cast.sockets.len();
     let (phase_tx, phase_rx) = watch::channel(Phase::Running);
     let clock = RunClock::start();
-    let fault_schedule = tokio::spawn(faults::run_schedule(scenario.faults.clone(), rig, clock));
+    let live = Arc::new(LiveStats::default());
+    let fault_schedule = tokio::spawn(faults::run_schedule(
+        scenario.faults.clone(),
+        rig,
+        clock,
+        live.clone(),
+    ));
     let ctx = Arc::new(ClientContext {
         clock,
         targets: targets.to_vec(),
@@ -436,6 +443,7 @@ pub async fn play(
             .map(|_| Mutex::new(StreamId::ZERO))
             .collect(),
         connect_timeout: Duration::from_secs(10),
+        live,
     });
 
     let mut order_senders: Vec<mpsc::Sender<SendOrder>> = Vec::with_capacity(socket_count);
