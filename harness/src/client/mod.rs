@@ -99,6 +99,9 @@ pub struct Counters {
     pub outstanding_sends: AtomicU64,
     /// Orders the scheduler could not place (no socket online, queue full).
     pub sends_skipped: AtomicU64,
+    /// Of `sends_skipped`: an online socket was found but every one tried
+    /// had a full order queue (the client could not keep up).
+    pub sends_skipped_queue_full: AtomicU64,
     /// Sockets that reached the drain target.
     pub drained: AtomicU64,
     /// Planned drops and lost connections (each leads to a reconnect).

@@ -28,8 +28,8 @@ pub use faults::{FaultImpact, FAULT_ATTRIBUTION_TAIL_US, RECOVERED_ONLINE_PERCEN
 pub use hgrm::percentile_distribution;
 pub use latency::{LatencyRecorder, LatencyStats, LATENCY_SIGFIG, MAX_RECORDED_US};
 pub use summary::{
-    build_summary, exit_code, latency_table, HarnessResources, RunFacts, RunShape, Summary,
-    EXIT_INVALID, EXIT_THRESHOLD_OR_UNKNOWN, EXIT_VALID, SUMMARY_SCHEMA,
+    build_summary, exit_code, latency_table, HarnessResources, RunFacts, RunShape, SendsSkipped,
+    Summary, EXIT_INVALID, EXIT_THRESHOLD_OR_UNKNOWN, EXIT_VALID, SUMMARY_SCHEMA,
 };
 pub use thresholds::{evaluate_thresholds, ThresholdResult};
 

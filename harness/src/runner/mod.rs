@@ -321,6 +321,7 @@ pub async fn run(options: RunOptions) -> Result<RunOutcome, RunError> {
         redis_description,
         targets: targets.clone(),
         stragglers: played.stragglers.clone(),
+        sends_skipped: played.sends_skipped.clone(),
     };
     let summary = report::build_summary(&facts, &analysis, &check, &thresholds);
     report::write_reports(&run_dir, &summary, &analysis)?;
@@ -393,6 +394,7 @@ pub struct Played {
     pub peak_sockets: u64,
     /// Harness resident memory when the traffic phase ended.
     pub rss_at_traffic_end_bytes: Option<u64>,
+    pub sends_skipped: report::SendsSkipped,
 }
 
 /// Runs the devices against `targets`: ramp-up, traffic and churn for the
@@ -488,6 +490,17 @@ pub async fn play(
     let _ = phase_tx.send(Phase::Draining); // Err only when no socket task is left: nothing to tell
     let placed = scheduler.await.unwrap_or(0);
     tracing::info!(placed, "traffic phase over");
+    let skipped = ctx.counters.sends_skipped.load(Ordering::Relaxed);
+    let queue_full = ctx
+        .counters
+        .sends_skipped_queue_full
+        .load(Ordering::Relaxed);
+    let sends_skipped = report::SendsSkipped {
+        scheduled: placed + skipped,
+        skipped,
+        no_socket_online: skipped.saturating_sub(queue_full),
+        queue_full,
+    };
 
     let mut unknown_reasons = Vec::new();
     // Every fault is lifted before the drain reads the heads (a fault may
@@ -608,5 +621,6 @@ pub async fn play(
         unknown_reasons,
         peak_sockets: ctx.counters.peak_sockets_online.load(Ordering::Relaxed),
         rss_at_traffic_end_bytes,
+        sends_skipped,
     })
 }
