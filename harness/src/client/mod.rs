@@ -122,7 +122,7 @@ impl Counters {
 /// What every socket task shares with the runner.
 pub struct ClientContext {
     pub clock: RunClock,
-    pub targets: Vec<String>,
+    pub targets: Vec<url::Url>,
     pub churn: Churn,
     pub phase: tokio::sync::watch::Receiver<Phase>,
     pub counters: Counters,

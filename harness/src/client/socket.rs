@@ -190,7 +190,7 @@ impl SocketTask {
         self.record(EventKind::Connect {
             last_id: params.last_id,
             epoch: params.epoch.clone(),
-            target: target.clone(),
+            target: target.to_string(),
         });
         self.ctx.counters.connects.fetch_add(1, Ordering::Relaxed);
         self.connect_at_us = self.ctx.clock.now_us();
