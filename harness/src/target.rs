@@ -125,7 +125,7 @@ mod tests {
             parse_ws_target("http://x/ws"),
             Err(TargetError::Scheme { .. })
         ));
-        assert!(parse_ws_target("ws:///ws").is_err());
+        assert!(parse_ws_target("ws://:80/ws").is_err());
         assert!(parse_ws_target("127.0.0.1:80").is_err());
     }
 
