@@ -146,114 +146,72 @@ fn histogram(
 
 impl Collector for RunCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        const STARTED: &str = "1 once the simulated devices exist (after Redis and servers are up)";
         let Some(ctx) = self.slot.get() else {
-            return gauge(
-                &mut encoder,
-                "harness_devices_started",
-                "1 once the simulated devices exist (after Redis and servers are up)",
-                0,
-            );
+            return gauge(&mut encoder, "harness_devices_started", STARTED, 0);
         };
-        let e = &mut encoder;
         let c = &ctx.counters;
         let load = |value: &std::sync::atomic::AtomicU64| value.load(Ordering::Relaxed);
-        gauge(
-            e,
-            "harness_devices_started",
-            "1 once the simulated devices exist (after Redis and servers are up)",
-            1,
-        )?;
-        gauge(
-            e,
-            "harness_run_elapsed_seconds",
-            "Seconds since the run's time origin",
-            ctx.clock.now_us() / 1_000_000,
-        )?;
-        gauge(
-            e,
-            "harness_sockets",
-            "Sockets the run simulates (device x conversation)",
-            ctx.online.len() as u64,
-        )?;
-        gauge(
-            e,
-            "harness_sockets_online",
-            "Sockets connected right now",
-            load(&c.sockets_online),
-        )?;
-        counter(
-            e,
-            "harness_connects",
-            "Connection attempts",
-            load(&c.connects),
-        )?;
-        counter(
-            e,
-            "harness_connect_failures",
-            "Connection attempts that failed",
-            load(&c.connect_failures),
-        )?;
-        counter(
-            e,
-            "harness_disconnects",
-            "Planned drops and lost connections",
-            load(&c.disconnects),
-        )?;
-        counter(
-            e,
-            "harness_sends",
-            "Send frames written (new messages)",
-            load(&c.sends),
-        )?;
-        counter(
-            e,
-            "harness_acks",
-            "Sends acked by the server",
-            load(&c.acks),
-        )?;
-        counter(
-            e,
-            "harness_deliveries",
-            "Messages received, live and replayed",
-            load(&c.deliveries),
-        )?;
-        counter(
-            e,
-            "harness_sends_skipped",
-            "Scheduled sends no socket could take (not sent, no latency)",
-            load(&c.sends_skipped),
-        )?;
-        gauge(
-            e,
-            "harness_outstanding_sends",
-            "Sends written and not acked yet",
-            load(&c.outstanding_sends),
-        )?;
-        gauge(
-            e,
-            "harness_sockets_drained",
-            "Sockets caught up to the drain heads",
-            load(&c.drained),
-        )?;
-        counter(e, "harness_anomalies_seen_live", "Messages a socket received at or below an id it already had on that connection (duplicate or reorder; the checker names them after the run)", ctx.live.anomalies_seen())?;
-        gauge(
-            e,
-            "harness_faults_active",
-            "Injected faults in effect right now",
-            load(&ctx.live.faults_active),
-        )?;
+        let gauges = [
+            ("harness_devices_started", STARTED, 1),
+            (
+                "harness_run_elapsed_seconds",
+                "Seconds since the run's time origin",
+                ctx.clock.now_us() / 1_000_000,
+            ),
+            (
+                "harness_sockets",
+                "Sockets the run simulates (device x conversation)",
+                ctx.online.len() as u64,
+            ),
+            (
+                "harness_sockets_online",
+                "Sockets connected right now",
+                load(&c.sockets_online),
+            ),
+            (
+                "harness_outstanding_sends",
+                "Sends written and not acked yet",
+                load(&c.outstanding_sends),
+            ),
+            (
+                "harness_sockets_drained",
+                "Sockets caught up to the drain heads",
+                load(&c.drained),
+            ),
+            (
+                "harness_faults_active",
+                "Injected faults in effect right now",
+                load(&ctx.live.faults_active),
+            ),
+        ];
+        let counters = [
+            ("harness_connects", "Connection attempts", load(&c.connects)),
+            ("harness_connect_failures", "Connection attempts that failed", load(&c.connect_failures)),
+            ("harness_disconnects", "Planned drops and lost connections", load(&c.disconnects)),
+            ("harness_sends", "Send frames written (new messages)", load(&c.sends)),
+            ("harness_acks", "Sends acked by the server", load(&c.acks)),
+            ("harness_deliveries", "Messages received, live and replayed", load(&c.deliveries)),
+            ("harness_sends_skipped", "Scheduled sends no socket could take (not sent, no latency)", load(&c.sends_skipped)),
+            ("harness_anomalies_seen_live", "Messages a socket received at or below an id it already had on that connection (duplicate or reorder; the checker names them after the run)", ctx.live.anomalies_seen()),
+        ];
+        for (name, help, value) in gauges {
+            gauge(&mut encoder, name, help, value)?;
+        }
+        for (name, help, value) in counters {
+            counter(&mut encoder, name, help, value)?;
+        }
         histogram(
-            e,
+            &mut encoder,
             "harness_ack_latency",
             "Send due time to its ack, measured by the sender",
             &ctx.live.ack,
         )?;
         histogram(
-            e,
+            &mut encoder,
             "harness_connect_to_hello_latency",
             "Connection attempt to the server's hello",
             &ctx.live.connect_to_hello,
-        )?;
-        Ok(())
+        )
     }
 }
