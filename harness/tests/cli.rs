@@ -23,12 +23,25 @@ fn help_and_version_exit_0() {
 
 #[test]
 fn usage_errors_exit_3_with_clap_message() {
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 7] = [
         (&["--bogus"], "--bogus"),
         (&[], "Usage"),
         (&["run", "scenarios/smoke.toml", "--seed", "abc"], "abc"),
         (&["frobnicate"], "frobnicate"),
         (&["validate"], "<SCENARIO>"),
+        (
+            &[
+                "run",
+                "scenarios/smoke.toml",
+                "--target",
+                "http://127.0.0.1:1/ws",
+            ],
+            "ws://host:port/path",
+        ),
+        (
+            &["run", "scenarios/smoke.toml", "--metrics-listen", "nowhere"],
+            "nowhere",
+        ),
     ];
     for (args, named) in cases {
         let out = harness(args);
@@ -49,5 +62,30 @@ fn missing_scenario_file_exits_3() {
         out.stderr.contains("no/such/scenario.toml"),
         "{}",
         out.stderr
+    );
+}
+
+#[test]
+fn busy_metrics_port_exits_3_before_any_load() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = harness(&[
+        "run",
+        "scenarios/smoke.toml",
+        "--metrics-listen",
+        &addr,
+        "--out",
+        out_dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 3);
+    assert!(
+        out.stderr.contains(&addr),
+        "names the address: {}",
+        out.stderr
+    );
+    assert!(
+        std::fs::read_dir(out_dir.path()).unwrap().next().is_none(),
+        "no run directory, no load"
     );
 }
