@@ -1,5 +1,7 @@
-//! One run, start to verdict: Redis, servers, the cast of devices, ramp-up,
-//! traffic and churn, the drain, then check and report.
+//! One run, start to verdict, in named stages: [`provision`] (Redis,
+//! servers, proxies), [`play`] (the cast of devices, ramp-up, traffic,
+//! churn and faults, the drain), [`collect`] (history, message log, files),
+//! [`check_history`] and [`report_run`].
 //!
 //! - [`population`]: users, devices, conversations, memberships (seeded).
 //! - [`servers`]: reference servers started by the harness, or targets.
@@ -197,7 +199,7 @@ pub async fn run(options: RunOptions) -> Result<RunOutcome, RunError> {
         scenario: scenario.clone(),
         seed,
         started_at_unix_ms,
-        wall_duration: started.elapsed(),
+        wall_duration: Duration::ZERO,
         harness_cpu: Duration::ZERO,
         harness_peak_rss_bytes: 0,
         harness_rss_at_traffic_end_bytes: collected.played.rss_at_traffic_end_bytes,
@@ -208,7 +210,7 @@ pub async fn run(options: RunOptions) -> Result<RunOutcome, RunError> {
         stragglers: collected.played.stragglers.clone(),
         sends_skipped: collected.played.sends_skipped.clone(),
     };
-    let summary = report_run(&run_dir, facts, &collected.history, &check)?;
+    let summary = report_run(&run_dir, facts, started, &collected.history, &check)?;
     let exit_code = report::exit_code(&summary);
     Ok(RunOutcome {
         run_dir,
@@ -779,10 +781,12 @@ pub async fn collect(
 }
 
 /// Stage 5: numbers, thresholds and every report file. `facts` arrives
-/// without the harness's own CPU and memory, measured here last.
+/// without the wall time and the harness's own CPU and memory, measured
+/// here after the analysis (so CPU and wall time cover the same span).
 pub fn report_run(
     run_dir: &Path,
     mut facts: RunFacts,
+    started: Instant,
     history: &History,
     check: &CheckOutcome,
 ) -> Result<Summary, RunError> {
@@ -793,6 +797,7 @@ pub fn report_run(
         facts.scenario.duration.as_secs_f64(),
     );
     let usage = resources::harness_usage();
+    facts.wall_duration = started.elapsed();
     facts.harness_cpu = usage.cpu;
     facts.harness_peak_rss_bytes = usage.peak_rss_bytes;
     let summary = report::build_summary(&facts, &analysis, check, &thresholds);
