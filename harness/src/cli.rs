@@ -1,8 +1,11 @@
 //! The `harness` command line. `main.rs` only calls [`main_with_args`].
 //!
-//! Exit codes: 0 valid and thresholds met; 1 an invariant was violated;
-//! 2 a threshold was missed or the verdict is unknown; 3 setup or input
-//! error (bad scenario, no Redis, server failed to start).
+//! Exit codes: 0 valid and thresholds met (and `--help`, `--version`);
+//! 1 an invariant was violated; 2 a threshold was missed or the verdict is
+//! unknown; 3 usage, setup or input error (unknown flag, bad value, bad
+//! scenario, no Redis, server failed to start). Clap's own usage errors
+//! exit 2, which a CI job would read as "threshold missed": [`parse_args`]
+//! maps them to 3.
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +17,30 @@ use crate::runner::{self, Launcher, RunOptions};
 use crate::scenario::load_scenario;
 
 pub const EXIT_SETUP: u8 = 3;
+
+/// Parses the command line. `Err` carries the exit code after clap has
+/// printed its message: 0 for `--help` / `--version`, [`EXIT_SETUP`] for
+/// every usage error (unknown flag, missing subcommand, bad value).
+pub fn parse_args<I, T>(args: I) -> Result<Cli, u8>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::error::ErrorKind;
+    match Cli::try_parse_from(args) {
+        Ok(cli) => Ok(cli),
+        Err(err) => {
+            let code = match err.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
+                _ => EXIT_SETUP,
+            };
+            // Help goes to stdout, errors to stderr (clap decides); a closed
+            // pipe leaves nothing better to do than exit with the code.
+            let _ = err.print();
+            Err(code)
+        }
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -34,8 +61,8 @@ pub enum Command {
         scenario: PathBuf,
         /// Test this server instead of spawning reference servers
         /// (repeatable: devices are spread over the targets).
-        #[arg(long = "target", value_name = "ws://HOST:PORT/ws")]
-        targets: Vec<String>,
+        #[arg(long = "target", value_name = "ws://HOST:PORT/ws", value_parser = parse_target)]
+        targets: Vec<url::Url>,
         /// Redis to use: with spawned servers, instead of the provider;
         /// with --target, the target's Redis, read back to check the log
         /// (without it the log is rebuilt from acks and receipts).
@@ -47,9 +74,15 @@ pub enum Command {
         /// Seed for everything random (overrides the scenario's).
         #[arg(long)]
         seed: Option<u64>,
-        /// No live progress line.
+        /// No progress output (neither the live line on a terminal nor
+        /// the plain line every 5 s otherwise).
         #[arg(long)]
         quiet: bool,
+        /// Serve Prometheus metrics at http://ADDR/metrics while the run
+        /// goes (sockets, sends, deliveries, live anomalies, latency
+        /// histograms), e.g. 127.0.0.1:9464.
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<std::net::SocketAddr>,
         /// TESTING AID: start the spawned reference servers with this
         /// deliberate recovery bug (repeatable; see docs/flaws.md), to see
         /// the checker catch it.
@@ -76,6 +109,7 @@ pub async fn main_with_args(cli: Cli) -> u8 {
             out,
             seed,
             quiet,
+            metrics_listen,
             inject_flaws,
         } => {
             let flaw_args = inject_flaws
@@ -83,7 +117,17 @@ pub async fn main_with_args(cli: Cli) -> u8 {
                 .filter_map(clap::ValueEnum::to_possible_value)
                 .flat_map(|value| ["--inject-flaw".to_string(), value.get_name().to_string()])
                 .collect();
-            run(&scenario, targets, redis_url, out, seed, quiet, flaw_args).await
+            let targets = targets.iter().map(url::Url::to_string).collect();
+            let options = RunArgs {
+                targets,
+                redis_url,
+                out,
+                seed,
+                quiet,
+                metrics_listen,
+                extra_server_args: flaw_args,
+            };
+            run(&scenario, options).await
         }
         Command::Check { run_dir } => check(&run_dir),
         Command::Report { run_dir } => match report::rerender_run_dir(&run_dir) {
@@ -117,15 +161,31 @@ fn fail(err: &dyn std::fmt::Display) -> u8 {
     EXIT_SETUP
 }
 
-async fn run(
-    scenario_path: &Path,
+fn parse_target(text: &str) -> Result<url::Url, crate::target::TargetError> {
+    crate::target::parse_ws_target(text)
+}
+
+/// `harness run` flags besides the scenario.
+struct RunArgs {
     targets: Vec<String>,
     redis_url: Option<String>,
     out: PathBuf,
     seed: Option<u64>,
     quiet: bool,
+    metrics_listen: Option<std::net::SocketAddr>,
     extra_server_args: Vec<String>,
-) -> u8 {
+}
+
+async fn run(scenario_path: &Path, args: RunArgs) -> u8 {
+    let RunArgs {
+        targets,
+        redis_url,
+        out,
+        seed,
+        quiet,
+        metrics_listen,
+        extra_server_args,
+    } = args;
     let scenario = match load_scenario(scenario_path) {
         Ok(scenario) => scenario,
         Err(err) => return fail(&err),
@@ -134,13 +194,6 @@ async fn run(
         return fail(
             &"--inject-flaw applies to spawned reference servers, not to --target servers",
         );
-    }
-    for target in &targets {
-        if !target.starts_with("ws://") {
-            return fail(&format!(
-                "--target {target:?} must be a ws://host:port/path URL"
-            ));
-        }
     }
     let launcher = match std::env::current_exe() {
         Ok(program) => Launcher::Process {
@@ -166,6 +219,7 @@ async fn run(
         launcher,
         progress: !quiet,
         extra_server_args,
+        metrics_listen,
     };
     match runner::run(options).await {
         Ok(outcome) => {

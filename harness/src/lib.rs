@@ -9,6 +9,7 @@
 //! - [`history`]: the recorded events (`history.jsonl`) and message log.
 //! - [`checker`]: judges a history against the log; named anomalies.
 //! - [`report`]: HDR latency histograms, time series, summary/markdown/HTML.
+//! - [`target`]: server and Redis URLs (`url::Url`), parsed once.
 //! - [`proxy`]: loopback TCP proxy injecting latency, bandwidth limits,
 //!   partitions and resets between clients, servers and Redis.
 
@@ -20,3 +21,4 @@ pub mod proxy;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod target;

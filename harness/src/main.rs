@@ -1,6 +1,5 @@
 //! `harness`: see `harness --help`. All logic lives in the library.
 
-use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -11,6 +10,9 @@ async fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = harness::cli::Cli::parse();
-    std::process::ExitCode::from(harness::cli::main_with_args(cli).await)
+    let code = match harness::cli::parse_args(std::env::args_os()) {
+        Ok(cli) => harness::cli::main_with_args(cli).await,
+        Err(code) => code,
+    };
+    std::process::ExitCode::from(code)
 }

@@ -33,6 +33,12 @@ fn smoke_scenario_is_valid_and_writes_a_complete_report() {
         "recovery.hgrm",
         "connect_to_hello.hgrm",
         "replay_staleness.hgrm",
+        "live_delivery.hlog",
+        "ack.hlog",
+        "recovery.hlog",
+        "connect_to_hello.hlog",
+        "replay_staleness.hlog",
+        "junit.xml",
     ] {
         let path = dir.join(file);
         let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
@@ -43,6 +49,12 @@ fn smoke_scenario_is_valid_and_writes_a_complete_report() {
     assert_eq!(summary["verdict"], "valid");
     assert_eq!(summary["seed"], seed);
     assert_eq!(summary["exit_code"], 0);
+    assert!(summary["sends_skipped"]["scheduled"].as_u64().unwrap() > 100);
+    let junit = assert_junit_valid(&dir);
+    assert!(
+        !junit.contains("<failure "),
+        "a valid run fails no case: {junit}"
+    );
     let live = &summary["latency"]["live_delivery"];
     assert!(
         live["count"].as_u64().unwrap() > 100,

@@ -26,7 +26,15 @@ fn run_scenario(scenario: &str, seed: u64, flaw: Option<&str>, out: &Path) -> (i
         args.extend(["--inject-flaw", flaw]);
     }
     let finished = harness(&args);
-    (finished.code, summary(&run_dir(&runs)))
+    let dir = run_dir(&runs);
+    let junit = assert_junit_valid(&dir);
+    if finished.code == 1 {
+        assert!(
+            junit.contains("<failure "),
+            "a violation fails a JUnit case: {junit}"
+        );
+    }
+    (finished.code, summary(&dir))
 }
 
 /// Asserts the correct server passes, then that each flaw is caught as

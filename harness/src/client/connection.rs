@@ -12,13 +12,14 @@ use recovery_protocol::ConnectParams;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::WebSocketStream;
+use url::Url;
+
+use crate::target::authority;
 
 pub type Ws = WebSocketStream<TcpStream>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("target {0:?} is not a ws://host:port/path URL")]
-    BadTarget(String),
     #[error("TCP connect to {addr} failed: {source}")]
     Tcp {
         addr: String,
@@ -43,17 +44,6 @@ pub enum DropKind {
     Reset,
 }
 
-fn host_port(target: &str) -> Result<&str, ConnectError> {
-    let rest = target
-        .strip_prefix("ws://")
-        .ok_or_else(|| ConnectError::BadTarget(target.to_string()))?;
-    let host = rest.split('/').next().unwrap_or("");
-    if host.is_empty() {
-        return Err(ConnectError::BadTarget(target.to_string()));
-    }
-    Ok(host)
-}
-
 fn small_buffers() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(8 * 1024)
@@ -64,12 +54,13 @@ fn small_buffers() -> WebSocketConfig {
 }
 
 pub async fn connect(
-    target: &str,
+    target: &Url,
     params: &ConnectParams,
     timeout: Duration,
 ) -> Result<Ws, ConnectError> {
-    let addr = host_port(target)?.to_string();
-    let url = format!("{target}?{}", params.to_query());
+    let addr = authority(target);
+    let mut url = target.clone();
+    url.set_query(Some(&params.to_query()));
     let attempt = async {
         let tcp = TcpStream::connect(&addr)
             .await
@@ -133,17 +124,5 @@ pub async fn drop_connection(mut ws: Ws, kind: DropKind) {
             }
             drop(ws);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn targets_must_be_ws_urls() {
-        assert_eq!(host_port("ws://127.0.0.1:80/ws").unwrap(), "127.0.0.1:80");
-        assert!(host_port("http://x/ws").is_err());
-        assert!(host_port("ws:///ws").is_err());
     }
 }

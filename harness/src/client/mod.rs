@@ -6,6 +6,8 @@
 //! - [`socket`]: the task: connect, recover, receive, send, ack, churn.
 //! - [`traffic`]: the open-model send scheduler (Poisson arrivals).
 //! - [`dist`]: sampling scenario distributions.
+//! - [`live`]: latencies and anomalies visible while the run goes (for
+//!   the progress line and the Prometheus endpoint).
 //!
 //! Tasks record into their own `Vec<Event>` (no shared lock on the hot
 //! path) and hand it back when they end; live progress goes through
@@ -13,6 +15,7 @@
 
 pub mod connection;
 pub mod dist;
+pub mod live;
 pub mod socket;
 pub mod traffic;
 
@@ -96,6 +99,9 @@ pub struct Counters {
     pub outstanding_sends: AtomicU64,
     /// Orders the scheduler could not place (no socket online, queue full).
     pub sends_skipped: AtomicU64,
+    /// Of `sends_skipped`: an online socket was found but every one tried
+    /// had a full order queue (the client could not keep up).
+    pub sends_skipped_queue_full: AtomicU64,
     /// Sockets that reached the drain target.
     pub drained: AtomicU64,
     /// Planned drops and lost connections (each leads to a reconnect).
@@ -116,7 +122,7 @@ impl Counters {
 /// What every socket task shares with the runner.
 pub struct ClientContext {
     pub clock: RunClock,
-    pub targets: Vec<String>,
+    pub targets: Vec<url::Url>,
     pub churn: Churn,
     pub phase: tokio::sync::watch::Receiver<Phase>,
     pub counters: Counters,
@@ -131,6 +137,8 @@ pub struct ClientContext {
     /// Redis cannot be read). Touched once per ack, not per delivery.
     pub max_acked: Vec<Mutex<StreamId>>,
     pub connect_timeout: Duration,
+    /// Live latencies and anomalies (progress line, Prometheus endpoint).
+    pub live: std::sync::Arc<live::LiveStats>,
 }
 
 impl ClientContext {

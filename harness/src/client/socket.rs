@@ -67,6 +67,8 @@ pub struct SocketTask {
     /// Retry order of pending sends: oldest first.
     pending_order: VecDeque<Uuid>,
     drained: bool,
+    /// When the latest connection attempt started (run clock).
+    connect_at_us: u64,
 }
 
 impl SocketTask {
@@ -90,6 +92,7 @@ impl SocketTask {
             pending: HashMap::new(),
             pending_order: VecDeque::new(),
             drained: false,
+            connect_at_us: 0,
         }
     }
 
@@ -187,9 +190,10 @@ impl SocketTask {
         self.record(EventKind::Connect {
             last_id: params.last_id,
             epoch: params.epoch.clone(),
-            target: target.clone(),
+            target: target.to_string(),
         });
         self.ctx.counters.connects.fetch_add(1, Ordering::Relaxed);
+        self.connect_at_us = self.ctx.clock.now_us();
         match connect(&target, &params, self.ctx.connect_timeout).await {
             Ok(ws) => Some(ws),
             Err(err) => {
@@ -389,6 +393,10 @@ impl SocketTask {
                 epoch,
             } => {
                 self.epoch = Some(epoch.clone());
+                self.ctx
+                    .live
+                    .connect_to_hello
+                    .record(self.ctx.clock.now_us().saturating_sub(self.connect_at_us));
                 self.record(EventKind::Hello {
                     client_id,
                     resume_from,
@@ -412,6 +420,11 @@ impl SocketTask {
                 }
                 if self.socket_last.is_none_or(|last| message.id > last) {
                     self.socket_last = Some(message.id);
+                } else {
+                    self.ctx
+                        .live
+                        .repeats_within_socket
+                        .fetch_add(1, Ordering::Relaxed);
                 }
                 *unacked += 1;
                 self.record(EventKind::Recv {
@@ -441,7 +454,11 @@ impl SocketTask {
                     id,
                     duplicate,
                 });
-                if self.pending.remove(&client_msg_id).is_some() {
+                if let Some(acked) = self.pending.remove(&client_msg_id) {
+                    self.ctx
+                        .live
+                        .ack
+                        .record(self.ctx.clock.now_us().saturating_sub(acked.due_us));
                     self.pending_order
                         .retain(|pending| *pending != client_msg_id);
                     self.ctx

@@ -66,11 +66,13 @@ pub async fn run_scheduler(
             due_us,
         };
         let mut unplaced = Some(order);
+        let mut saw_online = false;
         for _ in 0..PICK_TRIES {
             let index = rng.random_range(0..orders.len());
             if !ctx.online[index].load(Ordering::Relaxed) {
                 continue;
             }
+            saw_online = true;
             let Some(order) = unplaced.take() else { break };
             match orders[index].try_send(order) {
                 Ok(()) => {
@@ -82,6 +84,11 @@ pub async fn run_scheduler(
         }
         if unplaced.is_some() {
             ctx.counters.sends_skipped.fetch_add(1, Ordering::Relaxed);
+            if saw_online {
+                ctx.counters
+                    .sends_skipped_queue_full
+                    .fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::faults::{FaultImpact, FaultTracker, OnlineLevels};
+use super::hlog::IntervalLog;
 use super::latency::{new_histogram, record_clamped, LatencyRecorder};
 use crate::history::{ConversationIx, DeviceIx, DisconnectCause, Event, EventKind, History};
 use crate::scenario::LatencyMetric;
@@ -99,6 +100,8 @@ impl Totals {
 #[derive(Debug, Clone)]
 pub struct Analysis {
     latency: [LatencyRecorder; LatencyMetric::ALL.len()],
+    /// Per metric: the `.hlog` interval log text (1 s intervals).
+    interval_logs: [String; LatencyMetric::ALL.len()],
     pub series: Vec<SecondStats>,
     /// Whether events after [`MAX_SERIES_SECONDS`] were left out of `series`.
     pub series_truncated: bool,
@@ -110,6 +113,11 @@ pub struct Analysis {
 impl Analysis {
     pub fn latency(&self, metric: LatencyMetric) -> &LatencyRecorder {
         &self.latency[metric_index(metric)]
+    }
+
+    /// The metric's HdrHistogram interval log (`<metric>.hlog`).
+    pub fn interval_log(&self, metric: LatencyMetric) -> &str {
+        &self.interval_logs[metric_index(metric)]
     }
 }
 
@@ -177,6 +185,7 @@ struct SecondCounts {
 #[derive(Default)]
 struct Accumulator {
     latency: [LatencyRecorder; LatencyMetric::ALL.len()],
+    intervals: [IntervalLog; LatencyMetric::ALL.len()],
     totals: Totals,
     seconds: Vec<SecondCounts>,
     series_truncated: bool,
@@ -205,8 +214,10 @@ impl Accumulator {
         Some(&mut self.seconds[index])
     }
 
-    fn record(&mut self, metric: LatencyMetric, value_us: u64) {
+    /// Records a latency measured at `at_us` (run clock).
+    fn record(&mut self, metric: LatencyMetric, at_us: u64, value_us: u64) {
         self.latency[metric_index(metric)].record(value_us);
+        self.intervals[metric_index(metric)].record(at_us, value_us);
     }
 
     fn count_event(&mut self, event: &Event) {
@@ -238,6 +249,7 @@ impl Accumulator {
                 if let Some(times) = self.connects.get(&socket_key(event)).copied() {
                     self.record(
                         LatencyMetric::ConnectToHello,
+                        at_us,
                         at_us.saturating_sub(times.latest_us),
                     );
                 }
@@ -251,6 +263,7 @@ impl Accumulator {
                     if let Some(times) = self.connects.get(&socket_key(event)).copied() {
                         self.record(
                             LatencyMetric::Recovery,
+                            at_us,
                             at_us.saturating_sub(times.first_us),
                         );
                     }
@@ -349,10 +362,10 @@ impl Accumulator {
         };
         let latency_us = event.at_us.saturating_sub(due_us);
         if *replay {
-            self.record(LatencyMetric::ReplayStaleness, latency_us);
+            self.record(LatencyMetric::ReplayStaleness, event.at_us, latency_us);
             return;
         }
-        self.record(LatencyMetric::LiveDelivery, latency_us);
+        self.record(LatencyMetric::LiveDelivery, event.at_us, latency_us);
         if let Some(second) = self.second(event.at_us) {
             let (histogram, max_us) = second
                 .live_delivery
@@ -363,16 +376,18 @@ impl Accumulator {
     }
 
     fn measure_acks(&mut self) {
-        let acks: Vec<u64> = self
+        let mut acks: Vec<(u64, u64)> = self
             .first_ack_us
             .iter()
             .filter_map(|(client_msg_id, ack_us)| {
                 let (_, due_us) = self.first_send.get(client_msg_id)?;
-                Some(ack_us.saturating_sub(*due_us))
+                Some((*ack_us, ack_us.saturating_sub(*due_us)))
             })
             .collect();
-        for latency_us in acks {
-            self.record(LatencyMetric::Ack, latency_us);
+        // In ack time order, as the interval log wants them.
+        acks.sort_unstable();
+        for (ack_us, latency_us) in acks {
+            self.record(LatencyMetric::Ack, ack_us, latency_us);
         }
     }
 
@@ -405,7 +420,7 @@ impl Accumulator {
         online_per_second
     }
 
-    fn finish(mut self) -> Analysis {
+    fn finish(mut self, started_at_unix_ms: u64) -> Analysis {
         self.measure_acks();
         self.totals.messages_sent = self.first_send.len() as u64;
         self.totals.history_duration_s = self.last_event_us as f64 / US_PER_SECOND as f64;
@@ -435,8 +450,13 @@ impl Accumulator {
                     ),
                 })
                 .collect();
+        let interval_logs = std::array::from_fn(|index| {
+            std::mem::take(&mut self.intervals[index])
+                .finish(LatencyMetric::ALL[index].name(), started_at_unix_ms)
+        });
         Analysis {
             latency: self.latency,
+            interval_logs,
             series,
             series_truncated: self.series_truncated,
             totals: self.totals,
@@ -463,7 +483,7 @@ pub fn analyze(history: &History) -> Analysis {
     for event in &history.events {
         accumulator.measure_delivery(event);
     }
-    accumulator.finish()
+    accumulator.finish(history.meta.started_at_unix_ms)
 }
 
 #[cfg(test)]

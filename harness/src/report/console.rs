@@ -81,6 +81,7 @@ pub fn render_console_table(summary: &Summary) -> String {
         totals.reconnects,
         totals.peak_sockets_online
     );
+    let _ = writeln!(out, "  sends skipped: {}", summary.sends_skipped.describe());
     for fault in &summary.faults {
         let _ = writeln!(
             out,
@@ -121,6 +122,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("3 sends, 4 deliveries (1 replayed), 1 reconnects, peak 2 sockets"));
+        assert!(
+            text.contains("  sends skipped: 12 of 600 scheduled (2.0%): 10 no socket online, 2 socket queue full"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -395,6 +395,7 @@ mod tests {
         // Every metric has samples in the handmade history: one chart each, plus three over time.
         assert_eq!(page.matches("<svg").count(), LatencyMetric::ALL.len() + 3);
         assert!(page.contains("<span class=\"fail\">missed</span>"));
+        assert!(page.contains("12 of 600 scheduled (2.0%): 10 no socket online"));
     }
 
     #[test]

@@ -316,6 +316,7 @@ pub fn totals_rows(summary: &Summary) -> Vec<(&'static str, String)> {
                 totals.sends, totals.messages_sent, totals.send_retries
             ),
         ),
+        ("sends skipped", summary.sends_skipped.describe()),
         (
             "acks",
             format!("{} ({} duplicate)", totals.acks, totals.duplicate_acks),
@@ -414,6 +415,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("| live_delivery | 2 | 900 µs |"), "{text}");
+        assert!(
+            text.contains("| sends skipped | 12 of 600 scheduled (2.0%): 10 no socket online, 2 socket queue full |"),
+            "{text}"
+        );
         assert!(
             text.contains("| live_delivery p99 <= 250 ms | 12.0 ms | **missed** |"),
             "{text}"

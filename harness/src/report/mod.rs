@@ -1,5 +1,5 @@
-//! Reports: latency histograms, time series, summary.json, report.md and
-//! report.html with inline SVG charts.
+//! Reports: latency histograms, time series, summary.json, report.md,
+//! report.html with inline SVG charts, and junit.xml for CI.
 //!
 //! Data flow: [`analyze`] turns a history into numbers (the only place
 //! that aggregates), [`evaluate_thresholds`] judges them, [`build_summary`]
@@ -13,7 +13,9 @@ mod console;
 mod fault_table;
 mod faults;
 mod hgrm;
+mod hlog;
 mod html;
+mod junit;
 mod latency;
 mod markdown;
 mod summary;
@@ -26,10 +28,11 @@ pub use analysis::{analyze, Analysis, SecondStats, Totals, MAX_SERIES_SECONDS};
 pub use console::render_console_table;
 pub use faults::{FaultImpact, FAULT_ATTRIBUTION_TAIL_US, RECOVERED_ONLINE_PERCENT};
 pub use hgrm::percentile_distribution;
+pub use junit::{render_junit, JUNIT_FILE};
 pub use latency::{LatencyRecorder, LatencyStats, LATENCY_SIGFIG, MAX_RECORDED_US};
 pub use summary::{
-    build_summary, exit_code, latency_table, HarnessResources, RunFacts, RunShape, Summary,
-    EXIT_INVALID, EXIT_THRESHOLD_OR_UNKNOWN, EXIT_VALID, SUMMARY_SCHEMA,
+    build_summary, exit_code, latency_table, HarnessResources, RunFacts, RunShape, SendsSkipped,
+    Summary, EXIT_INVALID, EXIT_THRESHOLD_OR_UNKNOWN, EXIT_VALID, SUMMARY_SCHEMA,
 };
 pub use thresholds::{evaluate_thresholds, ThresholdResult};
 
@@ -83,12 +86,19 @@ pub struct ReportFiles {
     pub summary_json: PathBuf,
     pub markdown: PathBuf,
     pub html: PathBuf,
+    pub junit: PathBuf,
     /// One `<metric>.hgrm` per latency metric, in `LatencyMetric::ALL` order.
     pub hgrm: Vec<(LatencyMetric, PathBuf)>,
+    /// One `<metric>.hlog` interval log per latency metric, same order.
+    pub hlog: Vec<(LatencyMetric, PathBuf)>,
 }
 
 pub fn hgrm_file_name(metric: LatencyMetric) -> String {
     format!("{}.hgrm", metric.name())
+}
+
+pub fn hlog_file_name(metric: LatencyMetric) -> String {
+    format!("{}.hlog", metric.name())
 }
 
 fn write_file(path: PathBuf, contents: &str) -> Result<PathBuf, ReportError> {
@@ -99,7 +109,8 @@ fn write_file(path: PathBuf, contents: &str) -> Result<PathBuf, ReportError> {
     Ok(path)
 }
 
-/// Writes summary.json, report.md, report.html and one .hgrm per metric
+/// Writes summary.json, report.md, report.html, junit.xml, and one .hgrm
+/// and one .hlog per metric
 /// into `dir` (created if missing). Renders everything before writing the
 /// first file, so a chart error leaves no half-written report behind.
 pub fn write_reports(
@@ -110,6 +121,7 @@ pub fn write_reports(
     let json = serde_json::to_string_pretty(summary).map_err(ReportError::Encode)?;
     let markdown = markdown::render_markdown(summary);
     let html = html::render_html(summary, analysis)?;
+    let junit = render_junit(summary);
     std::fs::create_dir_all(dir).map_err(|source| ReportError::CreateDir {
         path: dir.to_path_buf(),
         source,
@@ -117,6 +129,7 @@ pub fn write_reports(
     let summary_json = write_file(dir.join(SUMMARY_FILE), &(json + "\n"))?;
     let markdown = write_file(dir.join(MARKDOWN_FILE), &markdown)?;
     let html = write_file(dir.join(HTML_FILE), &html)?;
+    let junit = write_file(dir.join(JUNIT_FILE), &junit)?;
     let hgrm = LatencyMetric::ALL
         .iter()
         .map(|metric| {
@@ -124,11 +137,23 @@ pub fn write_reports(
             write_file(dir.join(hgrm_file_name(*metric)), &text).map(|path| (*metric, path))
         })
         .collect::<Result<_, _>>()?;
+    let hlog = LatencyMetric::ALL
+        .iter()
+        .map(|metric| {
+            write_file(
+                dir.join(hlog_file_name(*metric)),
+                analysis.interval_log(*metric),
+            )
+            .map(|path| (*metric, path))
+        })
+        .collect::<Result<_, _>>()?;
     Ok(ReportFiles {
         summary_json,
         markdown,
         html,
+        junit,
         hgrm,
+        hlog,
     })
 }
 

@@ -46,6 +46,47 @@ pub struct RunFacts {
     pub targets: Vec<String>,
     /// Devices still missing messages when the drain timed out.
     pub stragglers: Vec<String>,
+    pub sends_skipped: SendsSkipped,
+}
+
+/// Sends the open model scheduled but could not hand to a socket. They
+/// are never sent, so they have no latency: a run that skips many was
+/// lighter than its scenario says (the load generator, not the server,
+/// fell short), and its latencies flatter the server.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SendsSkipped {
+    /// Sends the schedule wanted during the traffic phase (placed + skipped).
+    pub scheduled: u64,
+    pub skipped: u64,
+    /// Skipped because none of the sockets tried was online and caught up
+    /// (devices offline by churn, during ramp-up, or in a fault).
+    pub no_socket_online: u64,
+    /// Skipped because every online socket tried had a full order queue
+    /// (the harness's clients could not keep up with the rate).
+    pub queue_full: u64,
+}
+
+impl SendsSkipped {
+    /// `skipped / scheduled` in percent; 0 when nothing was scheduled.
+    pub fn percent(&self) -> f64 {
+        if self.scheduled == 0 {
+            0.0
+        } else {
+            100.0 * self.skipped as f64 / self.scheduled as f64
+        }
+    }
+
+    /// "12 of 600 (2.0%): 10 no socket online, 2 queue full".
+    pub fn describe(&self) -> String {
+        format!(
+            "{} of {} scheduled ({:.1}%): {} no socket online, {} socket queue full",
+            self.skipped,
+            self.scheduled,
+            self.percent(),
+            self.no_socket_online,
+            self.queue_full
+        )
+    }
 }
 
 /// The shape of the scenario that was played, flattened so this schema
@@ -159,6 +200,10 @@ pub struct Summary {
     pub targets: Vec<String>,
     pub stragglers: Vec<String>,
     pub run: RunShape,
+    /// Scheduled sends never placed, and why. Defaulted (all zero) for
+    /// summaries written before it was recorded.
+    #[serde(default)]
+    pub sends_skipped: SendsSkipped,
 }
 
 impl Summary {
@@ -239,6 +284,7 @@ pub fn build_summary(
         targets: facts.targets.clone(),
         stragglers: facts.stragglers.clone(),
         run: RunShape::of(&facts.scenario),
+        sends_skipped: facts.sends_skipped.clone(),
     };
     summary.exit_code = exit_code(&summary);
     summary

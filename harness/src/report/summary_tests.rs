@@ -83,6 +83,12 @@ pub(crate) fn sample_facts() -> RunFacts {
             "ws://127.0.0.1:4002/ws".into(),
         ],
         stragglers: vec![],
+        sends_skipped: SendsSkipped {
+            scheduled: 600,
+            skipped: 12,
+            no_socket_online: 10,
+            queue_full: 2,
+        },
     }
 }
 

@@ -24,10 +24,16 @@ fn writes_every_file() {
         names,
         [
             "ack.hgrm",
+            "ack.hlog",
             "connect_to_hello.hgrm",
+            "connect_to_hello.hlog",
+            "junit.xml",
             "live_delivery.hgrm",
+            "live_delivery.hlog",
             "recovery.hgrm",
+            "recovery.hlog",
             "replay_staleness.hgrm",
+            "replay_staleness.hlog",
             "report.html",
             "report.md",
             "summary.json"

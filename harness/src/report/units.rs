@@ -1,7 +1,7 @@
 //! Human units for the Markdown, HTML and console reports. summary.json
 //! keeps raw numbers (microseconds, bytes); these are only for people.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Three significant digits reads well in tables without hiding the order
 /// of magnitude.
@@ -63,9 +63,15 @@ pub fn percentile_label(percentile: f64) -> String {
     }
 }
 
-/// RFC 3339 with milliseconds, UTC.
+/// RFC 3339 with milliseconds, UTC (`2026-12-01T14:29:59.265Z`).
 pub fn format_unix_ms(unix_ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(unix_ms)).to_string()
+    i64::try_from(unix_ms)
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map_or_else(
+            || format!("{unix_ms} ms after the Unix epoch"),
+            |at| at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        )
 }
 
 #[cfg(test)]

@@ -4,12 +4,14 @@
 //! a `FaultWindow` on the run clock.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Mutex;
 
 use super::servers::{self, Launcher, ServerInstance, SpawnSettings};
+use crate::client::live::LiveStats;
 use crate::client::RunClock;
 use crate::history::FaultWindow;
 use crate::proxy::Proxy;
@@ -75,12 +77,14 @@ pub async fn run_schedule(
     faults: Vec<FaultSpec>,
     rig: Arc<Mutex<Rig>>,
     clock: RunClock,
+    live: Arc<LiveStats>,
 ) -> Vec<FaultWindow> {
     let tasks: Vec<_> = faults
         .into_iter()
         .map(|fault| {
             let rig = rig.clone();
-            tokio::spawn(async move { run_one(fault, rig, clock).await })
+            let live = live.clone();
+            tokio::spawn(async move { run_one(fault, rig, clock, &live).await })
         })
         .collect();
     let mut windows = Vec::new();
@@ -94,7 +98,12 @@ pub async fn run_schedule(
     windows
 }
 
-async fn run_one(fault: FaultSpec, rig: Arc<Mutex<Rig>>, clock: RunClock) -> FaultWindow {
+async fn run_one(
+    fault: FaultSpec,
+    rig: Arc<Mutex<Rig>>,
+    clock: RunClock,
+    live: &LiveStats,
+) -> FaultWindow {
     let start_at = tokio::time::Instant::from_std(clock.instant_at(fault.at.as_micros() as u64));
     tokio::time::sleep_until(start_at).await;
     let mut errors = Vec::new();
@@ -104,6 +113,7 @@ async fn run_one(fault: FaultSpec, rig: Arc<Mutex<Rig>>, clock: RunClock) -> Fau
     // The window starts when the fault is in effect (stopping a container
     // or pausing it takes a moment), so "acked during the fault" means it.
     let start_us = clock.now_us();
+    live.faults_active.fetch_add(1, Ordering::Relaxed);
     println!(
         "fault: {} on {} at {:.1}s for {:?}",
         fault.kind.name(),
@@ -118,6 +128,7 @@ async fn run_one(fault: FaultSpec, rig: Arc<Mutex<Rig>>, clock: RunClock) -> Fau
         errors.push(format!("lifting: {err}"));
     }
     let end_us = clock.now_us();
+    live.faults_active.fetch_sub(1, Ordering::Relaxed);
     for error in &errors {
         tracing::warn!(fault = fault.kind.name(), %error, "fault injection problem");
     }

@@ -1,14 +1,18 @@
-//! One run, start to verdict: Redis, servers, the cast of devices, ramp-up,
-//! traffic and churn, the drain, then check and report.
+//! One run, start to verdict, in named stages: [`provision`] (Redis,
+//! servers, proxies), [`play`] (the cast of devices, ramp-up, traffic,
+//! churn and faults, the drain), [`collect`] (history, message log, files),
+//! [`check_history`] and [`report_run`].
 //!
 //! - [`population`]: users, devices, conversations, memberships (seeded).
 //! - [`servers`]: reference servers started by the harness, or targets.
 //! - [`log`]: the message log and stream heads read back from Redis.
-//! - [`progress`]: the live progress line.
+//! - [`progress`]: the live progress line (or plain lines in logs).
+//! - [`metrics`]: the Prometheus endpoint of `--metrics-listen`.
 //! - [`resources`]: the harness's own CPU time and memory.
 
 pub mod faults;
 pub mod log;
+pub mod metrics;
 pub mod population;
 pub mod progress;
 pub mod resources;
@@ -25,10 +29,11 @@ use recovery_protocol::StreamId;
 use tokio::sync::{mpsc, watch};
 
 use crate::checker::{check, rebuild_log, CheckInput, CheckOutcome};
+use crate::client::live::LiveStats;
 use crate::client::socket::SocketTask;
 use crate::client::traffic::run_scheduler;
 use crate::client::{ClientContext, Counters, Phase, RunClock, SendOrder};
-use crate::history::{write_history, History, MessageLog, RunMeta};
+use crate::history::{write_history, Event, History, MessageLog, RunMeta};
 use crate::proxy::{Proxy, ProxyError};
 use crate::report::{self, RunFacts, Summary};
 use crate::scenario::{
@@ -36,6 +41,11 @@ use crate::scenario::{
 };
 
 pub use servers::Launcher;
+
+use metrics::{LiveSlot, MetricsServer};
+use url::Url;
+
+use crate::target::{self, TargetError};
 
 /// Queue of send orders per socket; the scheduler skips a socket whose
 /// queue is full rather than waiting (open model).
@@ -67,8 +77,10 @@ pub enum RunError {
     Proxy(#[from] ProxyError),
     #[error("the scenario restarts, pauses or wipes Redis, but Redis came from a URL the harness does not control; install Docker or redis-server (or drop --redis-url)")]
     UncontrolledRedis,
-    #[error("cannot put a proxy in front of {0:?}: not a host:port address")]
-    ProxyTarget(String),
+    #[error("bad target: {0}")]
+    Target(#[from] TargetError),
+    #[error(transparent)]
+    MetricsListen(#[from] metrics::MetricsListenError),
     #[error("the scenario has external targets but no Redis URL; pass --redis-url (or the verdict is checked against a log rebuilt from acks)")]
     NoTargets,
 }
@@ -85,10 +97,12 @@ pub struct RunOptions {
     pub out_root: PathBuf,
     pub seed: Option<u64>,
     pub launcher: Launcher,
-    /// Show a live progress line (only when stdout is a terminal).
+    /// Show progress: a live line on a terminal, plain lines otherwise.
     pub progress: bool,
     /// Appended to every spawned server's arguments (e.g. injected flaws).
     pub extra_server_args: Vec<String>,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` during the run.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// What a run produced.
@@ -105,19 +119,9 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// `20261201-141804-smoke`: UTC start time, then the scenario name.
 fn run_dir_name(scenario: &str) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let stamp = humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + Duration::from_secs(now.as_secs()),
-    )
-    .to_string()
-    .replace([':', '-'], "")
-    .replace('T', "-")
-    .trim_end_matches('Z')
-    .to_string();
-    format!("{stamp}-{scenario}")
+    format!("{}-{scenario}", chrono::Utc::now().format("%Y%m%d-%H%M%S"))
 }
 
 fn provider_options(
@@ -143,10 +147,81 @@ fn provider_options(
     }
 }
 
-/// Plays a scenario and writes its report directory.
+/// Plays a scenario and writes its report directory, in named stages:
+/// [`provision`] (Redis, servers, proxies), [`play`] (devices, traffic,
+/// churn, faults, drain), [`collect`] (history, message log, files),
+/// [`check_history`], and [`report_run`].
 pub async fn run(options: RunOptions) -> Result<RunOutcome, RunError> {
     let started = Instant::now();
     let started_at_unix_ms = unix_ms();
+    let (scenario, seed) = settle_scenario(&options);
+    let live_slot = LiveSlot::default();
+    // Bound before any load: a busy port is an input error.
+    let _metrics = match options.metrics_listen {
+        Some(addr) => {
+            let server = MetricsServer::start(addr, live_slot.clone()).await?;
+            println!("metrics: http://{}/metrics", server.local_addr);
+            Some(server)
+        }
+        None => None,
+    };
+    let run_dir = options.out_root.join(run_dir_name(&scenario.name));
+    std::fs::create_dir_all(&run_dir).map_err(|source| RunError::OutDir {
+        path: run_dir.clone(),
+        source,
+    })?;
+
+    let provisioned = provision(&scenario, &options).await?;
+    let played = play(&scenario, seed, &provisioned, options.progress, &live_slot).await;
+    // The fault tasks have ended (play waited for them); the rig is ours.
+    // Servers and proxies stop here; Redis stays up until the run ends
+    // (dropping the handle removes the container or process).
+    let _redis_alive = match Arc::try_unwrap(provisioned.rig) {
+        Ok(rig) => rig.into_inner().stop_all().await,
+        Err(_) => None,
+    };
+    let played = played?;
+    let collected = collect(
+        &run_dir,
+        &scenario,
+        provisioned.redis_url.as_deref(),
+        played,
+    )
+    .await?;
+    let check = check_history(
+        &collected.history,
+        &collected.log,
+        &scenario,
+        collected.played.drain_complete,
+        collected.played.unknown_reasons.clone(),
+    );
+    let facts = RunFacts {
+        scenario: scenario.clone(),
+        seed,
+        started_at_unix_ms,
+        wall_duration: Duration::ZERO,
+        harness_cpu: Duration::ZERO,
+        harness_peak_rss_bytes: 0,
+        harness_rss_at_traffic_end_bytes: collected.played.rss_at_traffic_end_bytes,
+        peak_sockets: collected.played.peak_sockets,
+        drain_complete: collected.played.drain_complete,
+        redis_description: provisioned.redis_description,
+        targets: provisioned.targets.iter().map(Url::to_string).collect(),
+        stragglers: collected.played.stragglers.clone(),
+        sends_skipped: collected.played.sends_skipped.clone(),
+    };
+    let summary = report_run(&run_dir, facts, started, &collected.history, &check)?;
+    let exit_code = report::exit_code(&summary);
+    Ok(RunOutcome {
+        run_dir,
+        summary,
+        exit_code,
+    })
+}
+
+/// The scenario as it will run: seed picked (and printed for replay),
+/// external targets from the command line in place of its servers.
+fn settle_scenario(options: &RunOptions) -> (Scenario, u64) {
     let mut scenario = options.scenario.clone();
     let seed = options
         .seed
@@ -162,21 +237,89 @@ pub async fn run(options: RunOptions) -> Result<RunOutcome, RunError> {
             targets: targets.clone(),
         };
     }
-    let run_dir = options.out_root.join(run_dir_name(&scenario.name));
-    std::fs::create_dir_all(&run_dir).map_err(|source| RunError::OutDir {
-        path: run_dir.clone(),
-        source,
-    })?;
+    (scenario, seed)
+}
 
-    // Redis: needed to start reference servers, and (when reachable) to
-    // read the log back. External targets without a URL are checked
-    // against the log rebuilt from acks and receipts.
-    let needs_redis =
-        matches!(scenario.servers, ServersSpec::Spawn { .. }) || options.redis_url.is_some();
+/// Everything the devices play against, set up before the first connect.
+pub struct Provisioned {
+    /// Redis, servers and proxies, shared with the fault schedule.
+    pub rig: Arc<tokio::sync::Mutex<faults::Rig>>,
+    /// Where the devices connect (through the client proxies, if any).
+    pub targets: Vec<Url>,
+    /// The Redis the harness reads the log from (never proxied).
+    pub redis_url: Option<String>,
+    pub redis_description: String,
+}
+
+/// Stage 1: Redis, reference servers (or external targets) and, for
+/// network faults, the proxies in front of them.
+pub async fn provision(scenario: &Scenario, options: &RunOptions) -> Result<Provisioned, RunError> {
+    let redis = provision_redis(scenario, options.redis_url.as_deref()).await?;
+    let redis_url = redis.as_ref().map(|r| r.url().to_string());
+    let redis_description = redis.as_ref().map_or_else(
+        || "not reachable (log rebuilt from acks)".to_string(),
+        |r| r.description(),
+    );
+    // Network faults need the harness's proxies on the link: one in front
+    // of Redis for the servers, one in front of each server for clients.
+    let needs_link = |link: Link| scenario.faults.iter().any(|f| f.kind.link() == Some(link));
+    let (redis_proxy, servers_redis_url) = match &redis_url {
+        Some(url) if needs_link(Link::Redis) => {
+            let url = target::parse_redis_url(url)?;
+            let proxy = Proxy::start(target::resolve(&url).await?).await?;
+            let proxied = target::via(&url, proxy.listen_addr()).to_string();
+            (Some(proxy), Some(proxied))
+        }
+        url => (None, url.clone()),
+    };
+    let (instances, spawn, server_targets) =
+        provision_servers(scenario, options, servers_redis_url).await?;
+    let mut client_proxies = Vec::new();
+    let mut targets = Vec::new();
+    for server in server_targets {
+        if needs_link(Link::Clients) {
+            let proxy = Proxy::start(target::resolve(&server).await?).await?;
+            targets.push(target::via(&server, proxy.listen_addr()));
+            client_proxies.push(proxy);
+        } else {
+            targets.push(server);
+        }
+    }
+    println!(
+        "targets: {}",
+        targets
+            .iter()
+            .map(Url::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let rig = faults::Rig {
+        redis,
+        redis_url: redis_url.clone(),
+        server_addrs: instances.iter().filter_map(|i| i.listen_addr()).collect(),
+        servers: instances.into_iter().map(Some).collect(),
+        spawn,
+        client_proxies,
+        redis_proxy,
+    };
+    Ok(Provisioned {
+        rig: Arc::new(tokio::sync::Mutex::new(rig)),
+        targets,
+        redis_url,
+        redis_description,
+    })
+}
+
+/// Redis: needed to start reference servers, and (when reachable) to
+/// read the log back. External targets without a URL are checked
+/// against the log rebuilt from acks and receipts.
+async fn provision_redis(
+    scenario: &Scenario,
+    redis_url: Option<&str>,
+) -> Result<Option<redis_provider::RedisHandle>, RunError> {
+    let needs_redis = matches!(scenario.servers, ServersSpec::Spawn { .. }) || redis_url.is_some();
     let redis = if needs_redis {
-        let handle =
-            redis_provider::start_redis(&provider_options(&scenario, options.redis_url.as_deref()))
-                .await?;
+        let handle = redis_provider::start_redis(&provider_options(scenario, redis_url)).await?;
         println!("redis: {}", handle.description());
         Some(handle)
     } else {
@@ -195,28 +338,30 @@ pub async fn run(options: RunOptions) -> Result<RunOutcome, RunError> {
     {
         return Err(RunError::UncontrolledRedis);
     }
-    let redis_url = redis.as_ref().map(|r| r.url().to_string());
-    let redis_description = redis.as_ref().map_or_else(
-        || "not reachable (log rebuilt from acks)".to_string(),
-        |r| r.description(),
-    );
+    Ok(redis)
+}
 
-    // Network faults need the harness's proxies on the link: one in front
-    // of Redis for the servers, one in front of each server for clients.
-    let needs_link = |link: Link| scenario.faults.iter().any(|f| f.kind.link() == Some(link));
-    let redis_proxy = match (&redis_url, needs_link(Link::Redis)) {
-        (Some(url), true) => Some(Proxy::start(host_port_of(url)?).await?),
-        _ => None,
-    };
-    let servers_redis_url = match (&redis_proxy, &redis_url) {
-        (Some(proxy), _) => Some(format!("redis://{}", proxy.listen_addr())),
-        (None, url) => url.clone(),
-    };
+type ProvisionedServers = (
+    Vec<servers::ServerInstance>,
+    Option<(Launcher, servers::SpawnSettings)>,
+    Vec<Url>,
+);
 
-    let mut instances = Vec::new();
-    let mut spawn = None;
-    let server_targets = match &scenario.servers {
-        ServersSpec::External { targets } => targets.clone(),
+/// The servers under test: spawned reference servers on `redis_url`, or
+/// the scenario's external targets.
+async fn provision_servers(
+    scenario: &Scenario,
+    options: &RunOptions,
+    redis_url: Option<String>,
+) -> Result<ProvisionedServers, RunError> {
+    match &scenario.servers {
+        ServersSpec::External { targets } => {
+            let targets = targets
+                .iter()
+                .map(|text| target::parse_ws_target(text))
+                .collect::<Result<_, _>>()?;
+            Ok((Vec::new(), None, targets))
+        }
         ServersSpec::Spawn {
             count,
             sync_interval,
@@ -224,7 +369,7 @@ pub async fn run(options: RunOptions) -> Result<RunOutcome, RunError> {
             extra_args,
         } => {
             let settings = servers::SpawnSettings {
-                redis_url: servers_redis_url.clone().ok_or(RunError::NoTargets)?,
+                redis_url: redis_url.ok_or(RunError::NoTargets)?,
                 sync_interval: *sync_interval,
                 heartbeat_interval: *heartbeat_interval,
                 extra_args: extra_args
@@ -233,126 +378,20 @@ pub async fn run(options: RunOptions) -> Result<RunOutcome, RunError> {
                     .cloned()
                     .collect(),
             };
+            let mut instances = Vec::new();
+            let mut targets = Vec::new();
             for _ in 0..*count {
-                instances.push(servers::spawn(&options.launcher, &settings).await?);
+                let instance = servers::spawn(&options.launcher, &settings).await?;
+                targets.push(target::parse_ws_target(&instance.ws_url())?);
+                instances.push(instance);
             }
-            spawn = Some((options.launcher.clone(), settings));
-            instances.iter().map(|i| i.ws_url()).collect()
-        }
-    };
-    let mut client_proxies = Vec::new();
-    let mut targets = Vec::new();
-    for target in &server_targets {
-        if needs_link(Link::Clients) {
-            let (addr, path) = split_ws_url(target)?;
-            let proxy = Proxy::start(addr).await?;
-            targets.push(format!("ws://{}{}", proxy.listen_addr(), path));
-            client_proxies.push(proxy);
-        } else {
-            targets.push(target.clone());
+            Ok((
+                instances,
+                Some((options.launcher.clone(), settings)),
+                targets,
+            ))
         }
     }
-    println!("targets: {}", targets.join(", "));
-    let rig = faults::Rig {
-        redis,
-        redis_url: redis_url.clone(),
-        server_addrs: instances.iter().filter_map(|i| i.listen_addr()).collect(),
-        servers: instances.into_iter().map(Some).collect(),
-        spawn,
-        client_proxies,
-        redis_proxy,
-    };
-    let rig = Arc::new(tokio::sync::Mutex::new(rig));
-
-    let played = play(
-        &scenario,
-        seed,
-        &targets,
-        redis_url.as_deref(),
-        options.progress,
-        rig.clone(),
-    )
-    .await;
-    // The fault tasks have ended (play waited for them); the rig is ours.
-    // Dropped at the end of the run: removes the container or process.
-    let _redis_alive = match Arc::try_unwrap(rig) {
-        Ok(rig) => rig.into_inner().stop_all().await,
-        Err(_) => None,
-    };
-    let played = played?;
-
-    let history_path = run_dir.join("history.jsonl");
-    write_history(&history_path, &played.history)?;
-    write_json(&run_dir.join("log.json"), &played.log)?;
-    let scenario_path = run_dir.join("scenario.toml");
-    std::fs::write(&scenario_path, render_scenario(&scenario)).map_err(|source| {
-        RunError::Write {
-            path: scenario_path,
-            source,
-        }
-    })?;
-
-    let check = check_history(
-        &played.history,
-        &played.log,
-        &scenario,
-        played.drain_complete,
-        played.unknown_reasons.clone(),
-    );
-    let analysis = report::analyze(&played.history);
-    let wall = started.elapsed();
-    let thresholds = report::evaluate_thresholds(
-        &scenario.thresholds,
-        &analysis,
-        scenario.duration.as_secs_f64(),
-    );
-    let usage = resources::harness_usage();
-    let facts = RunFacts {
-        scenario: scenario.clone(),
-        seed,
-        started_at_unix_ms,
-        wall_duration: wall,
-        harness_cpu: usage.cpu,
-        harness_peak_rss_bytes: usage.peak_rss_bytes,
-        harness_rss_at_traffic_end_bytes: played.rss_at_traffic_end_bytes,
-        peak_sockets: played.peak_sockets,
-        drain_complete: played.drain_complete,
-        redis_description,
-        targets: targets.clone(),
-        stragglers: played.stragglers.clone(),
-    };
-    let summary = report::build_summary(&facts, &analysis, &check, &thresholds);
-    report::write_reports(&run_dir, &summary, &analysis)?;
-    let exit_code = report::exit_code(&summary);
-    Ok(RunOutcome {
-        run_dir,
-        summary,
-        exit_code,
-    })
-}
-
-/// `redis://host:port[/db]` -> host:port.
-fn host_port_of(url: &str) -> Result<std::net::SocketAddr, RunError> {
-    url.split_once("://")
-        .map(|(_, rest)| rest.rsplit('@').next().unwrap_or(rest))
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|host| host.parse().ok())
-        .ok_or_else(|| RunError::ProxyTarget(url.to_string()))
-}
-
-/// `ws://host:port/path` -> (host:port, /path).
-fn split_ws_url(url: &str) -> Result<(std::net::SocketAddr, String), RunError> {
-    let rest = url
-        .strip_prefix("ws://")
-        .ok_or_else(|| RunError::ProxyTarget(url.to_string()))?;
-    let (host, path) = match rest.find('/') {
-        Some(slash) => (&rest[..slash], rest[slash..].to_string()),
-        None => (rest, "/".to_string()),
-    };
-    let addr = host
-        .parse()
-        .map_err(|_| RunError::ProxyTarget(url.to_string()))?;
-    Ok((addr, path))
 }
 
 fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), RunError> {
@@ -366,6 +405,7 @@ fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), RunErro
     })
 }
 
+/// Stage 4: the checker's verdict on a history against a log.
 pub fn check_history(
     history: &History,
     log: &MessageLog,
@@ -385,50 +425,139 @@ pub fn check_history(
     })
 }
 
-/// What playing the scenario produced, before checking.
+/// What playing the scenario produced, before collecting and checking.
 pub struct Played {
-    pub history: History,
-    pub log: MessageLog,
+    /// Every socket's events, in time order.
+    pub events: Vec<Event>,
+    pub cast: population::Cast,
+    pub faults: Vec<crate::history::FaultWindow>,
+    /// Wall clock at the run clock's origin.
+    pub clock_started_at_unix_ms: u64,
     pub drain_complete: bool,
     pub stragglers: Vec<String>,
     pub unknown_reasons: Vec<String>,
     pub peak_sockets: u64,
     /// Harness resident memory when the traffic phase ended.
     pub rss_at_traffic_end_bytes: Option<u64>,
+    pub sends_skipped: report::SendsSkipped,
+    /// Sends acked during the run (to tell an unreadable log from an empty one).
+    pub acks: u64,
 }
 
-/// Runs the devices against `targets`: ramp-up, traffic and churn for the
-/// scenario's duration, then the drain. Bounded in time by ramp-up +
-/// duration + drain timeout (+ a few seconds to close).
+/// The devices of a run, started.
+struct Devices {
+    ctx: Arc<ClientContext>,
+    cast: population::Cast,
+    tasks: Vec<tokio::task::JoinHandle<Vec<Event>>>,
+    scheduler: tokio::task::JoinHandle<u64>,
+    phase_tx: watch::Sender<Phase>,
+    fault_schedule: tokio::task::JoinHandle<Vec<crate::history::FaultWindow>>,
+    clock_started_at_unix_ms: u64,
+    /// When the traffic phase ends.
+    traffic_end: tokio::time::Instant,
+}
+
+/// Stage 2: the devices against the provisioned targets: ramp-up,
+/// traffic, churn and faults for the scenario's duration, then the drain.
+/// Bounded in time by ramp-up + duration + drain timeout (+ a few seconds
+/// to close).
 pub async fn play(
     scenario: &Scenario,
     seed: u64,
-    targets: &[String],
-    redis_url: Option<&str>,
+    provisioned: &Provisioned,
     show_progress: bool,
-    rig: Arc<tokio::sync::Mutex<faults::Rig>>,
+    live_slot: &LiveSlot,
 ) -> Result<Played, RunError> {
-    if targets.is_empty() {
+    if provisioned.targets.is_empty() {
         return Err(RunError::NoTargets);
     }
+    let devices = start_devices(scenario, seed, provisioned);
+    // Set once, here; only the metrics endpoint reads it.
+    let _ = live_slot.set(devices.ctx.clone()); // Err only if already set, which nothing else does
+    let socket_count = devices.cast.sockets.len();
+    let progress =
+        progress::Progress::start(devices.ctx.clone(), show_progress, socket_count as u64);
+
+    tokio::time::sleep_until(devices.traffic_end).await;
+    let rss_at_traffic_end_bytes = resources::current_rss_bytes();
+    progress.set_phase("draining");
+    // Sends stop; devices come back at once and stay.
+    let _ = devices.phase_tx.send(Phase::Draining); // Err only when no socket task is left: nothing to tell
+    let placed = devices.scheduler.await.unwrap_or(0);
+    tracing::info!(placed, "traffic phase over");
+    let ctx = devices.ctx.clone();
+    let skipped = ctx.counters.sends_skipped.load(Ordering::Relaxed);
+    let queue_full = ctx
+        .counters
+        .sends_skipped_queue_full
+        .load(Ordering::Relaxed);
+    let sends_skipped = report::SendsSkipped {
+        scheduled: placed + skipped,
+        skipped,
+        no_socket_online: skipped.saturating_sub(queue_full),
+        queue_full,
+    };
+
+    let mut unknown_reasons = Vec::new();
+    // Every fault is lifted before the drain reads the heads (a fault may
+    // outlast the traffic; each ends after its own bounded duration).
+    let faults = match devices.fault_schedule.await {
+        Ok(windows) => windows,
+        Err(join) => {
+            unknown_reasons.push(format!("the fault schedule failed: {join}"));
+            Vec::new()
+        }
+    };
+    let stragglers = drain(
+        &ctx,
+        &devices.cast,
+        scenario.drain_timeout,
+        provisioned.redis_url.as_deref(),
+        &mut unknown_reasons,
+    )
+    .await?;
+    let _ = devices.phase_tx.send(Phase::Done); // Err only when no socket task is left
+    progress.set_phase("closing");
+    let events = gather_events(devices.tasks, &mut unknown_reasons).await;
+    progress.finish();
+    Ok(Played {
+        events,
+        cast: devices.cast,
+        faults,
+        clock_started_at_unix_ms: devices.clock_started_at_unix_ms,
+        drain_complete: stragglers.is_empty(),
+        stragglers,
+        unknown_reasons,
+        peak_sockets: ctx.counters.peak_sockets_online.load(Ordering::Relaxed),
+        rss_at_traffic_end_bytes,
+        sends_skipped,
+        acks: ctx.counters.acks.load(Ordering::Relaxed),
+    })
+}
+
+/// The cast, one task per socket (connects spread evenly over the
+/// ramp), the send scheduler and the fault schedule, all started.
+fn start_devices(scenario: &Scenario, seed: u64, provisioned: &Provisioned) -> Devices {
     let mut rng = StdRng::seed_from_u64(seed);
     let cast = population::build(
         &scenario.population,
         scenario.churn.client_cursor_share,
         &mut rng,
     );
-    let conversation_ids: Vec<_> = cast
-        .conversations
-        .iter()
-        .map(|c| c.conversation_id)
-        .collect();
     let socket_count = cast.sockets.len();
     let (phase_tx, phase_rx) = watch::channel(Phase::Running);
     let clock = RunClock::start();
-    let fault_schedule = tokio::spawn(faults::run_schedule(scenario.faults.clone(), rig, clock));
+    let clock_started_at_unix_ms = unix_ms();
+    let live = Arc::new(LiveStats::default());
+    let fault_schedule = tokio::spawn(faults::run_schedule(
+        scenario.faults.clone(),
+        provisioned.rig.clone(),
+        clock,
+        live.clone(),
+    ));
     let ctx = Arc::new(ClientContext {
         clock,
-        targets: targets.to_vec(),
+        targets: provisioned.targets.clone(),
         churn: scenario.churn.clone(),
         phase: phase_rx,
         counters: Counters::default(),
@@ -439,8 +568,8 @@ pub async fn play(
             .map(|_| Mutex::new(StreamId::ZERO))
             .collect(),
         connect_timeout: Duration::from_secs(10),
+        live,
     });
-
     let mut order_senders: Vec<mpsc::Sender<SendOrder>> = Vec::with_capacity(socket_count);
     let mut tasks = Vec::with_capacity(socket_count);
     let ramp_us = scenario.ramp_up.as_micros() as u64;
@@ -448,7 +577,6 @@ pub async fn play(
     for spec in &cast.sockets {
         let (tx, rx) = mpsc::channel(ORDER_QUEUE);
         order_senders.push(tx);
-        // Spread connects evenly over the ramp.
         let offset_us = if socket_count > 1 {
             ramp_us * spec.index as u64 / socket_count as u64
         } else {
@@ -474,31 +602,33 @@ pub async fn play(
         traffic_end_us,
         StdRng::seed_from_u64(rng.random()),
     ));
-    let progress = progress::Progress::start(ctx.clone(), show_progress, socket_count as u64);
+    Devices {
+        ctx,
+        cast,
+        tasks,
+        scheduler,
+        phase_tx,
+        fault_schedule,
+        clock_started_at_unix_ms,
+        traffic_end: start + Duration::from_micros(traffic_end_us),
+    }
+}
 
-    tokio::time::sleep_until(start + Duration::from_micros(traffic_end_us)).await;
-    let rss_at_traffic_end_bytes = resources::current_rss_bytes();
-    progress.set_phase("draining");
-    // Sends stop; devices come back at once and stay.
-    let _ = phase_tx.send(Phase::Draining); // Err only when no socket task is left: nothing to tell
-    let placed = scheduler.await.unwrap_or(0);
-    tracing::info!(placed, "traffic phase over");
-
-    let mut unknown_reasons = Vec::new();
-    // Every fault is lifted before the drain reads the heads (a fault may
-    // outlast the traffic; each ends after its own bounded duration).
-    let fault_windows = match fault_schedule.await {
-        Ok(windows) => windows,
-        Err(join) => {
-            unknown_reasons.push(format!("the fault schedule failed: {join}"));
-            Vec::new()
-        }
-    };
-    let drain_deadline = tokio::time::Instant::now() + scenario.drain_timeout;
+/// The drain: in-flight sends settle, the heads are fixed, and every
+/// device must reach its conversation's head before the timeout.
+/// Returns the stragglers (devices that did not).
+async fn drain(
+    ctx: &ClientContext,
+    cast: &population::Cast,
+    timeout: Duration,
+    redis_url: Option<&str>,
+    unknown_reasons: &mut Vec<String>,
+) -> Result<Vec<String>, RunError> {
+    let deadline = tokio::time::Instant::now() + timeout;
     // Let in-flight sends settle (acked, or retried after reconnect) so the
     // heads below include them.
     while ctx.counters.outstanding_sends.load(Ordering::Relaxed) > 0
-        && tokio::time::Instant::now() < drain_deadline
+        && tokio::time::Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -512,7 +642,7 @@ pub async fn play(
     // from ours (its streams read back empty).
     let acked_heads = ctx.max_acked_ids();
     let heads: Vec<StreamId> = match redis_url {
-        Some(url) => log::read_heads(url, &conversation_ids)
+        Some(url) => log::read_heads(url, &cast.conversation_ids())
             .await?
             .into_iter()
             .zip(&acked_heads)
@@ -522,15 +652,18 @@ pub async fn play(
     };
     // Set once, here; the sockets only read it.
     let _ = ctx.drain_heads.set(heads.clone()); // Err only if already set, which nothing else does
-    while ctx.counters.drained.load(Ordering::Relaxed) < socket_count as u64
-        && tokio::time::Instant::now() < drain_deadline
+    let socket_count = cast.sockets.len() as u64;
+    while ctx.counters.drained.load(Ordering::Relaxed) < socket_count
+        && tokio::time::Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut stragglers = Vec::new();
-    for spec in &cast.sockets {
-        if !ctx.drained[spec.index].load(Ordering::Relaxed) {
-            stragglers.push(format!(
+    let stragglers: Vec<String> = cast
+        .sockets
+        .iter()
+        .filter(|spec| !ctx.drained[spec.index].load(Ordering::Relaxed))
+        .map(|spec| {
+            format!(
                 "device {} (user {}, client {}) in conversation {} ({}): not caught up to {}",
                 spec.device,
                 spec.user_id,
@@ -538,19 +671,24 @@ pub async fn play(
                 spec.conversation,
                 spec.conversation_id,
                 heads[spec.conversation as usize]
-            ));
-        }
-    }
-    let drain_complete = stragglers.is_empty();
-    if !drain_complete {
+            )
+        })
+        .collect();
+    if !stragglers.is_empty() {
         unknown_reasons.push(format!(
             "{} of {socket_count} sockets did not catch up within the drain timeout",
             stragglers.len()
         ));
     }
-    let _ = phase_tx.send(Phase::Done); // Err only when no socket task is left
-    progress.set_phase("closing");
+    Ok(stragglers)
+}
 
+/// Every socket's events, in time order (stable: a socket's own events
+/// keep their order on equal stamps).
+async fn gather_events(
+    tasks: Vec<tokio::task::JoinHandle<Vec<Event>>>,
+    unknown_reasons: &mut Vec<String>,
+) -> Vec<Event> {
     let mut events = Vec::new();
     for task in tasks {
         match tokio::time::timeout(Duration::from_secs(15), task).await {
@@ -560,33 +698,60 @@ pub async fn play(
                 .push("a socket task did not finish within 15s of the run end".into()),
         }
     }
-    progress.finish();
-    // Stable: each socket's own events keep their order on equal stamps.
     events.sort_by_key(|event| event.at_us);
+    events
+}
+
+/// What the collect stage assembled.
+pub struct Collected {
+    pub history: History,
+    pub log: MessageLog,
+    pub played: PlayedFacts,
+}
+
+/// The parts of [`Played`] the later stages still need.
+pub struct PlayedFacts {
+    pub drain_complete: bool,
+    pub stragglers: Vec<String>,
+    pub unknown_reasons: Vec<String>,
+    pub peak_sockets: u64,
+    pub rss_at_traffic_end_bytes: Option<u64>,
+    pub sends_skipped: report::SendsSkipped,
+}
+
+/// Stage 3: the history and the authoritative message log, written into
+/// the run directory with the scenario as run.
+pub async fn collect(
+    run_dir: &Path,
+    scenario: &Scenario,
+    redis_url: Option<&str>,
+    played: Played,
+) -> Result<Collected, RunError> {
+    let conversation_ids = played.cast.conversation_ids();
     let history = History {
         meta: RunMeta {
             scenario_name: scenario.name.clone(),
-            seed,
-            started_at_unix_ms: unix_ms().saturating_sub(clock.now_us() / 1000),
-            devices: cast.devices,
-            conversations: cast.conversations,
-            faults: fault_windows,
+            seed: scenario.seed.unwrap_or_default(),
+            started_at_unix_ms: played.clock_started_at_unix_ms,
+            devices: played.cast.devices,
+            conversations: played.cast.conversations,
+            faults: played.faults,
         },
-        events,
+        events: played.events,
     };
     let log = match redis_url {
         Some(url) => {
             let log = log::read_log(url, &conversation_ids).await?;
             let entries: usize = log.conversations.iter().map(Vec::len).sum();
-            let acks = ctx.counters.acks.load(Ordering::Relaxed);
-            if entries == 0 && acks > 0 {
+            if entries == 0 && played.acks > 0 {
                 // Messages were acked but no stream holds any: the target
                 // does not keep them under `stream:conversation:{id}`.
                 // Checking against an empty log would call every delivery
                 // a phantom; the rebuilt log is the honest fallback.
-                tracing::warn!(acks, "no conversation stream found in the given Redis; checking against the log rebuilt from acks and receipts");
+                tracing::warn!(acks = played.acks, "no conversation stream found in the given Redis; checking against the log rebuilt from acks and receipts");
                 println!(
-                    "note: the Redis at {url} holds no `stream:conversation:{{id}}` entries although {acks} sends were acked; checking against the log rebuilt from acks and receipts"
+                    "note: the Redis at {url} holds no `stream:conversation:{{id}}` entries although {} sends were acked; checking against the log rebuilt from acks and receipts",
+                    played.acks
                 );
                 rebuild_log(&history)
             } else {
@@ -595,13 +760,50 @@ pub async fn play(
         }
         None => rebuild_log(&history),
     };
-    Ok(Played {
+    write_history(&run_dir.join(report::HISTORY_FILE), &history)?;
+    write_json(&run_dir.join("log.json"), &log)?;
+    let scenario_path = run_dir.join("scenario.toml");
+    std::fs::write(&scenario_path, render_scenario(scenario)).map_err(|source| {
+        RunError::Write {
+            path: scenario_path,
+            source,
+        }
+    })?;
+    Ok(Collected {
         history,
         log,
-        drain_complete,
-        stragglers,
-        unknown_reasons,
-        peak_sockets: ctx.counters.peak_sockets_online.load(Ordering::Relaxed),
-        rss_at_traffic_end_bytes,
+        played: PlayedFacts {
+            drain_complete: played.drain_complete,
+            stragglers: played.stragglers,
+            unknown_reasons: played.unknown_reasons,
+            peak_sockets: played.peak_sockets,
+            rss_at_traffic_end_bytes: played.rss_at_traffic_end_bytes,
+            sends_skipped: played.sends_skipped,
+        },
     })
+}
+
+/// Stage 5: numbers, thresholds and every report file. `facts` arrives
+/// without the wall time and the harness's own CPU and memory, measured
+/// here after the analysis (so CPU and wall time cover the same span).
+pub fn report_run(
+    run_dir: &Path,
+    mut facts: RunFacts,
+    started: Instant,
+    history: &History,
+    check: &CheckOutcome,
+) -> Result<Summary, RunError> {
+    let analysis = report::analyze(history);
+    let thresholds = report::evaluate_thresholds(
+        &facts.scenario.thresholds,
+        &analysis,
+        facts.scenario.duration.as_secs_f64(),
+    );
+    let usage = resources::harness_usage();
+    facts.wall_duration = started.elapsed();
+    facts.harness_cpu = usage.cpu;
+    facts.harness_peak_rss_bytes = usage.peak_rss_bytes;
+    let summary = report::build_summary(&facts, &analysis, check, &thresholds);
+    report::write_reports(run_dir, &summary, &analysis)?;
+    Ok(summary)
 }

@@ -16,6 +16,16 @@ pub struct Cast {
     pub sockets: Vec<SocketSpec>,
 }
 
+impl Cast {
+    /// Conversation ids in conversation-index order.
+    pub fn conversation_ids(&self) -> Vec<Uuid> {
+        self.conversations
+            .iter()
+            .map(|c| c.conversation_id)
+            .collect()
+    }
+}
+
 fn uuid_from(rng: &mut StdRng) -> Uuid {
     uuid::Builder::from_random_bytes(rng.random()).into_uuid()
 }

@@ -56,10 +56,13 @@ impl ServerInstance {
 
     /// The address it listens on.
     pub fn listen_addr(&self) -> Option<SocketAddr> {
-        self.ws_url()
-            .strip_prefix("ws://")
-            .and_then(|rest| rest.split('/').next())
-            .and_then(|host| host.parse().ok())
+        let url = crate::target::parse_ws_target(&self.ws_url()).ok()?;
+        let ip = match url.host()? {
+            url::Host::Ipv4(ip) => std::net::IpAddr::V4(ip),
+            url::Host::Ipv6(ip) => std::net::IpAddr::V6(ip),
+            url::Host::Domain(_) => return None,
+        };
+        Some(SocketAddr::new(ip, url.port()?))
     }
 
     /// Crash: SIGKILL, no cursor saved, no close frames. (An in-process

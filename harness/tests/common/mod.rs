@@ -165,3 +165,36 @@ abrupt_share = 0.5
 reset_share = 0.5
 client_cursor_share = 0.7
 "#;
+
+/// Validates `RUN_DIR/junit.xml` against the JUnit schema with xmllint
+/// (Debian's libxml2-utils, installed by .ci/run). Never skips: a missing
+/// xmllint fails the test.
+pub fn assert_junit_valid(run_dir: &Path) -> String {
+    let junit = run_dir.join("junit.xml");
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/junit/junit.xsd");
+    let output = Command::new("xmllint")
+        .arg("--noout")
+        .arg("--schema")
+        .arg(&schema)
+        .arg(&junit)
+        .output()
+        .expect("xmllint runs (apt-get install libxml2-utils; .ci/run installs it)");
+    assert!(
+        output.status.success(),
+        "{} is not valid JUnit XML: {}",
+        junit.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = std::fs::read_to_string(&junit).expect("junit.xml readable");
+    // What the schema cannot say: the counts match the cases.
+    let cases = text.matches("<testcase ").count();
+    let failures = text.matches("<failure ").count();
+    let errors = text.matches("<error ").count();
+    assert!(
+        text.contains(&format!(
+            "tests=\"{cases}\" failures=\"{failures}\" errors=\"{errors}\""
+        )),
+        "testsuites counts match the cases: {text}"
+    );
+    text
+}
