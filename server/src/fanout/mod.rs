@@ -158,6 +158,7 @@ impl Fanout {
         let (sender, queue) = mpsc::channel(self.shared.queue_capacity);
         let lagged = Arc::new(AtomicBool::new(false));
         let lag_signal = Arc::new(Notify::new());
+        let mut newly_tailed = false;
         let slot = {
             let mut registry = lock(&self.shared.registry);
             let slot = registry.next_slot;
@@ -165,9 +166,12 @@ impl Fanout {
             registry
                 .conversations
                 .entry(conversation_id)
-                .or_insert_with(|| Conversation {
-                    cursor: head,
-                    slots: HashMap::new(),
+                .or_insert_with(|| {
+                    newly_tailed = true;
+                    Conversation {
+                        cursor: head,
+                        slots: HashMap::new(),
+                    }
                 })
                 .slots
                 .insert(
@@ -188,7 +192,13 @@ impl Fanout {
             slot,
             shared: self.shared.clone(),
         };
-        self.wake_tailer().await;
+        // Only a stream the tailer does not read yet needs its XREAD cut
+        // short. A conversation already tailed is in the tailer's XREAD (or
+        // in the next one, woken by whoever added it), so waking it again
+        // would cost a CLIENT UNBLOCK and a re-issued XREAD per reconnect.
+        if newly_tailed {
+            self.wake_tailer().await;
+        }
         Ok(subscription)
     }
 

@@ -109,7 +109,15 @@ impl Store {
             url: url.to_string(),
             source,
         };
-        let client = redis::Client::open(url).map_err(connect_err)?;
+        // redis-rs leaves Nagle on (TcpSettings defaults to nodelay false).
+        // Commands are small and multiplexed on one connection: with Nagle a
+        // command written while an earlier one is unacknowledged waits for
+        // Redis to ACK it, adding that wait to every pipelined append, read
+        // and cursor save. Redis sets TCP_NODELAY on its side; do the same.
+        let info = redis::IntoConnectionInfo::into_connection_info(url)
+            .map_err(connect_err)?
+            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let client = redis::Client::open(info).map_err(connect_err)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(3)))

@@ -53,6 +53,28 @@ fn pairs(value: Value) -> Option<Vec<(Value, Value)>> {
     }
 }
 
+/// The bytes of a text reply, borrowed (no copy).
+fn text_bytes(value: &Value) -> Option<&[u8]> {
+    match value {
+        Value::BulkString(bytes) => Some(bytes),
+        Value::SimpleString(text) => Some(text.as_bytes()),
+        Value::VerbatimString { text, .. } => Some(text.as_bytes()),
+        _ => None,
+    }
+}
+
+/// A text reply taken by value: the body moves out of the reply instead of
+/// being copied (replay and fan-out parse every entry they send).
+fn into_text(value: Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes).ok(),
+        Value::SimpleString(text) => Some(text),
+        Value::VerbatimString { text, .. } => Some(text),
+        Value::Int(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 fn parse_entry(value: Value, conversation_id: Uuid) -> Result<StreamEntry, StoreError> {
     const OP: &str = "stream entry";
     let Value::Array(mut parts) = value else {
@@ -68,23 +90,22 @@ fn parse_entry(value: Value, conversation_id: Uuid) -> Result<StreamEntry, Store
         .pop()
         .and_then(pairs)
         .ok_or_else(|| reply_err(OP, "fields are not a list"))?;
-    let id_text = parts
+    let id: StreamId = parts
         .pop()
         .as_ref()
-        .and_then(as_text)
-        .ok_or_else(|| reply_err(OP, "id is not text"))?;
-    let id: StreamId = id_text
+        .and_then(text_bytes)
+        .and_then(|bytes| std::str::from_utf8(bytes).ok())
+        .ok_or_else(|| reply_err(OP, "id is not text"))?
         .parse()
         .map_err(|e| reply_err(OP, format!("bad id: {e}")))?;
+    let uuid = |value: &Value| text_bytes(value).and_then(|b| Uuid::try_parse_ascii(b).ok());
     let (mut sender_id, mut client_msg_id, mut body, mut sent_at_ms) = (None, None, None, None);
     for (key, value) in fields {
-        match as_text(&key).as_deref() {
-            Some("sender_id") => sender_id = as_text(&value).and_then(|t| Uuid::parse_str(&t).ok()),
-            Some("client_msg_id") => {
-                client_msg_id = as_text(&value).and_then(|t| Uuid::parse_str(&t).ok())
-            }
-            Some("body") => body = as_text(&value),
-            Some("sent_at_ms") => sent_at_ms = as_u64(&value),
+        match text_bytes(&key) {
+            Some(b"sender_id") => sender_id = uuid(&value),
+            Some(b"client_msg_id") => client_msg_id = uuid(&value),
+            Some(b"body") => body = into_text(value),
+            Some(b"sent_at_ms") => sent_at_ms = as_u64(&value),
             _ => {}
         }
     }
