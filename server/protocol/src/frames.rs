@@ -32,8 +32,15 @@ pub enum GapReason {
 pub enum ErrorCode {
     BadFrame,
     TooLarge,
-    /// Storage is down; the send was NOT appended and may be retried.
+    /// Definite failure: the send never reached storage, so it was NOT
+    /// appended; retry with the same `client_msg_id`.
     Unavailable,
+    /// Indeterminate failure: the append was sent to storage but no answer
+    /// came back in time, so it MAY have been appended; retry with the same
+    /// `client_msg_id` to learn which (`ack` with `duplicate: true` if it was).
+    Indeterminate,
+    /// The server failed in a way it did not expect; for a send, as
+    /// indeterminate as `indeterminate`.
     Internal,
 }
 
@@ -195,7 +202,15 @@ mod tests {
         };
         assert!(!error.to_json().contains("client_msg_id"));
         assert!(error.to_json().contains("too_large"));
-        for frame in [hello, gap, message, error] {
+        let indeterminate = ServerFrame::Error {
+            code: ErrorCode::Indeterminate,
+            message: "x".into(),
+            client_msg_id: Some(uuid),
+        };
+        assert!(indeterminate
+            .to_json()
+            .contains(r#""code":"indeterminate""#));
+        for frame in [hello, gap, message, error, indeterminate] {
             assert_eq!(ServerFrame::parse(&frame.to_json()).unwrap(), frame);
         }
     }

@@ -226,6 +226,17 @@ impl Session {
                         crate::flaws::on_appended(&self.app, message);
                     }
                 }
+                if !appended.duplicate && crate::flaws::deny_append(&self.app) {
+                    // Flaw: a definite "not appended" for a message that was.
+                    return self
+                        .reply_error(
+                            socket,
+                            ErrorCode::Unavailable,
+                            "not appended: storage unavailable".into(),
+                            Some(client_msg_id),
+                        )
+                        .await;
+                }
                 // Acked only now that Redis confirmed the append.
                 let ack = ServerFrame::Ack {
                     client_msg_id,
@@ -239,18 +250,25 @@ impl Session {
             }
             Err(err) => {
                 self.app.metrics.redis_error("append");
-                let code = match err {
-                    StoreError::Redis { .. } | StoreError::Connect { .. } => ErrorCode::Unavailable,
-                    StoreError::Reply { .. } => ErrorCode::Internal,
+                // "Not appended" is a promise: only made when the script
+                // certainly never ran. A timeout after the script was sent
+                // (Redis stalled, then resumed) may well have appended it.
+                let (code, message) = match err {
+                    _ if err.certainly_not_applied() => {
+                        (ErrorCode::Unavailable, format!("not appended: {err}"))
+                    }
+                    StoreError::Reply { .. } => (
+                        ErrorCode::Internal,
+                        format!("may have been appended; retry with the same client_msg_id: {err}"),
+                    ),
+                    StoreError::Redis { .. } | StoreError::Connect { .. } => (
+                        ErrorCode::Indeterminate,
+                        format!("may have been appended; retry with the same client_msg_id: {err}"),
+                    ),
                 };
-                tracing::warn!(%err, %client_msg_id, "append failed");
-                self.reply_error(
-                    socket,
-                    code,
-                    format!("not appended: {err}"),
-                    Some(client_msg_id),
-                )
-                .await
+                tracing::warn!(%err, %client_msg_id, ?code, "append failed");
+                self.reply_error(socket, code, message, Some(client_msg_id))
+                    .await
             }
         }
     }
