@@ -95,13 +95,22 @@ pub enum ServerFrame {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientFrame {
     Send {
+        #[serde(deserialize_with = "hyphenated_uuid")]
         client_msg_id: Uuid,
         body: String,
     },
     /// Cumulative: the client has every message up to and including `id`.
-    Ack {
-        id: StreamId,
-    },
+    Ack { id: StreamId },
+}
+
+/// A client's UUID in the one accepted spelling (`parse_hyphenated_uuid`).
+fn hyphenated_uuid<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Uuid, D::Error> {
+    let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+    crate::parse_hyphenated_uuid(&text).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "expected a hyphenated UUID (8-4-4-4-12 hex digits), got {text:?}"
+        ))
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -249,5 +258,28 @@ mod tests {
             ClientFrame::parse(r#"{"type":"send","client_msg_id":"nope","body":"x"}"#),
             Err(FrameError::BadFields { .. })
         ));
+        let id = "6f1c2d3e-4a5b-4c6d-8e7f-0a1b2c3d4e5f";
+        let send = |spelling: &str| {
+            ClientFrame::parse(&format!(
+                r#"{{"type":"send","client_msg_id":"{spelling}","body":"x"}}"#
+            ))
+        };
+        assert!(send(id).is_ok());
+        assert!(
+            send(&id.to_uppercase()).is_ok(),
+            "either case, as in the query"
+        );
+        for other in [
+            format!("{{{id}}}"),
+            format!("urn:uuid:{id}"),
+            id.replace('-', ""),
+        ] {
+            let err = send(&other).unwrap_err();
+            assert!(
+                matches!(&err, FrameError::BadFields { .. })
+                    && err.to_string().contains("hyphenated"),
+                "{other}: {err}"
+            );
+        }
     }
 }

@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use axum::extract::ws::{close_code, Message, WebSocket};
+use futures_util::SinkExt;
 use recovery_protocol::{ClientFrame, ErrorCode, ServerFrame};
 use tokio::time::{interval_at, MissedTickBehavior};
 use uuid::Uuid;
@@ -141,9 +142,11 @@ impl Session {
         match incoming {
             None => Next::Stop,
             Some(Err(err)) => {
-                if is_too_large(err) {
-                    tracing::debug!("frame over the size limit: closing with 1009");
-                    close(socket, close_code::SIZE, "frame too large").await;
+                // Fail the connection with the close code RFC 6455 asks
+                // for, so the client learns why (not a bare 1006).
+                if let Some((code, reason)) = close_for_read_error(err) {
+                    tracing::debug!(code, reason, "bad frame from the client: closing");
+                    close(socket, code, reason).await;
                 }
                 Next::Stop
             }
@@ -157,7 +160,15 @@ impl Session {
                 )
                 .await
             }
-            Some(Ok(Message::Close(_))) => Next::Stop,
+            Some(Ok(Message::Close(_))) => {
+                // tungstenite queued the echo of the client's close frame;
+                // write it out before the socket is dropped, or the client
+                // never sees its close answered (RFC 6455 section 5.5.1).
+                if let Err(err) = socket.flush().await {
+                    tracing::debug!(%err, "close reply not delivered");
+                }
+                Next::Stop
+            }
             // tungstenite answers pings itself; pongs only prove liveness.
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => Next::Continue,
         }
@@ -292,11 +303,22 @@ impl Session {
     }
 }
 
-/// Whether a read failed because a frame or message exceeded the limit.
-fn is_too_large(err: axum::Error) -> bool {
-    use tokio_tungstenite::tungstenite::Error as WsError;
-    matches!(
-        err.into_inner().downcast_ref::<WsError>(),
-        Some(WsError::Capacity(_))
-    )
+/// The close code and reason a failed read deserves (RFC 6455 section
+/// 7.4.1), or `None` when the peer is simply gone.
+fn close_for_read_error(err: axum::Error) -> Option<(u16, &'static str)> {
+    use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
+    match err.into_inner().downcast_ref::<WsError>()? {
+        WsError::Capacity(_) => Some((close_code::SIZE, "frame too large")),
+        WsError::Utf8(_) => Some((close_code::INVALID, "text frame is not valid UTF-8")),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
+        WsError::Protocol(ProtocolError::NonZeroReservedBits) => Some((
+            close_code::PROTOCOL,
+            "reserved bits set without an extension",
+        )),
+        WsError::Protocol(
+            ProtocolError::UnknownDataFrameType(_) | ProtocolError::UnknownControlFrameType(_),
+        ) => Some((close_code::PROTOCOL, "unknown opcode")),
+        WsError::Protocol(_) => Some((close_code::PROTOCOL, "protocol error")),
+        _ => None,
+    }
 }
