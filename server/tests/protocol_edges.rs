@@ -335,12 +335,16 @@ async fn protocol_errors_close_with_1007_or_1002_not_a_dropped_connection() {
 }
 
 /// A client's close is answered with a close frame (the closing
-/// handshake), not by dropping the connection.
+/// handshake), not by dropping the connection, and only after the final
+/// cursor save: a reconnect right after the handshake finds the cursor.
 #[tokio::test]
 async fn a_client_close_is_answered() {
-    let env = TestEnv::one().await;
+    let env = TestEnv::start(1, |config| config.sync_interval = Duration::from_secs(60)).await;
     let device = Device::new(Uuid::new_v4(), Uuid::new_v4());
-    let mut conn = Conn::open(&env.url(0), &device.with_cursor()).await;
+    let mut conn = Conn::open(&env.url(0), &device.stored_only()).await;
+    let (id, _) = conn.send(Uuid::new_v4(), "mine").await;
+    conn.read_until(1).await;
+    conn.ack(id).await;
     conn.ws
         .close(Some(tungstenite::protocol::CloseFrame {
             code: 1000u16.into(),
@@ -349,6 +353,13 @@ async fn a_client_close_is_answered() {
         .await
         .unwrap();
     assert_eq!(close_code_from_server(&mut conn.ws).await, Some(1000));
+    let again = Conn::open(&env.url(0), &device.stored_only()).await;
+    assert_eq!(
+        (again.cursor_source(), again.resume_from()),
+        (recovery_protocol::CursorSource::Stored, id),
+        "the cursor was saved before the close was answered"
+    );
+    again.close().await;
 }
 
 /// One spelling of ids everywhere: the query string and `send` frames

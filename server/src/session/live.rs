@@ -3,7 +3,6 @@
 use std::time::Instant;
 
 use axum::extract::ws::{close_code, Message, WebSocket};
-use futures_util::SinkExt;
 use recovery_protocol::{ClientFrame, ErrorCode, ServerFrame};
 use tokio::time::{interval_at, MissedTickBehavior};
 use uuid::Uuid;
@@ -160,15 +159,9 @@ impl Session {
                 )
                 .await
             }
-            Some(Ok(Message::Close(_))) => {
-                // tungstenite queued the echo of the client's close frame;
-                // write it out before the socket is dropped, or the client
-                // never sees its close answered (RFC 6455 section 5.5.1).
-                if let Err(err) = socket.flush().await {
-                    tracing::debug!(%err, "close reply not delivered");
-                }
-                Next::Stop
-            }
+            // tungstenite queued the echo of the client's close; step 7
+            // writes it out after the final cursor save (see `run_session`).
+            Some(Ok(Message::Close(_))) => Next::Stop,
             // tungstenite answers pings itself; pongs only prove liveness.
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => Next::Continue,
         }
