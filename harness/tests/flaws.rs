@@ -153,3 +153,21 @@ fn crosstalk_is_caught_as_leak() {
         "the example names both conversations: {detail}"
     );
 }
+
+/// A Redis stall longer than the server's Redis timeout: the correct
+/// server tells the sends it caught `indeterminate`, never "not appended"
+/// (the server before issue 10 said `unavailable` and the retries came
+/// back `duplicate: true`: `false_failure`). A server that says
+/// `unavailable` after appending is caught, with the retry's ack as proof.
+#[test]
+fn redis_stall_catches_unavailable_after_append() {
+    let caught = assert_caught(
+        "scenarios/flaws/redis-stall.toml",
+        &[("unavailable-after-append", &["false_failure"])],
+    );
+    let detail = caught[0]["examples"][0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("`unavailable`") && detail.contains("duplicate: true"),
+        "the example says which promise was false and why: {detail}"
+    );
+}

@@ -88,13 +88,9 @@ fn bad_request(parameter: &str, message: String) -> Box<Response> {
 
 /// Parses and validates the query string; `Err` is the 400 response.
 fn validate_query(raw: Option<&str>) -> Result<ConnectParams, Box<Response>> {
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_str(raw.unwrap_or("")).map_err(|err| {
-            bad_request(
-                "query",
-                format!("query string is not valid URL encoding: {err}"),
-            )
-        })?;
+    // Strict decoding: a lenient one passes `%G1` through as text.
+    let pairs = recovery_protocol::decode_query(raw.unwrap_or(""))
+        .map_err(|err| bad_request(err.parameter(), err.to_string()))?;
     ConnectParams::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map_err(|err| bad_request(err.parameter(), err.to_string()))
 }

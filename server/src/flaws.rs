@@ -1,7 +1,8 @@
 //! Deliberate recovery bugs, switchable with `--inject-flaw NAME`: a
 //! TESTING AID that re-creates, one by one, the bugs the seed project
-//! shipped, and two lies a server can tell about its log (`false-gap`,
-//! `crosstalk`; docs/flaws.md), so the harness can prove it catches each.
+//! shipped, and three lies a server can tell (`false-gap`, `crosstalk`,
+//! `unavailable-after-append`; docs/flaws.md), so the harness can prove
+//! it catches each.
 //! Never enable one in production; the server logs a loud warning.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,6 +45,10 @@ pub enum Flaw {
     /// a `trimmed` gap up to the stream head and skip the backlog, though
     /// nothing was trimmed: loss disguised as a declared gap.
     FalseGap,
+    /// Every 8th new message is appended, then answered `error
+    /// unavailable` ("not appended") instead of `ack`: a definite failure
+    /// that is false (the client's retry gets `duplicate: true`).
+    UnavailableAfterAppend,
     /// Every 40th appended message also goes live to the sockets of
     /// another conversation (labelled with its own): one conversation's
     /// messages reach another conversation's members.
@@ -78,12 +83,14 @@ impl Flaws {
 }
 
 /// How often the counted flaws strike: every `FALSE_GAP_EVERY`th eligible
-/// reconnect, every `CROSSTALK_EVERY`th append.
+/// reconnect, every `CROSSTALK_EVERY`th / `DENY_APPEND_EVERY`th append.
 const FALSE_GAP_EVERY: u64 = 2;
 const CROSSTALK_EVERY: u64 = 40;
+const DENY_APPEND_EVERY: u64 = 8;
 
 static FALSE_GAP_TURN: AtomicU64 = AtomicU64::new(0);
 static CROSSTALK_TURN: AtomicU64 = AtomicU64::new(0);
+static DENY_APPEND_TURN: AtomicU64 = AtomicU64::new(0);
 
 // `is_multiple_of` needs Rust 1.87; the workspace declares rust-version 1.85.
 #[allow(clippy::manual_is_multiple_of)]
@@ -130,4 +137,10 @@ pub fn on_appended(app: &AppState, message: MessageFrame) {
     if app.flaws.has(Flaw::LocalFanout) {
         app.fanout.publish_local(message);
     }
+}
+
+/// Flaw `unavailable-after-append`: whether to answer this new, already
+/// appended message with a definite failure instead of its ack.
+pub fn deny_append(app: &AppState) -> bool {
+    app.flaws.has(Flaw::UnavailableAfterAppend) && due(&DENY_APPEND_TURN, DENY_APPEND_EVERY)
 }

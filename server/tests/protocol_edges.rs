@@ -288,3 +288,139 @@ async fn cursor_newer_than_the_stream_without_epoch_is_declared_not_skipped() {
     assert_eq!(conn.ids(), sent);
     conn.close().await;
 }
+
+/// Reads until the server's close frame; `None` if the connection ended
+/// without one (what a client reports as 1006).
+async fn close_code_from_server(ws: &mut Ws) -> Option<u16> {
+    loop {
+        match tokio::time::timeout(FRAME_TIMEOUT, ws.next())
+            .await
+            .expect("the server answers in time")
+        {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
+/// Protocol errors fail the connection with the close code RFC 6455 asks
+/// for (before issue 10 the server dropped TCP: the client saw 1006).
+#[tokio::test]
+async fn protocol_errors_close_with_1007_or_1002_not_a_dropped_connection() {
+    use tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tungstenite::protocol::frame::Frame;
+    let env = TestEnv::one().await;
+    let url = env.url(0);
+    let invalid_utf8 =
+        || Frame::message(vec![b'{', 0xff, 0xfe, b'}'], OpCode::Data(Data::Text), true);
+    let reserved_bits = || {
+        let mut frame = Frame::message(b"{}".to_vec(), OpCode::Data(Data::Text), true);
+        frame.header_mut().rsv1 = true;
+        frame
+    };
+    let reserved_opcode = || Frame::message(b"{}".to_vec(), OpCode::Data(Data::Reserved(3)), true);
+    let cases: [(&str, Frame, u16); 3] = [
+        ("invalid UTF-8 in a text frame", invalid_utf8(), 1007),
+        ("RSV1 set without an extension", reserved_bits(), 1002),
+        ("reserved opcode 3", reserved_opcode(), 1002),
+    ];
+    for (what, frame, expected) in cases {
+        let device = Device::new(Uuid::new_v4(), Uuid::new_v4());
+        let mut conn = Conn::open(&url, &device.with_cursor()).await;
+        conn.ws.send(Message::Frame(frame)).await.unwrap();
+        let code = close_code_from_server(&mut conn.ws).await;
+        assert_eq!(code, Some(expected), "{what}");
+    }
+}
+
+/// A client's close is answered with a close frame (the closing
+/// handshake), not by dropping the connection, and only after the final
+/// cursor save: a reconnect right after the handshake finds the cursor.
+#[tokio::test]
+async fn a_client_close_is_answered() {
+    let env = TestEnv::start(1, |config| config.sync_interval = Duration::from_secs(60)).await;
+    let device = Device::new(Uuid::new_v4(), Uuid::new_v4());
+    let mut conn = Conn::open(&env.url(0), &device.stored_only()).await;
+    let (id, _) = conn.send(Uuid::new_v4(), "mine").await;
+    conn.read_until(1).await;
+    conn.ack(id).await;
+    conn.ws
+        .close(Some(tungstenite::protocol::CloseFrame {
+            code: 1000u16.into(),
+            reason: "bye".into(),
+        }))
+        .await
+        .unwrap();
+    assert_eq!(close_code_from_server(&mut conn.ws).await, Some(1000));
+    let again = Conn::open(&env.url(0), &device.stored_only()).await;
+    assert_eq!(
+        (again.cursor_source(), again.resume_from()),
+        (recovery_protocol::CursorSource::Stored, id),
+        "the cursor was saved before the close was answered"
+    );
+    again.close().await;
+}
+
+/// One spelling of ids everywhere: the query string and `send` frames
+/// accept the hyphenated form (either case) and reject braced, URN and
+/// simple forms; bad percent-encoding is a `query` error, not text.
+#[tokio::test]
+async fn ids_have_one_spelling_and_bad_percent_encoding_is_rejected() {
+    let env = TestEnv::one().await;
+    let url = env.url(0);
+    let user = Uuid::new_v4();
+    let conversation = Uuid::new_v4();
+    for query in [
+        format!("user_id=%G1&conversation_id={conversation}"),
+        format!("user_id={user}&conversation_id={conversation}&epoch=%"),
+        format!("user_id={user}&conversation_id={conversation}&epoch=%FF"),
+    ] {
+        let (status, body) = http_400(&url, &query).await;
+        assert_eq!(status, 400, "{query}");
+        assert_eq!(body["parameter"], "query", "{query}: {body}");
+    }
+    let braced = format!("{{{user}}}");
+    let (status, body) = http_400(
+        &url,
+        &format!("user_id={braced}&conversation_id={conversation}"),
+    )
+    .await;
+    assert_eq!((status, body["parameter"].as_str()), (400, Some("user_id")));
+
+    let mut conn = Conn::open(&url, &Device::new(user, conversation).with_cursor()).await;
+    let id = Uuid::new_v4();
+    for spelling in [
+        format!("{{{id}}}"),
+        format!("urn:uuid:{id}"),
+        id.simple().to_string(),
+    ] {
+        let text = format!(r#"{{"type":"send","client_msg_id":"{spelling}","body":"x"}}"#);
+        conn.send_text(text).await;
+        match conn.next_control().await {
+            Some(ServerFrame::Error { code, message, .. }) => {
+                assert_eq!(code, ErrorCode::BadFrame, "{spelling}: {message}");
+                assert!(message.contains("hyphenated"), "{spelling}: {message}");
+            }
+            other => panic!("{spelling}: expected bad_frame, got {other:?}"),
+        }
+    }
+    // The uppercase hyphenated form is the same id, as in the query string.
+    let upper = id.hyphenated().to_string().to_uppercase();
+    conn.send_text(format!(
+        r#"{{"type":"send","client_msg_id":"{upper}","body":"x"}}"#
+    ))
+    .await;
+    let first = match conn.next_control().await {
+        Some(ServerFrame::Ack {
+            id: at, duplicate, ..
+        }) => {
+            assert!(!duplicate);
+            at
+        }
+        other => panic!("uppercase hyphenated id: expected an ack, got {other:?}"),
+    };
+    let (again, duplicate) = conn.send(id, "x").await;
+    assert_eq!((again, duplicate), (first, true), "one id, one key");
+    conn.close().await;
+}

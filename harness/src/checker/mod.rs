@@ -38,6 +38,9 @@
 //! - `false_caught_up`: a socket's first `caught_up` must match what it
 //!   wrote before it and cover what was acked before it connected (see
 //!   `claims`).
+//! - `false_failure`: a send told `unavailable` ("not appended") that was
+//!   appended anyway (see `false_failure`); `indeterminate` and `internal`
+//!   promise nothing and are never held against the server.
 //!
 //! Every claim a server makes and the rule that holds it to the truth is
 //! listed in docs/checker.md.
@@ -62,6 +65,7 @@
 mod appends;
 mod claims;
 mod delivery;
+mod false_failure;
 mod findings;
 mod gaps;
 mod index;
@@ -108,6 +112,7 @@ pub fn check(input: &CheckInput) -> CheckOutcome {
     let messages = appends::MessageIndex::build(input.history);
     let mut findings = findings::Findings::new(meta);
     let facts = appends::check_appends(meta, &log, &messages, &mut findings);
+    false_failure::check_false_failures(meta, input.history, &log, &mut findings);
     let judge = appends::ReceiptJudge {
         meta,
         log: &log,
@@ -169,6 +174,7 @@ pub fn is_violation(kind: AnomalyKind, expect: &Expectations) -> bool {
         | AnomalyKind::DuplicateAppend
         | AnomalyKind::Corrupt
         | AnomalyKind::Leak
-        | AnomalyKind::FalseCaughtUp => true,
+        | AnomalyKind::FalseCaughtUp
+        | AnomalyKind::FalseFailure => true,
     }
 }

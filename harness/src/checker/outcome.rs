@@ -92,6 +92,10 @@ anomaly_kinds! {
     /// socket wrote before it, or whose head lies below a message acked
     /// before the socket connected (the backlog was not done).
     FalseCaughtUp => "false_caught_up",
+    /// A send answered `unavailable` ("not appended", a definite failure)
+    /// that was appended anyway: its retry was acked `duplicate: true`, or
+    /// the log holds it, and no attempt without that answer can have done it.
+    FalseFailure => "false_failure",
 }
 
 /// An anomaly name that is not one of `AnomalyKind::ALL`.

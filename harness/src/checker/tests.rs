@@ -545,3 +545,53 @@ fn rebuilt_log_keeps_a_leak_out_of_the_receiving_conversation() {
     let outcome = run(&generated, &strict(), true);
     assert_flagged(&outcome, &expected).unwrap();
 }
+
+/// `indeterminate` (and `internal`) promise nothing: the same history that
+/// is a `false_failure` with `unavailable` is valid with them, and so is
+/// one where another attempt went unanswered (it may have appended it).
+#[test]
+fn only_a_definite_failure_is_held_to_the_log() {
+    use recovery_protocol::ErrorCode;
+    for pick in [0, 1] {
+        for code in [ErrorCode::Indeterminate, ErrorCode::Internal] {
+            let (mut generated, _) = mutated(Mutation::FalseFailure, pick);
+            for event in &mut generated.history.events {
+                if let EventKind::Error { code: found, .. } = &mut event.kind {
+                    *found = code;
+                }
+            }
+            let outcome = run(&generated, &strict(), true);
+            assert_eq!(outcome.verdict, Verdict::Valid, "{code:?}: {outcome:#?}");
+        }
+        let (mut generated, _) = mutated(Mutation::FalseFailure, pick);
+        let refusal = generated
+            .history
+            .events
+            .iter()
+            .position(|event| matches!(event.kind, EventKind::Error { .. }))
+            .unwrap();
+        let mut unanswered = generated.history.events[refusal].clone();
+        let EventKind::Error {
+            client_msg_id: Some(refused),
+            ..
+        } = unanswered.kind
+        else {
+            unreachable!("the mutation refuses a send")
+        };
+        let send = generated.history.events[..refusal]
+            .iter()
+            .rev()
+            .find(|event| {
+                matches!(event.kind, EventKind::Send { client_msg_id, .. } if client_msg_id == refused)
+            })
+            .unwrap();
+        unanswered.kind = send.kind.clone();
+        generated.history.events.insert(refusal, unanswered);
+        let outcome = run(&generated, &strict(), true);
+        assert_eq!(
+            outcome.verdict,
+            Verdict::Valid,
+            "unanswered attempt: {outcome:#?}"
+        );
+    }
+}

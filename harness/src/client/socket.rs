@@ -479,7 +479,16 @@ impl SocketTask {
                     client_msg_id,
                     message,
                 });
-                if code == ErrorCode::Unavailable && client_msg_id.is_some() {
+                // Definite (`unavailable`) or not (`indeterminate`,
+                // `internal`), the answer is the same: retry with the same
+                // client_msg_id, which the server deduplicates. The history
+                // keeps the code, and the checker holds a definite one to
+                // the log.
+                let retryable = matches!(
+                    code,
+                    ErrorCode::Unavailable | ErrorCode::Indeterminate | ErrorCode::Internal
+                );
+                if retryable && client_msg_id.is_some() {
                     return FrameOutcome::RetrySoon;
                 }
             }

@@ -133,6 +133,7 @@ pub fn error_code_name(code: ErrorCode) -> &'static str {
         ErrorCode::BadFrame => "bad_frame",
         ErrorCode::TooLarge => "too_large",
         ErrorCode::Unavailable => "unavailable",
+        ErrorCode::Indeterminate => "indeterminate",
         ErrorCode::Internal => "internal",
     }
 }

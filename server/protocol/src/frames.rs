@@ -32,8 +32,15 @@ pub enum GapReason {
 pub enum ErrorCode {
     BadFrame,
     TooLarge,
-    /// Storage is down; the send was NOT appended and may be retried.
+    /// Definite failure: the send never reached storage, so it was NOT
+    /// appended; retry with the same `client_msg_id`.
     Unavailable,
+    /// Indeterminate failure: the append was sent to storage but no answer
+    /// came back in time, so it MAY have been appended; retry with the same
+    /// `client_msg_id` to learn which (`ack` with `duplicate: true` if it was).
+    Indeterminate,
+    /// The server failed in a way it did not expect; for a send, as
+    /// indeterminate as `indeterminate`.
     Internal,
 }
 
@@ -88,13 +95,22 @@ pub enum ServerFrame {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientFrame {
     Send {
+        #[serde(deserialize_with = "hyphenated_uuid")]
         client_msg_id: Uuid,
         body: String,
     },
     /// Cumulative: the client has every message up to and including `id`.
-    Ack {
-        id: StreamId,
-    },
+    Ack { id: StreamId },
+}
+
+/// A client's UUID in the one accepted spelling (`parse_hyphenated_uuid`).
+fn hyphenated_uuid<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Uuid, D::Error> {
+    let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+    crate::parse_hyphenated_uuid(&text).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "expected a hyphenated UUID (8-4-4-4-12 hex digits), got {text:?}"
+        ))
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -195,7 +211,15 @@ mod tests {
         };
         assert!(!error.to_json().contains("client_msg_id"));
         assert!(error.to_json().contains("too_large"));
-        for frame in [hello, gap, message, error] {
+        let indeterminate = ServerFrame::Error {
+            code: ErrorCode::Indeterminate,
+            message: "x".into(),
+            client_msg_id: Some(uuid),
+        };
+        assert!(indeterminate
+            .to_json()
+            .contains(r#""code":"indeterminate""#));
+        for frame in [hello, gap, message, error, indeterminate] {
             assert_eq!(ServerFrame::parse(&frame.to_json()).unwrap(), frame);
         }
     }
@@ -234,5 +258,28 @@ mod tests {
             ClientFrame::parse(r#"{"type":"send","client_msg_id":"nope","body":"x"}"#),
             Err(FrameError::BadFields { .. })
         ));
+        let id = "6f1c2d3e-4a5b-4c6d-8e7f-0a1b2c3d4e5f";
+        let send = |spelling: &str| {
+            ClientFrame::parse(&format!(
+                r#"{{"type":"send","client_msg_id":"{spelling}","body":"x"}}"#
+            ))
+        };
+        assert!(send(id).is_ok());
+        assert!(
+            send(&id.to_uppercase()).is_ok(),
+            "either case, as in the query"
+        );
+        for other in [
+            format!("{{{id}}}"),
+            format!("urn:uuid:{id}"),
+            id.replace('-', ""),
+        ] {
+            let err = send(&other).unwrap_err();
+            assert!(
+                matches!(&err, FrameError::BadFields { .. })
+                    && err.to_string().contains("hyphenated"),
+                "{other}: {err}"
+            );
+        }
     }
 }

@@ -8,6 +8,8 @@
 //! - [`StreamId`]: a Redis stream entry id, compared as `(ms, seq)`.
 //! - [`ConnectParams`]: the `/ws` query string, validated.
 //! - [`ServerFrame`] / [`ClientFrame`]: JSON text frames, tagged by `type`.
+//! - [`parse_hyphenated_uuid`]: the one UUID spelling clients may use, in
+//!   the query string and in frames alike.
 
 mod frames;
 mod query;
@@ -16,7 +18,7 @@ mod stream_id;
 pub use frames::{
     ClientFrame, CursorSource, ErrorCode, FrameError, GapReason, MessageFrame, ServerFrame,
 };
-pub use query::{ConnectParams, QueryError};
+pub use query::{decode_query, ConnectParams, QueryError};
 pub use stream_id::{StreamId, StreamIdError};
 
 /// Version of the protocol described in `docs/protocol.md`.
@@ -24,3 +26,19 @@ pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Path of the WebSocket endpoint.
 pub const WS_PATH: &str = "/ws";
+
+/// Parses a UUID in the one spelling the protocol accepts from clients:
+/// hyphenated `8-4-4-4-12` hex digits, either case (Swift's `uuidString`
+/// is uppercase). `Uuid::parse_str` also takes the simple, braced and URN
+/// forms; accepting those in frames but not in the query string would give
+/// one id several spellings, so both places use this.
+pub fn parse_hyphenated_uuid(text: &str) -> Option<uuid::Uuid> {
+    let is_hyphenated = text.len() == 36
+        && text
+            .char_indices()
+            .all(|(i, c)| matches!(i, 8 | 13 | 18 | 23) == (c == '-'));
+    if !is_hyphenated {
+        return None;
+    }
+    uuid::Uuid::parse_str(text).ok()
+}

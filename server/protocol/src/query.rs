@@ -36,6 +36,8 @@ pub enum QueryError {
     BadEpoch(String),
     #[error("query parameter `{0}` is given more than once")]
     Repeated(String),
+    #[error("query string is not valid URL encoding: {0}")]
+    BadEncoding(String),
 }
 
 impl QueryError {
@@ -46,24 +48,58 @@ impl QueryError {
             QueryError::BadLastId(_) => "last_id",
             QueryError::BadEpoch(_) => "epoch",
             QueryError::Repeated(name) => name,
+            QueryError::BadEncoding(_) => "query",
         }
     }
 }
 
 fn parse_uuid(name: &'static str, value: &str) -> Result<Uuid, QueryError> {
-    // Uuid::parse_str also accepts simple/braced/urn forms; the protocol
-    // says hyphenated, and one spelling per device keeps keys stable.
-    let is_hyphenated = value.len() == 36
-        && value
-            .char_indices()
-            .all(|(i, c)| matches!(i, 8 | 13 | 18 | 23) == (c == '-'));
-    match Uuid::parse_str(value) {
-        Ok(uuid) if is_hyphenated => Ok(uuid),
-        _ => Err(QueryError::NotUuid {
-            name,
-            value: value.to_string(),
-        }),
+    crate::parse_hyphenated_uuid(value).ok_or_else(|| QueryError::NotUuid {
+        name,
+        value: value.to_string(),
+    })
+}
+
+/// Splits a raw query string into percent-decoded `(key, value)` pairs,
+/// the `application/x-www-form-urlencoded` way (`+` is a space), but
+/// strictly: a `%` not followed by two hex digits, or bytes that do not
+/// decode to UTF-8, are an error instead of being passed through or
+/// replaced.
+pub fn decode_query(raw: &str) -> Result<Vec<(String, String)>, QueryError> {
+    raw.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            Ok((decode_component(key)?, decode_component(value)?))
+        })
+        .collect()
+}
+
+fn decode_component(text: &str) -> Result<String, QueryError> {
+    let bad = |why: String| QueryError::BadEncoding(why);
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.bytes();
+    while let Some(byte) = rest.next() {
+        match byte {
+            b'+' => bytes.push(b' '),
+            b'%' => {
+                let hex = [rest.next(), rest.next()];
+                let digit = |d: Option<u8>| d.and_then(|d| (d as char).to_digit(16));
+                match (digit(hex[0]), digit(hex[1])) {
+                    (Some(high), Some(low)) => bytes.push((high * 16 + low) as u8),
+                    _ => {
+                        let seen: String = hex.iter().flatten().map(|&b| b as char).collect();
+                        return Err(bad(format!(
+                            "`%` must be followed by two hex digits, got {:?} in {text:?}",
+                            format!("%{seen}")
+                        )));
+                    }
+                }
+            }
+            other => bytes.push(other),
+        }
     }
+    String::from_utf8(bytes).map_err(|_| bad(format!("{text:?} does not percent-decode to UTF-8")))
 }
 
 impl ConnectParams {
@@ -181,6 +217,39 @@ mod tests {
         )
         .unwrap();
         assert_eq!(round, ConnectParams { ..full });
+    }
+
+    #[test]
+    fn decodes_strictly() {
+        let pairs = decode_query("a=x%20y+z&b=%7E&c&&d=").unwrap();
+        let expected = [("a", "x y z"), ("b", "~"), ("c", ""), ("d", "")];
+        assert_eq!(pairs, expected.map(|(k, v)| (k.to_string(), v.to_string())));
+        for bad in ["user_id=%G1", "a=%", "a=%4", "%zz=1", "a=%FF"] {
+            let err = decode_query(bad).unwrap_err();
+            assert_eq!(err.parameter(), "query", "{bad}: {err}");
+        }
+        assert!(decode_query("a=%4")
+            .unwrap_err()
+            .to_string()
+            .contains("two hex digits"));
+    }
+
+    #[test]
+    fn one_uuid_spelling() {
+        let upper = USER.to_uppercase();
+        let braced = format!("{{{USER}}}");
+        let urn = format!("urn:uuid:{USER}");
+        let simple = USER.replace('-', "");
+        for (value, ok) in [
+            (USER, true),
+            (upper.as_str(), true),
+            (braced.as_str(), false),
+            (urn.as_str(), false),
+            (simple.as_str(), false),
+        ] {
+            let parsed = ConnectParams::from_pairs([("user_id", value), ("conversation_id", CONV)]);
+            assert_eq!(parsed.is_ok(), ok, "{value}");
+        }
     }
 
     #[test]

@@ -141,9 +141,11 @@ impl Session {
         match incoming {
             None => Next::Stop,
             Some(Err(err)) => {
-                if is_too_large(err) {
-                    tracing::debug!("frame over the size limit: closing with 1009");
-                    close(socket, close_code::SIZE, "frame too large").await;
+                // Fail the connection with the close code RFC 6455 asks
+                // for, so the client learns why (not a bare 1006).
+                if let Some((code, reason)) = close_for_read_error(err) {
+                    tracing::debug!(code, reason, "bad frame from the client: closing");
+                    close(socket, code, reason).await;
                 }
                 Next::Stop
             }
@@ -157,6 +159,8 @@ impl Session {
                 )
                 .await
             }
+            // tungstenite queued the echo of the client's close; step 7
+            // writes it out after the final cursor save (see `run_session`).
             Some(Ok(Message::Close(_))) => Next::Stop,
             // tungstenite answers pings itself; pongs only prove liveness.
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => Next::Continue,
@@ -226,6 +230,17 @@ impl Session {
                         crate::flaws::on_appended(&self.app, message);
                     }
                 }
+                if !appended.duplicate && crate::flaws::deny_append(&self.app) {
+                    // Flaw: a definite "not appended" for a message that was.
+                    return self
+                        .reply_error(
+                            socket,
+                            ErrorCode::Unavailable,
+                            "not appended: storage unavailable".into(),
+                            Some(client_msg_id),
+                        )
+                        .await;
+                }
                 // Acked only now that Redis confirmed the append.
                 let ack = ServerFrame::Ack {
                     client_msg_id,
@@ -239,18 +254,25 @@ impl Session {
             }
             Err(err) => {
                 self.app.metrics.redis_error("append");
-                let code = match err {
-                    StoreError::Redis { .. } | StoreError::Connect { .. } => ErrorCode::Unavailable,
-                    StoreError::Reply { .. } => ErrorCode::Internal,
+                // "Not appended" is a promise: only made when the script
+                // certainly never ran. A timeout after the script was sent
+                // (Redis stalled, then resumed) may well have appended it.
+                let (code, message) = match err {
+                    _ if err.certainly_not_applied() => {
+                        (ErrorCode::Unavailable, format!("not appended: {err}"))
+                    }
+                    StoreError::Reply { .. } => (
+                        ErrorCode::Internal,
+                        format!("may have been appended; retry with the same client_msg_id: {err}"),
+                    ),
+                    StoreError::Redis { .. } | StoreError::Connect { .. } => (
+                        ErrorCode::Indeterminate,
+                        format!("may have been appended; retry with the same client_msg_id: {err}"),
+                    ),
                 };
-                tracing::warn!(%err, %client_msg_id, "append failed");
-                self.reply_error(
-                    socket,
-                    code,
-                    format!("not appended: {err}"),
-                    Some(client_msg_id),
-                )
-                .await
+                tracing::warn!(%err, %client_msg_id, ?code, "append failed");
+                self.reply_error(socket, code, message, Some(client_msg_id))
+                    .await
             }
         }
     }
@@ -274,11 +296,22 @@ impl Session {
     }
 }
 
-/// Whether a read failed because a frame or message exceeded the limit.
-fn is_too_large(err: axum::Error) -> bool {
-    use tokio_tungstenite::tungstenite::Error as WsError;
-    matches!(
-        err.into_inner().downcast_ref::<WsError>(),
-        Some(WsError::Capacity(_))
-    )
+/// The close code and reason a failed read deserves (RFC 6455 section
+/// 7.4.1), or `None` when the peer is simply gone.
+fn close_for_read_error(err: axum::Error) -> Option<(u16, &'static str)> {
+    use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
+    match err.into_inner().downcast_ref::<WsError>()? {
+        WsError::Capacity(_) => Some((close_code::SIZE, "frame too large")),
+        WsError::Utf8(_) => Some((close_code::INVALID, "text frame is not valid UTF-8")),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
+        WsError::Protocol(ProtocolError::NonZeroReservedBits) => Some((
+            close_code::PROTOCOL,
+            "reserved bits set without an extension",
+        )),
+        WsError::Protocol(
+            ProtocolError::UnknownDataFrameType(_) | ProtocolError::UnknownControlFrameType(_),
+        ) => Some((close_code::PROTOCOL, "unknown opcode")),
+        WsError::Protocol(_) => Some((close_code::PROTOCOL, "protocol error")),
+        _ => None,
+    }
 }

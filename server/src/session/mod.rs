@@ -156,6 +156,16 @@ async fn run_session(
                 app.metrics.redis_error("save_cursor_timeout");
                 tracing::warn!("final cursor save timed out");
             }
+            // Answer a client's close (tungstenite queued the echo) only
+            // now: a client that waits for the closing handshake before
+            // reconnecting then finds its final cursor saved. Without this
+            // the echo was never written and the client saw 1006.
+            use futures_util::SinkExt;
+            match tokio::time::timeout(Duration::from_secs(1), socket.flush()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::debug!(%err, "close reply not delivered"),
+                Err(_) => tracing::debug!("close reply not delivered within 1 s"),
+            }
         }
         Err(SessionError::Store(err)) => {
             app.metrics.redis_error("recovery");

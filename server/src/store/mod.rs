@@ -34,6 +34,35 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the failed command certainly never ran in Redis, so a write
+    /// it carried was NOT applied: the connection could not be made (the
+    /// command was never written), or Redis answered that it refused to run
+    /// anything (still loading, read-only replica, cluster down). Anything
+    /// else may have run: a response timeout (Redis stalled after reading
+    /// the command, then carried on), a connection dropped after the write,
+    /// a reply we could not read. Only a definite failure may be reported
+    /// to a client as "not appended".
+    pub fn certainly_not_applied(&self) -> bool {
+        use redis::{ErrorKind, ServerErrorKind};
+        match self {
+            StoreError::Connect { .. } => true,
+            StoreError::Redis { source, .. } => {
+                source.is_connection_refusal()
+                    || matches!(
+                        source.kind(),
+                        ErrorKind::Server(
+                            ServerErrorKind::BusyLoading
+                                | ServerErrorKind::ReadOnly
+                                | ServerErrorKind::TryAgain
+                                | ServerErrorKind::ClusterDown
+                                | ServerErrorKind::MasterDown
+                        )
+                    )
+            }
+            StoreError::Reply { .. } => false,
+        }
+    }
+
     fn redis(op: &'static str) -> impl FnOnce(redis::RedisError) -> StoreError {
         move |source| StoreError::Redis { op, source }
     }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use recovery_protocol::{CursorSource, GapReason, StreamId};
+use recovery_protocol::{CursorSource, ErrorCode, GapReason, StreamId};
 use uuid::Uuid;
 
 use super::Generated;
@@ -56,10 +56,15 @@ pub enum Mutation {
     /// backlog (acked before the socket connected), claiming the head
     /// below it: `false_caught_up`.
     EarlyCaughtUp,
+    /// Answer a send `unavailable` ("not appended") though it was appended:
+    /// even picks add that answer and a retry acked `duplicate: true`; odd
+    /// picks replace the only ack with it (the log still holds the
+    /// message): `false_failure`.
+    FalseFailure,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 14] = [
+    pub const ALL: [Mutation; 15] = [
         Mutation::DropRecv,
         Mutation::DuplicateRecv,
         Mutation::SwapRecvs,
@@ -74,6 +79,7 @@ impl Mutation {
         Mutation::FalseGap,
         Mutation::Leak,
         Mutation::EarlyCaughtUp,
+        Mutation::FalseFailure,
     ];
 }
 
@@ -266,6 +272,7 @@ pub fn mutate(
         Mutation::RemoveAckedFromLog => remove_acked(generated, pick),
         Mutation::Leak => leak(generated, &view, pick),
         Mutation::EarlyCaughtUp => early_caught_up(generated, &view, pick),
+        Mutation::FalseFailure => false_failure(generated, pick),
         Mutation::DuplicateAppend => duplicate_append(generated, pick),
         Mutation::StoredCursorRedelivery => stored_redelivery(generated, &view, pick),
         Mutation::DeclaredGap | Mutation::UndeclaredGap | Mutation::FalseGap => {
@@ -629,5 +636,79 @@ fn stored_redelivery(
         key,
         Some(key.2),
         vec![redelivered[0].id],
+    )])
+}
+
+fn false_failure(generated: &mut Generated, pick: usize) -> Option<Vec<ExpectedAnomaly>> {
+    let events = &mut generated.history.events;
+    // Acks of a message sent exactly once before them, acked once.
+    let sends_of = |key: (ConversationIx, Uuid), events: &[Event]| {
+        events
+            .iter()
+            .filter(|event| {
+                event.conversation == key.0
+                    && matches!(&event.kind, EventKind::Send { client_msg_id, .. } | EventKind::Ack { client_msg_id, .. } if *client_msg_id == key.1)
+            })
+            .count()
+    };
+    let sites: Vec<usize> = events
+        .iter()
+        .enumerate()
+        .filter_map(|(ix, event)| match event.kind {
+            EventKind::Ack {
+                client_msg_id,
+                duplicate: false,
+                ..
+            } => Some((ix, (event.conversation, client_msg_id))),
+            _ => None,
+        })
+        .filter(|(_, key)| sends_of(*key, events) == 2)
+        .map(|(ix, _)| ix)
+        .collect();
+    let ix = choose(sites, pick)?;
+    let ack = events[ix].clone();
+    let EventKind::Ack {
+        client_msg_id, id, ..
+    } = ack.kind
+    else {
+        return None;
+    };
+    let refusal = Event {
+        kind: EventKind::Error {
+            code: ErrorCode::Unavailable,
+            client_msg_id: Some(client_msg_id),
+            message: "not appended".into(),
+        },
+        ..ack.clone()
+    };
+    if pick & 1 == 0 {
+        let send = events[..ix].iter().rev().find(|event| {
+            matches!(&event.kind, EventKind::Send { client_msg_id: sent, .. } if *sent == client_msg_id)
+        })?;
+        let mut retry = Event {
+            at_us: ack.at_us,
+            device: ack.device,
+            conversation: ack.conversation,
+            socket: ack.socket,
+            kind: send.kind.clone(),
+        };
+        if let EventKind::Send { attempt, .. } = &mut retry.kind {
+            *attempt = 1;
+        }
+        if let EventKind::Ack { duplicate, .. } = &mut events[ix].kind {
+            *duplicate = true;
+        }
+        events.insert(ix, retry);
+        events.insert(ix, refusal);
+    } else {
+        events[ix] = refusal;
+    }
+    let key = (ack.device, ack.conversation, ack.socket);
+    Some(vec![expect(
+        AnomalyKind::FalseFailure,
+        1,
+        key,
+        Some(ack.socket),
+        vec![id],
     )])
 }
