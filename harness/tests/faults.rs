@@ -86,3 +86,76 @@ fn three_instances_deliver_across_processes() {
     assert_eq!(code, 0);
     assert_eq!(summary["targets"].as_array().unwrap().len(), 3);
 }
+
+/// Events of the run's history (after the meta line), as JSON.
+fn history_events(summary_dir: &std::path::Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(summary_dir.join("history.jsonl")).expect("history.jsonl");
+    text.lines()
+        .skip(1)
+        .map(|line| serde_json::from_str(line).expect("a JSON event"))
+        .collect()
+}
+
+/// Sockets connected at `at_us`: +1 per hello, -1 per disconnect.
+fn online_at(events: &[Value], at_us: u64) -> i64 {
+    events
+        .iter()
+        .filter(|event| event["at_us"].as_u64().unwrap() <= at_us)
+        .map(|event| match event["ev"].as_str().unwrap() {
+            "hello" => 1,
+            "disconnect" => -1,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// First sends per second whose schedule fell in [from_us, to_us).
+fn send_rate(events: &[Value], from_us: u64, to_us: u64) -> f64 {
+    let sends = events
+        .iter()
+        .filter(|event| event["ev"] == "send" && event["attempt"] == 0)
+        .filter(|event| (from_us..to_us).contains(&event["due_us"].as_u64().unwrap()))
+        .count();
+    sends as f64 / ((to_us - from_us) as f64 / 1e6)
+}
+
+#[test]
+fn load_shape_and_reconnect_storm_lose_nothing() {
+    let seed = seed("load_shape_and_reconnect_storm_lose_nothing");
+    let out = tempfile::tempdir().unwrap();
+    let runs = out.path().join("runs");
+    let finished = harness(&[
+        "run",
+        "scenarios/load-shape.toml",
+        "--out",
+        runs.to_str().unwrap(),
+        "--seed",
+        &seed.to_string(),
+        "--quiet",
+    ]);
+    let dir = run_dir(&runs);
+    let summary = summary(&dir);
+    assert_eq!(summary["verdict"], "valid", "{}", summary["anomalies"]);
+    assert_eq!(finished.code, 0);
+    assert_faults_happened(&summary, 1);
+
+    // The storm dropped the connected sockets at once, and its window
+    // lasted until every one of them had caught up again.
+    let storm = &summary["faults"][0];
+    assert_eq!(storm["kind"], "reconnect_storm");
+    let dropped = storm["sockets_dropped"].as_u64().unwrap();
+    assert!(dropped >= 10, "too few sockets dropped: {storm}");
+    assert!(storm["catch_ups"].as_u64().unwrap() >= dropped, "{storm}");
+    assert!(storm["catch_up_p99_ms"].as_f64().is_some(), "{storm}");
+    assert!(storm["end_s"].as_f64() > storm["start_s"].as_f64(), "{storm}");
+
+    // The stages shaped the traffic: the spike (150/s at 7 s) is several
+    // times the hold (40/s from 9 s to 13 s), and during the hold about
+    // half of the 40 sockets were connected (target 50%).
+    let events = history_events(&dir);
+    let spike = send_rate(&events, 6_200_000, 7_000_000);
+    let hold = send_rate(&events, 9_500_000, 13_000_000);
+    assert!(spike > 2.0 * hold, "spike {spike}/s vs hold {hold}/s");
+    let online = online_at(&events, 12_000_000);
+    assert!((12..=28).contains(&online), "{online} of 40 online at 12 s");
+}

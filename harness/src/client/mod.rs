@@ -5,6 +5,7 @@
 //!   cleanly, abruptly or with a TCP reset.
 //! - [`socket`]: the task: connect, recover, receive, send, ack, churn.
 //! - [`traffic`]: the open-model send scheduler (Poisson arrivals).
+//! - [`shape`]: the load shape: `[[stages]]` and reconnect storms.
 //! - [`dist`]: sampling scenario distributions.
 //! - [`live`]: latencies and anomalies visible while the run goes (for
 //!   the progress line and the Prometheus endpoint).
@@ -16,6 +17,7 @@
 pub mod connection;
 pub mod dist;
 pub mod live;
+pub mod shape;
 pub mod socket;
 pub mod traffic;
 
@@ -139,6 +141,10 @@ pub struct ClientContext {
     pub connect_timeout: Duration,
     /// Live latencies and anomalies (progress line, Prometheus endpoint).
     pub live: std::sync::Arc<live::LiveStats>,
+    /// Send rate and online target over time (`[[stages]]`).
+    pub shape: shape::LoadShape,
+    /// Reconnect storms ordered by the fault schedule.
+    pub storms: std::sync::Arc<shape::StormControl>,
 }
 
 impl ClientContext {

@@ -30,6 +30,10 @@ const RETRY_DELAY: Duration = Duration::from_millis(250);
 const MAX_SEND_ATTEMPTS: u32 = 50;
 /// Consecutive failed connects before a socket gives up for good.
 const MAX_CONNECT_FAILURES: u32 = 200;
+/// How often a connected socket compares the online share with a stage's
+/// target, and (jittered up to twice this) how often an offline one waits
+/// for room.
+const ONLINE_CHECK: Duration = Duration::from_millis(500);
 
 /// A send written but not acked yet.
 #[derive(Debug, Clone)]
@@ -43,6 +47,9 @@ struct Pending {
 enum Ended {
     /// Planned churn: go offline for a while.
     Churned,
+    /// Dropped by a reconnect storm or a stage's online target: offline
+    /// for exactly this long (then wait for room under the target).
+    Offline(Duration),
     /// The server or network ended it: reconnect soon.
     Lost,
     /// The run is over.
@@ -69,6 +76,8 @@ pub struct SocketTask {
     drained: bool,
     /// When the latest connection attempt started (run clock).
     connect_at_us: u64,
+    /// Dropped by a reconnect storm and not caught up since.
+    storm_hit: bool,
 }
 
 impl SocketTask {
@@ -93,6 +102,7 @@ impl SocketTask {
             pending_order: VecDeque::new(),
             drained: false,
             connect_at_us: 0,
+            storm_hit: false,
         }
     }
 
@@ -119,6 +129,7 @@ impl SocketTask {
         }
         let mut failures = 0u32;
         while self.phase() != Phase::Done {
+            self.wait_for_room().await;
             match self.connect_once().await {
                 Some(ws) => {
                     failures = 0;
@@ -127,6 +138,7 @@ impl SocketTask {
                     match ended {
                         Ended::RunOver => break,
                         Ended::Lost => self.wait(RETRY_DELAY).await,
+                        Ended::Offline(offline) => self.wait(offline).await,
                         Ended::Churned => {
                             let offline = sample_duration(&self.ctx.churn.offline, &mut self.rng);
                             self.wait(offline).await;
@@ -141,13 +153,60 @@ impl SocketTask {
                             socket = self.spec.index,
                             "giving up after {failures} failed connects"
                         );
+                        self.storm_back();
                         break;
                     }
                     self.wait(RETRY_DELAY).await;
                 }
             }
         }
+        self.storm_back();
         self.events
+    }
+
+    /// While traffic runs under a stage's online target, stay offline
+    /// until the share of connected sockets is below it. Bounded by the
+    /// run: the drain brings everyone back.
+    async fn wait_for_room(&mut self) {
+        loop {
+            if self.phase() != Phase::Running || !self.over_online_target() {
+                return;
+            }
+            let jitter = self.rng.random_range(0.0..1.0);
+            self.wait(ONLINE_CHECK.mul_f64(1.0 + jitter)).await;
+        }
+    }
+
+    /// Whether the online share is at or above the current stage's
+    /// target (false when no stage sets one).
+    fn over_online_target(&self) -> bool {
+        let Some(target) = self.ctx.shape.online_target_at(self.ctx.clock.now_us()) else {
+            return false;
+        };
+        let total = self.ctx.online.len().max(1) as f64;
+        let online = self.ctx.counters.sockets_online.load(Ordering::Relaxed) as f64;
+        online / total >= target
+    }
+
+    /// Drop now with the probability that removes the excess over the
+    /// online target on average, every socket deciding for itself.
+    fn should_leave_for_target(&mut self) -> bool {
+        let Some(target) = self.ctx.shape.online_target_at(self.ctx.clock.now_us()) else {
+            return false;
+        };
+        let total = self.ctx.online.len().max(1) as f64;
+        let share = self.ctx.counters.sockets_online.load(Ordering::Relaxed) as f64 / total;
+        share > target
+            && self
+                .rng
+                .random_bool(((share - target) / share).clamp(0.0, 1.0))
+    }
+
+    /// This socket no longer holds a storm open.
+    fn storm_back(&mut self) {
+        if std::mem::take(&mut self.storm_hit) {
+            self.ctx.storms.note_back();
+        }
     }
 
     /// Sleeps, cut short when the drain starts (devices come back at once)
@@ -230,6 +289,15 @@ impl SocketTask {
                 drop_connection(ws, kind).await;
                 Ended::Churned
             }
+            Drive::Dropped { kind, offline } => {
+                self.record(EventKind::Disconnect(match kind {
+                    DropKind::Close => DisconnectCause::ClientClose,
+                    DropKind::Abrupt => DisconnectCause::ClientAbrupt,
+                    DropKind::Reset => DisconnectCause::ClientReset,
+                }));
+                drop_connection(ws, kind).await;
+                Ended::Offline(offline)
+            }
             Drive::RunOver => {
                 self.record(EventKind::Disconnect(DisconnectCause::RunEnd));
                 drop_connection(ws, DropKind::Close).await;
@@ -270,6 +338,10 @@ impl SocketTask {
         let mut ack_tick = tokio::time::interval(ACK_TICK);
         ack_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut retry_at: Option<Instant> = None;
+        let mut storms = self.ctx.storms.subscribe();
+        let mut online_check = tokio::time::interval(ONLINE_CHECK);
+        online_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let limits_online = self.ctx.shape.online_target_at(0).is_some();
         loop {
             let churn_due = async {
                 match drop_at {
@@ -305,6 +377,7 @@ impl SocketTask {
                         FrameOutcome::Continue => {}
                         FrameOutcome::CaughtUp => {
                             self.ctx.online[self.spec.index].store(true, Ordering::Relaxed);
+                            self.storm_back();
                             if let Err(cause) = self.resend_pending(ws).await {
                                 return Drive::Lost(cause);
                             }
@@ -348,6 +421,40 @@ impl SocketTask {
                         }
                     }
                     return Drive::Planned(kind);
+                }
+                storm = storms.changed(), if current_phase == Phase::Running => {
+                    let order = match storm {
+                        Ok(()) => *storms.borrow_and_update(),
+                        // The control is gone only when the run is being torn down.
+                        Err(_) => None,
+                    };
+                    let Some(order) = order else { continue };
+                    if !self.rng.random_bool(order.share.clamp(0.0, 1.0)) {
+                        continue;
+                    }
+                    let kind = order.drop_kind();
+                    if kind == DropKind::Close {
+                        if let Err(cause) = self.send_ack(ws, &mut acked_sent).await {
+                            return Drive::Lost(cause);
+                        }
+                    }
+                    self.storm_back();
+                    self.storm_hit = true;
+                    self.ctx.storms.note_dropped();
+                    let window_us = order.return_within.as_micros() as u64;
+                    let offline_us = if window_us == 0 { 0 } else { self.rng.random_range(0..=window_us) };
+                    return Drive::Dropped { kind, offline: Duration::from_micros(offline_us) };
+                }
+                _ = online_check.tick(), if limits_online && current_phase == Phase::Running => {
+                    if self.should_leave_for_target() {
+                        let kind = self.choose_drop();
+                        if kind == DropKind::Close {
+                            if let Err(cause) = self.send_ack(ws, &mut acked_sent).await {
+                                return Drive::Lost(cause);
+                            }
+                        }
+                        return Drive::Dropped { kind, offline: ONLINE_CHECK };
+                    }
                 }
                 changed = phase.changed() => {
                     if changed.is_err() || *phase.borrow() == Phase::Done {
@@ -593,6 +700,12 @@ impl SocketTask {
 
 enum Drive {
     Planned(DropKind),
+    /// Dropped on the load shape's orders (storm, online target): offline
+    /// for `offline`, not for a churn sample.
+    Dropped {
+        kind: DropKind,
+        offline: Duration,
+    },
     Lost(DisconnectCause),
     RunOver,
 }

@@ -1,5 +1,6 @@
 //! The open-model send scheduler: Poisson arrivals at the scenario's
-//! aggregate rate, each assigned to a random online socket.
+//! aggregate rate (varying over time with `[[stages]]`), each assigned to
+//! a random online socket.
 //!
 //! Sends never wait for acks, and each carries the time it was DUE, so
 //! latency is measured from the schedule, not from when a busy client got
@@ -16,6 +17,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::dist::exponential;
+use super::shape::LoadShape;
 use super::{ClientContext, Phase, SendOrder};
 
 /// Online sockets tried per send before it is counted as skipped.
@@ -36,16 +38,17 @@ pub fn make_body(client_msg_id: Uuid, bytes: usize) -> String {
 pub async fn run_scheduler(
     ctx: Arc<ClientContext>,
     orders: Vec<mpsc::Sender<SendOrder>>,
-    rate_per_s: f64,
+    shape: LoadShape,
     body_bytes: usize,
     start_us: u64,
     until_us: u64,
     mut rng: StdRng,
 ) -> u64 {
-    if rate_per_s <= 0.0 || orders.is_empty() {
+    let max_rate_per_s = shape.max_send_rate();
+    if max_rate_per_s <= 0.0 || orders.is_empty() {
         return 0;
     }
-    let mean_gap_s = 1.0 / rate_per_s;
+    let mean_gap_s = 1.0 / max_rate_per_s;
     let mut due_us = start_us;
     let mut placed = 0u64;
     let mut phase = ctx.phase.clone();
@@ -53,6 +56,13 @@ pub async fn run_scheduler(
         due_us += exponential(mean_gap_s, &mut rng).as_micros() as u64;
         if due_us >= until_us {
             return placed;
+        }
+        // Thinning: keep a candidate with probability rate(t) / max. At the
+        // maximum no draw is made, so a constant-rate scenario keeps the
+        // exact schedule (and seeds) it had before stages existed.
+        let rate_per_s = shape.send_rate_at(due_us);
+        if rate_per_s < max_rate_per_s && !rng.random_bool(rate_per_s / max_rate_per_s) {
+            continue;
         }
         let due_at = Instant::from_std(ctx.clock.instant_at(due_us));
         tokio::select! {

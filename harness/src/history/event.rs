@@ -68,6 +68,10 @@ pub struct FaultWindow {
     /// Anything that went wrong while injecting or lifting it.
     #[serde(default)]
     pub error: Option<String>,
+    /// Sockets the harness dropped for it (`reconnect_storm`); its window
+    /// ends when every one of them has caught up again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sockets_dropped: Option<u64>,
 }
 
 /// Why a socket ended.

@@ -439,6 +439,7 @@ mod tests {
             start_us: 15_000_000,
             end_us: 15_000_000,
             error: None,
+            sockets_dropped: None,
         });
         let analysis = analyze(&history);
         let charts: [TimeChart; 3] = [sockets_online_chart, throughput_chart, live_p99_chart];

@@ -83,9 +83,17 @@ pub fn render_console_table(summary: &Summary) -> String {
     );
     let _ = writeln!(out, "  sends skipped: {}", summary.sends_skipped.describe());
     for fault in &summary.faults {
+        let catch_up = match (fault.catch_up_p50_ms, fault.catch_up_p99_ms) {
+            (Some(p50), Some(p99)) => format!(
+                ", catch-up p50 {} p99 {}",
+                format_us((p50 * 1e3).round() as u64),
+                format_us((p99 * 1e3).round() as u64)
+            ),
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
-            "  fault {} ({}) {:.1}-{:.1} s: {} reconnects caused, recovery {}",
+            "  fault {} ({}) {:.1}-{:.1} s: {} reconnects caused{catch_up}, recovery {}",
             fault.kind,
             fault.target,
             fault.start_s,

@@ -7,13 +7,14 @@ use super::summary::Summary;
 use super::units::format_us;
 use crate::checker::AnomalyKind;
 
-pub const FAULT_COLUMNS: [&str; 10] = [
+pub const FAULT_COLUMNS: [&str; 11] = [
     "kind",
     "target",
     "start",
     "end",
     "duration",
     "reconnects caused",
+    "catch-up p50 / p99",
     "recovery",
     "acked during",
     "unavailable sends",
@@ -21,15 +22,19 @@ pub const FAULT_COLUMNS: [&str; 10] = [
 ];
 
 /// Which columns hold numbers (right-aligned).
-pub const FAULT_NUMERIC_COLUMNS: [bool; 10] = [
-    false, false, true, true, true, true, true, true, true, false,
+pub const FAULT_NUMERIC_COLUMNS: [bool; 11] = [
+    false, false, true, true, true, true, true, true, true, true, false,
 ];
 
 fn format_s(seconds: f64) -> String {
     format_us((seconds * 1e6).round() as u64)
 }
 
-pub fn fault_cells(fault: &FaultImpact) -> [String; 10] {
+fn format_ms(ms: f64) -> String {
+    format_us((ms * 1e3).round() as u64)
+}
+
+pub fn fault_cells(fault: &FaultImpact) -> [String; 11] {
     [
         fault.kind.clone(),
         fault.target.clone(),
@@ -41,6 +46,15 @@ pub fn fault_cells(fault: &FaultImpact) -> [String; 10] {
             "instant".to_string()
         },
         fault.reconnects_caused.to_string(),
+        match (fault.catch_up_p50_ms, fault.catch_up_p99_ms) {
+            (Some(p50), Some(p99)) => format!(
+                "{} / {} ({})",
+                format_ms(p50),
+                format_ms(p99),
+                fault.catch_ups
+            ),
+            _ => "–".to_string(),
+        },
         fault
             .recovery_s
             .map_or_else(|| "not recovered".to_string(), format_s),
@@ -71,7 +85,9 @@ pub fn fault_note(summary: &Summary) -> String {
     };
     format!(
         "Reconnects caused: server-closed or failed sockets and failed connects from the start \
-         until {} after the end. Recovery: from the end until {}% of the sockets online before \
+         until {} after the end (a reconnect_storm adds the sockets it dropped; its window ends \
+         when every one of them has caught up). Catch-up: connect to caught_up of the \
+         connections opened between start and end (their count in parentheses). Recovery: from the end until {}% of the sockets online before \
          the start are online again and a live message has arrived. Acked during and \
          unavailable sends count from start to end. Whole run: {} lost_ack, {} lost, {} \
          duplicate; gaps declared: {} trimmed, {} epoch_changed.",

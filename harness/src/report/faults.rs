@@ -7,7 +7,7 @@
 //! alone, so `harness report RUN_DIR` reproduces it. The definitions are
 //! documented in `docs/report-format.md` (`faults[]`).
 
-use fnv::FnvHashSet;
+use fnv::{FnvHashMap, FnvHashSet};
 use recovery_protocol::ErrorCode;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -36,8 +36,11 @@ pub struct FaultImpact {
     /// When it was lifted (== `start_s` for instant faults).
     pub end_s: f64,
     pub duration_s: f64,
-    /// `unplanned_disconnects + connect_failures`.
+    /// `unplanned_disconnects + connect_failures + sockets_dropped`.
     pub reconnects_caused: u64,
+    /// Sockets the harness dropped for it (`reconnect_storm` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sockets_dropped: Option<u64>,
     /// Sockets the server closed or that failed (not closed by the client
     /// on purpose) from the start until [`FAULT_ATTRIBUTION_TAIL_US`]
     /// after the end.
@@ -54,6 +57,17 @@ pub struct FaultImpact {
     pub messages_acked: u64,
     /// Sends answered with an `unavailable` error between start and end.
     pub unavailable_send_errors: u64,
+    /// Connections opened between start and end that reached `caught_up`
+    /// (for a storm: the reconnects of the dropped sockets).
+    #[serde(default)]
+    pub catch_ups: u64,
+    /// Their connect-to-`caught_up` latency, in milliseconds.
+    #[serde(default)]
+    pub catch_up_p50_ms: Option<f64>,
+    #[serde(default)]
+    pub catch_up_p99_ms: Option<f64>,
+    #[serde(default)]
+    pub catch_up_max_ms: Option<f64>,
     /// Anything that went wrong injecting or lifting the fault.
     pub error: Option<String>,
 }
@@ -77,6 +91,10 @@ struct Tally {
     unavailable_send_errors: u64,
     /// Recording order is not time order, so keep the earliest seen.
     first_live_after_end_us: Option<u64>,
+    /// Connections opened during the window, by (device, conversation,
+    /// socket), until their `caught_up`.
+    opened_us: FnvHashMap<(u32, u32, u32), u64>,
+    catch_up_us: Vec<u64>,
 }
 
 impl Tally {
@@ -91,7 +109,16 @@ impl Tally {
 
     fn observe(&mut self, event: &Event) {
         let at_us = event.at_us;
+        let socket = (event.device, event.conversation, event.socket);
         match &event.kind {
+            EventKind::Connect { .. } if self.during(at_us) => {
+                self.opened_us.insert(socket, at_us);
+            }
+            EventKind::CaughtUp { .. } => {
+                if let Some(opened_us) = self.opened_us.remove(&socket) {
+                    self.catch_up_us.push(at_us.saturating_sub(opened_us));
+                }
+            }
             EventKind::Disconnect(DisconnectCause::ServerClose { .. })
             | EventKind::Disconnect(DisconnectCause::Error { .. })
                 if self.in_attribution_span(at_us) =>
@@ -195,6 +222,8 @@ impl FaultTracker {
                     acked: FnvHashSet::default(),
                     unavailable_send_errors: 0,
                     first_live_after_end_us: None,
+                    opened_us: FnvHashMap::default(),
+                    catch_up_us: Vec::new(),
                 })
                 .collect(),
         }
@@ -214,7 +243,15 @@ impl FaultTracker {
     }
 }
 
-fn impact(tally: Tally, online: &OnlineLevels) -> FaultImpact {
+/// Nearest-rank percentile of sorted microseconds, in milliseconds.
+fn percentile_ms(sorted_us: &[u64], percent: u64) -> Option<f64> {
+    let last = sorted_us.len().checked_sub(1)?;
+    let rank = (sorted_us.len() as u64 * percent).div_ceil(100).max(1) as usize - 1;
+    Some(sorted_us[rank.min(last)] as f64 / 1e3)
+}
+
+fn impact(mut tally: Tally, online: &OnlineLevels) -> FaultImpact {
+    tally.catch_up_us.sort_unstable();
     let window = &tally.window;
     let end_us = window.end_us;
     let sockets_online_before = online.before(window.start_us);
@@ -229,13 +266,20 @@ fn impact(tally: Tally, online: &OnlineLevels) -> FaultImpact {
         start_s: seconds(window.start_us),
         end_s: seconds(end_us),
         duration_s: seconds(end_us - window.start_us),
-        reconnects_caused: tally.unplanned_disconnects + tally.connect_failures,
+        reconnects_caused: tally.unplanned_disconnects
+            + tally.connect_failures
+            + window.sockets_dropped.unwrap_or(0),
+        sockets_dropped: window.sockets_dropped,
         unplanned_disconnects: tally.unplanned_disconnects,
         connect_failures: tally.connect_failures,
         sockets_online_before,
         recovery_s: recovered_at_us.map(|at_us| seconds(at_us - end_us)),
         messages_acked: tally.acked.len() as u64,
         unavailable_send_errors: tally.unavailable_send_errors,
+        catch_ups: tally.catch_up_us.len() as u64,
+        catch_up_p50_ms: percentile_ms(&tally.catch_up_us, 50),
+        catch_up_p99_ms: percentile_ms(&tally.catch_up_us, 99),
+        catch_up_max_ms: percentile_ms(&tally.catch_up_us, 100),
         error: window.error.clone(),
     }
 }

@@ -4,7 +4,9 @@ use recovery_protocol::ErrorCode;
 use super::*;
 use crate::history::{DeviceIx, History};
 use crate::report::analysis::analyze;
-use crate::report::analysis::tests::{ack, connect, ev, hello, interleave, meta, msg, recv};
+use crate::report::analysis::tests::{
+    ack, caught_up, connect, ev, hello, interleave, meta, msg, recv,
+};
 
 const A: DeviceIx = 0;
 const B: DeviceIx = 1;
@@ -43,6 +45,7 @@ pub(crate) fn redis_restart() -> FaultWindow {
         start_us: FAULT_START_US,
         end_us: FAULT_END_US,
         error: None,
+        sockets_dropped: None,
     }
 }
 
@@ -126,6 +129,11 @@ fn reconnects_recovery_and_window_counts_are_exact() {
         // Messages 1 and 2 (message 1 twice).
         messages_acked: 2,
         unavailable_send_errors: 1,
+        sockets_dropped: None,
+        catch_ups: 0,
+        catch_up_p50_ms: None,
+        catch_up_p99_ms: None,
+        catch_up_max_ms: None,
         error: None,
     };
     assert_eq!(analysis.faults, vec![expected]);
@@ -167,6 +175,7 @@ fn recovery_needs_95_percent_rounded_up() {
         start_us: 1_000_000,
         end_us: 2_000_000,
         error: Some("restart took 3 tries".into()),
+        sockets_dropped: None,
     }];
     let fault = &analyze(&History { meta, events }).faults[0];
     assert_eq!(fault.sockets_online_before, 20);
@@ -185,6 +194,7 @@ fn instant_fault_has_zero_duration_and_a_backwards_window_is_instant() {
             start_us: FAULT_START_US,
             end_us: FAULT_START_US,
             error: None,
+            sockets_dropped: None,
         },
         FaultWindow {
             kind: "reset".into(),
@@ -192,6 +202,7 @@ fn instant_fault_has_zero_duration_and_a_backwards_window_is_instant() {
             start_us: FAULT_START_US,
             end_us: FAULT_START_US - 1,
             error: None,
+            sockets_dropped: None,
         },
     ];
     let faults = analyze(&history).faults;
@@ -201,6 +212,46 @@ fn instant_fault_has_zero_duration_and_a_backwards_window_is_instant() {
     assert_eq!(faults[0].reconnects_caused, 3);
     // Live at 12.1 s, all four online again at 15 s.
     assert_eq!(faults[0].recovery_s, Some(5.0));
+}
+
+/// A storm drops all four sockets at 10 s; they reconnect within the
+/// 2 s window and catch up 100, 200, 300 and 4,000 ms after connecting.
+/// A connection opened before the window and one never caught up do not
+/// count; the dropped sockets count as reconnects caused.
+#[test]
+fn a_storm_reports_its_dropped_sockets_and_their_catch_up_latency() {
+    let mut events: Vec<Event> = [A, B, C, D]
+        .into_iter()
+        .map(|device| ev(1_000, device, 0, hello()))
+        .collect();
+    events.push(ev(9_000_000, A, 9, connect()));
+    events.push(ev(10_050_000, A, 9, caught_up()));
+    for (device, connect_us, catch_up_ms) in [
+        (A, 10_500_000, 100),
+        (B, 11_000_000, 200),
+        (C, 11_500_000, 300),
+        (D, 12_000_000, 4_000),
+    ] {
+        events.push(ev(connect_us, device, 1, connect()));
+        events.push(ev(connect_us + catch_up_ms * 1_000, device, 1, caught_up()));
+    }
+    events.push(ev(11_900_000, A, 2, connect()));
+    let mut meta = meta(4);
+    meta.faults = vec![FaultWindow {
+        kind: "reconnect_storm".into(),
+        target: "clients".into(),
+        start_us: FAULT_START_US,
+        end_us: FAULT_END_US,
+        error: None,
+        sockets_dropped: Some(4),
+    }];
+    let fault = &analyze(&History { meta, events }).faults[0];
+    assert_eq!(fault.sockets_dropped, Some(4));
+    assert_eq!(fault.reconnects_caused, 4);
+    assert_eq!(fault.catch_ups, 4);
+    assert_eq!(fault.catch_up_p50_ms, Some(200.0));
+    assert_eq!(fault.catch_up_p99_ms, Some(4_000.0));
+    assert_eq!(fault.catch_up_max_ms, Some(4_000.0));
 }
 
 #[test]

@@ -404,7 +404,7 @@ mod tests {
         assert!(page.contains("<h2>Faults</h2>"), "{page}");
         assert!(page.contains(
             "<td>redis_restart</td><td>redis</td><td class=\"num\">10.0 s</td><td class=\"num\">12.0 s</td>\
-             <td class=\"num\">2.00 s</td><td class=\"num\">4</td><td class=\"num\">3.00 s</td>"
+             <td class=\"num\">2.00 s</td><td class=\"num\">4</td><td class=\"num\">–</td><td class=\"num\">3.00 s</td>"
         ));
         assert!(page.contains("0 lost_ack, 0 lost, 0 duplicate"));
         // Each of the three time charts is shaded and says so.

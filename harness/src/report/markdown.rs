@@ -99,6 +99,30 @@ pub fn render_markdown(summary: &Summary) -> String {
     out
 }
 
+/// `[[stages]]` as one clause: "; then 30 s to 400/s, 10 s to 50% online".
+fn stages_text(stages: &[super::summary::StageShape]) -> String {
+    let steps: Vec<String> = stages
+        .iter()
+        .map(|stage| {
+            let mut targets = Vec::new();
+            if let Some(rate) = stage.send_rate_per_s {
+                targets.push(format!("{rate}/s"));
+            }
+            if let Some(share) = stage.online_share {
+                targets.push(format!("{:.0}% online", share * 100.0));
+            }
+            match targets.is_empty() {
+                true => format!("{} s hold", stage.duration_s),
+                false => format!("{} s to {}", stage.duration_s, targets.join(" and ")),
+            }
+        })
+        .collect();
+    match steps.is_empty() {
+        true => String::new(),
+        false => format!("; then stages: {}", steps.join(", ")),
+    }
+}
+
 /// The "What was run" rows, shared by report.md and report.html.
 pub fn run_rows(summary: &Summary) -> Vec<(&'static str, String)> {
     let run = &summary.run;
@@ -113,8 +137,10 @@ pub fn run_rows(summary: &Summary) -> Vec<(&'static str, String)> {
         (
             "traffic",
             format!(
-                "{}/s sends of {} bytes",
-                run.send_rate_per_s, run.body_bytes
+                "{}/s sends of {} bytes{}",
+                run.send_rate_per_s,
+                run.body_bytes,
+                stages_text(&run.stages)
             ),
         ),
         (
@@ -448,7 +474,7 @@ mod tests {
         assert!(text.contains("## Faults\n"), "{text}");
         assert!(
             text.contains(
-                "| redis_restart | redis | 10.0 s | 12.0 s | 2.00 s | 4 | 3.00 s | 2 | 1 | – |"
+                "| redis_restart | redis | 10.0 s | 12.0 s | 2.00 s | 4 | – | 3.00 s | 2 | 1 | – |"
             ),
             "{text}"
         );

@@ -115,6 +115,17 @@ pub struct RunShape {
     pub expect_no_duplicates: bool,
     pub expect_order: bool,
     pub allow_stored_cursor_redelivery: bool,
+    /// `[[stages]]` in order (empty: constant `send_rate_per_s`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageShape>,
+}
+
+/// One `[[stages]]` entry; `None` means the previous stage's value holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageShape {
+    pub duration_s: f64,
+    pub send_rate_per_s: Option<f64>,
+    pub online_share: Option<f64>,
 }
 
 impl RunShape {
@@ -145,6 +156,15 @@ impl RunShape {
             expect_no_duplicates: scenario.expect.no_duplicates,
             expect_order: scenario.expect.order,
             allow_stored_cursor_redelivery: scenario.expect.allow_stored_cursor_redelivery,
+            stages: scenario
+                .stages
+                .iter()
+                .map(|stage| StageShape {
+                    duration_s: stage.duration.as_secs_f64(),
+                    send_rate_per_s: stage.send_rate_per_s,
+                    online_share: stage.online_share,
+                })
+                .collect(),
         }
     }
 }

@@ -43,6 +43,7 @@ pub(crate) fn sample_scenario() -> Scenario {
             send_rate_per_s: 50.0,
             body_bytes: 64,
         },
+        stages: Vec::new(),
         churn: Churn {
             enabled: true,
             online: DurationDist::Fixed {

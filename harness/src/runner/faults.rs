@@ -1,7 +1,8 @@
 //! The fault schedule: Redis restarts, pauses and wipes, server kills and
 //! graceful restarts, and network faults through the harness's proxies,
 //! each applied at its time and lifted after its duration, and recorded as
-//! a `FaultWindow` on the run clock.
+//! a `FaultWindow` on the run clock. Reconnect storms act on the harness's
+//! own clients: their window lasts until every dropped socket caught up.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -11,7 +12,13 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 
 use super::servers::{self, Launcher, ServerInstance, SpawnSettings};
+
+/// How long a storm waits, after its return window, for every socket it
+/// dropped to catch up before it is recorded as over (with an error).
+const STORM_CATCH_UP_LIMIT: Duration = Duration::from_secs(120);
+const STORM_POLL: Duration = Duration::from_millis(20);
 use crate::client::live::LiveStats;
+use crate::client::shape::{StormControl, StormOrder};
 use crate::client::RunClock;
 use crate::history::FaultWindow;
 use crate::proxy::Proxy;
@@ -62,6 +69,7 @@ fn target_name(kind: &FaultKind) -> String {
         FaultKind::ServerKill { server } | FaultKind::ServerRestart { server } => {
             format!("server {server}")
         }
+        FaultKind::ReconnectStorm { .. } => "clients".into(),
         other => match other.link() {
             Some(Link::Clients) => "link clients->servers".into(),
             Some(Link::Redis) => "link servers->redis".into(),
@@ -78,13 +86,15 @@ pub async fn run_schedule(
     rig: Arc<Mutex<Rig>>,
     clock: RunClock,
     live: Arc<LiveStats>,
+    storms: Arc<StormControl>,
 ) -> Vec<FaultWindow> {
     let tasks: Vec<_> = faults
         .into_iter()
         .map(|fault| {
             let rig = rig.clone();
             let live = live.clone();
-            tokio::spawn(async move { run_one(fault, rig, clock, &live).await })
+            let storms = storms.clone();
+            tokio::spawn(async move { run_one(fault, rig, clock, &live, &storms).await })
         })
         .collect();
     let mut windows = Vec::new();
@@ -103,11 +113,23 @@ async fn run_one(
     rig: Arc<Mutex<Rig>>,
     clock: RunClock,
     live: &LiveStats,
+    storms: &StormControl,
 ) -> FaultWindow {
     let start_at = tokio::time::Instant::from_std(clock.instant_at(fault.at.as_micros() as u64));
     tokio::time::sleep_until(start_at).await;
     let mut errors = Vec::new();
-    if let Err(err) = apply(&fault.kind, &rig).await {
+    let storm = match fault.kind {
+        FaultKind::ReconnectStorm { share, drop } => Some(StormOrder {
+            share,
+            drop,
+            return_within: fault.duration,
+        }),
+        _ => None,
+    };
+    let mut dropped_before = 0;
+    if let Some(order) = storm {
+        dropped_before = storms.start(order);
+    } else if let Err(err) = apply(&fault.kind, &rig).await {
         errors.push(format!("applying: {err}"));
     }
     // The window starts when the fault is in effect (stopping a container
@@ -124,7 +146,11 @@ async fn run_one(
     if !fault.duration.is_zero() {
         tokio::time::sleep(fault.duration).await;
     }
-    if let Err(err) = lift(&fault.kind, &rig).await {
+    if storm.is_some() {
+        if let Err(err) = storm_settled(storms).await {
+            errors.push(err);
+        }
+    } else if let Err(err) = lift(&fault.kind, &rig).await {
         errors.push(format!("lifting: {err}"));
     }
     let end_us = clock.now_us();
@@ -142,7 +168,24 @@ async fn run_one(
         } else {
             Some(errors.join("; "))
         },
+        sockets_dropped: storm.map(|_| storms.dropped().saturating_sub(dropped_before)),
     }
+}
+
+/// Waits (bounded) until every socket the storm dropped has caught up.
+async fn storm_settled(storms: &StormControl) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + STORM_CATCH_UP_LIMIT;
+    while storms.pending() > 0 {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "{} dropped sockets had not caught up {} after the return window",
+                storms.pending(),
+                humantime::format_duration(STORM_CATCH_UP_LIMIT)
+            ));
+        }
+        tokio::time::sleep(STORM_POLL).await;
+    }
+    Ok(())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -216,6 +259,8 @@ async fn apply(kind: &FaultKind, rig: &Mutex<Rig>) -> Result<(), FaultError> {
                 proxy.reset_all();
             }
         }
+        // Ordered through the `StormControl` by `run_one`.
+        FaultKind::ReconnectStorm { .. } => {}
     }
     Ok(())
 }
@@ -289,7 +334,7 @@ async fn lift(kind: &FaultKind, rig: &Mutex<Rig>) -> Result<(), FaultError> {
                 proxy.clear();
             }
         }
-        FaultKind::Reset { .. } => {}
+        FaultKind::Reset { .. } | FaultKind::ReconnectStorm { .. } => {}
     }
     Ok(())
 }

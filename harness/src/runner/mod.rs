@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::checker::{check, rebuild_log, CheckInput, CheckOutcome};
 use crate::client::live::LiveStats;
+use crate::client::shape::{LoadShape, StormControl};
 use crate::client::socket::SocketTask;
 use crate::client::traffic::run_scheduler;
 use crate::client::{ClientContext, Counters, Phase, RunClock, SendOrder};
@@ -549,12 +550,15 @@ fn start_devices(scenario: &Scenario, seed: u64, provisioned: &Provisioned) -> D
     let clock = RunClock::start();
     let clock_started_at_unix_ms = unix_ms();
     let live = Arc::new(LiveStats::default());
+    let storms = Arc::new(StormControl::default());
     let fault_schedule = tokio::spawn(faults::run_schedule(
         scenario.faults.clone(),
         provisioned.rig.clone(),
         clock,
         live.clone(),
+        storms.clone(),
     ));
+    let shape = LoadShape::new(scenario.traffic.send_rate_per_s, &scenario.stages);
     let ctx = Arc::new(ClientContext {
         clock,
         targets: provisioned.targets.clone(),
@@ -569,6 +573,8 @@ fn start_devices(scenario: &Scenario, seed: u64, provisioned: &Provisioned) -> D
             .collect(),
         connect_timeout: Duration::from_secs(10),
         live,
+        shape: shape.clone(),
+        storms,
     });
     let mut order_senders: Vec<mpsc::Sender<SendOrder>> = Vec::with_capacity(socket_count);
     let mut tasks = Vec::with_capacity(socket_count);
@@ -596,7 +602,7 @@ fn start_devices(scenario: &Scenario, seed: u64, provisioned: &Provisioned) -> D
     let scheduler = tokio::spawn(run_scheduler(
         ctx.clone(),
         order_senders,
-        scenario.traffic.send_rate_per_s,
+        shape,
         scenario.traffic.body_bytes as usize,
         0,
         traffic_end_us,

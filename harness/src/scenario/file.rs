@@ -13,7 +13,7 @@ use recovery_units::*;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use super::model::{LatencyMetric, Link, Persistence, RedisProviderChoice};
+use super::model::{LatencyMetric, Link, Persistence, RedisProviderChoice, StormDrop};
 
 /// A value with a unit: text in the file, in the grammar shared with the
 /// server's flags (`recovery-units`). The serde name tells `de.rs` which
@@ -166,7 +166,19 @@ pub(crate) struct ScenarioFile {
     pub thresholds: Option<ThresholdsFile>,
     pub expect: Option<ExpectFile>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<Spanned<StageFile>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<Spanned<FaultFile>>,
+}
+
+/// One `[[stages]]` entry: where the send rate and the online share are
+/// at the end of `duration`, reached linearly from the previous stage's.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StageFile {
+    pub duration: Positive,
+    pub send_rate: Option<Rate>,
+    pub online: Option<Share>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -299,6 +311,7 @@ pub(crate) enum FaultName {
     Bandwidth,
     Blackhole,
     Reset,
+    ReconnectStorm,
 }
 
 /// Every key is optional here, so that a key of another kind is reported
@@ -314,6 +327,8 @@ pub(crate) struct FaultFile {
     pub latency: Option<Positive>,
     pub jitter: Text<Dur>,
     pub rate: Text<ByteRate>,
+    pub share: Option<Spanned<Share>>,
+    pub drop: Option<StormDrop>,
 }
 
 impl FaultName {
@@ -325,6 +340,7 @@ impl FaultName {
             Self::Latency => &["kind", "at", "duration", "link", "latency", "jitter"],
             Self::Bandwidth => &["kind", "at", "duration", "link", "rate"],
             Self::Blackhole | Self::Reset => &["kind", "at", "duration", "link"],
+            Self::ReconnectStorm => &["kind", "at", "duration", "share", "drop"],
         }
     }
 

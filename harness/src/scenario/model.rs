@@ -27,6 +27,8 @@ pub struct Scenario {
     pub servers: ServersSpec,
     pub population: Population,
     pub traffic: Traffic,
+    /// `[[stages]]`: the load shape over time (empty: constant).
+    pub stages: Vec<Stage>,
     pub churn: Churn,
     pub thresholds: Thresholds,
     pub expect: Expectations,
@@ -94,6 +96,33 @@ impl Population {
             * self.members_per_conversation as u64
             * self.devices_per_user as u64
     }
+}
+
+/// One stage of the load shape: at its end the send rate and the target
+/// online share are these, reached linearly from the previous stage's
+/// (the first starts from `[traffic] send_rate` and everyone online).
+/// Stages run back to back from the run's start; after the last one its
+/// values hold until traffic ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stage {
+    pub duration: Duration,
+    /// `None`: the previous stage's rate holds.
+    pub send_rate_per_s: Option<f64>,
+    /// Share (0..=1) of sockets connected; `None`: the previous holds.
+    pub online_share: Option<f64>,
+}
+
+/// How a reconnect storm drops its sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StormDrop {
+    /// A close frame, after a final cumulative ack (a deploy's graceful
+    /// shutdown of every client, or an app update).
+    Close,
+    /// The TCP connection vanishes without a close frame.
+    Abrupt,
+    /// A TCP reset (RST).
+    Reset,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -235,6 +264,10 @@ pub enum FaultKind {
     Blackhole { link: Link },
     /// Reset every connection on the link (TCP RST), once.
     Reset { link: Link },
+    /// `share` of the connected sockets drop at once (`drop`), and each
+    /// comes back at a random moment within `duration` (0: all at once),
+    /// with whatever backlog piled up meanwhile.
+    ReconnectStorm { share: f64, drop: StormDrop },
 }
 
 impl FaultKind {
@@ -254,6 +287,7 @@ impl FaultKind {
             FaultKind::Bandwidth { .. } => FaultName::Bandwidth,
             FaultKind::Blackhole { .. } => FaultName::Blackhole,
             FaultKind::Reset { .. } => FaultName::Reset,
+            FaultKind::ReconnectStorm { .. } => FaultName::ReconnectStorm,
         }
     }
 

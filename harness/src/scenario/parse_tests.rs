@@ -197,6 +197,7 @@ fn minimal_file_gets_every_default() {
             send_rate_per_s: 4.0,
             body_bytes: 64,
         },
+        stages: Vec::new(),
         churn: Churn {
             enabled: false,
             online: DurationDist::Exponential {

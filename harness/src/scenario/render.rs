@@ -124,6 +124,17 @@ impl From<&Scenario> for ScenarioFile {
                 stored_cursor_redelivery: permission(expect.allow_stored_cursor_redelivery),
                 lost_ack: permission(expect.allow_lost_ack),
             }),
+            stages: scenario
+                .stages
+                .iter()
+                .map(|stage| {
+                    at(StageFile {
+                        duration: positive(stage.duration),
+                        send_rate: stage.send_rate_per_s.map(Rate),
+                        online: stage.online_share.map(Share),
+                    })
+                })
+                .collect(),
             faults: scenario
                 .faults
                 .iter()
@@ -168,6 +179,8 @@ fn fault_file(fault: &FaultSpec) -> FaultFile {
         latency: None,
         jitter: None,
         rate: None,
+        share: None,
+        drop: None,
     };
     match &fault.kind {
         FaultKind::ServerKill { server } | FaultKind::ServerRestart { server } => {
@@ -181,6 +194,10 @@ fn fault_file(fault: &FaultSpec) -> FaultFile {
         }
         FaultKind::Bandwidth { bytes_per_s, .. } => {
             file.rate = Some(at(ByteRate(*bytes_per_s)));
+        }
+        FaultKind::ReconnectStorm { share, drop } => {
+            file.share = Some(at(Share(*share)));
+            file.drop = Some(*drop);
         }
         _ => {}
     }

@@ -162,30 +162,60 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         thresholds(),
         expect,
     );
-    (top, sections, vec(fault_candidate(), 0..8)).prop_map(
-        |(
-            (name, seed, duration, ramp_up, drain_timeout),
-            (redis, servers, population, traffic, churn, thresholds, expect),
-            candidates,
-        )| {
-            let scenario = Scenario {
-                faults: Vec::new(),
-                name,
-                seed,
-                duration,
-                ramp_up,
-                drain_timeout,
-                redis,
-                servers,
-                population,
-                traffic,
-                churn,
-                thresholds,
-                expect,
-            };
-            with_valid_faults(scenario, candidates)
-        },
+    let stage = (
+        duration(1),
+        proptest::option::of(0.0f64..1e9),
+        proptest::option::of(0.0f64..=1.0),
+    );
+    (
+        top,
+        sections,
+        vec(fault_candidate(), 0..8),
+        vec(stage, 0..4),
     )
+        .prop_map(
+            |(
+                (name, seed, duration, ramp_up, drain_timeout),
+                (redis, servers, population, traffic, churn, thresholds, expect),
+                candidates,
+                stage_candidates,
+            )| {
+                // Stages must end by the time traffic does: keep those that fit.
+                let traffic_end = ramp_up.saturating_add(duration);
+                let mut stages_end = Duration::ZERO;
+                let stages = stage_candidates
+                    .into_iter()
+                    .filter_map(|(duration, send_rate_per_s, online_share)| {
+                        let end = stages_end.checked_add(duration)?;
+                        (end <= traffic_end).then(|| {
+                            stages_end = end;
+                            Stage {
+                                duration,
+                                send_rate_per_s,
+                                online_share,
+                            }
+                        })
+                    })
+                    .collect();
+                let scenario = Scenario {
+                    faults: Vec::new(),
+                    stages,
+                    name,
+                    seed,
+                    duration,
+                    ramp_up,
+                    drain_timeout,
+                    redis,
+                    servers,
+                    population,
+                    traffic,
+                    churn,
+                    thresholds,
+                    expect,
+                };
+                with_valid_faults(scenario, candidates)
+            },
+        )
 }
 
 /// Raw material for one fault; [`with_valid_faults`] bends it into a
@@ -207,7 +237,7 @@ fn fault_candidate() -> impl Strategy<Value = FaultCandidate> {
     let fault_duration = prop_oneof![short.clone(), duration(1)];
     let bytes_per_s = prop_oneof![1u64..=u64::MAX, (1u64..1 << 20).prop_map(|k| k << 10)];
     (
-        0usize..9,
+        0usize..10,
         any::<u64>(),
         fault_duration,
         any::<u32>(),
@@ -272,7 +302,12 @@ fn with_valid_faults(mut scenario: Scenario, candidates: Vec<FaultCandidate>) ->
                 bytes_per_s: candidate.bytes_per_s,
             },
             (7, _) => FaultKind::Blackhole { link },
-            _ => FaultKind::Reset { link },
+            (8, _) => FaultKind::Reset { link },
+            _ => FaultKind::ReconnectStorm {
+                share: ((candidate.jitter_nanos % 1000) + 1) as f64 / 1000.0,
+                drop: [StormDrop::Close, StormDrop::Abrupt, StormDrop::Reset]
+                    [candidate.server as usize % 3],
+            },
         };
         let target = match &kind {
             FaultKind::RedisRestart | FaultKind::RedisPause | FaultKind::RedisWipe => {
@@ -347,7 +382,7 @@ fn generated_scenarios_carry_every_kind_of_fault() {
         }
         lost_ack_allowed += usize::from(scenario.expect.allow_lost_ack);
     }
-    assert_eq!(kinds_seen.len(), 9, "{kinds_seen:?}");
+    assert_eq!(kinds_seen.len(), 10, "{kinds_seen:?}");
     assert!(lost_ack_allowed > 0);
 }
 

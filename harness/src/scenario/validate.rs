@@ -12,6 +12,7 @@ use super::de::{key_span, path_of, Span};
 use super::error::{Origin, ScenarioError};
 use super::file::*;
 use super::model::*;
+use recovery_units::format_duration;
 
 #[path = "validate_faults.rs"]
 mod faults;
@@ -120,6 +121,7 @@ pub(crate) fn scenario(source: &Source, file: &ScenarioFile) -> Result<Scenario,
             .map_or(DEFAULT_DRAIN_TIMEOUT, |text| text.0 .0),
         population: population(source, file.population.as_ref())?,
         traffic: traffic(source, file.traffic.as_ref())?,
+        stages: stages(source, &file.stages, ramp_up.saturating_add(duration))?,
         churn: churn(source, file.churn.as_ref())?,
         thresholds: thresholds(source, file.thresholds.as_ref())?,
         faults: faults::faults(source, &file.faults, &context)?,
@@ -264,6 +266,39 @@ fn traffic(source: &Source, file: Option<&Spanned<TrafficFile>>) -> Result<Traff
             .as_ref()
             .map_or(DEFAULT_BODY_BYTES, |size| size.0 .0),
     })
+}
+
+/// `[[stages]]` run back to back from the run's start and must end by the
+/// time traffic does: a stage past it would be silently cut short.
+fn stages(
+    source: &Source,
+    items: &[Spanned<StageFile>],
+    traffic_end: Duration,
+) -> Result<Vec<Stage>, ScenarioError> {
+    let mut ends_at = Duration::ZERO;
+    let mut stages = Vec::with_capacity(items.len());
+    for item in items {
+        let file = item.get_ref();
+        ends_at = ends_at.saturating_add(file.duration.0 .0);
+        if ends_at > traffic_end {
+            return Err(source.fail_key(
+                &item.span(),
+                "duration",
+                format!(
+                    "this stage ends at {}, after traffic ends (ramp_up + duration = {})",
+                    format_duration(ends_at),
+                    format_duration(traffic_end)
+                ),
+                Some("stages run back to back from the start: shorten them or lengthen duration (the last stage's values hold until the end)".into()),
+            ));
+        }
+        stages.push(Stage {
+            duration: file.duration.0 .0,
+            send_rate_per_s: file.send_rate.map(|rate| rate.0),
+            online_share: file.online.as_ref().map(|share| share.0),
+        });
+    }
+    Ok(stages)
 }
 
 fn churn(source: &Source, file: Option<&ChurnFile>) -> Result<Churn, ScenarioError> {
@@ -419,3 +454,7 @@ mod tests;
 #[cfg(test)]
 #[path = "validate_fault_tests.rs"]
 mod fault_tests;
+
+#[cfg(test)]
+#[path = "validate_shape_tests.rs"]
+mod shape_tests;

@@ -41,6 +41,8 @@ enum Target {
     Redis,
     Server(u32),
     Link(Link),
+    /// The harness's own simulated clients (reconnect storms).
+    Clients,
 }
 
 impl Target {
@@ -50,6 +52,7 @@ impl Target {
             Target::Server(index) => format!("server {index}"),
             Target::Link(Link::Clients) => "the clients link".to_string(),
             Target::Link(Link::Redis) => "the redis link".to_string(),
+            Target::Clients => "the clients".to_string(),
         }
     }
 }
@@ -140,7 +143,9 @@ fn fault(
         ));
     }
     let duration = match (&file.duration, kind) {
-        (None, FaultName::Reset) => Duration::ZERO,
+        (None, FaultName::Reset | FaultName::ReconnectStorm) => Duration::ZERO,
+        // The window the dropped sockets come back in; 0 = all at once.
+        (Some(text), FaultName::ReconnectStorm) => text.get_ref().0,
         (None, _) => return Err(source.missing(&table, "duration")),
         (Some(text), FaultName::Reset) => match text.get_ref().0 {
             zero if zero.is_zero() => zero,
@@ -198,6 +203,8 @@ fn reject_keys_of_other_kinds(
         ("latency", file.latency.is_some()),
         ("jitter", file.jitter.is_some()),
         ("rate", file.rate.is_some()),
+        ("share", file.share.is_some()),
+        ("drop", file.drop.is_some()),
     ];
     let foreign = given
         .iter()
@@ -325,6 +332,22 @@ fn kind_params(
         FaultName::Reset => {
             let link = link()?;
             (FaultKind::Reset { link }, Target::Link(link))
+        }
+        FaultName::ReconnectStorm => {
+            let share = match &file.share {
+                None => 1.0,
+                Some(share) if share.get_ref().0 == 0.0 => return Err(source.fail(
+                    share,
+                    "a storm that drops no socket does nothing",
+                    Some(
+                        "share is the part of the connected sockets that drop, e.g. 1.0 for all"
+                            .into(),
+                    ),
+                )),
+                Some(share) => share.get_ref().0,
+            };
+            let drop = file.drop.unwrap_or(StormDrop::Abrupt);
+            (FaultKind::ReconnectStorm { share, drop }, Target::Clients)
         }
     })
 }
