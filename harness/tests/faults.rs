@@ -147,7 +147,10 @@ fn load_shape_and_reconnect_storm_lose_nothing() {
     assert!(dropped >= 10, "too few sockets dropped: {storm}");
     assert!(storm["catch_ups"].as_u64().unwrap() >= dropped, "{storm}");
     assert!(storm["catch_up_p99_ms"].as_f64().is_some(), "{storm}");
-    assert!(storm["end_s"].as_f64() > storm["start_s"].as_f64(), "{storm}");
+    assert!(
+        storm["end_s"].as_f64() > storm["start_s"].as_f64(),
+        "{storm}"
+    );
 
     // The stages shaped the traffic: the spike (150/s at 7 s) is several
     // times the hold (40/s from 9 s to 13 s), and during the hold about

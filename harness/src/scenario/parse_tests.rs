@@ -139,7 +139,45 @@ fn fault_examples_in_the_format_docs_parse() {
         assert!(!scenario.faults.is_empty(), "{block}");
         kinds.extend(scenario.faults.iter().map(|fault| fault.kind.name()));
     }
-    assert_eq!(kinds.len(), 9, "every kind has an example: {kinds:?}");
+    assert_eq!(kinds.len(), 10, "every kind has an example: {kinds:?}");
+}
+
+/// The `[[stages]]` example in the docs parses into the stages it describes.
+#[test]
+fn stages_example_in_the_format_docs_parses() {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/scenario-format.md");
+    let docs = std::fs::read_to_string(docs).unwrap();
+    let block = docs
+        .split("### `[[stages]]`")
+        .nth(1)
+        .and_then(|rest| rest.split("```toml\n").nth(1))
+        .and_then(|rest| rest.split("```").next())
+        .expect("a toml block in the stages section");
+    let base = "name = \"d\"\nduration = \"2m\"\n[population]\nusers = 2\nconversations = 1\n\
+                members_per_conversation = 2\n";
+    let scenario = parse_scenario(&format!("{base}{block}"), "docs example")
+        .unwrap_or_else(|err| panic!("{err}\n{block}"));
+    assert_eq!(scenario.traffic.send_rate_per_s, 50.0);
+    let shape: Vec<_> = scenario
+        .stages
+        .iter()
+        .map(|stage| {
+            (
+                stage.duration.as_secs(),
+                stage.send_rate_per_s,
+                stage.online_share,
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            (30, Some(400.0), None),
+            (60, None, None),
+            (10, None, Some(0.5)),
+            (5, None, Some(1.0)),
+        ]
+    );
 }
 
 #[test]
