@@ -82,6 +82,7 @@ pub fn render_console_table(summary: &Summary) -> String {
         totals.peak_sockets_online
     );
     let _ = writeln!(out, "  sends skipped: {}", summary.sends_skipped.describe());
+    let _ = writeln!(out, "  cost: {}", cost_line(summary));
     for fault in &summary.faults {
         let catch_up = match (fault.catch_up_p50_ms, fault.catch_up_p99_ms) {
             (Some(p50), Some(p99)) => format!(
@@ -106,6 +107,29 @@ pub fn render_console_table(summary: &Summary) -> String {
         );
     }
     out
+}
+
+/// CPU per delivery and memory per socket of the harness and, when it
+/// spawned them, the servers: the figures every load result needs beside it.
+fn cost_line(summary: &Summary) -> String {
+    let per_delivery = |us: Option<f64>| us.map_or("–".to_string(), |us| format!("{us:.1} µs"));
+    let per_socket = |bytes: Option<u64>| {
+        bytes.map_or("–".to_string(), |b| format!("{:.1} KB", b as f64 / 1e3))
+    };
+    let harness = &summary.harness;
+    let mut line = format!(
+        "harness {} CPU/delivery, {} RSS/socket at traffic end",
+        per_delivery(harness.cpu_us_per_delivery),
+        per_socket(harness.rss_bytes_per_socket_at_traffic_end)
+    );
+    if let Some(servers) = &summary.servers {
+        line.push_str(&format!(
+            "; servers {} CPU/delivery, {} RSS/socket",
+            per_delivery(servers.cpu_us_per_delivery),
+            per_socket(servers.rss_bytes_per_socket_at_traffic_end)
+        ));
+    }
+    line
 }
 
 #[cfg(test)]

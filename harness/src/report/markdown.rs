@@ -319,7 +319,7 @@ pub fn totals_rows(summary: &Summary) -> Vec<(&'static str, String)> {
             .join(", ")
     };
     let harness = &summary.harness;
-    vec![
+    let mut rows = vec![
         (
             "devices / conversations",
             format!("{} / {}", totals.devices, totals.conversations),
@@ -367,8 +367,10 @@ pub fn totals_rows(summary: &Summary) -> Vec<(&'static str, String)> {
         (
             "harness CPU",
             format!(
-                "{:.1} s ({:.0}% of one core)",
-                harness.cpu_seconds, harness.cpu_percent_of_one_core
+                "{:.1} s ({:.0}% of one core){}",
+                harness.cpu_seconds,
+                harness.cpu_percent_of_one_core,
+                per_delivery(harness.cpu_us_per_delivery)
             ),
         ),
         (
@@ -396,7 +398,43 @@ pub fn totals_rows(summary: &Summary) -> Vec<(&'static str, String)> {
                 _ => "–".to_string(),
             },
         ),
-    ]
+    ];
+    if let Some(servers) = &summary.servers {
+        rows.push((
+            "servers CPU",
+            format!(
+                "{:.1} s ({:.0}% of one core){}, {} processes",
+                servers.cpu_seconds,
+                servers.cpu_percent_of_one_core,
+                per_delivery(servers.cpu_us_per_delivery),
+                servers.processes
+            ),
+        ));
+        rows.push((
+            "servers memory",
+            format!(
+                "{} peak RSS (all servers){}",
+                format_bytes(servers.peak_rss_bytes),
+                match (
+                    servers.rss_at_traffic_end_bytes,
+                    servers.rss_bytes_per_socket_at_traffic_end
+                ) {
+                    (Some(rss), Some(per_socket)) => format!(
+                        ", {} at traffic end, {} per socket",
+                        format_bytes(rss),
+                        format_bytes(per_socket)
+                    ),
+                    _ => String::new(),
+                }
+            ),
+        ));
+    }
+    rows
+}
+
+/// ", 12.3 µs per delivery", or nothing without deliveries.
+fn per_delivery(cpu_us: Option<f64>) -> String {
+    cpu_us.map_or(String::new(), |us| format!(", {us:.1} µs per delivery"))
 }
 
 fn write_totals(out: &mut String, summary: &Summary) {

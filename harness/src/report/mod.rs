@@ -32,7 +32,8 @@ pub use junit::{render_junit, JUNIT_FILE};
 pub use latency::{LatencyRecorder, LatencyStats, LATENCY_SIGFIG, MAX_RECORDED_US};
 pub use summary::{
     build_summary, exit_code, latency_table, HarnessResources, RunFacts, RunShape, SendsSkipped,
-    Summary, EXIT_INVALID, EXIT_THRESHOLD_OR_UNKNOWN, EXIT_VALID, SUMMARY_SCHEMA,
+    ServerResources, ServerResourcesInput, Summary, EXIT_INVALID, EXIT_THRESHOLD_OR_UNKNOWN,
+    EXIT_VALID, SUMMARY_SCHEMA,
 };
 pub use thresholds::{evaluate_thresholds, ThresholdResult};
 

@@ -47,6 +47,20 @@ pub struct RunFacts {
     /// Devices still missing messages when the drain timed out.
     pub stragglers: Vec<String>,
     pub sends_skipped: SendsSkipped,
+    /// What the spawned server processes cost; `None` when none ran as
+    /// processes (external targets, in-process servers).
+    pub server_cost: Option<ServerResourcesInput>,
+}
+
+/// The spawned servers' cost as the runner sampled it from `/proc`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerResourcesInput {
+    /// Server processes seen (a restart counts again).
+    pub processes: u32,
+    pub cpu: Duration,
+    /// Largest sum of the servers' RSS seen.
+    pub peak_rss_bytes: u64,
+    pub rss_at_traffic_end_bytes: Option<u64>,
 }
 
 /// Sends the open model scheduled but could not hand to a socket. They
@@ -187,6 +201,27 @@ pub struct HarnessResources {
     /// `rss_at_traffic_end_bytes / peak_sockets`.
     #[serde(default)]
     pub rss_bytes_per_socket_at_traffic_end: Option<u64>,
+    /// `cpu_seconds` (run, check and report included) per delivery, in
+    /// microseconds; `null` without deliveries.
+    #[serde(default)]
+    pub cpu_us_per_delivery: Option<f64>,
+}
+
+/// What the spawned server processes cost, sampled from `/proc` every
+/// 500 ms while they ran (a killed server keeps its last sample).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerResources {
+    pub processes: u32,
+    pub cpu_seconds: f64,
+    /// CPU time over wall time of the run, summed over the servers.
+    pub cpu_percent_of_one_core: f64,
+    /// `cpu_seconds` per delivery, in microseconds; `null` without deliveries.
+    pub cpu_us_per_delivery: Option<f64>,
+    /// Largest sum of the servers' RSS seen.
+    pub peak_rss_bytes: u64,
+    pub rss_at_traffic_end_bytes: Option<u64>,
+    /// `rss_at_traffic_end_bytes / peak_sockets`.
+    pub rss_bytes_per_socket_at_traffic_end: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -216,6 +251,10 @@ pub struct Summary {
     #[serde(default)]
     pub faults: Vec<FaultImpact>,
     pub harness: HarnessResources,
+    /// The spawned server processes' cost; absent when none ran as
+    /// processes (external targets, in-process servers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub servers: Option<ServerResources>,
     pub redis: String,
     pub targets: Vec<String>,
     pub stragglers: Vec<String>,
@@ -254,7 +293,32 @@ pub fn latency_table(analysis: &Analysis) -> BTreeMap<LatencyMetric, LatencyStat
         .collect()
 }
 
-fn harness_resources(facts: &RunFacts) -> HarnessResources {
+/// `cpu` per delivery in microseconds; `None` without deliveries.
+fn per_delivery_us(cpu: Duration, deliveries: u64) -> Option<f64> {
+    (deliveries > 0).then(|| cpu.as_secs_f64() * 1e6 / deliveries as f64)
+}
+
+fn server_resources(facts: &RunFacts, deliveries: u64) -> Option<ServerResources> {
+    let cost = facts.server_cost.as_ref()?;
+    let wall_seconds = facts.wall_duration.as_secs_f64();
+    Some(ServerResources {
+        processes: cost.processes,
+        cpu_seconds: cost.cpu.as_secs_f64(),
+        cpu_percent_of_one_core: if wall_seconds > 0.0 {
+            100.0 * cost.cpu.as_secs_f64() / wall_seconds
+        } else {
+            0.0
+        },
+        cpu_us_per_delivery: per_delivery_us(cost.cpu, deliveries),
+        peak_rss_bytes: cost.peak_rss_bytes,
+        rss_at_traffic_end_bytes: cost.rss_at_traffic_end_bytes,
+        rss_bytes_per_socket_at_traffic_end: cost
+            .rss_at_traffic_end_bytes
+            .and_then(|rss| rss.checked_div(facts.peak_sockets)),
+    })
+}
+
+fn harness_resources(facts: &RunFacts, deliveries: u64) -> HarnessResources {
     let cpu_seconds = facts.harness_cpu.as_secs_f64();
     let wall_seconds = facts.wall_duration.as_secs_f64();
     HarnessResources {
@@ -272,6 +336,7 @@ fn harness_resources(facts: &RunFacts) -> HarnessResources {
         rss_bytes_per_socket_at_traffic_end: facts
             .harness_rss_at_traffic_end_bytes
             .and_then(|rss| rss.checked_div(facts.peak_sockets)),
+        cpu_us_per_delivery: per_delivery_us(facts.harness_cpu, deliveries),
     }
 }
 
@@ -299,7 +364,8 @@ pub fn build_summary(
         latency: latency_table(analysis),
         totals: analysis.totals.clone(),
         faults: analysis.faults.clone(),
-        harness: harness_resources(facts),
+        harness: harness_resources(facts, analysis.totals.deliveries()),
+        servers: server_resources(facts, analysis.totals.deliveries()),
         redis: facts.redis_description.clone(),
         targets: facts.targets.clone(),
         stragglers: facts.stragglers.clone(),

@@ -90,6 +90,12 @@ pub(crate) fn sample_facts() -> RunFacts {
             no_socket_online: 10,
             queue_full: 2,
         },
+        server_cost: Some(ServerResourcesInput {
+            processes: 3,
+            cpu: Duration::from_secs(1),
+            peak_rss_bytes: 30 * 1024 * 1024,
+            rss_at_traffic_end_bytes: Some(10 * 1024 * 1024),
+        }),
     }
 }
 
@@ -203,6 +209,18 @@ fn summary_carries_facts_analysis_and_check() {
         Some(1_800)
     );
     assert_eq!(summary.totals.deliveries_replayed, 1);
+    // CPU per delivery and memory per socket, of the harness and the servers.
+    let deliveries = summary.totals.deliveries() as f64;
+    assert!(deliveries > 0.0);
+    assert_eq!(summary.harness.cpu_us_per_delivery, Some(2e6 / deliveries));
+    let servers = summary.servers.as_ref().expect("server cost");
+    assert_eq!(servers.cpu_us_per_delivery, Some(1e6 / deliveries));
+    assert_eq!(servers.cpu_percent_of_one_core, 25.0);
+    assert_eq!(
+        servers.rss_bytes_per_socket_at_traffic_end,
+        Some(512 * 1024)
+    );
+    assert_eq!(servers.processes, 3);
     assert_eq!(summary.run.sockets_when_all_online, 24);
     assert_eq!(summary.run.servers_spawned, 2);
     assert_eq!(summary.thresholds_passed(), 2);

@@ -47,6 +47,15 @@ impl Rig {
         }
     }
 
+    /// Process ids of the servers running as child processes now.
+    pub fn server_pids(&self) -> Vec<u32> {
+        self.servers
+            .iter()
+            .flatten()
+            .filter_map(ServerInstance::pid)
+            .collect()
+    }
+
     /// Stops servers and proxies; the Redis handle is returned to the
     /// caller (its Drop removes the container or process).
     pub async fn stop_all(self) -> Option<redis_provider::RedisHandle> {

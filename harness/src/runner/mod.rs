@@ -179,7 +179,14 @@ pub async fn run(options: RunOptions) -> Result<RunOutcome, RunError> {
     // (dropping the handle removes the container or process).
     let _redis_alive = match Arc::try_unwrap(provisioned.rig) {
         Ok(rig) => rig.into_inner().stop_all().await,
-        Err(_) => None,
+        Err(_) => {
+            // A task still holds the rig: its servers stop when that task
+            // ends, and Redis may go with them before the log is read.
+            tracing::error!(
+                "the fault rig is still shared after play; servers and Redis may stop early"
+            );
+            None
+        }
     };
     let played = played?;
     let collected = collect(
@@ -210,6 +217,7 @@ pub async fn run(options: RunOptions) -> Result<RunOutcome, RunError> {
         targets: provisioned.targets.iter().map(Url::to_string).collect(),
         stragglers: collected.played.stragglers.clone(),
         sends_skipped: collected.played.sends_skipped.clone(),
+        server_cost: collected.played.server_cost.clone(),
     };
     let summary = report_run(&run_dir, facts, started, &collected.history, &check)?;
     let exit_code = report::exit_code(&summary);
@@ -440,6 +448,9 @@ pub struct Played {
     pub peak_sockets: u64,
     /// Harness resident memory when the traffic phase ended.
     pub rss_at_traffic_end_bytes: Option<u64>,
+    /// What the spawned server processes cost (`None`: none were spawned
+    /// as processes).
+    pub server_cost: Option<report::ServerResourcesInput>,
     pub sends_skipped: report::SendsSkipped,
     /// Sends acked during the run (to tell an unreadable log from an empty one).
     pub acks: u64,
@@ -478,9 +489,17 @@ pub async fn play(
     let socket_count = devices.cast.sockets.len();
     let progress =
         progress::Progress::start(devices.ctx.clone(), show_progress, socket_count as u64);
+    let server_cost = Arc::new(std::sync::Mutex::new(resources::ServerCost::default()));
+    let sampler = tokio::spawn(sample_servers(provisioned.rig.clone(), server_cost.clone()));
 
     tokio::time::sleep_until(devices.traffic_end).await;
     let rss_at_traffic_end_bytes = resources::current_rss_bytes();
+    let servers_rss_at_traffic_end_bytes = {
+        let pids = provisioned.rig.lock().await.server_pids();
+        let mut cost = server_cost.lock().unwrap_or_else(|p| p.into_inner());
+        cost.sample(&pids);
+        (cost.processes > 0).then_some(cost.rss_bytes_now)
+    };
     progress.set_phase("draining");
     // Sends stop; devices come back at once and stay.
     let _ = devices.phase_tx.send(Phase::Draining); // Err only when no socket task is left: nothing to tell
@@ -521,6 +540,24 @@ pub async fn play(
     progress.set_phase("closing");
     let events = gather_events(devices.tasks, &mut unknown_reasons).await;
     progress.finish();
+    sampler.abort();
+    // Wait until the sampler is really gone: it holds the rig, which the
+    // run must own alone afterwards to stop the servers and keep Redis up.
+    let _ = sampler.await; // Err(cancelled) is the expected outcome of the abort
+    let server_cost = {
+        let pids = provisioned.rig.lock().await.server_pids();
+        let mut cost = server_cost
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        cost.sample(&pids);
+        (cost.processes > 0).then(|| report::ServerResourcesInput {
+            processes: cost.processes,
+            cpu: cost.cpu(),
+            peak_rss_bytes: cost.peak_rss_bytes,
+            rss_at_traffic_end_bytes: servers_rss_at_traffic_end_bytes,
+        })
+    };
     Ok(Played {
         events,
         cast: devices.cast,
@@ -531,9 +568,27 @@ pub async fn play(
         unknown_reasons,
         peak_sockets: ctx.counters.peak_sockets_online.load(Ordering::Relaxed),
         rss_at_traffic_end_bytes,
+        server_cost,
         sends_skipped,
         acks: ctx.counters.acks.load(Ordering::Relaxed),
     })
+}
+
+/// How often the spawned servers' CPU and memory are read from `/proc`.
+const SERVER_SAMPLE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Samples the spawned server processes until aborted (at the end of
+/// play); each sample holds the rig's lock only to list the pids.
+async fn sample_servers(
+    rig: Arc<tokio::sync::Mutex<faults::Rig>>,
+    cost: Arc<std::sync::Mutex<resources::ServerCost>>,
+) {
+    let mut tick = tokio::time::interval(SERVER_SAMPLE_INTERVAL);
+    loop {
+        tick.tick().await;
+        let pids = rig.lock().await.server_pids();
+        cost.lock().unwrap_or_else(|p| p.into_inner()).sample(&pids);
+    }
 }
 
 /// The cast, one task per socket (connects spread evenly over the
@@ -722,6 +777,7 @@ pub struct PlayedFacts {
     pub unknown_reasons: Vec<String>,
     pub peak_sockets: u64,
     pub rss_at_traffic_end_bytes: Option<u64>,
+    pub server_cost: Option<report::ServerResourcesInput>,
     pub sends_skipped: report::SendsSkipped,
 }
 
@@ -784,6 +840,7 @@ pub async fn collect(
             unknown_reasons: played.unknown_reasons,
             peak_sockets: played.peak_sockets,
             rss_at_traffic_end_bytes: played.rss_at_traffic_end_bytes,
+            server_cost: played.server_cost,
             sends_skipped: played.sends_skipped,
         },
     })

@@ -54,6 +54,14 @@ impl ServerInstance {
         }
     }
 
+    /// The OS process id of a server running as a child process.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            ServerInstance::Process { child, .. } => child.id(),
+            ServerInstance::InProcess(_) => None,
+        }
+    }
+
     /// The address it listens on.
     pub fn listen_addr(&self) -> Option<SocketAddr> {
         let url = crate::target::parse_ws_target(&self.ws_url()).ok()?;
