@@ -93,8 +93,8 @@ pub fn read_history(path: &Path) -> Result<History, HistoryError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::Position;
     use crate::history::{ConversationInfo, DeviceInfo, DisconnectCause, EventKind, ResumeMode};
-    use recovery_protocol::StreamId;
     use uuid::Uuid;
 
     #[test]
@@ -122,7 +122,7 @@ mod tests {
                     conversation: 0,
                     socket: 0,
                     kind: EventKind::CaughtUp {
-                        last_id: StreamId::new(1, 2),
+                        last_id: Position::new(1, 2),
                         replayed: 3,
                     },
                 },
