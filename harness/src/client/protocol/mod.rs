@@ -37,6 +37,8 @@ pub enum Protocol {
     /// docs/protocol.md (the reference server).
     #[default]
     V1,
+    // Socket.IO goes here as `#[serde(rename = "socketio")] SocketIo`
+    // (snake_case would spell it `socket_io`), with its `Codec` variant.
 }
 
 impl Protocol {
