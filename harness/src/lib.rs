@@ -5,8 +5,10 @@
 //! Layout (data flows top to bottom):
 //! - [`scenario`]: the scenario model and its TOML parser/validator.
 //! - [`runner`]: one run: Redis, servers, ramp-up, churn, drain.
-//! - [`client`]: one lightweight task per simulated socket.
-//! - [`history`]: the recorded events (`history.jsonl`) and message log.
+//! - [`client`]: one lightweight task per simulated socket; the wire
+//!   protocol sits behind `client::protocol` (one adapter per protocol).
+//! - [`history`]: the recorded protocol-neutral events (`history.jsonl`),
+//!   positions, and the message log.
 //! - [`checker`]: judges a history against the log; named anomalies.
 //! - [`report`]: HDR latency histograms, time series, summary/markdown/HTML.
 //! - [`target`]: server and Redis URLs (`url::Url`), parsed once.

@@ -96,13 +96,13 @@ fn history_events(summary_dir: &std::path::Path) -> Vec<Value> {
         .collect()
 }
 
-/// Sockets connected at `at_us`: +1 per hello, -1 per disconnect.
+/// Sockets connected at `at_us`: +1 per connected, -1 per disconnect.
 fn online_at(events: &[Value], at_us: u64) -> i64 {
     events
         .iter()
         .filter(|event| event["at_us"].as_u64().unwrap() <= at_us)
         .map(|event| match event["ev"].as_str().unwrap() {
-            "hello" => 1,
+            "connected" => 1,
             "disconnect" => -1,
             _ => 0,
         })

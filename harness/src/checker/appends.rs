@@ -5,14 +5,16 @@
 //! A message is identified by (conversation, client_msg_id): the protocol
 //! makes sends idempotent per conversation, not globally.
 
+use crate::history::Position;
 use fnv::FnvHashMap;
-use recovery_protocol::StreamId;
 use uuid::Uuid;
 
 use super::findings::{device_label, Findings, Site};
 use super::index::LogIndex;
 use super::outcome::AnomalyKind;
-use crate::history::{ConversationIx, DeviceIx, EventKind, History, LogEntry, LogSource, RunMeta};
+use crate::history::{
+    ConversationIx, DeviceIx, EventKind, History, LogEntry, LogOrigin, RunMeta, SendOutcome,
+};
 
 pub(crate) type MsgKey = (ConversationIx, Uuid);
 
@@ -27,7 +29,7 @@ pub(crate) struct SendRef {
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct AckRef {
-    pub id: StreamId,
+    pub id: Position,
     pub device: DeviceIx,
     pub socket: u32,
     pub at_us: u64,
@@ -68,8 +70,9 @@ impl MessageIndex {
                         body_hash: *body_hash,
                     });
                 }
-                EventKind::Ack {
-                    client_msg_id, id, ..
+                EventKind::SendOutcome {
+                    client_msg_id,
+                    outcome: SendOutcome::Acked { id, .. },
                 } => {
                     let key = (event.conversation, *client_msg_id);
                     let ack = AckRef {
@@ -130,7 +133,7 @@ pub(crate) fn check_appends(
 ) -> Vec<LogFacts> {
     let mut facts = Vec::with_capacity(log.conversations.len());
     // client_msg_id -> every id it sits at in the log, only for repeats.
-    let mut repeated_in_log: FnvHashMap<MsgKey, Vec<StreamId>> = FnvHashMap::default();
+    let mut repeated_in_log: FnvHashMap<MsgKey, Vec<Position>> = FnvHashMap::default();
     for (conversation, conv) in log.conversations.iter().enumerate() {
         let conversation = conversation as ConversationIx;
         let mut first_position: FnvHashMap<Uuid, usize> = FnvHashMap::default();
@@ -264,7 +267,7 @@ fn check_acks(meta: &RunMeta, log: &LogIndex, messages: &MessageIndex, findings:
 fn check_duplicate_appends(
     meta: &RunMeta,
     messages: &MessageIndex,
-    mut repeated_in_log: FnvHashMap<MsgKey, Vec<StreamId>>,
+    mut repeated_in_log: FnvHashMap<MsgKey, Vec<Position>>,
     findings: &mut Findings,
 ) {
     let mut acked_twice: FnvHashMap<MsgKey, Vec<AckRef>> = FnvHashMap::default();
@@ -337,7 +340,7 @@ pub(crate) enum Receipt {
 
 /// The fields of a `Recv` that the log is compared with.
 pub(crate) struct Received {
-    pub id: StreamId,
+    pub id: Position,
     pub sender_id: Uuid,
     pub client_msg_id: Uuid,
     pub body_hash: u64,
@@ -375,8 +378,8 @@ impl ReceiptJudge<'_> {
                 }
             }
             match (source, send) {
-                (LogSource::Rebuilt, Some(_)) => return Receipt::Unplaced,
-                (LogSource::Redis, Some(send)) if self.allow_lost_ack => {
+                (LogOrigin::Rebuilt, Some(_)) => return Receipt::Unplaced,
+                (LogOrigin::Redis, Some(send)) if self.allow_lost_ack => {
                     self.check_vanished(received, send, site, findings);
                     return Receipt::Vanished;
                 }
@@ -385,16 +388,16 @@ impl ReceiptJudge<'_> {
             let allow_lost_ack = self.allow_lost_ack;
             findings.record(AnomalyKind::Phantom, site, || {
                 let why = match (source, allow_lost_ack) {
-                    (LogSource::Redis, false) => format!(
+                    (LogOrigin::Redis, false) => format!(
                         "id {id} is not in the log of conversation {}",
                         site.conversation
                     ),
-                    (LogSource::Redis, true) => format!(
+                    (LogOrigin::Redis, true) => format!(
                         "id {id} is not in the log of conversation {} and no device sent \
                          its client_msg_id {} (so it is no wiped message)",
                         site.conversation, received.client_msg_id
                     ),
-                    (LogSource::Rebuilt, _) => format!(
+                    (LogOrigin::Rebuilt, _) => format!(
                         "no device sent its client_msg_id {}",
                         received.client_msg_id
                     ),

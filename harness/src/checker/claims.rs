@@ -10,14 +10,14 @@
 //! missing there is already a `skip` or `lost`, and one fault gets one
 //! name.
 
-use recovery_protocol::StreamId;
+use crate::history::Position;
 
 use super::index::ConvLog;
 
 /// Why a `caught_up` is false: the ids involved (the claimed head, the
 /// message above it) and the rest of the sentence.
 pub(crate) struct FalseCaughtUp {
-    pub ids: Vec<StreamId>,
+    pub ids: Vec<Position>,
     pub what: String,
 }
 
@@ -34,7 +34,7 @@ pub(crate) fn judge(
     conv: &ConvLog,
     acks: &AckTimes,
     connect_at_us: u64,
-    last_id: StreamId,
+    last_id: Position,
 ) -> Option<FalseCaughtUp> {
     let above = conv.first_after(last_id);
     // Cheap test first: most sockets have nothing acked above their head.

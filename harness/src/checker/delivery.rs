@@ -7,15 +7,15 @@
 //! "never received" are array reads, and nothing is allocated per event.
 //! Receipts of wiped messages (no log position) use a small map instead.
 
+use crate::history::{CursorOrigin, GapReason, Position};
 use fnv::FnvHashMap;
-use recovery_protocol::{CursorSource, GapReason, StreamId};
 
 use super::appends::{Receipt, ReceiptJudge, Received};
 use super::findings::{device_label, Findings, Site};
 use super::index::{ConvLog, Slot, SlotIndex};
 use super::outcome::{AnomalyKind, MAX_EXAMPLES};
 use super::{claims, gaps};
-use crate::history::{Event, EventKind, History, ResumeMode};
+use crate::history::{Event, EventKind, History, ResumeClaim, ResumeMode};
 
 pub(crate) struct DeliveryInput<'a> {
     pub history: &'a History,
@@ -39,8 +39,8 @@ const NOT_RECEIVED: u32 = u32::MAX;
 
 #[derive(Debug, Clone, Copy)]
 struct HelloSeen<'h> {
-    resume_from: StreamId,
-    cursor: CursorSource,
+    resume_from: Position,
+    cursor: CursorOrigin,
     epoch: &'h str,
 }
 
@@ -50,7 +50,7 @@ struct PendingSkip {
     position: usize,
     at_us: u64,
     /// The id whose delivery jumped over the position.
-    past: StreamId,
+    past: Position,
 }
 
 struct SocketScan<'h> {
@@ -66,11 +66,15 @@ struct SocketScan<'h> {
     gap_floor: Option<usize>,
     /// `first_available` of an `epoch_changed` gap: the device's cursor
     /// belonged to a destroyed stream, so the replay may repeat what it had.
-    epoch_replay_from: Option<StreamId>,
+    epoch_replay_from: Option<Position>,
     /// The previous delivered id, for `reorder`.
-    prev: Option<StreamId>,
-    caught_up: Option<StreamId>,
+    prev: Option<Position>,
+    caught_up: Option<Position>,
     recv_before_hello: bool,
+    /// A declared gap whose end the protocol did not name (Socket.IO
+    /// `recovered: false`): it ends at the socket's first delivery, and
+    /// excuses nothing if the socket delivers nothing.
+    open_gap: Option<GapReason>,
     /// When the device asked for this socket (its `Connect` event).
     connect_at_us: Option<u64>,
 }
@@ -87,6 +91,7 @@ impl SocketScan<'_> {
             prev: None,
             caught_up: None,
             recv_before_hello: false,
+            open_gap: None,
             connect_at_us: None,
         }
     }
@@ -95,10 +100,10 @@ impl SocketScan<'_> {
 #[derive(Default)]
 struct SlotSummary {
     /// The first hello's `resume_from`: the device is owed what follows.
-    initial: Option<StreamId>,
+    initial: Option<Position>,
     max_position: Option<usize>,
     /// Number of the last socket and what it caught up to.
-    last_socket: Option<(u32, Option<StreamId>)>,
+    last_socket: Option<(u32, Option<Position>)>,
 }
 
 struct Scanner<'a, 'f> {
@@ -107,7 +112,7 @@ struct Scanner<'a, 'f> {
     stats: DeliveryStats,
     last_socket: Vec<u32>,
     /// `last_socket` for receipts of wiped messages, which have no position.
-    vanished_last_socket: FnvHashMap<StreamId, u32>,
+    vanished_last_socket: FnvHashMap<Position, u32>,
     declared: Vec<(usize, usize)>,
     /// Gaps of this slot that the log proves false (see `gaps`).
     false_gaps: Vec<gaps::FalseGap>,
@@ -180,16 +185,28 @@ impl Scanner<'_, '_> {
                     current.connect_epoch = epoch.as_deref();
                     current.connect_at_us = Some(event.at_us);
                 }
-                EventKind::Hello {
-                    resume_from,
-                    cursor,
-                    epoch,
-                    ..
-                } => {
-                    let hello = HelloSeen {
-                        resume_from: *resume_from,
-                        cursor: *cursor,
-                        epoch,
+                EventKind::Connected { claim, epoch, .. } => {
+                    let hello = match *claim {
+                        ResumeClaim::Cursor { from, origin } => HelloSeen {
+                            resume_from: from,
+                            cursor: origin,
+                            epoch: epoch.as_deref().unwrap_or(""),
+                        },
+                        // No position named: the claim is about the
+                        // device's own cursor (its highest receipt so far),
+                        // exactly once after it; see docs/adapters.md.
+                        ResumeClaim::Recovered { recovered } => {
+                            if !recovered {
+                                current.open_gap = Some(GapReason::RecoveryFailed);
+                            }
+                            HelloSeen {
+                                resume_from: summary
+                                    .max_position
+                                    .map_or(Position::ZERO, |position| conv.ids[position]),
+                                cursor: CursorOrigin::Client,
+                                epoch: epoch.as_deref().unwrap_or(""),
+                            }
+                        }
                     };
                     self.on_hello(conv, current, hello, &mut summary);
                 }
@@ -198,16 +215,26 @@ impl Scanner<'_, '_> {
                     first_available,
                     reason,
                 } => {
-                    let gap = gaps::DeclaredGap {
-                        socket: current.number,
-                        at_us: event.at_us,
-                        resume_from: *resume_from,
-                        first_available: *first_available,
-                        reason: *reason,
-                    };
-                    self.on_gap(slot, conv, current, gap);
+                    let resume_from = resume_from
+                        .or(current.hello.map(|hello| hello.resume_from))
+                        .unwrap_or(Position::ZERO);
+                    match first_available {
+                        Some(first_available) => {
+                            let gap = gaps::DeclaredGap {
+                                socket: current.number,
+                                at_us: event.at_us,
+                                resume_from,
+                                first_available: *first_available,
+                                reason: *reason,
+                            };
+                            self.on_gap(slot, conv, current, gap);
+                        }
+                        // The protocol does not say where delivery restarts:
+                        // the socket's first delivery does (see `open_gap`).
+                        None => current.open_gap = Some(*reason),
+                    }
                 }
-                EventKind::Recv {
+                EventKind::Message {
                     id,
                     sender_id,
                     client_msg_id,
@@ -220,6 +247,18 @@ impl Scanner<'_, '_> {
                         client_msg_id: *client_msg_id,
                         body_hash: *body_hash,
                     };
+                    if let Some(reason) = current.open_gap.take() {
+                        let gap = gaps::DeclaredGap {
+                            socket: current.number,
+                            at_us: event.at_us,
+                            resume_from: current
+                                .hello
+                                .map_or(Position::ZERO, |hello| hello.resume_from),
+                            first_available: *id,
+                            reason,
+                        };
+                        self.on_gap(slot, conv, current, gap);
+                    }
                     self.on_recv(slot, current, event, &received, &mut summary);
                 }
                 EventKind::CaughtUp { last_id, .. } => {
@@ -396,7 +435,7 @@ impl Scanner<'_, '_> {
         conv: &ConvLog,
         current: &SocketScan,
         at_us: u64,
-        last_id: StreamId,
+        last_id: Position,
     ) {
         let Some(connect_at_us) = current.connect_at_us else {
             return;
@@ -434,7 +473,7 @@ impl Scanner<'_, '_> {
         &mut self,
         slot: &Slot,
         current: &SocketScan,
-        id: StreamId,
+        id: Position,
         previous_socket: u32,
         site: Site,
     ) {
@@ -444,7 +483,7 @@ impl Scanner<'_, '_> {
         // server itself announced.
         let stored_cursor = current
             .hello
-            .filter(|hello| hello.cursor == CursorSource::Stored)
+            .filter(|hello| hello.cursor == CursorOrigin::Stored)
             .map(|hello| hello.resume_from);
         let above_stored_cursor =
             mode == ResumeMode::StoredCursor && stored_cursor.is_some_and(|cursor| id > cursor);
@@ -671,23 +710,23 @@ fn merge_ranges(ranges: &mut Vec<(usize, usize)>) -> &[(usize, usize)] {
 /// cursor lived in Redis data that was destroyed: from `first_available`
 /// after an `epoch_changed` gap, or from the start when a stored-cursor
 /// device's hello found no stored cursor at all.
-fn wiped_cursor(mode: ResumeMode, socket: &SocketScan) -> Option<StreamId> {
+fn wiped_cursor(mode: ResumeMode, socket: &SocketScan) -> Option<Position> {
     let no_stored_cursor = mode == ResumeMode::StoredCursor
         && socket
             .hello
-            .is_some_and(|hello| hello.cursor == CursorSource::None);
+            .is_some_and(|hello| hello.cursor == CursorOrigin::None);
     match (socket.epoch_replay_from, no_stored_cursor) {
         (Some(from), _) => Some(from),
-        (None, true) => Some(StreamId::ZERO),
+        (None, true) => Some(Position::ZERO),
         (None, false) => None,
     }
 }
 
-fn cursor_name(cursor: CursorSource) -> &'static str {
+fn cursor_name(cursor: CursorOrigin) -> &'static str {
     match cursor {
-        CursorSource::Client => "client",
-        CursorSource::Stored => "stored",
-        CursorSource::None => "no",
+        CursorOrigin::Client => "client",
+        CursorOrigin::Stored => "stored",
+        CursorOrigin::None => "no",
     }
 }
 

@@ -1,7 +1,8 @@
-//! `false_failure`: a send answered `error unavailable` promises "NOT
-//! appended" (a definite failure; an `indeterminate` or `internal` error
-//! promises nothing). The promise is false when the message is appended
-//! after all and no other attempt can have done it:
+//! `false_failure`: a send answered with a definite failure (v1: `error
+//! unavailable`) promises "NOT appended"; an indeterminate answer (v1:
+//! `indeterminate`, `internal`) promises nothing. The promise is false
+//! when the message is appended after all and no other attempt can have
+//! done it:
 //!
 //! - the first `ack` of the message says `duplicate: true`, and every
 //!   attempt written before it was answered `unavailable`: the original
@@ -13,8 +14,8 @@
 //! the message, so a history with one is never judged: the rule only
 //! fires where every attempt but the acked one was told "not appended".
 
+use crate::history::{Position, SendOutcome};
 use fnv::FnvHashMap;
-use recovery_protocol::{ErrorCode, StreamId};
 
 use super::appends::MsgKey;
 use super::findings::{device_label, Findings, Site};
@@ -30,7 +31,7 @@ struct Attempts {
     /// The first `unavailable` answer: where the false promise was made.
     first_failure: Option<Site>,
     /// The first ack: its id and `duplicate` flag.
-    first_ack: Option<(StreamId, bool)>,
+    first_ack: Option<(Position, bool)>,
 }
 
 /// Walks the history once, then judges every message that was told
@@ -97,16 +98,10 @@ pub(crate) fn check_false_failures(
 fn tally(event: &Event, by_key: &mut FnvHashMap<MsgKey, Attempts>) {
     let (client_msg_id, answer) = match &event.kind {
         EventKind::Send { client_msg_id, .. } => (*client_msg_id, None),
-        EventKind::Error {
-            code,
-            client_msg_id: Some(client_msg_id),
-            ..
-        } => (*client_msg_id, Some(Err(*code))),
-        EventKind::Ack {
+        EventKind::SendOutcome {
             client_msg_id,
-            id,
-            duplicate,
-        } => (*client_msg_id, Some(Ok((*id, *duplicate)))),
+            outcome,
+        } => (*client_msg_id, Some(outcome)),
         _ => return,
     };
     let attempts = by_key
@@ -118,8 +113,8 @@ fn tally(event: &Event, by_key: &mut FnvHashMap<MsgKey, Attempts>) {
     }
     match answer {
         None => attempts.sends += 1,
-        Some(Ok(ack)) => attempts.first_ack = Some(ack),
-        Some(Err(ErrorCode::Unavailable)) => {
+        Some(SendOutcome::Acked { id, duplicate }) => attempts.first_ack = Some((*id, *duplicate)),
+        Some(SendOutcome::DefiniteFailure { .. }) => {
             attempts.definite_failures += 1;
             attempts.first_failure.get_or_insert(Site {
                 device: Some(event.device),
@@ -129,12 +124,12 @@ fn tally(event: &Event, by_key: &mut FnvHashMap<MsgKey, Attempts>) {
                 client_msg_id: Some(client_msg_id),
             });
         }
-        Some(Err(_)) => {}
+        Some(SendOutcome::Indeterminate { .. } | SendOutcome::Rejected { .. }) => {}
     }
 }
 
 /// The id at which the log holds this message, if it does.
-fn in_log(log: &LogIndex, key: MsgKey) -> Option<StreamId> {
+fn in_log(log: &LogIndex, key: MsgKey) -> Option<Position> {
     let conv = log.conversations.get(key.0 as usize)?;
     conv.entries
         .iter()

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use recovery_protocol::StreamId;
+use crate::history::Position;
 use uuid::Uuid;
 
 use super::outcome::{AnomalyExample, AnomalyKind, AnomalyReport, MAX_EXAMPLES};
@@ -57,7 +57,7 @@ impl<'a> Findings<'a> {
         &mut self,
         kind: AnomalyKind,
         site: Site,
-        describe: impl FnOnce() -> (Vec<StreamId>, String),
+        describe: impl FnOnce() -> (Vec<Position>, String),
     ) {
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -111,7 +111,7 @@ impl<'a> Findings<'a> {
     }
 }
 
-fn example(meta: &RunMeta, site: Site, ids: Vec<StreamId>, detail: String) -> AnomalyExample {
+fn example(meta: &RunMeta, site: Site, ids: Vec<Position>, detail: String) -> AnomalyExample {
     let device = site
         .device
         .and_then(|device| meta.devices.get(device as usize));
@@ -174,7 +174,7 @@ mod tests {
         // Recorded latest first, so keeping the first ones would be wrong.
         for at in (0..total).rev() {
             findings.record(AnomalyKind::Lost, site(Some(at)), || {
-                (vec![StreamId::new(at, 0)], format!("at {at}"))
+                (vec![Position::new(at, 0)], format!("at {at}"))
             });
         }
         findings.record(AnomalyKind::Lost, site(None), || (vec![], "unknown".into()));

@@ -28,11 +28,11 @@
 use std::ops::Range;
 use std::time::Duration;
 
-use recovery_protocol::{CursorSource, GapReason, StreamId};
+use crate::history::{CursorOrigin, GapReason, Position};
 
 use super::findings::device_label;
 use super::index::ConvLog;
-use crate::history::{ConversationIx, DeviceIx, EventKind, History, LogSource, RunMeta};
+use crate::history::{ConversationIx, DeviceIx, EventKind, History, LogOrigin, RunMeta};
 
 /// How far the harness's clock and the server's id clock may disagree
 /// when an entry's age is compared with the retention; in the server's
@@ -44,8 +44,8 @@ const CLOCK_SLACK_MS: u64 = 60_000;
 pub(crate) struct DeclaredGap {
     pub socket: u32,
     pub at_us: u64,
-    pub resume_from: StreamId,
-    pub first_available: StreamId,
+    pub resume_from: Position,
+    pub first_available: Position,
     pub reason: GapReason,
 }
 
@@ -75,7 +75,7 @@ impl FalseGap {
         meta: &RunMeta,
         device: DeviceIx,
         conversation: ConversationIx,
-        id: StreamId,
+        id: Position,
     ) -> String {
         let gap = &self.gap;
         format!(
@@ -96,7 +96,7 @@ impl FalseGap {
 /// What a gap is judged with.
 pub(crate) struct GapJudge<'a> {
     pub meta: &'a RunMeta,
-    pub source: LogSource,
+    pub source: LogOrigin,
     pub retention: Option<Duration>,
     /// Whether the conversation's hellos ever announced two epochs.
     pub epochs_vary: bool,
@@ -111,26 +111,26 @@ impl GapJudge<'_> {
         conv: &ConvLog,
         range: Range<usize>,
         gap: &DeclaredGap,
-        cursor: Option<(CursorSource, &str)>,
+        cursor: Option<(CursorOrigin, &str)>,
         sent_epoch: Option<&str>,
     ) -> Option<FalseGap> {
         let (convicting, why) = match gap.reason {
             GapReason::Trimmed => {
                 let convicting = self.still_retained(conv, range, gap.at_us)?;
                 let why = match self.source {
-                    LogSource::Redis => "the log still holds them (nothing was trimmed)",
-                    LogSource::Rebuilt => {
+                    LogOrigin::Redis => "the log still holds them (nothing was trimmed)",
+                    LogOrigin::Rebuilt => {
                         "they were younger than the retention at the time of the gap"
                     }
                 };
                 (convicting, why)
             }
             GapReason::EpochChanged => {
-                if self.source != LogSource::Redis || self.epoch_changed(cursor, sent_epoch) {
+                if self.source != LogOrigin::Redis || self.epoch_changed(cursor, sent_epoch) {
                     return None;
                 }
                 let why = match cursor {
-                    Some((CursorSource::Client, epoch)) if sent_epoch == Some(epoch) => {
+                    Some((CursorOrigin::Client, epoch)) if sent_epoch == Some(epoch) => {
                         "the device resumed with the hello's own epoch and the log still holds them"
                     }
                     _ => {
@@ -140,6 +140,9 @@ impl GapJudge<'_> {
                 };
                 (range, why)
             }
+            // The server says it could not recover: that is the declaration
+            // itself, and nothing in the log can show it could have.
+            GapReason::RecoveryFailed => return None,
         };
         Some(FalseGap {
             gap: *gap,
@@ -159,7 +162,7 @@ impl GapJudge<'_> {
     ) -> Option<Range<usize>> {
         let Some(retention) = self.retention else {
             // Without a retention only the log itself can convict.
-            return (self.source == LogSource::Redis).then_some(range);
+            return (self.source == LogOrigin::Redis).then_some(range);
         };
         let gap_unix_ms = self.meta.started_at_unix_ms.saturating_add(at_us / 1_000);
         let retention_ms = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
@@ -167,18 +170,20 @@ impl GapJudge<'_> {
         let newest_expired = gap_unix_ms
             .saturating_add(CLOCK_SLACK_MS)
             .saturating_sub(retention_ms);
+        // v1 positions are Redis stream ids, whose major part is the append
+        // time in ms; a retention is only known for such targets.
         let first_young =
-            range.start + conv.ids[range.clone()].partition_point(|id| id.ms <= newest_expired);
+            range.start + conv.ids[range.clone()].partition_point(|id| id.major <= newest_expired);
         (first_young < range.end).then_some(first_young..range.end)
     }
 
     fn epoch_changed(
         &self,
-        cursor: Option<(CursorSource, &str)>,
+        cursor: Option<(CursorOrigin, &str)>,
         sent_epoch: Option<&str>,
     ) -> bool {
         match (cursor, sent_epoch) {
-            (Some((CursorSource::Client, hello_epoch)), Some(sent)) => sent != hello_epoch,
+            (Some((CursorOrigin::Client, hello_epoch)), Some(sent)) => sent != hello_epoch,
             // A stored cursor's epoch is the server's; with no epoch sent
             // only the hellos can tell.
             _ => self.epochs_vary,
@@ -192,7 +197,10 @@ pub(crate) fn epochs_vary(history: &History) -> Vec<bool> {
     let mut first: Vec<Option<&str>> = vec![None; count];
     let mut vary = vec![false; count];
     for event in &history.events {
-        let EventKind::Hello { epoch, .. } = &event.kind else {
+        let EventKind::Connected {
+            epoch: Some(epoch), ..
+        } = &event.kind
+        else {
             continue;
         };
         let conversation = event.conversation as usize;
@@ -200,7 +208,7 @@ pub(crate) fn epochs_vary(history: &History) -> Vec<bool> {
             continue;
         }
         match first[conversation] {
-            None => first[conversation] = Some(epoch),
+            None => first[conversation] = Some(epoch.as_str()),
             Some(seen) if seen != epoch => vary[conversation] = true,
             Some(_) => {}
         }
@@ -212,5 +220,6 @@ pub(crate) fn reason_name(reason: GapReason) -> &'static str {
     match reason {
         GapReason::Trimmed => "trimmed",
         GapReason::EpochChanged => "epoch_changed",
+        GapReason::RecoveryFailed => "recovery_failed",
     }
 }

@@ -4,14 +4,14 @@
 
 use std::ops::Range;
 
+use crate::history::Position;
 use fnv::FnvHashMap;
-use recovery_protocol::StreamId;
 
-use crate::history::{ConversationIx, DeviceIx, Event, History, LogEntry, LogSource, MessageLog};
+use crate::history::{ConversationIx, DeviceIx, Event, History, LogEntry, LogOrigin, MessageLog};
 
 /// One conversation's log, sorted by id, without duplicate ids.
 pub(crate) struct ConvLog<'a> {
-    pub ids: Vec<StreamId>,
+    pub ids: Vec<Position>,
     pub entries: Vec<&'a LogEntry>,
 }
 
@@ -20,23 +20,23 @@ impl ConvLog<'_> {
         self.ids.len()
     }
 
-    pub fn position(&self, id: StreamId) -> Option<usize> {
+    pub fn position(&self, id: Position) -> Option<usize> {
         self.ids.binary_search(&id).ok()
     }
 
     /// Position of the first id strictly greater than `id`.
-    pub fn first_after(&self, id: StreamId) -> usize {
+    pub fn first_after(&self, id: Position) -> usize {
         self.ids.partition_point(|candidate| *candidate <= id)
     }
 
     /// Position of the first id greater than or equal to `id`.
-    pub fn first_at_or_after(&self, id: StreamId) -> usize {
+    pub fn first_at_or_after(&self, id: Position) -> usize {
         self.ids.partition_point(|candidate| *candidate < id)
     }
 }
 
 pub(crate) struct LogIndex<'a> {
-    pub source: LogSource,
+    pub source: LogOrigin,
     /// Indexed by `ConversationIx`; exactly as many as the run has.
     pub conversations: Vec<ConvLog<'a>>,
 }
@@ -224,7 +224,7 @@ mod tests {
 
     fn entry(ms: u64, seq: u64) -> LogEntry {
         LogEntry {
-            id: StreamId::new(ms, seq),
+            id: Position::new(ms, seq),
             sender_id: Uuid::nil(),
             client_msg_id: Uuid::from_u128(u128::from(ms) << 8 | u128::from(seq)),
             body_hash: 0,
@@ -234,20 +234,20 @@ mod tests {
     #[test]
     fn log_is_sorted_numerically_and_deduplicated() {
         let log = MessageLog {
-            source: LogSource::Redis,
+            source: LogOrigin::Redis,
             conversations: vec![vec![entry(5, 10), entry(5, 9), entry(5, 10)]],
         };
         let mut reasons = Vec::new();
         let index = LogIndex::build(&log, 2, &mut reasons);
         let ids = &index.conversations[0].ids;
-        assert_eq!(ids, &[StreamId::new(5, 9), StreamId::new(5, 10)]);
+        assert_eq!(ids, &[Position::new(5, 9), Position::new(5, 10)]);
         assert!(index.conversations[1].ids.is_empty());
         assert_eq!(reasons.len(), 2, "{reasons:?}");
         let conv = &index.conversations[0];
-        assert_eq!(conv.first_after(StreamId::new(5, 9)), 1);
-        assert_eq!(conv.first_at_or_after(StreamId::new(5, 9)), 0);
-        assert_eq!(conv.position(StreamId::new(5, 10)), Some(1));
-        assert_eq!(conv.position(StreamId::new(5, 11)), None);
+        assert_eq!(conv.first_after(Position::new(5, 9)), 1);
+        assert_eq!(conv.first_at_or_after(Position::new(5, 9)), 0);
+        assert_eq!(conv.position(Position::new(5, 10)), Some(1));
+        assert_eq!(conv.position(Position::new(5, 11)), None);
     }
 
     #[test]
@@ -273,7 +273,7 @@ mod tests {
             device: 0,
             conversation,
             socket,
-            kind: EventKind::AckSent { id: StreamId::ZERO },
+            kind: EventKind::AckSent { id: Position::ZERO },
         };
         let history = History {
             meta,

@@ -7,7 +7,7 @@
 //! same `record_leak`, with the intruder's socket as the site: a leak is
 //! one anomaly however it came about.
 
-use recovery_protocol::StreamId;
+use crate::history::Position;
 use uuid::Uuid;
 
 use super::appends::MessageIndex;
@@ -24,7 +24,7 @@ pub(crate) fn owner_elsewhere(
     log: &LogIndex,
     messages: &MessageIndex,
     here: ConversationIx,
-    id: StreamId,
+    id: Position,
     client_msg_id: Uuid,
 ) -> Option<ConversationIx> {
     let others =
@@ -48,7 +48,7 @@ pub(crate) fn record_leak(
     messages: &MessageIndex,
     site: Site,
     owner: ConversationIx,
-    id: StreamId,
+    id: Position,
     client_msg_id: Uuid,
 ) {
     findings.record(AnomalyKind::Leak, site, || {

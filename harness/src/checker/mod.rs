@@ -72,6 +72,8 @@ mod index;
 mod leak;
 mod outcome;
 mod rebuild;
+#[cfg(test)]
+mod recovered_tests;
 #[cfg(any(test, feature = "testgen"))]
 pub mod testgen;
 #[cfg(test)]

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use recovery_protocol::StreamId;
+use crate::history::Position;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::history::{ConversationIx, DeviceIx, LogSource};
+use crate::history::{ConversationIx, DeviceIx, LogOrigin};
 
 /// Most examples kept per anomaly kind.
 pub const MAX_EXAMPLES: usize = 20;
@@ -141,7 +141,7 @@ pub struct AnomalyExample {
     /// Socket number of the (device, conversation) where it was seen.
     pub socket: Option<u32>,
     /// The ids involved (e.g. the lost id; the two ids of a reorder).
-    pub ids: Vec<StreamId>,
+    pub ids: Vec<Position>,
     pub client_msg_id: Option<Uuid>,
     /// When it was seen (history time, microseconds since start).
     pub at_us: Option<u64>,
@@ -173,7 +173,7 @@ pub struct CheckStats {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckOutcome {
     pub verdict: Verdict,
-    pub log_source: LogSource,
+    pub log_source: LogOrigin,
     /// Every kind that occurred at least once, in `AnomalyKind` order.
     pub anomalies: BTreeMap<AnomalyKind, AnomalyReport>,
     /// Why the verdict is `unknown` (empty otherwise).

@@ -3,11 +3,13 @@
 //! and nobody received is invisible, so `lost` can only be judged for
 //! messages at least one party saw.
 
+use crate::history::Position;
 use fnv::{FnvHashMap, FnvHashSet};
-use recovery_protocol::StreamId;
 use uuid::Uuid;
 
-use crate::history::{ConversationIx, EventKind, History, LogEntry, LogSource, MessageLog};
+use crate::history::{
+    ConversationIx, EventKind, History, LogEntry, LogOrigin, MessageLog, SendOutcome,
+};
 
 /// Where the rebuilt entry of an id came from; lower wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -53,22 +55,23 @@ pub fn rebuild_log(history: &History) -> MessageLog {
             }
         }
     }
-    let mut witnessed: FnvHashMap<(ConversationIx, StreamId), Candidate> = FnvHashMap::default();
+    let mut witnessed: FnvHashMap<(ConversationIx, Position), Candidate> = FnvHashMap::default();
     for (event_ix, event) in history.events.iter().enumerate() {
         if event.conversation as usize >= conversation_count {
             continue;
         }
         let (id, client_msg_id, witness) = match &event.kind {
-            EventKind::Recv { client_msg_id, .. }
+            EventKind::Message { client_msg_id, .. }
                 if sent_anywhere.contains(client_msg_id)
                     && !sent_in.contains(&(event.conversation, *client_msg_id)) =>
             {
                 continue;
             }
-            EventKind::Ack {
-                client_msg_id, id, ..
+            EventKind::SendOutcome {
+                client_msg_id,
+                outcome: SendOutcome::Acked { id, .. },
             } => (*id, *client_msg_id, Witness::Ack),
-            EventKind::Recv {
+            EventKind::Message {
                 id, client_msg_id, ..
             } => (*id, *client_msg_id, Witness::Receipt),
             _ => continue,
@@ -105,7 +108,7 @@ pub fn rebuild_log(history: &History) -> MessageLog {
         entries.sort_unstable_by_key(|entry| entry.id);
     }
     MessageLog {
-        source: LogSource::Rebuilt,
+        source: LogOrigin::Rebuilt,
         conversations,
     }
 }
@@ -114,7 +117,7 @@ pub fn rebuild_log(history: &History) -> MessageLog {
 /// it; an ack of a message nobody sent carries neither.
 fn receipt_content(history: &History, candidate: &Candidate) -> (Uuid, u64) {
     match &history.events[candidate.event].kind {
-        EventKind::Recv {
+        EventKind::Message {
             sender_id,
             body_hash,
             ..

@@ -2,12 +2,12 @@
 //! valid, and every single mutation must be reported as exactly the
 //! anomaly it introduces, with an example naming the right device and ids.
 
+use crate::history::Position;
 use proptest::prelude::*;
-use recovery_protocol::StreamId;
 
 use super::testgen::{generate, mutate, ExpectedAnomaly, GenConfig, Generated, Mutation};
 use super::*;
-use crate::history::{EventKind, LogSource, ResumeMode};
+use crate::history::{EventKind, LogOrigin, ResumeClaim, ResumeMode, SendOutcome};
 
 pub(super) fn strict() -> Expectations {
     Expectations {
@@ -102,7 +102,7 @@ fn generated_histories_are_valid() {
             .history
             .events
             .iter()
-            .filter(|event| matches!(event.kind, EventKind::Recv { .. }))
+            .filter(|event| matches!(event.kind, EventKind::Message { .. }))
             .count() as u64;
         assert_eq!(outcome.stats.deliveries_checked, recvs);
         let logged: usize = generated.log.conversations.iter().map(Vec::len).sum();
@@ -213,7 +213,7 @@ fn without_final_catch_up() -> (Generated, u32, usize) {
     generated.history.events.retain(|event| {
         !(event.device == 0
             && (event.conversation, event.socket) == last_socket
-            && matches!(event.kind, EventKind::Recv { .. }))
+            && matches!(event.kind, EventKind::Message { .. }))
     });
     let removed = before - generated.history.events.len();
     (generated, last_socket.0, removed)
@@ -274,7 +274,7 @@ fn rebuilt_log_of_a_valid_history_equals_the_real_log() {
             ..rich_config()
         });
         let rebuilt = rebuild_log(&generated.history);
-        assert_eq!(rebuilt.source, LogSource::Rebuilt);
+        assert_eq!(rebuilt.source, LogOrigin::Rebuilt);
         assert_eq!(rebuilt.conversations, generated.log.conversations);
         let outcome = run(
             &Generated {
@@ -285,7 +285,7 @@ fn rebuilt_log_of_a_valid_history_equals_the_real_log() {
             true,
         );
         assert_eq!(outcome.verdict, Verdict::Valid);
-        assert_eq!(outcome.log_source, LogSource::Rebuilt);
+        assert_eq!(outcome.log_source, LogOrigin::Rebuilt);
     }
 }
 
@@ -331,25 +331,31 @@ fn gap_to_a_recreated_stream_owes_from_first_available() {
     let mut generated = generate(&rich_config());
     let events = &mut generated.history.events;
     let is_replay = |event: &crate::history::Event, socket| {
-        event.socket == socket && matches!(event.kind, EventKind::Recv { replay: true, .. })
+        event.socket == socket && matches!(event.kind, EventKind::Message { replay: true, .. })
     };
     let hello = (0..events.len().saturating_sub(3))
         .find(|&ix| {
             let socket = events[ix].socket;
             socket > 0
-                && matches!(events[ix].kind, EventKind::Hello { .. })
+                && matches!(events[ix].kind, EventKind::Connected { .. })
                 && (1..=3).all(|step| is_replay(&events[ix + step], socket))
         })
         .expect("the rich history has a reconnect replaying three messages");
-    let replayed: Vec<StreamId> = (1..=3).map(|step| recv_id(&events[hello + step])).collect();
-    if let EventKind::Hello { resume_from, .. } = &mut events[hello].kind {
-        *resume_from = StreamId::MAX;
+    let replayed: Vec<Position> = (1..=3).map(|step| recv_id(&events[hello + step])).collect();
+    if let EventKind::Connected {
+        claim: ResumeClaim::Cursor {
+            from: resume_from, ..
+        },
+        ..
+    } = &mut events[hello].kind
+    {
+        *resume_from = Position::MAX;
     }
     let gap = crate::history::Event {
         kind: EventKind::Gap {
-            resume_from: StreamId::MAX,
-            first_available: replayed[0],
-            reason: recovery_protocol::GapReason::EpochChanged,
+            resume_from: Some(Position::MAX),
+            first_available: Some(replayed[0]),
+            reason: crate::history::GapReason::EpochChanged,
         },
         ..events[hello].clone()
     };
@@ -383,9 +389,9 @@ fn gap_to_a_recreated_stream_owes_from_first_available() {
     assert_eq!(outcome.stats.declared_gaps, 1);
 }
 
-fn recv_id(event: &crate::history::Event) -> StreamId {
+fn recv_id(event: &crate::history::Event) -> Position {
     match event.kind {
-        EventKind::Recv { id, .. } => id,
+        EventKind::Message { id, .. } => id,
         _ => panic!("not a receipt: {event:?}"),
     }
 }
@@ -524,7 +530,7 @@ fn rebuilt_log_keeps_a_leak_out_of_the_receiving_conversation() {
     // The leaked id is moved beyond every log, so no entry of B's own
     // (witnessed by an ack) hides it.
     let (mut generated, mut expected) = mutated(Mutation::Leak, 0);
-    let beyond = StreamId::new(9_999_999_999_999, 0);
+    let beyond = Position::new(9_999_999_999_999, 0);
     let leaked = &expected[0];
     let receipt = generated
         .history
@@ -534,10 +540,10 @@ fn rebuilt_log_keeps_a_leak_out_of_the_receiving_conversation() {
             Some(event.device) == leaked.device
                 && event.conversation == leaked.conversation
                 && Some(event.socket) == leaked.socket
-                && matches!(event.kind, EventKind::Recv { id, .. } if id == leaked.ids[0])
+                && matches!(event.kind, EventKind::Message { id, .. } if id == leaked.ids[0])
         })
         .expect("the leaked receipt");
-    if let EventKind::Recv { id, .. } = &mut receipt.kind {
+    if let EventKind::Message { id, .. } = &mut receipt.kind {
         *id = beyond;
     }
     expected[0].ids = vec![beyond];
@@ -551,13 +557,19 @@ fn rebuilt_log_keeps_a_leak_out_of_the_receiving_conversation() {
 /// one where another attempt went unanswered (it may have appended it).
 #[test]
 fn only_a_definite_failure_is_held_to_the_log() {
-    use recovery_protocol::ErrorCode;
+    use crate::history::ErrorCode;
     for pick in [0, 1] {
         for code in [ErrorCode::Indeterminate, ErrorCode::Internal] {
             let (mut generated, _) = mutated(Mutation::FalseFailure, pick);
             for event in &mut generated.history.events {
-                if let EventKind::Error { code: found, .. } = &mut event.kind {
-                    *found = code;
+                if let EventKind::SendOutcome { outcome, .. } = &mut event.kind {
+                    if let SendOutcome::DefiniteFailure { message, .. } = outcome {
+                        // What v1 maps these codes to (client::protocol::v1).
+                        *outcome = SendOutcome::Indeterminate {
+                            code,
+                            message: std::mem::take(message),
+                        };
+                    }
                 }
             }
             let outcome = run(&generated, &strict(), true);
@@ -568,11 +580,19 @@ fn only_a_definite_failure_is_held_to_the_log() {
             .history
             .events
             .iter()
-            .position(|event| matches!(event.kind, EventKind::Error { .. }))
+            .position(|event| {
+                matches!(
+                    event.kind,
+                    EventKind::SendOutcome {
+                        outcome: SendOutcome::DefiniteFailure { .. },
+                        ..
+                    }
+                )
+            })
             .unwrap();
         let mut unanswered = generated.history.events[refusal].clone();
-        let EventKind::Error {
-            client_msg_id: Some(refused),
+        let EventKind::SendOutcome {
+            client_msg_id: refused,
             ..
         } = unanswered.kind
         else {

@@ -5,15 +5,15 @@
 
 use std::collections::HashSet;
 
+use crate::history::{CursorOrigin, GapReason, Position, ResumeClaim, SendOutcome};
 use proptest::prelude::*;
-use recovery_protocol::{CursorSource, GapReason, StreamId};
 use uuid::Uuid;
 
 use super::testgen::{generate, mutate, ExpectedAnomaly, GenConfig, Generated, Mutation};
 use super::tests::{assert_flagged, rich_config, run, strict};
 use super::*;
 use crate::history::{
-    ConversationInfo, DeviceInfo, DisconnectCause, Event, EventKind, History, LogEntry, LogSource,
+    ConversationInfo, DeviceInfo, DisconnectCause, Event, EventKind, History, LogEntry, LogOrigin,
     MessageLog, ResumeMode, RunMeta,
 };
 
@@ -38,17 +38,17 @@ fn kinds(outcome: &CheckOutcome) -> Vec<AnomalyKind> {
 }
 
 fn is_recv(event: &Event) -> bool {
-    matches!(event.kind, EventKind::Recv { .. })
+    matches!(event.kind, EventKind::Message { .. })
 }
 
-fn recv_id(event: &Event) -> Option<StreamId> {
+fn recv_id(event: &Event) -> Option<Position> {
     match event.kind {
-        EventKind::Recv { id, .. } => Some(id),
+        EventKind::Message { id, .. } => Some(id),
         _ => None,
     }
 }
 
-fn logged_ids(log: &MessageLog) -> HashSet<(u32, StreamId)> {
+fn logged_ids(log: &MessageLog) -> HashSet<(u32, Position)> {
     log.conversations
         .iter()
         .enumerate()
@@ -179,11 +179,11 @@ fn mutated_wipe_with_phantom() -> Generated {
         .position(is_recv)
         .expect("the history has receipts");
     let mut phantom = generated.history.events[ix].clone();
-    if let EventKind::Recv {
+    if let EventKind::Message {
         id, client_msg_id, ..
     } = &mut phantom.kind
     {
-        *id = StreamId::new(id.ms, id.seq + 1_000_000);
+        *id = Position::new(id.major, id.minor + 1_000_000);
         *client_msg_id = Uuid::from_u128(0xfeed);
     }
     generated.history.events.insert(ix + 1, phantom);
@@ -285,7 +285,7 @@ fn body_hash(message: u64) -> u64 {
     message * 31 + 7
 }
 
-fn entry(message: u64, id: StreamId) -> LogEntry {
+fn entry(message: u64, id: Position) -> LogEntry {
     LogEntry {
         id,
         sender_id: Uuid::from_u128(DEVICE_USER),
@@ -311,25 +311,27 @@ impl Script {
         });
     }
 
-    fn hello(&mut self, socket: u32, resume_from: StreamId, cursor: CursorSource) {
+    fn hello(&mut self, socket: u32, resume_from: Position, cursor: CursorOrigin) {
         let connect = EventKind::Connect {
-            last_id: (cursor == CursorSource::Client).then_some(resume_from),
+            last_id: (cursor == CursorOrigin::Client).then_some(resume_from),
             epoch: None,
             target: "ws://127.0.0.1:1/ws".into(),
         };
         self.push(socket, connect);
-        let hello = EventKind::Hello {
-            client_id: Uuid::from_u128(0xc1),
-            resume_from,
-            cursor,
-            epoch: format!("epoch-{socket}"),
+        let hello = EventKind::Connected {
+            client_id: Some(Uuid::from_u128(0xc1)),
+            claim: ResumeClaim::Cursor {
+                from: resume_from,
+                origin: cursor,
+            },
+            epoch: Some(format!("epoch-{socket}")),
         };
         self.push(socket, hello);
     }
 
     /// The device sends `message`, the server acks it at `id`, and the
     /// device receives it live.
-    fn send(&mut self, socket: u32, message: u64, id: StreamId) {
+    fn send(&mut self, socket: u32, message: u64, id: Position) {
         let send = EventKind::Send {
             client_msg_id: cmid(message),
             body_hash: body_hash(message),
@@ -338,24 +340,26 @@ impl Script {
             attempt: 0,
         };
         self.push(socket, send);
-        let ack = EventKind::Ack {
+        let ack = EventKind::SendOutcome {
             client_msg_id: cmid(message),
-            id,
-            duplicate: false,
+            outcome: SendOutcome::Acked {
+                id,
+                duplicate: false,
+            },
         };
         self.push(socket, ack);
         self.recv(socket, message, id);
     }
 
-    fn recv(&mut self, socket: u32, message: u64, id: StreamId) {
+    fn recv(&mut self, socket: u32, message: u64, id: Position) {
         let entry = entry(message, id);
-        let recv = EventKind::Recv {
+        let recv = EventKind::Message {
             id,
             sender_id: entry.sender_id,
             client_msg_id: entry.client_msg_id,
             body_hash: entry.body_hash,
             body_len: 8,
-            sent_at_ms: id.ms,
+            sent_at_ms: id.major,
             replay: false,
         };
         self.push(socket, recv);
@@ -372,7 +376,7 @@ impl Script {
                 events: self.events,
             },
             log: MessageLog {
-                source: LogSource::Redis,
+                source: LogOrigin::Redis,
                 conversations: vec![log],
             },
             wiped_messages: 0,
@@ -381,15 +385,15 @@ impl Script {
     }
 }
 
-fn id(ms: u64, seq: u64) -> StreamId {
-    StreamId::new(ms, seq)
+fn id(ms: u64, seq: u64) -> Position {
+    Position::new(ms, seq)
 }
 
 /// Socket 0 receives messages 1 and 2 (wiped: not in the log), then 3 and
 /// 4 appended after the wipe; `edit` changes the events before the end.
 fn across_a_wipe(edit: impl FnOnce(&mut Script)) -> Generated {
     let mut script = Script::default();
-    script.hello(0, StreamId::ZERO, CursorSource::None);
+    script.hello(0, Position::ZERO, CursorOrigin::None);
     script.send(0, 1, id(100, 0));
     script.send(0, 2, id(200, 0));
     script.send(0, 3, id(300, 0));
@@ -400,7 +404,7 @@ fn across_a_wipe(edit: impl FnOnce(&mut Script)) -> Generated {
     script.into_generated(ResumeMode::ClientCursor, log)
 }
 
-fn recv_position(script: &Script, wanted: StreamId) -> usize {
+fn recv_position(script: &Script, wanted: Position) -> usize {
     script
         .events
         .iter()
@@ -408,7 +412,7 @@ fn recv_position(script: &Script, wanted: StreamId) -> usize {
         .expect("the script has that receipt")
 }
 
-fn expected(kind: AnomalyKind, ids: Vec<StreamId>) -> ExpectedAnomaly {
+fn expected(kind: AnomalyKind, ids: Vec<Position>) -> ExpectedAnomaly {
     ExpectedAnomaly {
         kind,
         count: 1,
@@ -486,7 +490,7 @@ fn wiped_receipts_do_not_hide_a_skip() {
 fn wiped_receipt_is_compared_with_its_send() {
     let generated = across_a_wipe(|script| {
         let at = recv_position(script, id(100, 0));
-        if let EventKind::Recv { body_hash, .. } = &mut script.events[at].kind {
+        if let EventKind::Message { body_hash, .. } = &mut script.events[at].kind {
             *body_hash ^= 1;
         }
     });
@@ -503,15 +507,15 @@ fn wiped_receipt_is_compared_with_its_send() {
 /// epoch, gets a gap with `reason`, and the whole new stream again.
 fn replay_after_gap(reason: GapReason) -> Generated {
     let mut script = Script::default();
-    script.hello(0, StreamId::ZERO, CursorSource::None);
+    script.hello(0, Position::ZERO, CursorOrigin::None);
     script.send(0, 1, id(100, 0));
     script.send(0, 3, id(300, 0));
     script.send(0, 4, id(300, 1));
     script.end(0, DisconnectCause::ClientAbrupt);
-    script.hello(1, id(300, 1), CursorSource::Client);
+    script.hello(1, id(300, 1), CursorOrigin::Client);
     let gap = EventKind::Gap {
-        resume_from: id(300, 1),
-        first_available: id(300, 0),
+        resume_from: Some(id(300, 1)),
+        first_available: Some(id(300, 0)),
         reason,
     };
     script.push(1, gap);
@@ -552,11 +556,11 @@ fn replay_after_an_epoch_change_is_redelivery_only_where_data_may_vanish() {
 #[test]
 fn replay_after_a_wiped_stored_cursor_is_redelivery_only_where_data_may_vanish() {
     let mut script = Script::default();
-    script.hello(0, StreamId::ZERO, CursorSource::None);
+    script.hello(0, Position::ZERO, CursorOrigin::None);
     script.send(0, 1, id(100, 0));
     script.send(0, 3, id(300, 0));
     script.end(0, DisconnectCause::ClientAbrupt);
-    script.hello(1, StreamId::ZERO, CursorSource::None);
+    script.hello(1, Position::ZERO, CursorOrigin::None);
     script.recv(1, 3, id(300, 0));
     script.end(1, DisconnectCause::RunEnd);
     let generated = script.into_generated(ResumeMode::StoredCursor, vec![entry(3, id(300, 0))]);

@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use recovery_protocol::ConnectParams;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::WebSocketStream;
@@ -53,14 +52,10 @@ fn small_buffers() -> WebSocketConfig {
         .max_frame_size(Some(1024 * 1024))
 }
 
-pub async fn connect(
-    target: &Url,
-    params: &ConnectParams,
-    timeout: Duration,
-) -> Result<Ws, ConnectError> {
-    let addr = authority(target);
-    let mut url = target.clone();
-    url.set_query(Some(&params.to_query()));
+/// Opens `url`: the target with whatever path and query the protocol
+/// adapter added (`ProtocolCodec::connect_url`).
+pub async fn connect(url: &Url, timeout: Duration) -> Result<Ws, ConnectError> {
+    let addr = authority(url);
     let attempt = async {
         let tcp = TcpStream::connect(&addr)
             .await
@@ -89,7 +84,7 @@ pub async fn connect(
     };
     tokio::time::timeout(timeout, attempt)
         .await
-        .map_err(|_| ConnectError::Timeout(target.to_string()))?
+        .map_err(|_| ConnectError::Timeout(url.to_string()))?
 }
 
 /// Ends a connection the planned way. Never fails: the point is that the

@@ -3,6 +3,8 @@
 //!
 //! - [`connection`]: opening a WebSocket with small buffers; dropping it
 //!   cleanly, abruptly or with a TCP reset.
+//! - [`protocol`]: the protocol seam: one codec per wire protocol (v1,
+//!   Socket.IO), turning frames into protocol-neutral history events.
 //! - [`socket`]: the task: connect, recover, receive, send, ack, churn.
 //! - [`traffic`]: the open-model send scheduler (Poisson arrivals).
 //! - [`shape`]: the load shape: `[[stages]]` and reconnect storms.
@@ -17,6 +19,7 @@
 pub mod connection;
 pub mod dist;
 pub mod live;
+pub mod protocol;
 pub mod shape;
 pub mod socket;
 pub mod traffic;
@@ -25,10 +28,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use recovery_protocol::StreamId;
 use uuid::Uuid;
 
-use crate::history::{ConversationIx, DeviceIx, ResumeMode};
+use crate::history::{ConversationIx, DeviceIx, Position, ResumeMode};
 use crate::scenario::Churn;
 
 /// The run's time origin; every event is stamped relative to it.
@@ -123,6 +125,8 @@ impl Counters {
 
 /// What every socket task shares with the runner.
 pub struct ClientContext {
+    /// The wire protocol every socket speaks.
+    pub protocol: protocol::Protocol,
     pub clock: RunClock,
     pub targets: Vec<url::Url>,
     pub churn: Churn,
@@ -134,10 +138,10 @@ pub struct ClientContext {
     pub drained: Vec<AtomicBool>,
     /// Per conversation: the stream head every member must reach during
     /// the drain; set once by the runner when sends have settled.
-    pub drain_heads: OnceLock<Vec<StreamId>>,
+    pub drain_heads: OnceLock<Vec<Position>>,
     /// Per conversation: the highest acked id (the head when the target's
     /// Redis cannot be read). Touched once per ack, not per delivery.
-    pub max_acked: Vec<Mutex<StreamId>>,
+    pub max_acked: Vec<Mutex<Position>>,
     pub connect_timeout: Duration,
     /// Live latencies and anomalies (progress line, Prometheus endpoint).
     pub live: std::sync::Arc<live::LiveStats>,
@@ -148,7 +152,7 @@ pub struct ClientContext {
 }
 
 impl ClientContext {
-    pub fn note_acked(&self, conversation: ConversationIx, id: StreamId) {
+    pub fn note_acked(&self, conversation: ConversationIx, id: Position) {
         if let Some(slot) = self.max_acked.get(conversation as usize) {
             // A poisoned lock still holds a valid id.
             let mut max = slot.lock().unwrap_or_else(|p| p.into_inner());
@@ -158,7 +162,7 @@ impl ClientContext {
         }
     }
 
-    pub fn max_acked_ids(&self) -> Vec<StreamId> {
+    pub fn max_acked_ids(&self) -> Vec<Position> {
         self.max_acked
             .iter()
             .map(|slot| *slot.lock().unwrap_or_else(|p| p.into_inner()))

@@ -10,7 +10,6 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use rand::rngs::StdRng;
 use rand::Rng;
-use recovery_protocol::{ClientFrame, ConnectParams, ErrorCode, ServerFrame, StreamId};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 use tokio_tungstenite::tungstenite::Message;
@@ -18,8 +17,11 @@ use uuid::Uuid;
 
 use super::connection::{connect, drop_connection, DropKind, Ws};
 use super::dist::sample_duration;
+use super::protocol::{Codec, DeviceIdentity, Inbound, ProtocolCodec, ResumeState};
 use super::{ClientContext, Phase, SendOrder, SocketSpec};
-use crate::history::{body_hash, DisconnectCause, Event, EventKind, ResumeMode};
+use crate::history::{
+    body_hash, DisconnectCause, Event, EventKind, Position, ResumeMode, SendOutcome,
+};
 
 /// Cumulative acks go out after this many new messages, or on the tick.
 const ACK_EVERY_MESSAGES: usize = 16;
@@ -64,11 +66,11 @@ pub struct SocketTask {
     events: Vec<Event>,
     socket_no: u32,
     connected_once: bool,
-    /// Highest id received on any socket (the device's own cursor).
-    last_id: Option<StreamId>,
+    /// Highest position received on any socket (the device's own cursor).
+    last_id: Option<Position>,
     /// Highest id received on the current socket: what it may ack (a
     /// server may reject acks beyond what that socket delivered).
-    socket_last: Option<StreamId>,
+    socket_last: Option<Position>,
     epoch: Option<String>,
     pending: HashMap<Uuid, Pending>,
     /// Retry order of pending sends: oldest first.
@@ -131,9 +133,9 @@ impl SocketTask {
         while self.phase() != Phase::Done {
             self.wait_for_room().await;
             match self.connect_once().await {
-                Some(ws) => {
+                Some((ws, codec)) => {
                     failures = 0;
-                    let ended = self.session(ws).await;
+                    let ended = self.session(ws, codec).await;
                     self.socket_no += 1;
                     match ended {
                         Ended::RunOver => break,
@@ -228,33 +230,37 @@ impl SocketTask {
         }
     }
 
-    fn connect_params(&self) -> ConnectParams {
+    fn codec(&self) -> Codec {
         let own_cursor = self.spec.resume_mode == ResumeMode::ClientCursor;
-        ConnectParams {
+        let identity = DeviceIdentity {
             user_id: self.spec.user_id,
+            client_id: self.spec.client_id,
             conversation_id: self.spec.conversation_id,
-            client_id: Some(self.spec.client_id),
-            last_id: if own_cursor { self.last_id } else { None },
-            epoch: if own_cursor { self.epoch.clone() } else { None },
-        }
+        };
+        let resume = ResumeState {
+            last_position: if own_cursor { self.last_id } else { None },
+            session: if own_cursor { self.epoch.clone() } else { None },
+        };
+        Codec::new(self.ctx.protocol, &identity, &resume)
     }
 
-    async fn connect_once(&mut self) -> Option<Ws> {
+    async fn connect_once(&mut self) -> Option<(Ws, Codec)> {
         // Spread reconnects over the instances: a device comes back to a
         // different one than before when there are several.
         let target = self.ctx.targets
             [(self.spec.index + self.socket_no as usize) % self.ctx.targets.len()]
         .clone();
-        let params = self.connect_params();
+        let codec = self.codec();
+        let (last_id, epoch) = codec.resume_request();
         self.record(EventKind::Connect {
-            last_id: params.last_id,
-            epoch: params.epoch.clone(),
+            last_id,
+            epoch,
             target: target.to_string(),
         });
         self.ctx.counters.connects.fetch_add(1, Ordering::Relaxed);
         self.connect_at_us = self.ctx.clock.now_us();
-        match connect(&target, &params, self.ctx.connect_timeout).await {
-            Ok(ws) => Some(ws),
+        match connect(&codec.connect_url(&target), self.ctx.connect_timeout).await {
+            Ok(ws) => Some((ws, codec)),
             Err(err) => {
                 self.ctx
                     .counters
@@ -269,10 +275,10 @@ impl SocketTask {
     }
 
     /// One connection's life. Returns why it ended.
-    async fn session(&mut self, mut ws: Ws) -> Ended {
+    async fn session(&mut self, mut ws: Ws, mut codec: Codec) -> Ended {
         self.connected_once = true;
         self.ctx.counters.socket_up();
-        let ended = self.drive(&mut ws).await;
+        let ended = self.drive(&mut ws, &mut codec).await;
         self.ctx.online[self.spec.index].store(false, Ordering::Relaxed);
         self.ctx.counters.socket_down();
         self.ctx
@@ -280,26 +286,24 @@ impl SocketTask {
             .disconnects
             .fetch_add(1, Ordering::Relaxed);
         match ended {
-            Drive::Planned(kind) => {
+            Drive::Planned(kind) | Drive::Dropped { kind, .. } => {
                 self.record(EventKind::Disconnect(match kind {
                     DropKind::Close => DisconnectCause::ClientClose,
                     DropKind::Abrupt => DisconnectCause::ClientAbrupt,
                     DropKind::Reset => DisconnectCause::ClientReset,
                 }));
+                if kind == DropKind::Close {
+                    self.goodbye(&mut ws, &mut codec).await;
+                }
                 drop_connection(ws, kind).await;
-                Ended::Churned
-            }
-            Drive::Dropped { kind, offline } => {
-                self.record(EventKind::Disconnect(match kind {
-                    DropKind::Close => DisconnectCause::ClientClose,
-                    DropKind::Abrupt => DisconnectCause::ClientAbrupt,
-                    DropKind::Reset => DisconnectCause::ClientReset,
-                }));
-                drop_connection(ws, kind).await;
-                Ended::Offline(offline)
+                match ended {
+                    Drive::Dropped { offline, .. } => Ended::Offline(offline),
+                    _ => Ended::Churned,
+                }
             }
             Drive::RunOver => {
                 self.record(EventKind::Disconnect(DisconnectCause::RunEnd));
+                self.goodbye(&mut ws, &mut codec).await;
                 drop_connection(ws, DropKind::Close).await;
                 Ended::RunOver
             }
@@ -323,7 +327,17 @@ impl SocketTask {
         }
     }
 
-    async fn drive(&mut self, ws: &mut Ws) -> Drive {
+    /// The protocol's goodbye before a planned close, if it has one.
+    async fn goodbye(&mut self, ws: &mut Ws, codec: &mut Codec) {
+        if let Some(frame) = codec.encode_goodbye() {
+            if let Err(err) = ws.send(frame).await {
+                // The close that follows ends the connection either way.
+                tracing::debug!(%err, "goodbye frame not written");
+            }
+        }
+    }
+
+    async fn drive(&mut self, ws: &mut Ws, codec: &mut Codec) -> Drive {
         let mut phase = self.ctx.phase.clone();
         let online_for = if self.ctx.churn.enabled {
             Some(sample_duration(&self.ctx.churn.online, &mut self.rng))
@@ -334,7 +348,7 @@ impl SocketTask {
         self.socket_last = None;
         let mut caught_up = false;
         let mut unacked_messages = 0usize;
-        let mut acked_sent: Option<StreamId> = None;
+        let mut acked_sent: Option<Position> = None;
         let mut ack_tick = tokio::time::interval(ACK_TICK);
         ack_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut retry_at: Option<Instant> = None;
@@ -367,25 +381,32 @@ impl SocketTask {
                         Some(Err(err)) => return Drive::Lost(DisconnectCause::Error { message: err.to_string() }),
                         None => return Drive::Lost(DisconnectCause::Error { message: "connection closed without a close frame".into() }),
                     };
-                    let frame = match ServerFrame::parse(text.as_str()) {
-                        Ok(frame) => frame,
+                    let event = match codec.decode(text.as_str()) {
+                        Ok(Inbound::Event(event)) => event,
+                        Ok(Inbound::Reply(reply)) => {
+                            if let Err(err) = ws.send(reply).await {
+                                return Drive::Lost(DisconnectCause::Error { message: err.to_string() });
+                            }
+                            continue;
+                        }
+                        Ok(Inbound::Nothing) => continue,
                         Err(err) => {
-                            return Drive::Lost(DisconnectCause::Error { message: format!("protocol violation: {err}") });
+                            return Drive::Lost(DisconnectCause::Error { message: err.to_string() });
                         }
                     };
-                    match self.on_frame(frame, &mut caught_up, &mut unacked_messages) {
+                    match self.on_event(codec, event, &mut caught_up, &mut unacked_messages) {
                         FrameOutcome::Continue => {}
                         FrameOutcome::CaughtUp => {
                             self.ctx.online[self.spec.index].store(true, Ordering::Relaxed);
                             self.storm_back();
-                            if let Err(cause) = self.resend_pending(ws).await {
+                            if let Err(cause) = self.resend_pending(ws, codec).await {
                                 return Drive::Lost(cause);
                             }
                         }
                         FrameOutcome::RetrySoon => retry_at = Some(Instant::now() + RETRY_DELAY),
                     }
                     if unacked_messages >= ACK_EVERY_MESSAGES {
-                        if let Err(cause) = self.send_ack(ws, &mut acked_sent).await {
+                        if let Err(cause) = self.send_ack(ws, codec, &mut acked_sent).await {
                             return Drive::Lost(cause);
                         }
                         unacked_messages = 0;
@@ -394,12 +415,12 @@ impl SocketTask {
                 }
                 order = self.orders.recv(), if caught_up => {
                     let Some(order) = order else { continue };
-                    if let Err(cause) = self.send_new(ws, order).await {
+                    if let Err(cause) = self.send_new(ws, codec, order).await {
                         return Drive::Lost(cause);
                     }
                 }
                 _ = ack_tick.tick() => {
-                    if let Err(cause) = self.send_ack(ws, &mut acked_sent).await {
+                    if let Err(cause) = self.send_ack(ws, codec, &mut acked_sent).await {
                         return Drive::Lost(cause);
                     }
                     unacked_messages = 0;
@@ -407,7 +428,7 @@ impl SocketTask {
                 }
                 _ = retry_due => {
                     retry_at = None;
-                    if let Err(cause) = self.resend_pending(ws).await {
+                    if let Err(cause) = self.resend_pending(ws, codec).await {
                         return Drive::Lost(cause);
                     }
                 }
@@ -416,7 +437,7 @@ impl SocketTask {
                     // would try to; an abrupt drop may lose even that.
                     let kind = self.choose_drop();
                     if kind == DropKind::Close {
-                        if let Err(cause) = self.send_ack(ws, &mut acked_sent).await {
+                        if let Err(cause) = self.send_ack(ws, codec, &mut acked_sent).await {
                             return Drive::Lost(cause);
                         }
                     }
@@ -434,7 +455,7 @@ impl SocketTask {
                     }
                     let kind = order.drop_kind();
                     if kind == DropKind::Close {
-                        if let Err(cause) = self.send_ack(ws, &mut acked_sent).await {
+                        if let Err(cause) = self.send_ack(ws, codec, &mut acked_sent).await {
                             return Drive::Lost(cause);
                         }
                     }
@@ -449,7 +470,7 @@ impl SocketTask {
                     if self.should_leave_for_target() {
                         let kind = self.choose_drop();
                         if kind == DropKind::Close {
-                            if let Err(cause) = self.send_ack(ws, &mut acked_sent).await {
+                            if let Err(cause) = self.send_ack(ws, codec, &mut acked_sent).await {
                                 return Drive::Lost(cause);
                             }
                         }
@@ -460,7 +481,7 @@ impl SocketTask {
                     if changed.is_err() || *phase.borrow() == Phase::Done {
                         // Final ack so stored cursors end where the device is.
                         // The run is over either way.
-                        let _ = self.send_ack(ws, &mut acked_sent).await; // failure only loses a cursor update at run end
+                        let _ = self.send_ack(ws, codec, &mut acked_sent).await; // failure only loses a cursor update at run end
                         return Drive::RunOver;
                     }
                 }
@@ -478,7 +499,7 @@ impl SocketTask {
         let head = heads
             .get(self.spec.conversation as usize)
             .copied()
-            .unwrap_or(StreamId::ZERO);
+            .unwrap_or(Position::ZERO);
         if head.is_zero() || self.last_id.is_some_and(|last| last >= head) {
             self.drained = true;
             self.ctx.drained[self.spec.index].store(true, Ordering::Relaxed);
@@ -486,47 +507,34 @@ impl SocketTask {
         }
     }
 
-    fn on_frame(
+    fn on_event(
         &mut self,
-        frame: ServerFrame,
+        codec: &Codec,
+        mut event: EventKind,
         caught_up: &mut bool,
         unacked: &mut usize,
     ) -> FrameOutcome {
-        match frame {
-            ServerFrame::Hello {
-                client_id,
-                resume_from,
-                cursor,
-                epoch,
-            } => {
-                self.epoch = Some(epoch.clone());
+        let ready = !*caught_up && codec.is_ready_signal(&event);
+        let mut outcome = FrameOutcome::Continue;
+        match &mut event {
+            EventKind::Connected { epoch, .. } => {
+                if epoch.is_some() {
+                    self.epoch.clone_from(epoch);
+                }
                 self.ctx
                     .live
                     .connect_to_hello
                     .record(self.ctx.clock.now_us().saturating_sub(self.connect_at_us));
-                self.record(EventKind::Hello {
-                    client_id,
-                    resume_from,
-                    cursor,
-                    epoch,
-                });
             }
-            ServerFrame::Gap {
-                resume_from,
-                first_available,
-                reason,
-            } => self.record(EventKind::Gap {
-                resume_from,
-                first_available,
-                reason,
-            }),
-            ServerFrame::Message(message) => {
+            EventKind::Message { id, replay, .. } => {
+                let id = *id;
+                *replay = !*caught_up;
                 self.ctx.counters.deliveries.fetch_add(1, Ordering::Relaxed);
-                if self.last_id.is_none_or(|last| message.id > last) {
-                    self.last_id = Some(message.id);
+                if self.last_id.is_none_or(|last| id > last) {
+                    self.last_id = Some(id);
                 }
-                if self.socket_last.is_none_or(|last| message.id > last) {
-                    self.socket_last = Some(message.id);
+                if self.socket_last.is_none_or(|last| id > last) {
+                    self.socket_last = Some(id);
                 } else {
                     self.ctx
                         .live
@@ -534,84 +542,56 @@ impl SocketTask {
                         .fetch_add(1, Ordering::Relaxed);
                 }
                 *unacked += 1;
-                self.record(EventKind::Recv {
-                    id: message.id,
-                    sender_id: message.sender_id,
-                    client_msg_id: message.client_msg_id,
-                    body_hash: body_hash(&message.body),
-                    body_len: message.body.len() as u32,
-                    sent_at_ms: message.sent_at_ms,
-                    replay: !*caught_up,
-                });
             }
-            ServerFrame::CaughtUp { last_id, replayed } => {
-                self.record(EventKind::CaughtUp { last_id, replayed });
-                if !*caught_up {
-                    *caught_up = true;
-                    return FrameOutcome::CaughtUp;
-                }
-            }
-            ServerFrame::Ack {
+            EventKind::SendOutcome {
                 client_msg_id,
-                id,
-                duplicate,
+                outcome: SendOutcome::Acked { id, .. },
             } => {
-                self.record(EventKind::Ack {
-                    client_msg_id,
-                    id,
-                    duplicate,
-                });
-                if let Some(acked) = self.pending.remove(&client_msg_id) {
+                if let Some(acked) = self.pending.remove(client_msg_id) {
                     self.ctx
                         .live
                         .ack
                         .record(self.ctx.clock.now_us().saturating_sub(acked.due_us));
                     self.pending_order
-                        .retain(|pending| *pending != client_msg_id);
+                        .retain(|pending| pending != client_msg_id);
                     self.ctx
                         .counters
                         .outstanding_sends
                         .fetch_sub(1, Ordering::Relaxed);
                     self.ctx.counters.acks.fetch_add(1, Ordering::Relaxed);
-                    self.ctx.note_acked(self.spec.conversation, id);
+                    self.ctx.note_acked(self.spec.conversation, *id);
                 }
             }
-            ServerFrame::Error {
-                code,
-                message,
-                client_msg_id,
-            } => {
-                self.record(EventKind::Error {
-                    code,
-                    client_msg_id,
-                    message,
-                });
-                // Definite (`unavailable`) or not (`indeterminate`,
-                // `internal`), the answer is the same: retry with the same
-                // client_msg_id, which the server deduplicates. The history
-                // keeps the code, and the checker holds a definite one to
-                // the log.
-                let retryable = matches!(
-                    code,
-                    ErrorCode::Unavailable | ErrorCode::Indeterminate | ErrorCode::Internal
-                );
-                if retryable && client_msg_id.is_some() {
-                    return FrameOutcome::RetrySoon;
-                }
-            }
+            // Definite or not, the answer is the same: retry with the same
+            // client_msg_id, which the server deduplicates. The history
+            // keeps the outcome, and the checker holds a definite one to
+            // the log. A rejected send is not retried on this socket.
+            EventKind::SendOutcome {
+                outcome: SendOutcome::DefiniteFailure { .. } | SendOutcome::Indeterminate { .. },
+                ..
+            } => outcome = FrameOutcome::RetrySoon,
+            _ => {}
         }
-        FrameOutcome::Continue
+        self.record(event);
+        if ready {
+            *caught_up = true;
+            outcome = FrameOutcome::CaughtUp;
+        }
+        outcome
     }
 
-    async fn write(&mut self, ws: &mut Ws, frame: ClientFrame) -> Result<(), DisconnectCause> {
-        ws.send(Message::Text(frame.to_json().into()))
-            .await
-            .map_err(|err| DisconnectCause::Error {
-                message: err.to_string(),
-            })
+    async fn write(&mut self, ws: &mut Ws, frame: Message) -> Result<(), DisconnectCause> {
+        ws.send(frame).await.map_err(|err| DisconnectCause::Error {
+            message: err.to_string(),
+        })
     }
 
-    async fn send_new(&mut self, ws: &mut Ws, order: SendOrder) -> Result<(), DisconnectCause> {
+    async fn send_new(
+        &mut self,
+        ws: &mut Ws,
+        codec: &mut Codec,
+        order: SendOrder,
+    ) -> Result<(), DisconnectCause> {
         self.ctx.counters.sends.fetch_add(1, Ordering::Relaxed);
         self.ctx
             .counters
@@ -626,37 +606,42 @@ impl SocketTask {
             },
         );
         self.pending_order.push_back(order.client_msg_id);
-        self.write_send(ws, order.client_msg_id).await
+        self.write_send(ws, codec, order.client_msg_id).await
     }
 
     async fn write_send(
         &mut self,
         ws: &mut Ws,
+        codec: &mut Codec,
         client_msg_id: Uuid,
     ) -> Result<(), DisconnectCause> {
-        let Some(pending) = self.pending.get(&client_msg_id).cloned() else {
+        let Some(pending) = self.pending.get(&client_msg_id) else {
             return Ok(());
         };
+        let frame = codec.encode_send(client_msg_id, &pending.body);
+        let (hash, len, due_us, attempt) = (
+            body_hash(&pending.body),
+            pending.body.len() as u32,
+            pending.due_us,
+            pending.attempt,
+        );
         self.record(EventKind::Send {
             client_msg_id,
-            body_hash: body_hash(&pending.body),
-            body_len: pending.body.len() as u32,
-            due_us: pending.due_us,
-            attempt: pending.attempt,
+            body_hash: hash,
+            body_len: len,
+            due_us,
+            attempt,
         });
-        self.write(
-            ws,
-            ClientFrame::Send {
-                client_msg_id,
-                body: pending.body,
-            },
-        )
-        .await
+        self.write(ws, frame).await
     }
 
     /// Re-sends every unacked send with the same client_msg_id (the server
     /// must not append it twice).
-    async fn resend_pending(&mut self, ws: &mut Ws) -> Result<(), DisconnectCause> {
+    async fn resend_pending(
+        &mut self,
+        ws: &mut Ws,
+        codec: &mut Codec,
+    ) -> Result<(), DisconnectCause> {
         let ids: Vec<Uuid> = self.pending_order.iter().copied().collect();
         for client_msg_id in ids {
             let give_up = match self.pending.get_mut(&client_msg_id) {
@@ -676,7 +661,7 @@ impl SocketTask {
                     .fetch_sub(1, Ordering::Relaxed);
                 continue;
             }
-            self.write_send(ws, client_msg_id).await?;
+            self.write_send(ws, codec, client_msg_id).await?;
         }
         Ok(())
     }
@@ -684,7 +669,8 @@ impl SocketTask {
     async fn send_ack(
         &mut self,
         ws: &mut Ws,
-        acked_sent: &mut Option<StreamId>,
+        codec: &mut Codec,
+        acked_sent: &mut Option<Position>,
     ) -> Result<(), DisconnectCause> {
         let Some(last) = self.socket_last else {
             return Ok(());
@@ -692,9 +678,13 @@ impl SocketTask {
         if acked_sent.is_some_and(|sent| sent >= last) {
             return Ok(());
         }
+        let Some(frame) = codec.encode_ack(last) else {
+            // The protocol has no client acks.
+            return Ok(());
+        };
         *acked_sent = Some(last);
         self.record(EventKind::AckSent { id: last });
-        self.write(ws, ClientFrame::Ack { id: last }).await
+        self.write(ws, frame).await
     }
 }
 

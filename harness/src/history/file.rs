@@ -93,8 +93,11 @@ pub fn read_history(path: &Path) -> Result<History, HistoryError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::{ConversationInfo, DeviceInfo, DisconnectCause, EventKind, ResumeMode};
-    use recovery_protocol::StreamId;
+    use crate::history::Position;
+    use crate::history::{
+        ConversationInfo, CursorOrigin, DeviceInfo, DisconnectCause, ErrorCode, EventKind,
+        GapReason, ResumeClaim, ResumeMode, SendOutcome,
+    };
     use uuid::Uuid;
 
     #[test]
@@ -116,13 +119,66 @@ mod tests {
                 }],
             },
             events: vec![
+                EventKind::Connected {
+                    client_id: Some(Uuid::from_u128(9)),
+                    claim: ResumeClaim::Cursor {
+                        from: Position::new(1, 0),
+                        origin: CursorOrigin::Stored,
+                    },
+                    epoch: Some("e".into()),
+                },
+                EventKind::Connected {
+                    client_id: None,
+                    claim: ResumeClaim::Recovered { recovered: false },
+                    epoch: None,
+                },
+                EventKind::Gap {
+                    resume_from: None,
+                    first_available: None,
+                    reason: GapReason::RecoveryFailed,
+                },
+                EventKind::SendOutcome {
+                    client_msg_id: Uuid::from_u128(1),
+                    outcome: SendOutcome::Acked {
+                        id: Position::new(3, 4),
+                        duplicate: true,
+                    },
+                },
+                EventKind::SendOutcome {
+                    client_msg_id: Uuid::from_u128(2),
+                    outcome: SendOutcome::DefiniteFailure {
+                        code: ErrorCode::Unavailable,
+                        message: "not appended".into(),
+                    },
+                },
+                EventKind::SendOutcome {
+                    client_msg_id: Uuid::from_u128(3),
+                    outcome: SendOutcome::Indeterminate {
+                        code: ErrorCode::Internal,
+                        message: String::new(),
+                    },
+                },
+                EventKind::Error {
+                    code: ErrorCode::RateLimited,
+                    message: "slow down".into(),
+                },
+            ]
+            .into_iter()
+            .map(|kind| Event {
+                at_us: 1,
+                device: 0,
+                conversation: 0,
+                socket: 0,
+                kind,
+            })
+            .chain([
                 Event {
                     at_us: 5,
                     device: 0,
                     conversation: 0,
                     socket: 0,
                     kind: EventKind::CaughtUp {
-                        last_id: StreamId::new(1, 2),
+                        last_id: Position::new(1, 2),
                         replayed: 3,
                     },
                 },
@@ -133,12 +189,28 @@ mod tests {
                     socket: 0,
                     kind: EventKind::Disconnect(DisconnectCause::ServerClose { code: Some(1001) }),
                 },
-            ],
+            ])
+            .collect(),
         };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("history.jsonl");
         write_history(&path, &history).unwrap();
         assert_eq!(read_history(&path).unwrap(), history);
+    }
+
+    /// A code this harness does not know reads as `other`, not as a
+    /// broken history.
+    #[test]
+    fn unknown_error_codes_read_as_other() {
+        let line = r#"{"at_us":1,"device":0,"conversation":0,"socket":0,"ev":"error","code":"teapot","message":""}"#;
+        let event: Event = serde_json::from_str(line).unwrap();
+        assert!(matches!(
+            event.kind,
+            EventKind::Error {
+                code: ErrorCode::Other,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -9,9 +9,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::history::{ErrorCode, GapReason, SendOutcome};
 use fnv::{FnvHashMap, FnvHashSet};
 use hdrhistogram::Histogram;
-use recovery_protocol::{ErrorCode, GapReason};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -129,22 +129,18 @@ fn metric_index(metric: LatencyMetric) -> usize {
 }
 
 pub fn error_code_name(code: ErrorCode) -> &'static str {
-    match code {
-        ErrorCode::BadFrame => "bad_frame",
-        ErrorCode::TooLarge => "too_large",
-        ErrorCode::Unavailable => "unavailable",
-        ErrorCode::Indeterminate => "indeterminate",
-        ErrorCode::Internal => "internal",
-    }
+    code.name()
 }
 
-/// Every gap reason, so totals list each even when it never happened.
+/// The gap reasons listed in totals even when they never happened (the
+/// ones the default protocol can declare; others appear when they happen).
 const GAP_REASONS: [GapReason; 2] = [GapReason::Trimmed, GapReason::EpochChanged];
 
 fn gap_reason_name(reason: GapReason) -> &'static str {
     match reason {
         GapReason::Trimmed => "trimmed",
         GapReason::EpochChanged => "epoch_changed",
+        GapReason::RecoveryFailed => "recovery_failed",
     }
 }
 
@@ -245,7 +241,7 @@ impl Accumulator {
                     });
             }
             EventKind::ConnectFailed { .. } => self.totals.connect_failures += 1,
-            EventKind::Hello { .. } => {
+            EventKind::Connected { .. } => {
                 self.totals.hellos += 1;
                 if let Some(times) = self.connects.get(&socket_key(event)).copied() {
                     self.record(
@@ -278,7 +274,7 @@ impl Accumulator {
                     .entry(gap_reason_name(*reason).to_string())
                     .or_default() += 1;
             }
-            EventKind::Recv { replay, .. } => {
+            EventKind::Message { replay, .. } => {
                 if *replay {
                     self.totals.deliveries_replayed += 1;
                 } else {
@@ -309,10 +305,9 @@ impl Accumulator {
                     *first = (*attempt, *due_us);
                 }
             }
-            EventKind::Ack {
+            EventKind::SendOutcome {
                 client_msg_id,
-                duplicate,
-                ..
+                outcome: SendOutcome::Acked { duplicate, .. },
             } => {
                 self.totals.acks += 1;
                 if *duplicate {
@@ -324,7 +319,14 @@ impl Accumulator {
                 let first = self.first_ack_us.entry(*client_msg_id).or_insert(at_us);
                 *first = (*first).min(at_us);
             }
-            EventKind::Error { code, .. } => {
+            EventKind::Error { code, .. }
+            | EventKind::SendOutcome {
+                outcome:
+                    SendOutcome::DefiniteFailure { code, .. }
+                    | SendOutcome::Indeterminate { code, .. }
+                    | SendOutcome::Rejected { code, .. },
+                ..
+            } => {
                 *self
                     .totals
                     .errors_by_code
@@ -349,7 +351,7 @@ impl Accumulator {
     }
 
     fn measure_delivery(&mut self, event: &Event) {
-        let EventKind::Recv {
+        let EventKind::Message {
             client_msg_id,
             replay,
             ..

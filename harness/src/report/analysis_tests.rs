@@ -1,5 +1,5 @@
+use crate::history::{CursorOrigin, Position, ResumeClaim, SendOutcome};
 use proptest::prelude::*;
-use recovery_protocol::{CursorSource, StreamId};
 
 use super::*;
 use crate::history::{ConversationInfo, DeviceInfo, ResumeMode, RunMeta};
@@ -32,17 +32,19 @@ pub(crate) fn connect() -> EventKind {
 }
 
 pub(crate) fn hello() -> EventKind {
-    EventKind::Hello {
-        client_id: Uuid::nil(),
-        resume_from: StreamId::ZERO,
-        cursor: CursorSource::None,
-        epoch: "e".into(),
+    EventKind::Connected {
+        client_id: Some(Uuid::nil()),
+        claim: ResumeClaim::Cursor {
+            from: Position::ZERO,
+            origin: CursorOrigin::None,
+        },
+        epoch: Some("e".into()),
     }
 }
 
 pub(crate) fn caught_up() -> EventKind {
     EventKind::CaughtUp {
-        last_id: StreamId::ZERO,
+        last_id: Position::ZERO,
         replayed: 0,
     }
 }
@@ -58,8 +60,8 @@ pub(crate) fn send(id: u128, due_us: u64, attempt: u32) -> EventKind {
 }
 
 pub(crate) fn recv(id: u128, replay: bool) -> EventKind {
-    EventKind::Recv {
-        id: StreamId::new(1, id as u64),
+    EventKind::Message {
+        id: Position::new(1, id as u64),
         sender_id: Uuid::nil(),
         client_msg_id: msg(id),
         body_hash: 0,
@@ -70,10 +72,12 @@ pub(crate) fn recv(id: u128, replay: bool) -> EventKind {
 }
 
 pub(crate) fn ack(id: u128, duplicate: bool) -> EventKind {
-    EventKind::Ack {
+    EventKind::SendOutcome {
         client_msg_id: msg(id),
-        id: StreamId::new(1, id as u64),
-        duplicate,
+        outcome: SendOutcome::Acked {
+            id: Position::new(1, id as u64),
+            duplicate,
+        },
     }
 }
 
@@ -129,8 +133,8 @@ pub(crate) fn handmade_history() -> History {
             B,
             1,
             EventKind::Gap {
-                resume_from: StreamId::ZERO,
-                first_available: StreamId::new(1, 1),
+                resume_from: Some(Position::ZERO),
+                first_available: Some(Position::new(1, 1)),
                 reason: GapReason::Trimmed,
             },
         ),
@@ -150,10 +154,12 @@ pub(crate) fn handmade_history() -> History {
             2_600_000,
             A,
             0,
-            EventKind::Error {
-                code: ErrorCode::Unavailable,
-                client_msg_id: Some(msg(3)),
-                message: "redis down".into(),
+            EventKind::SendOutcome {
+                client_msg_id: msg(3),
+                outcome: SendOutcome::DefiniteFailure {
+                    code: ErrorCode::Unavailable,
+                    message: "redis down".into(),
+                },
             },
         ),
         ev(
@@ -161,7 +167,7 @@ pub(crate) fn handmade_history() -> History {
             A,
             0,
             EventKind::AckSent {
-                id: StreamId::new(1, 2),
+                id: Position::new(1, 2),
             },
         ),
         ev(

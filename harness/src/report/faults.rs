@@ -8,11 +8,10 @@
 //! documented in `docs/report-format.md` (`faults[]`).
 
 use fnv::{FnvHashMap, FnvHashSet};
-use recovery_protocol::ErrorCode;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::history::{DisconnectCause, Event, EventKind, FaultWindow};
+use crate::history::{DisconnectCause, Event, EventKind, FaultWindow, SendOutcome};
 
 const US_PER_SECOND: f64 = 1e6;
 /// Unplanned disconnects and failed connects up to this long after a fault
@@ -55,7 +54,8 @@ pub struct FaultImpact {
     pub recovery_s: Option<f64>,
     /// Distinct messages acked between start and end (inclusive).
     pub messages_acked: u64,
-    /// Sends answered with an `unavailable` error between start and end.
+    /// Sends answered with a definite failure (v1: `unavailable`) between
+    /// start and end.
     pub unavailable_send_errors: u64,
     /// Connections opened between start and end that reached `caught_up`
     /// (for a storm: the reconnects of the dropped sockets).
@@ -128,17 +128,19 @@ impl Tally {
             EventKind::ConnectFailed { .. } if self.in_attribution_span(at_us) => {
                 self.connect_failures += 1;
             }
-            EventKind::Ack { client_msg_id, .. } if self.during(at_us) => {
+            EventKind::SendOutcome {
+                client_msg_id,
+                outcome: SendOutcome::Acked { .. },
+            } if self.during(at_us) => {
                 self.acked.insert(*client_msg_id);
             }
-            EventKind::Error {
-                code: ErrorCode::Unavailable,
-                client_msg_id: Some(_),
+            EventKind::SendOutcome {
+                outcome: SendOutcome::DefiniteFailure { .. },
                 ..
             } if self.during(at_us) => {
                 self.unavailable_send_errors += 1;
             }
-            EventKind::Recv { replay: false, .. } if at_us > self.window.end_us => {
+            EventKind::Message { replay: false, .. } if at_us > self.window.end_us => {
                 let first = self.first_live_after_end_us.get_or_insert(at_us);
                 *first = (*first).min(at_us);
             }

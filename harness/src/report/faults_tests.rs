@@ -1,8 +1,8 @@
+use crate::history::ErrorCode;
 use proptest::prelude::*;
-use recovery_protocol::ErrorCode;
 
 use super::*;
-use crate::history::{DeviceIx, History};
+use crate::history::{DeviceIx, History, SendOutcome};
 use crate::report::analysis::analyze;
 use crate::report::analysis::tests::{
     ack, caught_up, connect, ev, hello, interleave, meta, msg, recv,
@@ -30,11 +30,21 @@ fn socket_error() -> EventKind {
     })
 }
 
+/// How v1 reports `code` for a send (`Some`) or outside any send.
 fn error(code: ErrorCode, client_msg_id: Option<u128>) -> EventKind {
-    EventKind::Error {
-        code,
-        client_msg_id: client_msg_id.map(msg),
-        message: "redis down".into(),
+    let message = "redis down".to_string();
+    match client_msg_id {
+        None => EventKind::Error { code, message },
+        Some(id) => EventKind::SendOutcome {
+            client_msg_id: msg(id),
+            outcome: match code {
+                ErrorCode::Unavailable => SendOutcome::DefiniteFailure { code, message },
+                ErrorCode::Indeterminate | ErrorCode::Internal => {
+                    SendOutcome::Indeterminate { code, message }
+                }
+                _ => SendOutcome::Rejected { code, message },
+            },
+        },
     }
 }
 
@@ -143,7 +153,8 @@ fn reconnects_recovery_and_window_counts_are_exact() {
 fn never_recovered_without_a_live_delivery_after_the_end() {
     let mut history = fault_history();
     history.events.retain(|event| {
-        !matches!(event.kind, EventKind::Recv { replay: false, .. }) || event.at_us < FAULT_END_US
+        !matches!(event.kind, EventKind::Message { replay: false, .. })
+            || event.at_us < FAULT_END_US
     });
     let fault = &analyze(&history).faults[0];
     assert_eq!(fault.recovery_s, None);

@@ -6,7 +6,7 @@ use super::fault_table::{fault_cells, fault_note, FAULT_COLUMNS, FAULT_NUMERIC_C
 use super::summary::Summary;
 use super::units::{format_bytes, format_opt_us, format_seconds};
 use crate::checker::{AnomalyExample, Verdict};
-use crate::history::LogSource;
+use crate::history::LogOrigin;
 use crate::scenario::LatencyMetric;
 
 /// Examples per anomaly kind in the Markdown (summary.json keeps them all).
@@ -37,10 +37,10 @@ fn cell(text: &str) -> String {
     escaped
 }
 
-pub fn log_source_name(source: LogSource) -> &'static str {
+pub fn log_source_name(source: LogOrigin) -> &'static str {
     match source {
-        LogSource::Redis => "redis (read back after the drain)",
-        LogSource::Rebuilt => "rebuilt from acks and receipts (weaker)",
+        LogOrigin::Redis => "redis (read back after the drain)",
+        LogOrigin::Rebuilt => "rebuilt from acks and receipts (weaker)",
     }
 }
 

@@ -13,7 +13,7 @@ use super::latency::LatencyStats;
 use super::thresholds::ThresholdResult;
 use super::units::format_unix_ms;
 use crate::checker::{AnomalyReport, CheckOutcome, CheckStats, Verdict};
-use crate::history::LogSource;
+use crate::history::LogOrigin;
 use crate::scenario::{LatencyMetric, Scenario, ServersSpec};
 
 pub const SUMMARY_SCHEMA: &str = "recovery-harness/summary/v1";
@@ -237,7 +237,7 @@ pub struct Summary {
     pub verdict: Verdict,
     pub exit_code: u8,
     pub drain_complete: bool,
-    pub log_source: LogSource,
+    pub log_source: LogOrigin,
     /// One entry per anomaly kind that occurred, in kind order.
     pub anomalies: Vec<AnomalyReport>,
     pub unknown_reasons: Vec<String>,

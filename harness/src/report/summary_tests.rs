@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use recovery_protocol::StreamId;
+use crate::history::Position;
 use uuid::Uuid;
 
 use super::*;
@@ -33,6 +33,7 @@ pub(crate) fn sample_scenario() -> Scenario {
             heartbeat_interval: Duration::from_secs(10),
             extra_args: vec![],
         },
+        protocol: crate::client::protocol::Protocol::V1,
         population: Population {
             users: 10,
             devices_per_user: 2,
@@ -107,7 +108,7 @@ pub(crate) fn sample_example(detail: &str) -> AnomalyExample {
         conversation: 0,
         conversation_id: Uuid::from_u128(9),
         socket: Some(1),
-        ids: vec![StreamId::new(1_700_000_000_001, 0)],
+        ids: vec![Position::new(1_700_000_000_001, 0)],
         client_msg_id: Some(Uuid::from_u128(2)),
         at_us: Some(2_001_000),
         detail: detail.into(),
@@ -133,7 +134,7 @@ pub(crate) fn sample_check(verdict: Verdict) -> CheckOutcome {
     }
     CheckOutcome {
         verdict,
-        log_source: LogSource::Redis,
+        log_source: LogOrigin::Redis,
         anomalies,
         unknown_reasons: if verdict == Verdict::Unknown {
             vec!["drain timed out".into()]

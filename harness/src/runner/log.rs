@@ -1,12 +1,26 @@
-//! The authoritative message log: every conversation stream read back from
-//! Redis after the drain (XRANGE in pages), in the shape the checker wants.
+//! The authoritative message log, behind [`LogSource`]: where the checker
+//! learns what the server really stored.
+//!
+//! - [`RedisStreams`]: protocol v1's layout (`recovery_protocol::keys`),
+//!   every conversation stream read back with XRANGE in pages. Any server
+//!   that stores its conversations the same way can be read like this,
+//!   whatever its wire protocol.
+//! - [`Rebuilt`]: no store to read (a peer whose storage the harness does
+//!   not know, or an unreachable Redis): the log rebuilt from acks and
+//!   receipts, and heads from the highest ack. Weaker: a message nobody
+//!   acked or received is invisible.
+//!
+//! The harness reads Redis itself here: the reference server's store is
+//! not linked for reading.
 
 use std::time::Duration;
 
-use recovery_protocol::StreamId;
+use recovery_protocol::keys;
+use redis::Value;
 use uuid::Uuid;
 
-use crate::history::{body_hash, LogEntry, LogSource, MessageLog};
+use crate::checker::rebuild_log;
+use crate::history::{body_hash, History, LogEntry, LogOrigin, MessageLog, Position};
 
 const PAGE: usize = 1000;
 
@@ -26,6 +40,40 @@ pub enum LogError {
     Entry { key: String, detail: String },
 }
 
+/// Somewhere the authoritative log can be read from after a run.
+#[allow(async_fn_in_trait)] // used with concrete types only, never boxed
+pub trait LogSource {
+    /// Each conversation's newest position (`Position::ZERO` when empty):
+    /// what every member must reach during the drain.
+    async fn read_heads(&self, conversations: &[Uuid]) -> Result<Vec<Position>, LogError>;
+    /// Every conversation's log, oldest first.
+    async fn read_log(&self, conversations: &[Uuid]) -> Result<MessageLog, LogError>;
+}
+
+/// Protocol v1's Redis streams at `url`.
+pub struct RedisStreams<'a> {
+    pub url: &'a str,
+}
+
+/// The log rebuilt from a finished history (acks and receipts).
+pub struct Rebuilt<'a> {
+    pub history: &'a History,
+    /// Per conversation: the highest acked position during the run.
+    pub acked_heads: &'a [Position],
+}
+
+impl LogSource for Rebuilt<'_> {
+    async fn read_heads(&self, conversations: &[Uuid]) -> Result<Vec<Position>, LogError> {
+        let mut heads = self.acked_heads.to_vec();
+        heads.resize(conversations.len(), Position::ZERO);
+        Ok(heads)
+    }
+
+    async fn read_log(&self, _conversations: &[Uuid]) -> Result<MessageLog, LogError> {
+        Ok(rebuild_log(self.history))
+    }
+}
+
 async fn connection(url: &str) -> Result<redis::aio::MultiplexedConnection, LogError> {
     let connect_err = |source| LogError::Connect {
         url: url.to_string(),
@@ -41,17 +89,77 @@ async fn connection(url: &str) -> Result<redis::aio::MultiplexedConnection, LogE
         .map_err(connect_err)
 }
 
+/// The bytes of a text reply.
+fn text_bytes(value: &Value) -> Option<&[u8]> {
+    match value {
+        Value::BulkString(bytes) => Some(bytes),
+        Value::SimpleString(text) => Some(text.as_bytes()),
+        Value::VerbatimString { text, .. } => Some(text.as_bytes()),
+        _ => None,
+    }
+}
+
+/// Field/value pairs of an entry, from a flat array or a RESP3 map.
+fn pairs(value: &Value) -> Option<Vec<(&Value, &Value)>> {
+    match value {
+        Value::Map(pairs) => Some(pairs.iter().map(|(k, v)| (k, v)).collect()),
+        Value::Array(items) => Some(
+            items
+                .chunks_exact(2)
+                .map(|pair| (&pair[0], &pair[1]))
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// One stream entry (docs/protocol.md, "Storage layout") as a log entry.
+fn parse_entry(value: &Value) -> Result<LogEntry, String> {
+    let Value::Array(parts) = value else {
+        return Err("entry is not an array".into());
+    };
+    let [id, fields] = parts.as_slice() else {
+        return Err(format!("entry has {} parts, expected 2", parts.len()));
+    };
+    let id: Position = text_bytes(id)
+        .and_then(|bytes| std::str::from_utf8(bytes).ok())
+        .ok_or("id is not text")?
+        .parse()
+        .map_err(|err| format!("bad id: {err}"))?;
+    let fields = pairs(fields).ok_or("fields are not a list")?;
+    let uuid = |value: &Value| text_bytes(value).and_then(|b| Uuid::try_parse_ascii(b).ok());
+    let (mut sender_id, mut client_msg_id, mut body) = (None, None, None);
+    for (key, value) in fields {
+        match text_bytes(key) {
+            Some(b"sender_id") => sender_id = uuid(value),
+            Some(b"client_msg_id") => client_msg_id = uuid(value),
+            Some(b"body") => {
+                body = text_bytes(value)
+                    .and_then(|b| std::str::from_utf8(b).ok())
+                    .map(body_hash)
+            }
+            _ => {}
+        }
+    }
+    let missing = |field: &str| format!("entry {id} lacks a valid `{field}`");
+    Ok(LogEntry {
+        id,
+        sender_id: sender_id.ok_or_else(|| missing("sender_id"))?,
+        client_msg_id: client_msg_id.ok_or_else(|| missing("client_msg_id"))?,
+        body_hash: body.ok_or_else(|| missing("body"))?,
+    })
+}
+
 /// One XRANGE / XREVRANGE page, parsed.
 async fn read_page(
     conn: &mut redis::aio::MultiplexedConnection,
     key: &str,
-    conversation_id: Uuid,
     command: &str,
     start: &str,
     end: &str,
     count: usize,
-) -> Result<Vec<server::store::StreamEntry>, LogError> {
-    let value: redis::Value = redis::cmd(command)
+) -> Result<Vec<LogEntry>, LogError> {
+    let value: Value = redis::cmd(command)
         .arg(key)
         .arg(start)
         .arg(end)
@@ -63,70 +171,108 @@ async fn read_page(
             key: key.to_string(),
             source,
         })?;
-    server::store::parse_entries(value, conversation_id).map_err(|err| LogError::Entry {
+    let entry_err = |detail: String| LogError::Entry {
         key: key.to_string(),
-        detail: err.to_string(),
-    })
+        detail,
+    };
+    match &value {
+        Value::Nil => Ok(Vec::new()),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| parse_entry(item).map_err(entry_err))
+            .collect(),
+        _ => Err(entry_err(format!("{command} reply is not an array"))),
+    }
 }
 
-/// Reads every conversation's stream, oldest first.
-pub async fn read_log(url: &str, conversations: &[Uuid]) -> Result<MessageLog, LogError> {
-    let mut conn = connection(url).await?;
-    let mut logs = Vec::with_capacity(conversations.len());
-    for conversation_id in conversations {
-        let key = server::store::keys::stream(*conversation_id);
-        let mut entries = Vec::new();
-        let mut after: Option<StreamId> = None;
-        loop {
-            let start = match after {
-                Some(id) => format!("({id}"),
-                None => "-".to_string(),
-            };
-            let page = read_page(
-                &mut conn,
-                &key,
-                *conversation_id,
-                "XRANGE",
-                &start,
-                "+",
-                PAGE,
-            )
-            .await?;
-            let full = page.len() == PAGE;
-            for entry in page {
-                let message = entry.message;
-                after = Some(message.id);
-                entries.push(LogEntry {
-                    id: message.id,
-                    sender_id: message.sender_id,
-                    client_msg_id: message.client_msg_id,
-                    body_hash: body_hash(&message.body),
-                });
+impl LogSource for RedisStreams<'_> {
+    async fn read_log(&self, conversations: &[Uuid]) -> Result<MessageLog, LogError> {
+        let mut conn = connection(self.url).await?;
+        let mut logs = Vec::with_capacity(conversations.len());
+        for conversation_id in conversations {
+            let key = keys::stream(*conversation_id);
+            let mut entries = Vec::new();
+            let mut after: Option<Position> = None;
+            loop {
+                let start = match after {
+                    Some(id) => format!("({id}"),
+                    None => "-".to_string(),
+                };
+                let page = read_page(&mut conn, &key, "XRANGE", &start, "+", PAGE).await?;
+                let full = page.len() == PAGE;
+                after = page.last().map(|entry| entry.id).or(after);
+                entries.extend(page);
+                if !full {
+                    break;
+                }
             }
-            if !full {
-                break;
-            }
+            logs.push(entries);
         }
-        logs.push(entries);
+        Ok(MessageLog {
+            source: LogOrigin::Redis,
+            conversations: logs,
+        })
     }
-    Ok(MessageLog {
-        source: LogSource::Redis,
-        conversations: logs,
-    })
+
+    async fn read_heads(&self, conversations: &[Uuid]) -> Result<Vec<Position>, LogError> {
+        let mut conn = connection(self.url).await?;
+        let mut heads = Vec::with_capacity(conversations.len());
+        for conversation_id in conversations {
+            let key = keys::stream(*conversation_id);
+            let page = read_page(&mut conn, &key, "XREVRANGE", "+", "-", 1).await?;
+            heads.push(page.first().map_or(Position::ZERO, |entry| entry.id));
+        }
+        Ok(heads)
+    }
 }
 
-/// The newest id of each conversation's stream (`0-0` when empty): what
-/// every member must reach during the drain.
-pub async fn read_heads(url: &str, conversations: &[Uuid]) -> Result<Vec<StreamId>, LogError> {
-    let mut conn = connection(url).await?;
-    let mut heads = Vec::with_capacity(conversations.len());
-    for conversation_id in conversations {
-        let key = server::store::keys::stream(*conversation_id);
-        let page = read_page(&mut conn, &key, *conversation_id, "XREVRANGE", "+", "-", 1).await?;
-        heads.push(
-            page.first()
-                .map_or(StreamId::ZERO, |entry| entry.message.id),
-        );
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(text: &str) -> Value {
+        Value::BulkString(text.as_bytes().to_vec())
     }
-    Ok(heads)
+
+    #[test]
+    fn entries_parse_from_resp2_and_resp3() {
+        let sender = Uuid::from_u128(1);
+        let msg = Uuid::from_u128(2);
+        let fields = vec![
+            bulk("sender_id"),
+            bulk(&sender.to_string()),
+            bulk("client_msg_id"),
+            bulk(&msg.to_string()),
+            bulk("body"),
+            bulk("hi"),
+            bulk("sent_at_ms"),
+            bulk("5"),
+        ];
+        let expected = LogEntry {
+            id: Position::new(7, 1),
+            sender_id: sender,
+            client_msg_id: msg,
+            body_hash: body_hash("hi"),
+        };
+        let resp2 = Value::Array(vec![bulk("7-1"), Value::Array(fields.clone())]);
+        assert_eq!(parse_entry(&resp2), Ok(expected.clone()));
+        let map = fields
+            .chunks_exact(2)
+            .map(|pair| (pair[0].clone(), pair[1].clone()))
+            .collect();
+        let resp3 = Value::Array(vec![bulk("7-1"), Value::Map(map)]);
+        assert_eq!(parse_entry(&resp3), Ok(expected));
+    }
+
+    #[test]
+    fn bad_entries_are_named() {
+        let no_body = Value::Array(vec![
+            bulk("7-1"),
+            Value::Array(vec![bulk("sender_id"), bulk(&Uuid::nil().to_string())]),
+        ]);
+        let err = parse_entry(&no_body).unwrap_err();
+        assert!(err.contains("client_msg_id"), "{err}");
+        let bad_id = Value::Array(vec![bulk("x"), Value::Array(vec![])]);
+        assert!(parse_entry(&bad_id).unwrap_err().contains("bad id"));
+    }
 }

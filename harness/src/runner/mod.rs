@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use recovery_protocol::StreamId;
 use tokio::sync::{mpsc, watch};
 
 use crate::checker::{check, rebuild_log, CheckInput, CheckOutcome};
@@ -34,12 +33,13 @@ use crate::client::shape::{LoadShape, StormControl};
 use crate::client::socket::SocketTask;
 use crate::client::traffic::run_scheduler;
 use crate::client::{ClientContext, Counters, Phase, RunClock, SendOrder};
-use crate::history::{write_history, Event, History, MessageLog, RunMeta};
+use crate::history::{write_history, Event, History, MessageLog, Position, RunMeta};
 use crate::proxy::{Proxy, ProxyError};
 use crate::report::{self, RunFacts, Summary};
 use crate::scenario::{
     render_scenario, FaultKind, Link, Persistence, RedisProviderChoice, Scenario, ServersSpec,
 };
+use log::{LogSource, Rebuilt, RedisStreams};
 
 pub use servers::Launcher;
 
@@ -192,7 +192,7 @@ pub async fn run(options: RunOptions) -> Result<RunOutcome, RunError> {
     let collected = collect(
         &run_dir,
         &scenario,
-        provisioned.redis_url.as_deref(),
+        v1_streams_url(&scenario, provisioned.redis_url.as_deref()),
         played,
     )
     .await?;
@@ -532,7 +532,7 @@ pub async fn play(
         &ctx,
         &devices.cast,
         scenario.drain_timeout,
-        provisioned.redis_url.as_deref(),
+        v1_streams_url(scenario, provisioned.redis_url.as_deref()),
         &mut unknown_reasons,
     )
     .await?;
@@ -615,6 +615,7 @@ fn start_devices(scenario: &Scenario, seed: u64, provisioned: &Provisioned) -> D
     ));
     let shape = LoadShape::new(scenario.traffic.send_rate_per_s, &scenario.stages);
     let ctx = Arc::new(ClientContext {
+        protocol: scenario.protocol,
         clock,
         targets: provisioned.targets.clone(),
         churn: scenario.churn.clone(),
@@ -624,7 +625,7 @@ fn start_devices(scenario: &Scenario, seed: u64, provisioned: &Provisioned) -> D
         drained: (0..socket_count).map(|_| AtomicBool::new(false)).collect(),
         drain_heads: OnceLock::new(),
         max_acked: (0..cast.conversations.len())
-            .map(|_| Mutex::new(StreamId::ZERO))
+            .map(|_| Mutex::new(Position::ZERO))
             .collect(),
         connect_timeout: Duration::from_secs(10),
         live,
@@ -702,8 +703,9 @@ async fn drain(
     // The acked maximum also covers a target whose Redis layout differs
     // from ours (its streams read back empty).
     let acked_heads = ctx.max_acked_ids();
-    let heads: Vec<StreamId> = match redis_url {
-        Some(url) => log::read_heads(url, &cast.conversation_ids())
+    let heads: Vec<Position> = match redis_url {
+        Some(url) => RedisStreams { url }
+            .read_heads(&cast.conversation_ids())
             .await?
             .into_iter()
             .zip(&acked_heads)
@@ -803,7 +805,7 @@ pub async fn collect(
     };
     let log = match redis_url {
         Some(url) => {
-            let log = log::read_log(url, &conversation_ids).await?;
+            let log = RedisStreams { url }.read_log(&conversation_ids).await?;
             let entries: usize = log.conversations.iter().map(Vec::len).sum();
             if entries == 0 && played.acks > 0 {
                 // Messages were acked but no stream holds any: the target
@@ -820,7 +822,13 @@ pub async fn collect(
                 log
             }
         }
-        None => rebuild_log(&history),
+        None => {
+            let rebuilt = Rebuilt {
+                history: &history,
+                acked_heads: &[],
+            };
+            rebuilt.read_log(&conversation_ids).await?
+        }
     };
     write_history(&run_dir.join(report::HISTORY_FILE), &history)?;
     write_json(&run_dir.join("log.json"), &log)?;
@@ -844,6 +852,13 @@ pub async fn collect(
             sends_skipped: played.sends_skipped,
         },
     })
+}
+
+/// The Redis to read the authoritative log from as protocol-v1 streams:
+/// only when the servers' protocol stores its conversations that way
+/// (otherwise the log is rebuilt from acks and receipts).
+fn v1_streams_url<'a>(scenario: &Scenario, redis_url: Option<&'a str>) -> Option<&'a str> {
+    redis_url.filter(|_| scenario.protocol.has_v1_streams())
 }
 
 /// Stage 5: numbers, thresholds and every report file. `facts` arrives

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::model::{LatencyMetric, Link, Persistence, RedisProviderChoice, StormDrop};
+use crate::client::protocol::Protocol;
 
 /// A value with a unit: text in the file, in the grammar shared with the
 /// server's flags (`recovery-units`). The serde name tells `de.rs` which
@@ -193,6 +194,9 @@ pub(crate) struct RedisFile {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ServersFile {
+    /// The wire protocol the servers speak (`client::protocol`); v1 when
+    /// absent.
+    pub protocol: Option<Protocol>,
     pub spawn: Option<Count>,
     pub targets: Option<Spanned<Vec<Spanned<WsUrl>>>>,
     pub sync_interval: Option<Positive>,

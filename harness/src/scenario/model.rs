@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::client::protocol::Protocol;
+
 use super::file::FaultName;
 use super::names::{discriminant_into_usize, variant_name};
 
@@ -25,6 +27,8 @@ pub struct Scenario {
     pub drain_timeout: Duration,
     pub redis: RedisSpec,
     pub servers: ServersSpec,
+    /// The wire protocol of the servers (`[servers] protocol`, default v1).
+    pub protocol: Protocol,
     pub population: Population,
     pub traffic: Traffic,
     /// `[[stages]]`: the load shape over time (empty: constant).

@@ -225,6 +225,7 @@ fn minimal_file_gets_every_default() {
             heartbeat_interval: Duration::from_secs(15),
             extra_args: vec![],
         },
+        protocol: crate::client::protocol::Protocol::V1,
         population: Population {
             users: 3,
             devices_per_user: 1,

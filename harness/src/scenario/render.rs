@@ -66,6 +66,7 @@ impl From<&Scenario> for ScenarioFile {
                     heartbeat_interval,
                     extra_args,
                 } => ServersFile {
+                    protocol: Some(scenario.protocol),
                     spawn: Some(Count(*count)),
                     targets: None,
                     sync_interval: Some(positive(*sync_interval)),
@@ -73,6 +74,7 @@ impl From<&Scenario> for ScenarioFile {
                     extra_args: Some(extra_args.clone()),
                 },
                 ServersSpec::External { targets } => ServersFile {
+                    protocol: Some(scenario.protocol),
                     spawn: None,
                     targets: Some(at(targets
                         .iter()

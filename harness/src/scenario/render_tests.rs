@@ -207,6 +207,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                     drain_timeout,
                     redis,
                     servers,
+                    protocol: crate::client::protocol::Protocol::V1,
                     population,
                     traffic,
                     churn,

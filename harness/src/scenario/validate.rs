@@ -127,6 +127,11 @@ pub(crate) fn scenario(source: &Source, file: &ScenarioFile) -> Result<Scenario,
         faults: faults::faults(source, &file.faults, &context)?,
         redis,
         servers,
+        protocol: file
+            .servers
+            .as_ref()
+            .and_then(|table| table.get_ref().protocol)
+            .unwrap_or_default(),
         expect,
     })
 }

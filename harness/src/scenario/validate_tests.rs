@@ -532,6 +532,23 @@ fn servers_spawn_or_targets() {
 }
 
 #[test]
+fn servers_protocol() {
+    use crate::client::protocol::Protocol;
+    let default = parse_scenario(BASE, "t.toml").unwrap();
+    assert_eq!(default.protocol, Protocol::V1);
+    let named = parse_scenario(&with_tail("[servers]\nprotocol = \"v1\"\n"), "t.toml").unwrap();
+    assert_eq!(named.protocol, Protocol::V1);
+    let err = assert_error(
+        &with_tail("[servers]\nprotocol = \"mqtt\"\n"),
+        10,
+        12,
+        "servers.protocol",
+        "unknown value \"mqtt\"",
+    );
+    assert!(err.to_string().contains("v1"), "{err}");
+}
+
+#[test]
 fn redis_provider_and_url() {
     let no_url = "[redis]\nprovider = \"url\"\n";
     assert_error(

@@ -8,10 +8,13 @@
 //! - [`StreamId`]: a Redis stream entry id, compared as `(ms, seq)`.
 //! - [`ConnectParams`]: the `/ws` query string, validated.
 //! - [`ServerFrame`] / [`ClientFrame`]: JSON text frames, tagged by `type`.
+//! - [`keys`]: the Redis storage layout (docs/protocol.md, "Storage
+//!   layout"), shared by the server and the harness's log reader.
 //! - [`parse_hyphenated_uuid`]: the one UUID spelling clients may use, in
 //!   the query string and in frames alike.
 
 mod frames;
+pub mod keys;
 mod query;
 mod stream_id;
 

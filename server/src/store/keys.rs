@@ -1,42 +1,4 @@
-//! Redis key names (docs/protocol.md, "Storage layout"). One place, so the
-//! server, its tests and anyone reading Redis by hand agree.
+//! Redis key names: defined in the protocol crate (`recovery_protocol::keys`)
+//! so the harness reads the same layout without the server's store.
 
-use uuid::Uuid;
-
-const STREAM_PREFIX: &str = "stream:conversation:";
-
-pub fn stream(conversation_id: Uuid) -> String {
-    format!("{STREAM_PREFIX}{conversation_id}")
-}
-
-pub fn meta(conversation_id: Uuid) -> String {
-    format!("{STREAM_PREFIX}{conversation_id}:meta")
-}
-
-/// Per device AND per conversation: a cursor from one conversation is
-/// meaningless in another (ids are timestamps), the seed's bug 5.
-pub fn sync_state(user_id: Uuid, client_id: Uuid, conversation_id: Uuid) -> String {
-    format!("client:sync:{user_id}:{client_id}:{conversation_id}")
-}
-
-pub fn dedup(conversation_id: Uuid, client_msg_id: Uuid) -> String {
-    format!("dedup:{conversation_id}:{client_msg_id}")
-}
-
-/// The conversation id of a stream key, for routing XREAD replies.
-pub fn conversation_of_stream(key: &str) -> Option<Uuid> {
-    key.strip_prefix(STREAM_PREFIX)
-        .and_then(|rest| Uuid::parse_str(rest).ok())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stream_key_round_trips() {
-        let id = Uuid::new_v4();
-        assert_eq!(conversation_of_stream(&stream(id)), Some(id));
-        assert_eq!(conversation_of_stream(&meta(id)), None);
-    }
-}
+pub use recovery_protocol::keys::*;

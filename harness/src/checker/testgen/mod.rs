@@ -19,14 +19,14 @@ use std::collections::HashSet;
 
 pub use mutate::{mutate, ExpectedAnomaly, Mutation};
 
+use crate::history::{CursorOrigin, GapReason, Position, ResumeClaim, SendOutcome};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use recovery_protocol::{CursorSource, GapReason, StreamId};
 use uuid::Uuid;
 
 use crate::history::{
     ConversationInfo, ConversationIx, DeviceInfo, DeviceIx, DisconnectCause, Event, EventKind,
-    History, LogEntry, LogSource, MessageLog, ResumeMode, RunMeta,
+    History, LogEntry, LogOrigin, MessageLog, ResumeMode, RunMeta,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,8 +67,8 @@ pub struct Generated {
 }
 
 /// Stream ids with a small `seq` range, so `5-10` vs `5-9` is exercised.
-fn stream_id(counter: u64) -> StreamId {
-    StreamId::new(1_700_000_000_000 + counter / 12, counter % 12)
+fn stream_id(counter: u64) -> Position {
+    Position::new(1_700_000_000_000 + counter / 12, counter % 12)
 }
 
 struct SlotSim {
@@ -76,13 +76,13 @@ struct SlotSim {
     conversation: ConversationIx,
     next_socket: u32,
     connected: bool,
-    last_received: StreamId,
+    last_received: Position,
     /// Every id this device received in this conversation.
-    received: HashSet<StreamId>,
+    received: HashSet<Position>,
     /// Epoch of the last hello the device saw (what a client sends back).
     hello_epoch: u32,
     /// The server's stored cursor and the epoch it was stored in.
-    stored: Option<(StreamId, u32)>,
+    stored: Option<(Position, u32)>,
 }
 
 struct Sim {
@@ -131,14 +131,14 @@ impl Sim {
             ResumeMode::ClientCursor if !last.is_zero() => (
                 Some(last),
                 last,
-                CursorSource::Client,
+                CursorOrigin::Client,
                 Some(info.hello_epoch),
             ),
             ResumeMode::StoredCursor => match info.stored {
-                Some((stored, epoch)) => (None, stored, CursorSource::Stored, Some(epoch)),
-                None => (None, StreamId::ZERO, CursorSource::None, None),
+                Some((stored, epoch)) => (None, stored, CursorOrigin::Stored, Some(epoch)),
+                None => (None, Position::ZERO, CursorOrigin::None, None),
             },
-            ResumeMode::ClientCursor => (None, StreamId::ZERO, CursorSource::None, None),
+            ResumeMode::ClientCursor => (None, Position::ZERO, CursorOrigin::None, None),
         };
         let sent_epoch = (device.resume_mode == ResumeMode::ClientCursor && socket > 0)
             .then(|| format!("epoch-{}", info.hello_epoch));
@@ -153,21 +153,23 @@ impl Sim {
                 target,
             },
         );
-        let hello = EventKind::Hello {
-            client_id,
-            resume_from,
-            cursor,
-            epoch: format!("epoch-{}", self.epoch),
+        let hello = EventKind::Connected {
+            client_id: Some(client_id),
+            claim: ResumeClaim::Cursor {
+                from: resume_from,
+                origin: cursor,
+            },
+            epoch: Some(format!("epoch-{}", self.epoch)),
         };
         self.emit(slot, socket, hello);
         let log = &self.logs[conversation];
         let epoch_changed = cursor_epoch.is_some_and(|epoch| epoch != self.epoch);
         let replay_after = if epoch_changed {
             // The cursor points into a destroyed stream: replay all of it.
-            let first_available = log.first().map_or(StreamId::ZERO, |entry| entry.id);
+            let first_available = log.first().map_or(Position::ZERO, |entry| entry.id);
             let gap = EventKind::Gap {
-                resume_from,
-                first_available,
+                resume_from: Some(resume_from),
+                first_available: Some(first_available),
                 reason: GapReason::EpochChanged,
             };
             self.emit(slot, socket, gap);
@@ -192,13 +194,13 @@ impl Sim {
     }
 
     fn deliver(&mut self, slot: usize, socket: u32, entry: &LogEntry, replay: bool) {
-        let recv = EventKind::Recv {
+        let recv = EventKind::Message {
             id: entry.id,
             sender_id: entry.sender_id,
             client_msg_id: entry.client_msg_id,
             body_hash: entry.body_hash,
             body_len: 16,
-            sent_at_ms: entry.id.ms,
+            sent_at_ms: entry.id.major,
             replay,
         };
         self.emit(slot, socket, recv);
@@ -259,10 +261,12 @@ impl Sim {
             body_hash,
         };
         self.logs[conversation].push(entry.clone());
-        let ack = EventKind::Ack {
+        let ack = EventKind::SendOutcome {
             client_msg_id,
-            id,
-            duplicate: false,
+            outcome: SendOutcome::Acked {
+                id,
+                duplicate: false,
+            },
         };
         self.emit(slot, socket, ack);
         for member_ix in 0..self.slots_of_conversation[conversation].len() {
@@ -315,7 +319,7 @@ pub fn generate(config: &GenConfig) -> Generated {
                 conversation,
                 next_socket: 0,
                 connected: false,
-                last_received: StreamId::ZERO,
+                last_received: Position::ZERO,
                 received: HashSet::new(),
                 hello_epoch: 0,
                 stored: None,
@@ -378,7 +382,7 @@ pub fn generate(config: &GenConfig) -> Generated {
             events: sim.events,
         },
         log: MessageLog {
-            source: LogSource::Redis,
+            source: LogOrigin::Redis,
             conversations: sim.logs,
         },
         wiped_messages: sim.wiped_messages,

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use recovery_protocol::{CursorSource, ErrorCode, GapReason, StreamId};
+use crate::history::{CursorOrigin, ErrorCode, GapReason, Position, ResumeClaim, SendOutcome};
 use uuid::Uuid;
 
 use super::Generated;
@@ -92,7 +92,7 @@ pub struct ExpectedAnomaly {
     pub conversation: ConversationIx,
     /// `None`: any socket.
     pub socket: Option<u32>,
-    pub ids: Vec<StreamId>,
+    pub ids: Vec<Position>,
 }
 
 /// Receipts of each socket, keyed by (device, conversation, socket).
@@ -113,18 +113,18 @@ fn sockets(history: &History) -> BTreeMap<SocketKey, SocketView> {
                 recvs: Vec::new(),
             });
         match event.kind {
-            EventKind::Hello { .. } => socket.hello = Some(ix),
-            EventKind::Recv { .. } => socket.recvs.push(ix),
+            EventKind::Connected { .. } => socket.hello = Some(ix),
+            EventKind::Message { .. } => socket.recvs.push(ix),
             _ => {}
         }
     }
     view
 }
 
-fn recv_id(event: &Event) -> StreamId {
+fn recv_id(event: &Event) -> Position {
     match event.kind {
-        EventKind::Recv { id, .. } => id,
-        _ => StreamId::ZERO,
+        EventKind::Message { id, .. } => id,
+        _ => Position::ZERO,
     }
 }
 
@@ -133,7 +133,7 @@ fn expect(
     count: u64,
     key: SocketKey,
     socket: Option<u32>,
-    ids: Vec<StreamId>,
+    ids: Vec<Position>,
 ) -> ExpectedAnomaly {
     ExpectedAnomaly {
         kind,
@@ -197,20 +197,21 @@ pub fn mutate(
                     vec![expect(AnomalyKind::Duplicate, 1, key, here, vec![id])]
                 }
                 Mutation::PhantomRecv => {
-                    let phantom_id = StreamId::new(id.ms, id.seq + 1_000_000);
+                    let phantom_id = Position::new(id.major, id.minor + 1_000_000);
                     let mut phantom = events[ix].clone();
-                    if let EventKind::Recv {
+                    if let EventKind::Message {
                         id, client_msg_id, ..
                     } = &mut phantom.kind
                     {
                         *id = phantom_id;
-                        *client_msg_id = Uuid::from_u128(u128::from(phantom_id.seq) << 64 | 0xfeed);
+                        *client_msg_id =
+                            Uuid::from_u128(u128::from(phantom_id.minor) << 64 | 0xfeed);
                     }
                     events.insert(ix + 1, phantom);
                     vec![expect(AnomalyKind::Phantom, 1, key, here, vec![phantom_id])]
                 }
                 _ => {
-                    if let EventKind::Recv { body_hash, .. } = &mut events[ix].kind {
+                    if let EventKind::Message { body_hash, .. } = &mut events[ix].kind {
                         *body_hash ^= 0x5a5a;
                     }
                     vec![expect(AnomalyKind::Corrupt, 1, key, here, vec![id])]
@@ -257,7 +258,7 @@ pub fn mutate(
             let hello = hello - 1;
             moved.at_us = events[hello].at_us;
             moved.socket = key.2 + 1;
-            if let EventKind::Recv { replay, .. } = &mut moved.kind {
+            if let EventKind::Message { replay, .. } = &mut moved.kind {
                 *replay = true;
             }
             events.insert(hello + 1, moved);
@@ -290,12 +291,19 @@ pub fn mutate(
                 .take_while(|(n, ix)| **ix == hello + 1 + n)
                 .count();
             let removed = 1 + (pick / 7) % (replayed - 1);
-            let lost: Vec<StreamId> = recvs[..removed]
+            let lost: Vec<Position> = recvs[..removed]
                 .iter()
                 .map(|ix| recv_id(&events[*ix]))
                 .collect();
             let first_kept = recv_id(&events[recvs[removed]]);
-            let EventKind::Hello { resume_from, .. } = events[hello].kind else {
+            let EventKind::Connected {
+                claim:
+                    ResumeClaim::Cursor {
+                        from: resume_from, ..
+                    },
+                ..
+            } = events[hello].kind
+            else {
                 return None;
             };
             let reason = if mutation == Mutation::FalseGap && pick % 2 == 1 {
@@ -305,8 +313,8 @@ pub fn mutate(
             };
             let gap_event = Event {
                 kind: EventKind::Gap {
-                    resume_from,
-                    first_available: first_kept,
+                    resume_from: Some(resume_from),
+                    first_available: Some(first_kept),
                     reason,
                 },
                 ..events[hello].clone()
@@ -348,7 +356,7 @@ pub fn mutate(
 /// Retention at work: `ids` leave the log, and so does every event that
 /// mentions them (their sends, acks and receipts), as if they had been
 /// trimmed before anyone could see them.
-fn trim(generated: &mut Generated, conversation: ConversationIx, ids: &[StreamId]) {
+fn trim(generated: &mut Generated, conversation: ConversationIx, ids: &[Position]) {
     let entries = &mut generated.log.conversations[conversation as usize];
     let gone: Vec<Uuid> = entries
         .iter()
@@ -359,10 +367,12 @@ fn trim(generated: &mut Generated, conversation: ConversationIx, ids: &[StreamId
     generated.history.events.retain(|event| {
         event.conversation != conversation
             || match &event.kind {
-                EventKind::Recv { id, .. } => !ids.contains(id),
-                EventKind::Send { client_msg_id, .. } | EventKind::Ack { client_msg_id, .. } => {
-                    !gone.contains(client_msg_id)
-                }
+                EventKind::Message { id, .. } => !ids.contains(id),
+                EventKind::Send { client_msg_id, .. }
+                | EventKind::SendOutcome {
+                    client_msg_id,
+                    outcome: SendOutcome::Acked { .. },
+                } => !gone.contains(client_msg_id),
                 _ => true,
             }
     });
@@ -396,7 +406,7 @@ fn leak(
     };
     let own_entries = &generated.log.conversations[key.1 as usize];
     if pick % 2 == 1 && !own_entries.is_empty() {
-        if let EventKind::Recv { id, .. } = &mut leaked.kind {
+        if let EventKind::Message { id, .. } = &mut leaked.kind {
             *id = own_entries[pick % own_entries.len()].id;
         }
     }
@@ -441,7 +451,13 @@ fn early_caught_up(
         recv_id(&events[last - 1])
     } else {
         match events[hello].kind {
-            EventKind::Hello { resume_from, .. } => resume_from,
+            EventKind::Connected {
+                claim:
+                    ResumeClaim::Cursor {
+                        from: resume_from, ..
+                    },
+                ..
+            } => resume_from,
             _ => return None,
         }
     };
@@ -455,7 +471,7 @@ fn early_caught_up(
         *last_id = claimed;
         *count = replayed as u64 - 1;
     }
-    if let EventKind::Recv { replay, .. } = &mut events[last].kind {
+    if let EventKind::Message { replay, .. } = &mut events[last].kind {
         *replay = false;
     }
     events.insert(last, caught_up);
@@ -485,11 +501,14 @@ fn remove_acked(generated: &mut Generated, pick: usize) -> Option<Vec<ExpectedAn
     let events = &mut generated.history.events;
     events.retain(|event| {
         !(event.conversation == conversation
-            && matches!(event.kind, EventKind::Recv { id, .. } if id == entry.id))
+            && matches!(event.kind, EventKind::Message { id, .. } if id == entry.id))
     });
     let ack = events.iter().find(|event| {
         event.conversation == conversation
-            && matches!(event.kind, EventKind::Ack { client_msg_id, .. } if client_msg_id == entry.client_msg_id)
+            && matches!(event.kind, EventKind::SendOutcome {
+ client_msg_id,
+ outcome: SendOutcome::Acked { .. },
+ } if client_msg_id == entry.client_msg_id)
     })?;
     let key = (ack.device, conversation, ack.socket);
     Some(vec![expect(
@@ -531,7 +550,7 @@ fn duplicate_append(generated: &mut Generated, pick: usize) -> Option<Vec<Expect
             continue;
         }
         match &mut event.kind {
-            EventKind::Recv {
+            EventKind::Message {
                 id,
                 sender_id,
                 client_msg_id,
@@ -552,7 +571,10 @@ fn duplicate_append(generated: &mut Generated, pick: usize) -> Option<Vec<Expect
                 *body_hash = original.body_hash;
                 *attempt = 1;
             }
-            EventKind::Ack { client_msg_id, .. } if *client_msg_id == replaced.client_msg_id => {
+            EventKind::SendOutcome {
+                client_msg_id,
+                outcome: SendOutcome::Acked { .. },
+            } if *client_msg_id == replaced.client_msg_id => {
                 *client_msg_id = original.client_msg_id;
                 retry_ack = Some((event.device, event.socket));
             }
@@ -583,9 +605,12 @@ fn stored_redelivery(
         })
         .filter_map(|(key, socket)| {
             let hello = socket.hello?;
-            let EventKind::Hello {
-                resume_from,
-                cursor: CursorSource::Stored,
+            let EventKind::Connected {
+                claim:
+                    ResumeClaim::Cursor {
+                        from: resume_from,
+                        origin: CursorOrigin::Stored,
+                    },
                 ..
             } = history.events[hello].kind
             else {
@@ -604,21 +629,27 @@ fn stored_redelivery(
     let older_cursor = if position >= again {
         entries[position - again].id
     } else {
-        StreamId::ZERO
+        Position::ZERO
     };
     let events = &mut generated.history.events;
     let hello_at_us = events[hello].at_us;
-    if let EventKind::Hello { resume_from, .. } = &mut events[hello].kind {
+    if let EventKind::Connected {
+        claim: ResumeClaim::Cursor {
+            from: resume_from, ..
+        },
+        ..
+    } = &mut events[hello].kind
+    {
         *resume_from = older_cursor;
     }
     for (n, entry) in redelivered.iter().enumerate() {
-        let replay = EventKind::Recv {
+        let replay = EventKind::Message {
             id: entry.id,
             sender_id: entry.sender_id,
             client_msg_id: entry.client_msg_id,
             body_hash: entry.body_hash,
             body_len: 16,
-            sent_at_ms: entry.id.ms,
+            sent_at_ms: entry.id.major,
             replay: true,
         };
         let event = Event {
@@ -647,7 +678,10 @@ fn false_failure(generated: &mut Generated, pick: usize) -> Option<Vec<ExpectedA
             .iter()
             .filter(|event| {
                 event.conversation == key.0
-                    && matches!(&event.kind, EventKind::Send { client_msg_id, .. } | EventKind::Ack { client_msg_id, .. } if *client_msg_id == key.1)
+                    && matches!(&event.kind, EventKind::Send { client_msg_id, .. } | EventKind::SendOutcome {
+ client_msg_id,
+ outcome: SendOutcome::Acked { .. },
+ } if *client_msg_id == key.1)
             })
             .count()
     };
@@ -655,10 +689,12 @@ fn false_failure(generated: &mut Generated, pick: usize) -> Option<Vec<ExpectedA
         .iter()
         .enumerate()
         .filter_map(|(ix, event)| match event.kind {
-            EventKind::Ack {
+            EventKind::SendOutcome {
                 client_msg_id,
-                duplicate: false,
-                ..
+                outcome:
+                    SendOutcome::Acked {
+                        duplicate: false, ..
+                    },
             } => Some((ix, (event.conversation, client_msg_id))),
             _ => None,
         })
@@ -667,17 +703,20 @@ fn false_failure(generated: &mut Generated, pick: usize) -> Option<Vec<ExpectedA
         .collect();
     let ix = choose(sites, pick)?;
     let ack = events[ix].clone();
-    let EventKind::Ack {
-        client_msg_id, id, ..
+    let EventKind::SendOutcome {
+        client_msg_id,
+        outcome: SendOutcome::Acked { id, .. },
     } = ack.kind
     else {
         return None;
     };
     let refusal = Event {
-        kind: EventKind::Error {
-            code: ErrorCode::Unavailable,
-            client_msg_id: Some(client_msg_id),
-            message: "not appended".into(),
+        kind: EventKind::SendOutcome {
+            client_msg_id,
+            outcome: SendOutcome::DefiniteFailure {
+                code: ErrorCode::Unavailable,
+                message: "not appended".into(),
+            },
         },
         ..ack.clone()
     };
@@ -695,7 +734,11 @@ fn false_failure(generated: &mut Generated, pick: usize) -> Option<Vec<ExpectedA
         if let EventKind::Send { attempt, .. } = &mut retry.kind {
             *attempt = 1;
         }
-        if let EventKind::Ack { duplicate, .. } = &mut events[ix].kind {
+        if let EventKind::SendOutcome {
+            outcome: SendOutcome::Acked { duplicate, .. },
+            ..
+        } = &mut events[ix].kind
+        {
             *duplicate = true;
         }
         events.insert(ix, retry);
