@@ -186,6 +186,7 @@ fn minimal_file_gets_every_default() {
             sync_interval: Duration::from_secs(1),
             heartbeat_interval: Duration::from_secs(15),
             extra_args: vec![],
+            command: None,
         },
         population: Population {
             users: 3,
