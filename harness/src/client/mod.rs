@@ -8,6 +8,8 @@
 //! - [`dist`]: sampling scenario distributions.
 //! - [`live`]: latencies and anomalies visible while the run goes (for
 //!   the progress line and the Prometheus endpoint).
+//! - [`protocol`]: wire protocols of servers other than the reference
+//!   server (Socket.IO).
 //!
 //! Tasks record into their own `Vec<Event>` (no shared lock on the hot
 //! path) and hand it back when they end; live progress goes through
@@ -16,6 +18,7 @@
 pub mod connection;
 pub mod dist;
 pub mod live;
+pub mod protocol;
 pub mod socket;
 pub mod traffic;
 

@@ -1,0 +1,2 @@
+//! Wire protocols the simulated devices can speak, one module per adapter.
+pub mod socketio;
