@@ -72,7 +72,9 @@ impl SocketIoClient {
         timeout: Duration,
     ) -> Result<(SocketIoClient, Connected), ClientError> {
         session.reconnecting();
-        let (ws, _) = tokio::time::timeout(timeout, tokio_tungstenite::connect_async(url))
+        // Nagle off: acked sends are small frames that wait for a reply.
+        let handshake = tokio_tungstenite::connect_async_with_config(url, None, true);
+        let (ws, _) = tokio::time::timeout(timeout, handshake)
             .await
             .map_err(|_| ClientError::Timeout {
                 what: format!("WebSocket handshake with {url}"),
