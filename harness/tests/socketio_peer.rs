@@ -279,3 +279,73 @@ fn the_peer_rejects_bad_configuration_clearly() {
         assert!(stderr.contains(expected), "{stderr}");
     }
 }
+
+/// The draft scenario's `[servers]` table, played by the harness's own
+/// command spawner: the peer starts behind its HTTP readiness probe, the
+/// Rust client connects to the URL the table names, and a kill and a
+/// restart bring it back on the same port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_draft_scenario_starts_the_peer_as_a_command_server() {
+    use harness::runner::servers::{spawn, spawn_at, Launcher, SpawnSettings};
+    use harness::scenario::{load_scenario, ReadyProbe, ServersSpec};
+
+    let root = repo_root();
+    if !root.join("peers/socketio/node_modules/socket.io").is_dir() {
+        eprintln!("SKIPPED: no node_modules in peers/socketio");
+        return;
+    }
+    let scenario = load_scenario(&root.join("peers/socketio/socketio-churn.toml"))
+        .expect("the draft scenario is valid");
+    let ServersSpec::Spawn {
+        count: 2,
+        command: Some(mut command),
+        ..
+    } = scenario.servers
+    else {
+        panic!("two command servers: {:?}", scenario.servers);
+    };
+    assert_eq!(
+        command.ready,
+        ReadyProbe::Http {
+            path: "/healthz".into()
+        }
+    );
+    // The scenario is written for the repository root; tests run in harness/.
+    for arg in &mut command.argv {
+        if arg.starts_with("peers/") {
+            *arg = root.join(&*arg).display().to_string();
+        }
+    }
+    let redis = redis().await;
+    let settings = SpawnSettings {
+        command: Some(command),
+        redis_url: redis.url().to_string(),
+        sync_interval: Duration::from_secs(1),
+        heartbeat_interval: Duration::from_secs(15),
+        extra_args: Vec::new(),
+    };
+    let instance = spawn(&Launcher::InProcess, &settings)
+        .await
+        .expect("the peer starts");
+    let url = instance.ws_url();
+    assert!(
+        url.ends_with("/socket.io/?EIO=4&transport=websocket"),
+        "{url}"
+    );
+    let addr = instance.listen_addr().expect("a loopback address");
+    let connect = || SocketIoClient::connect(&url, Session::new("/", auth(&[]), None), STEP);
+    connect()
+        .await
+        .expect("the client connects to the spawned peer");
+
+    instance.kill().await;
+    assert!(connect().await.is_err(), "killed means gone");
+    let instance = spawn_at(&Launcher::InProcess, &settings, Some(addr))
+        .await
+        .expect("the peer restarts on its port");
+    assert_eq!(instance.ws_url(), url);
+    connect()
+        .await
+        .expect("the client connects after the restart");
+    instance.stop().await;
+}
