@@ -7,7 +7,10 @@
 //! 2. sends concurrently from both instances into one conversation and
 //!    counts, per receiver, events that arrive with an offset lower than
 //!    one it already got (live order differing from the stream order that
-//!    recovery resumes from).
+//!    recovery resumes from);
+//! 3. does the same while a receiver keeps dropping abruptly and resuming
+//!    (alternating instances), then compares what it got with every acked
+//!    send: missing and repeated messages under `recovered: true`.
 //!
 //! cargo run -p harness --example socketio_probe -- --redis redis://127.0.0.1:6379
 //! (needs `npm ci` in peers/socketio and a Redis it may write to).
@@ -212,6 +215,102 @@ async fn concurrent_order(args: &Args, a: &Peer, b: &Peer) -> anyhow::Result<()>
     Ok(())
 }
 
+/// What a churning receiver saw.
+#[derive(Default)]
+struct ChurnTally {
+    received: Vec<String>,
+    recovered: usize,
+    not_recovered: usize,
+}
+
+async fn churning_receiver(args: &Args, a: &Peer, b: &Peer) -> anyhow::Result<()> {
+    println!(
+        "\n3. {} sends from each instance while a receiver drops abruptly every ~200 ms \
+         and resumes on the other instance",
+        args.concurrent_sends
+    );
+    let conv = format!("probe-churn-{}", std::process::id());
+    let urls = [engine_url(&a.base), engine_url(&b.base)];
+    let mut receiver = device(a, "bob", &conv).await?;
+    let mut senders = Vec::new();
+    for (name, peer) in [("alice", a), ("carol", b)] {
+        let mut client = device(peer, name, &conv).await?;
+        let (conv, count) = (conv.clone(), args.concurrent_sends);
+        senders.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..count {
+                let id = format!("{}-{i}", &name[..1]);
+                send(&mut client, &conv, &id).await?;
+                acked.push(id);
+            }
+            anyhow::Ok(acked)
+        }));
+    }
+    let mut tally = ChurnTally::default();
+    let mut round = 0usize;
+    while senders.iter().any(|sender| !sender.is_finished()) && round < 10_000 {
+        // Receive for a while, then drop without a goodbye.
+        let until = Instant::now() + Duration::from_millis(100 + (round as u64 * 37) % 200);
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            match receiver.next_event(left).await? {
+                Some(event) => tally.received.push(
+                    event.args[0]["client_msg_id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                ),
+                None => break,
+            }
+        }
+        let session = receiver.drop_abruptly();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        round += 1;
+        let (next, connected) = SocketIoClient::connect(&urls[round % 2], session, STEP).await?;
+        receiver = next;
+        if connected.recovered {
+            tally.recovered += 1;
+        } else {
+            tally.not_recovered += 1;
+            receiver
+                .call("join", vec![json!({ "conv": conv })], STEP)
+                .await?;
+        }
+    }
+    let mut acked = Vec::new();
+    for sender in senders {
+        acked.extend(sender.await??);
+    }
+    while let Some(event) = receiver.next_event(Duration::from_secs(1)).await? {
+        tally.received.push(
+            event.args[0]["client_msg_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    let received: std::collections::HashSet<&String> = tally.received.iter().collect();
+    let missing: Vec<&String> = acked.iter().filter(|id| !received.contains(id)).collect();
+    let repeated = tally.received.len() - received.len();
+    println!(
+        "   {} reconnects: {} recovered, {} not; {} acked sends, {} received, \
+         {} missing, {} received twice",
+        tally.recovered + tally.not_recovered,
+        tally.recovered,
+        tally.not_recovered,
+        acked.len(),
+        received.len(),
+        missing.len(),
+        repeated
+    );
+    if !missing.is_empty() {
+        println!(
+            "   missing (first 10): {:?}",
+            missing.iter().take(10).collect::<Vec<_>>()
+        );
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -219,5 +318,6 @@ async fn main() -> anyhow::Result<()> {
     let b = start_peer(&args)?;
     disconnect_durations(&args, &a, &b).await?;
     concurrent_order(&args, &a, &b).await?;
+    churning_receiver(&args, &a, &b).await?;
     Ok(())
 }
