@@ -129,3 +129,41 @@ fn command_rules() {
         "only applies to servers started with command",
     );
 }
+
+#[test]
+fn server_faults_count_command_instances() {
+    let text = with_tail(
+        "[servers]
+command = [\"srv\"]
+instances = 2
+[[faults]]
+kind = \"server_kill\"
+at = \"1s\"
+duration = \"1s\"
+server = 2
+",
+    );
+    assert_error(
+        &text,
+        16,
+        10,
+        "faults[0].server",
+        "there is no server 2 (servers.instances = 2)",
+    );
+    let valid = text.replace("server = 2", "server = 1");
+    parse_scenario(&valid, "t.toml").expect("server 1 of 2 instances");
+}
+
+#[test]
+fn placeholders_are_filled_and_unknown_ones_named() {
+    let values = [("port", "9000"), ("redis_url", "redis://r:1")];
+    assert_eq!(
+        fill_placeholders("--listen=127.0.0.1:{port} {redis_url}", &values),
+        Ok("--listen=127.0.0.1:9000 redis://r:1".to_string())
+    );
+    assert_eq!(
+        fill_placeholders("{host}:{port}", &values),
+        Err("{host}".into())
+    );
+    assert_eq!(fill_placeholders("json {", &values), Err("{".into()));
+}
