@@ -162,3 +162,99 @@ fn load_shape_and_reconnect_storm_lose_nothing() {
     let online = online_at(&events, 12_000_000);
     assert!((12..=28).contains(&online), "{online} of 40 online at 12 s");
 }
+
+/// `[servers] command`: the reference server started like any user's
+/// server (`harness serve` through placeholders, a TCP readiness probe),
+/// two instances, one crashed and one restarted by the fault schedule.
+fn command_scenario(command: &str, probe: &str) -> String {
+    format!(
+        r#"name = "command-servers"
+duration = "10s"
+ramp_up = "1s"
+drain_timeout = "30s"
+
+[servers]
+command = {command}
+instances = 2
+{probe}
+
+[population]
+users = 6
+conversations = 3
+members_per_conversation = 3
+
+[traffic]
+send_rate = "30/s"
+
+[churn]
+online = {{ dist = "uniform", min = "2s", max = "5s" }}
+offline = {{ dist = "exponential", mean = "500ms" }}
+abrupt_share = 0.3
+
+[[faults]]
+kind = "server_kill"
+server = 0
+at = "3s"
+duration = "2s"
+
+[[faults]]
+kind = "server_restart"
+server = 1
+at = "6s"
+duration = "1s"
+
+[expect]
+stored_cursor_redelivery = "allowed"
+"#
+    )
+}
+
+#[test]
+fn command_spawned_servers_are_killed_and_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let command = format!(
+        r#"["{}", "serve", "--listen", "127.0.0.1:{{port}}", "--redis-url", "{{redis_url}}", "--sync-interval", "1s"]"#,
+        harness_bin()
+    );
+    let path = write_scenario(
+        dir.path(),
+        "command-servers",
+        &command_scenario(&command, "ready_timeout = \"20s\""),
+    );
+    let (code, summary) = run(path.to_str().unwrap());
+    assert_faults_happened(&summary, 2);
+    assert_eq!(summary["targets"].as_array().unwrap().len(), 2);
+    assert_eq!(summary["verdict"], "valid", "{}", summary["anomalies"]);
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn a_command_server_that_never_gets_ready_fails_the_run_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_scenario(
+        dir.path(),
+        "never-ready",
+        &command_scenario(
+            r#"["sh", "-c", "echo starting on {port}; sleep 30"]"#,
+            "ready_http = \"/healthz\"\nready_timeout = \"1s\"",
+        ),
+    );
+    let out = dir.path().join("runs");
+    let finished = harness(&[
+        "run",
+        path.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_ne!(finished.code, 0);
+    let stderr = &finished.stderr;
+    assert!(
+        stderr.contains("was not ready within 1s (HTTP GET /healthz expecting 2xx on 127.0.0.1:"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("starting on "),
+        "its output is shown: {stderr}"
+    );
+}

@@ -11,6 +11,8 @@
 //! - [`dist`]: sampling scenario distributions.
 //! - [`live`]: latencies and anomalies visible while the run goes (for
 //!   the progress line and the Prometheus endpoint).
+//! - [`protocol`]: wire protocols of servers other than the reference
+//!   server (Socket.IO).
 //!
 //! Tasks record into their own `Vec<Event>` (no shared lock on the hot
 //! path) and hand it back when they end; live progress goes through

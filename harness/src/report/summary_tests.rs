@@ -32,6 +32,7 @@ pub(crate) fn sample_scenario() -> Scenario {
             sync_interval: Duration::from_secs(1),
             heartbeat_interval: Duration::from_secs(10),
             extra_args: vec![],
+            command: None,
         },
         protocol: crate::client::protocol::Protocol::V1,
         population: Population {

@@ -376,8 +376,10 @@ async fn provision_servers(
             sync_interval,
             heartbeat_interval,
             extra_args,
+            command,
         } => {
             let settings = servers::SpawnSettings {
+                command: command.clone(),
                 redis_url: redis_url.ok_or(RunError::NoTargets)?,
                 sync_interval: *sync_interval,
                 heartbeat_interval: *heartbeat_interval,

@@ -1,6 +1,10 @@
 //! The servers under test: reference servers the harness starts (as child
 //! processes, so they can be killed and measured apart from the harness,
-//! or in-process for library use), or external targets.
+//! or in-process for library use), any server started from a scenario's
+//! `command` (see `command.rs`), or external targets.
+
+#[path = "servers_command.rs"]
+mod command;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,11 +42,21 @@ pub enum ServerError {
     },
     #[error("in-process reference server failed to start: {0}")]
     InProcess(#[from] server::StartError),
+    /// Boxed: it carries the server's output, and every `RunError` would
+    /// otherwise be as large.
+    #[error(transparent)]
+    Command(#[from] Box<command::CommandError>),
 }
 
 /// One running server.
 pub enum ServerInstance {
-    Process { child: Child, ws_url: String },
+    /// `own_group`: the child leads its own process group, and signals go
+    /// to the whole group (a command such as `npm start` forks the server).
+    Process {
+        child: Child,
+        ws_url: String,
+        own_group: bool,
+    },
     InProcess(server::RunningServer),
 }
 
@@ -77,7 +91,14 @@ impl ServerInstance {
     /// server cannot be killed; it is shut down instead.)
     pub async fn kill(self) {
         match self {
-            ServerInstance::Process { mut child, .. } => {
+            ServerInstance::Process {
+                mut child,
+                own_group,
+                ..
+            } => {
+                if own_group {
+                    signal_group(&child, rustix::process::Signal::KILL);
+                }
                 if let Err(err) = child.kill().await {
                     tracing::warn!(%err, "SIGKILL to the server failed");
                 }
@@ -90,8 +111,14 @@ impl ServerInstance {
     /// SIGKILL if it does not exit within the grace period.
     pub async fn stop(self) {
         match self {
-            ServerInstance::Process { mut child, .. } => {
-                if let Some(pid) = child
+            ServerInstance::Process {
+                mut child,
+                own_group,
+                ..
+            } => {
+                if own_group {
+                    signal_group(&child, rustix::process::Signal::TERM);
+                } else if let Some(pid) = child
                     .id()
                     .and_then(|id| rustix::process::Pid::from_raw(id as i32))
                 {
@@ -105,6 +132,9 @@ impl ServerInstance {
                     Ok(_) => {}
                     Err(_) => {
                         tracing::warn!("server did not stop within 10s of SIGTERM; killing it");
+                        if own_group {
+                            signal_group(&child, rustix::process::Signal::KILL);
+                        }
                         if let Err(err) = child.kill().await {
                             tracing::warn!(%err, "killing the server failed");
                         }
@@ -120,9 +150,24 @@ impl ServerInstance {
     }
 }
 
+/// Signals the process group `child` leads (children it forked included).
+fn signal_group(child: &Child, signal: rustix::process::Signal) {
+    let Some(pid) = child
+        .id()
+        .and_then(|id| rustix::process::Pid::from_raw(id as i32))
+    else {
+        return; // already reaped: nothing left to signal
+    };
+    if let Err(err) = rustix::process::kill_process_group(pid, signal) {
+        tracing::debug!(%err, ?signal, "signalling the server's process group failed");
+    }
+}
+
 /// Flags shared by every spawned server.
 #[derive(Debug, Clone)]
 pub struct SpawnSettings {
+    /// `Some`: start this command instead of the reference server.
+    pub command: Option<crate::scenario::ServerCommand>,
     pub redis_url: String,
     pub sync_interval: Duration,
     pub heartbeat_interval: Duration,
@@ -146,6 +191,11 @@ pub async fn spawn_at(
     settings: &SpawnSettings,
     listen: Option<SocketAddr>,
 ) -> Result<ServerInstance, ServerError> {
+    if let Some(server_command) = &settings.command {
+        return command::spawn(server_command, &settings.redis_url, listen)
+            .await
+            .map_err(|err| ServerError::Command(Box::new(err)));
+    }
     let listen = listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
     match launcher {
         Launcher::InProcess => {
@@ -214,7 +264,11 @@ pub async fn spawn_at(
                 Ok(Some(ws_url)) => {
                     // Keep draining stdout so the child never blocks on a full pipe.
                     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-                    Ok(ServerInstance::Process { child, ws_url })
+                    Ok(ServerInstance::Process {
+                        child,
+                        ws_url,
+                        own_group: false,
+                    })
                 }
                 _ => Err(ServerError::NoAddress {
                     program: name,

@@ -191,7 +191,7 @@ pub(crate) struct RedisFile {
     pub persistence: Option<Persistence>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ServersFile {
     /// The wire protocol the servers speak (`client::protocol`); v1 when
@@ -202,11 +202,18 @@ pub(crate) struct ServersFile {
     pub sync_interval: Option<Positive>,
     pub heartbeat_interval: Option<Positive>,
     pub extra_args: Option<Vec<String>>,
+    pub command: Option<Spanned<Vec<Spanned<String>>>>,
+    pub instances: Option<Count>,
+    pub url: Option<Spanned<String>>,
+    pub ready_http: Option<Spanned<String>>,
+    pub ready_timeout: Option<Positive>,
 }
 
 impl ServersFile {
     /// Keys that only mean something for spawned servers.
     pub const SPAWN_ONLY_KEYS: [&str; 3] = ["sync_interval", "heartbeat_interval", "extra_args"];
+    /// Keys that only mean something with `command`.
+    pub const COMMAND_ONLY_KEYS: [&str; 4] = ["instances", "url", "ready_http", "ready_timeout"];
 }
 
 #[derive(Debug, Serialize, Deserialize)]

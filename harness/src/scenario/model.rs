@@ -78,9 +78,59 @@ pub enum ServersSpec {
         heartbeat_interval: Duration,
         /// Extra command-line arguments for each spawned server.
         extra_args: Vec<String>,
+        /// `Some`: each instance is this command instead of the reference
+        /// server (the interval and extra-argument settings do not apply).
+        command: Option<ServerCommand>,
     },
     /// Test servers someone else runs: full `ws://host:port/ws` URLs.
     External { targets: Vec<String> },
+}
+
+/// A server under test started from a command line (`[servers] command`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerCommand {
+    /// Program and arguments, with `{port}` and `{redis_url}` placeholders
+    /// (also passed as `PORT` and `REDIS_URL` in the environment).
+    pub argv: Vec<String>,
+    /// Where devices connect, with a `{port}` placeholder.
+    pub url: String,
+    pub ready: ReadyProbe,
+    /// How long an instance may take to pass its readiness probe.
+    pub ready_timeout: Duration,
+}
+
+/// When a command-spawned server counts as started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadyProbe {
+    /// A TCP connect to its port succeeds.
+    Tcp,
+    /// `GET path` on its port answers 2xx.
+    Http { path: String },
+}
+
+/// The placeholders a server command and its URL may use.
+pub const COMMAND_PLACEHOLDERS: [&str; 2] = ["port", "redis_url"];
+
+/// `template` with `{name}` replaced by its value; the error is the first
+/// placeholder that is not in `values` (or an unclosed `{`).
+pub fn fill_placeholders(template: &str, values: &[(&str, &str)]) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else {
+            return Err(format!("{{{after}"));
+        };
+        let name = &after[..close];
+        match values.iter().find(|(known, _)| *known == name) {
+            Some((_, value)) => out.push_str(value),
+            None => return Err(format!("{{{name}}}")),
+        }
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

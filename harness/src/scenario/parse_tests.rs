@@ -224,6 +224,7 @@ fn minimal_file_gets_every_default() {
             sync_interval: Duration::from_secs(1),
             heartbeat_interval: Duration::from_secs(15),
             extra_args: vec![],
+            command: None,
         },
         protocol: crate::client::protocol::Protocol::V1,
         population: Population {

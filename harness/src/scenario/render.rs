@@ -65,6 +65,7 @@ impl From<&Scenario> for ScenarioFile {
                     sync_interval,
                     heartbeat_interval,
                     extra_args,
+                    command: None,
                 } => ServersFile {
                     protocol: Some(scenario.protocol),
                     spawn: Some(Count(*count)),
@@ -72,6 +73,22 @@ impl From<&Scenario> for ScenarioFile {
                     sync_interval: Some(positive(*sync_interval)),
                     heartbeat_interval: Some(positive(*heartbeat_interval)),
                     extra_args: Some(extra_args.clone()),
+                    ..ServersFile::default()
+                },
+                ServersSpec::Spawn {
+                    count,
+                    command: Some(command),
+                    ..
+                } => ServersFile {
+                    command: Some(at(command.argv.iter().cloned().map(at).collect())),
+                    instances: Some(Count(*count)),
+                    url: Some(at(command.url.clone())),
+                    ready_http: match &command.ready {
+                        ReadyProbe::Tcp => None,
+                        ReadyProbe::Http { path } => Some(at(path.clone())),
+                    },
+                    ready_timeout: Some(positive(command.ready_timeout)),
+                    ..ServersFile::default()
                 },
                 ServersSpec::External { targets } => ServersFile {
                     protocol: Some(scenario.protocol),
@@ -80,9 +97,7 @@ impl From<&Scenario> for ScenarioFile {
                         .iter()
                         .map(|url| at(WsUrl(url.clone())))
                         .collect())),
-                    sync_interval: None,
-                    heartbeat_interval: None,
-                    extra_args: None,
+                    ..ServersFile::default()
                 },
             })),
             population: Some(at(PopulationFile {

@@ -6,6 +6,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::scenario::parse::parse_scenario;
+use crate::scenario::validate::{DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_SYNC_INTERVAL};
 
 fn duration(min_nanos: u64) -> impl Strategy<Value = Duration> {
     prop_oneof![
@@ -62,6 +63,34 @@ fn servers() -> impl Strategy<Value = ServersSpec> {
                 sync_interval,
                 heartbeat_interval,
                 extra_args,
+                command: None,
+            }
+        });
+    let command = (
+        1u32..8,
+        vec("[a-z{}/ _.-]{1,12}", 1..5),
+        prop_oneof![
+            Just(ReadyProbe::Tcp),
+            "/[a-z]{0,8}".prop_map(|path| ReadyProbe::Http { path })
+        ],
+        duration(1),
+    )
+        .prop_map(|(count, argv, ready, ready_timeout)| {
+            let argv = std::iter::once("server".to_string())
+                .chain(argv.into_iter().map(|arg| arg.replace(['{', '}'], "")))
+                .chain(["{port}".to_string(), "{redis_url}".to_string()])
+                .collect();
+            ServersSpec::Spawn {
+                count,
+                sync_interval: DEFAULT_SYNC_INTERVAL,
+                heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+                extra_args: Vec::new(),
+                command: Some(ServerCommand {
+                    argv,
+                    url: "ws://127.0.0.1:{port}/socket.io/".into(),
+                    ready,
+                    ready_timeout,
+                }),
             }
         });
     let external =
@@ -69,7 +98,7 @@ fn servers() -> impl Strategy<Value = ServersSpec> {
             .prop_map(|targets| ServersSpec::External {
                 targets: targets.into_iter().collect(),
             });
-    prop_oneof![spawn, external]
+    prop_oneof![spawn, external, command]
 }
 
 fn population() -> impl Strategy<Value = Population> {

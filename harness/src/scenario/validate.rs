@@ -22,6 +22,8 @@ pub(crate) const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 pub(crate) const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
 pub(crate) const DEFAULT_BODY_BYTES: u32 = 64;
+pub(crate) const DEFAULT_COMMAND_URL: &str = "ws://127.0.0.1:{port}/ws";
+pub(crate) const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(20);
 const DEFAULT_ONLINE_MEAN: Duration = Duration::from_secs(10);
 const DEFAULT_OFFLINE_MEAN: Duration = Duration::from_secs(2);
 
@@ -185,15 +187,33 @@ fn servers(
             sync_interval: DEFAULT_SYNC_INTERVAL,
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             extra_args: Vec::new(),
+            command: None,
         });
     };
     let file = table.get_ref();
+    if let Some(command) = &file.command {
+        return command_servers(source, table, command);
+    }
+    reject_keys(
+        source,
+        table,
+        &ServersFile::COMMAND_ONLY_KEYS,
+        [
+            file.instances.is_some(),
+            file.url.is_some(),
+            file.ready_http.is_some(),
+            file.ready_timeout.is_some(),
+        ],
+        "only applies to servers started with command",
+        "add command = [...], or remove it",
+    )?;
     let Some(targets) = &file.targets else {
         return Ok(ServersSpec::Spawn {
             count: file.spawn.as_ref().map_or(1, |count| count.0),
             sync_interval: interval(&file.sync_interval, DEFAULT_SYNC_INTERVAL),
             heartbeat_interval: interval(&file.heartbeat_interval, DEFAULT_HEARTBEAT_INTERVAL),
             extra_args: file.extra_args.clone().unwrap_or_default(),
+            command: None,
         });
     };
     if file.spawn.is_some() {
@@ -201,26 +221,14 @@ fn servers(
             "spawn starts reference servers, targets names servers run by someone else: keep one";
         return Err(source.fail(targets, "cannot be combined with spawn", Some(hint.into())));
     }
-    let given = [
-        file.sync_interval.is_some(),
-        file.heartbeat_interval.is_some(),
-        file.extra_args.is_some(),
-    ];
-    let spawn_only = ServersFile::SPAWN_ONLY_KEYS
-        .iter()
-        .zip(given)
-        .filter(|(_, given)| *given);
-    if let Some((key, _)) = spawn_only
-        .min_by_key(|(key, _)| key_span(source.document, &table.span(), key).map(|span| span.start))
-    {
-        let hint = Some("remove it, or use spawn instead of targets".into());
-        return Err(source.fail_key(
-            &table.span(),
-            key,
-            "only applies to spawned servers, not to targets",
-            hint,
-        ));
-    }
+    reject_keys(
+        source,
+        table,
+        &ServersFile::SPAWN_ONLY_KEYS,
+        spawn_only_given(file),
+        "only applies to spawned servers, not to targets",
+        "remove it, or use spawn instead of targets",
+    )?;
     if targets.get_ref().is_empty() {
         let hint = Some("e.g. targets = [\"ws://127.0.0.1:9000/ws\"]".into());
         return Err(source.fail(targets, "must list at least one server", hint));
@@ -234,6 +242,143 @@ fn servers(
         urls.push(text.clone());
     }
     Ok(ServersSpec::External { targets: urls })
+}
+
+fn spawn_only_given(file: &ServersFile) -> [bool; 3] {
+    [
+        file.sync_interval.is_some(),
+        file.heartbeat_interval.is_some(),
+        file.extra_args.is_some(),
+    ]
+}
+
+/// Fails on the first (in file order) of `keys` that is `given`.
+fn reject_keys<const N: usize>(
+    source: &Source,
+    table: &Spanned<ServersFile>,
+    keys: &[&str; N],
+    given: [bool; N],
+    problem: &str,
+    hint: &str,
+) -> Result<(), ScenarioError> {
+    let present = keys.iter().zip(given).filter(|(_, given)| *given);
+    match present
+        .min_by_key(|(key, _)| key_span(source.document, &table.span(), key).map(|span| span.start))
+    {
+        Some((key, _)) => Err(source.fail_key(&table.span(), key, problem, Some(hint.into()))),
+        None => Ok(()),
+    }
+}
+
+/// `[servers] command = [...]`: any server, spawned per instance.
+fn command_servers(
+    source: &Source,
+    table: &Spanned<ServersFile>,
+    command: &Spanned<Vec<Spanned<String>>>,
+) -> Result<ServersSpec, ScenarioError> {
+    let file = table.get_ref();
+    if let Some(targets) = &file.targets {
+        let hint = "command starts servers, targets names servers run by someone else: keep one";
+        return Err(source.fail(
+            targets,
+            "cannot be combined with command",
+            Some(hint.into()),
+        ));
+    }
+    if file.spawn.is_some() {
+        return Err(source.fail_key(
+            &table.span(),
+            "spawn",
+            "cannot be combined with command",
+            Some("spawn counts reference servers; with command, write instances = N".into()),
+        ));
+    }
+    reject_keys(
+        source,
+        table,
+        &ServersFile::SPAWN_ONLY_KEYS,
+        spawn_only_given(file),
+        "only applies to the reference server, not to command",
+        "put the server's own flags in command",
+    )?;
+    let placeholders = COMMAND_PLACEHOLDERS.map(|name| (name, name));
+    let known = "known placeholders: {port}, {redis_url}";
+    let Some(program) = command.get_ref().first() else {
+        let hint =
+            "e.g. command = [\"node\", \"peers/socketio/server.js\", \"--port\", \"{port}\"]";
+        return Err(source.fail(command, "must name a program", Some(hint.into())));
+    };
+    if program.get_ref().trim().is_empty() {
+        return Err(source.fail(program, "the program name is empty", None));
+    }
+    for arg in command.get_ref() {
+        if let Err(bad) = fill_placeholders(arg.get_ref(), &placeholders) {
+            return Err(source.fail(
+                arg,
+                format!("unknown placeholder {bad}"),
+                Some(known.into()),
+            ));
+        }
+    }
+    let url = match &file.url {
+        None => DEFAULT_COMMAND_URL.to_string(),
+        Some(url) => {
+            let text = url.get_ref();
+            let with_port = fill_placeholders(text, &[("port", "1")]).map_err(|bad| {
+                let hint = Some("the url knows one placeholder: {port}".into());
+                source.fail(url, format!("unknown placeholder {bad}"), hint)
+            })?;
+            let ip_host = crate::target::parse_ws_target(&with_port)
+                .ok()
+                .is_some_and(|parsed| {
+                    matches!(parsed.host(), Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)))
+                });
+            if !text.contains("{port}") || !ip_host {
+                return Err(source.fail(
+                    url,
+                    format!("{text:?} is not a WebSocket URL on a loopback address with a {{port}} placeholder"),
+                    Some(format!("e.g. url = {DEFAULT_COMMAND_URL:?}")),
+                ));
+            }
+            text.clone()
+        }
+    };
+    let ready = match &file.ready_http {
+        None => ReadyProbe::Tcp,
+        Some(path)
+            if path.get_ref().starts_with('/') && !path.get_ref().contains(char::is_whitespace) =>
+        {
+            ReadyProbe::Http {
+                path: path.get_ref().clone(),
+            }
+        }
+        Some(path) => {
+            return Err(source.fail(
+                path,
+                format!("{:?} is not an HTTP path", path.get_ref()),
+                Some("write a path starting with '/', e.g. ready_http = \"/healthz\"".into()),
+            ))
+        }
+    };
+    Ok(ServersSpec::Spawn {
+        count: file.instances.as_ref().map_or(1, |count| count.0),
+        sync_interval: DEFAULT_SYNC_INTERVAL,
+        heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+        extra_args: Vec::new(),
+        command: Some(ServerCommand {
+            argv: command
+                .get_ref()
+                .iter()
+                .map(|arg| arg.get_ref().clone())
+                .collect(),
+            url,
+            ready,
+            ready_timeout: file
+                .ready_timeout
+                .as_ref()
+                .map_or(DEFAULT_READY_TIMEOUT, |text| text.0 .0),
+        }),
+    })
 }
 
 fn population(
@@ -463,3 +608,7 @@ mod fault_tests;
 #[cfg(test)]
 #[path = "validate_shape_tests.rs"]
 mod shape_tests;
+
+#[cfg(test)]
+#[path = "validate_command_tests.rs"]
+mod command_tests;

@@ -248,7 +248,11 @@ fn check_controllable(
         return Err(source.fail(
             kind,
             "server faults need spawned reference servers",
-            Some("servers.targets are run by someone else: use [servers] spawn instead".into()),
+            Some(
+                "servers.targets are run by someone else: use [servers] spawn \
+                 (or command, for your own server) instead"
+                    .into(),
+            ),
         ));
     }
     Ok(())
@@ -361,15 +365,20 @@ fn server_index(
         return Ok(0);
     };
     // External servers were rejected in `check_controllable`.
-    let spawned = match context.servers {
-        ServersSpec::Spawn { count, .. } => *count,
-        ServersSpec::External { .. } => 0,
+    let (spawned, key) = match context.servers {
+        ServersSpec::Spawn {
+            count,
+            command: None,
+            ..
+        } => (*count, "spawn"),
+        ServersSpec::Spawn { count, .. } => (*count, "instances"),
+        ServersSpec::External { .. } => (0, "spawn"),
     };
     let index = *server.get_ref();
     if index >= spawned {
         return Err(source.fail(
             server,
-            format!("there is no server {index} (servers.spawn = {spawned})"),
+            format!("there is no server {index} (servers.{key} = {spawned})"),
             Some(format!(
                 "servers are numbered from 0: use 0..={}",
                 spawned.saturating_sub(1)

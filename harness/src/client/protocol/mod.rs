@@ -10,8 +10,9 @@
 //! docs/adapters.md explains the contract and the event mapping.
 //!
 //! - [`v1`]: this project's protocol (docs/protocol.md).
-//! - `socketio` (helper module, added at merge): Socket.IO 5 over
-//!   Engine.IO 4's WebSocket transport. To add an adapter: a module here,
+//! - [`socketio`]: the Socket.IO 5 / Engine.IO 4 wire layer (packets, an
+//!   I/O-free session state machine, a probe client); not yet a [`Codec`]
+//!   variant: that is the next step. To add an adapter: a module here,
 //!   a [`Protocol`] variant with its scenario name, a [`Codec`] variant, and
 //!   one arm in each `match` below.
 //!
@@ -19,6 +20,7 @@
 //! compiler can inline, with no boxing or allocation beyond what decoding
 //! the frame itself needs.
 
+pub mod socketio;
 pub mod v1;
 
 use serde::{Deserialize, Serialize};
