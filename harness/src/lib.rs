@@ -10,9 +10,11 @@
 //! - [`checker`]: judges a history against the log; named anomalies.
 //! - [`report`]: HDR latency histograms, time series, summary/markdown/HTML.
 //! - [`target`]: server and Redis URLs (`url::Url`), parsed once.
+//! - [`auth`]: the devices' tokens (minted, or from a command).
 //! - [`proxy`]: loopback TCP proxy injecting latency, bandwidth limits,
 //!   partitions and resets between clients, servers and Redis.
 
+pub mod auth;
 pub mod checker;
 pub mod cli;
 pub mod client;

@@ -4,6 +4,7 @@
 //! Layout:
 //! - [`config`]: flags and environment.
 //! - [`app`]: HTTP routes (`/ws`, `/healthz`, `/metrics`) and shared state.
+//! - [`auth`]: JWT authentication and membership, checked before the upgrade.
 //! - [`session`]: one socket's life: the 7 recovery steps.
 //! - [`fanout`]: per-process XREAD tailer feeding bounded per-socket queues.
 //! - [`store`]: Redis keys, Lua scripts and typed reads/writes.
@@ -14,6 +15,7 @@
 //! thin wrapper around it.
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod fanout;
 pub mod flaws;
@@ -33,6 +35,8 @@ pub use config::Config;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error(transparent)]
+    Auth(#[from] auth::AuthConfigError),
     #[error(transparent)]
     Store(#[from] store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
@@ -113,6 +117,10 @@ fn set_nodelay(socket: &mut tokio::net::TcpStream) {
 
 /// Connects to Redis, binds `config.listen`, and serves in the background.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    let auth = auth::Authenticator::from_config(&config.auth)?;
+    if auth.is_insecure() {
+        tracing::warn!("!!! --insecure-no-auth: NO AUTHENTICATION, anyone can read and write every conversation as any user (development only) !!!");
+    }
     let settings = store::StoreSettings {
         retention: config.retention,
         state_ttl: config.state_ttl,
@@ -147,6 +155,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     );
     let state = Arc::new(app::AppState {
         config,
+        auth,
         store,
         fanout,
         metrics,

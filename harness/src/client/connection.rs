@@ -29,6 +29,8 @@ pub enum ConnectError {
     Timeout(String),
     #[error("server refused the upgrade with HTTP {status}: {body}")]
     Http { status: u16, body: String },
+    #[error("the token contains characters an HTTP header cannot carry")]
+    BadToken,
     #[error("websocket handshake failed: {0}")]
     Handshake(tokio_tungstenite::tungstenite::Error),
 }
@@ -53,14 +55,31 @@ fn small_buffers() -> WebSocketConfig {
         .max_frame_size(Some(1024 * 1024))
 }
 
+/// Opens a socket for `params`; `bearer` goes in the `Authorization`
+/// header when given.
 pub async fn connect(
     target: &Url,
     params: &ConnectParams,
+    bearer: Option<&str>,
     timeout: Duration,
 ) -> Result<Ws, ConnectError> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let addr = authority(target);
     let mut url = target.clone();
     url.set_query(Some(&params.to_query()));
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(ConnectError::Handshake)?;
+    if let Some(token) = bearer {
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| ConnectError::BadToken)?;
+        request.headers_mut().insert(
+            tokio_tungstenite::tungstenite::http::header::AUTHORIZATION,
+            value,
+        );
+    }
     let attempt = async {
         let tcp = TcpStream::connect(&addr)
             .await
@@ -72,8 +91,7 @@ pub async fn connect(
         if let Err(err) = tcp.set_nodelay(true) {
             tracing::debug!(%err, "TCP_NODELAY not set");
         }
-        match tokio_tungstenite::client_async_with_config(url.as_str(), tcp, Some(small_buffers()))
-            .await
+        match tokio_tungstenite::client_async_with_config(request, tcp, Some(small_buffers())).await
         {
             Ok((ws, _response)) => Ok(ws),
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err(ConnectError::Http {

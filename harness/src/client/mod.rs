@@ -61,6 +61,8 @@ pub struct SocketSpec {
     pub client_id: Uuid,
     pub conversation_id: Uuid,
     pub resume_mode: ResumeMode,
+    /// Sent as `Authorization: Bearer` on every connect (none: no header).
+    pub bearer: Option<crate::auth::Bearer>,
 }
 
 /// Where the run is. Sockets watch it.

@@ -194,7 +194,8 @@ impl SocketTask {
         });
         self.ctx.counters.connects.fetch_add(1, Ordering::Relaxed);
         self.connect_at_us = self.ctx.clock.now_us();
-        match connect(&target, &params, self.ctx.connect_timeout).await {
+        let bearer = self.spec.bearer.as_ref().map(crate::auth::Bearer::as_str);
+        match connect(&target, &params, bearer, self.ctx.connect_timeout).await {
             Ok(ws) => Some(ws),
             Err(err) => {
                 self.ctx
