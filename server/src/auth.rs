@@ -523,6 +523,31 @@ mod tests {
     }
 
     #[test]
+    fn an_ec_public_key_verifies_es256_tokens() {
+        let pair = rcgen::KeyPair::generate().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("public.pem");
+        std::fs::write(&path, pair.public_key_pem()).unwrap();
+        let verifier = auth(&["--jwt-public-key", path.to_str().unwrap()]).unwrap();
+        let signing = EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap();
+        let token = encode(&Header::new(Algorithm::ES256), &good_claims(), &signing).unwrap();
+        assert!(verifier.authenticate(&bearer(&token), &[]).is_ok());
+        // An HS256 token "signed" with the public key bytes is refused.
+        let confused = encode(
+            &Header::default(),
+            &good_claims(),
+            &EncodingKey::from_secret(pair.public_key_pem().as_bytes()),
+        )
+        .unwrap();
+        let refusal = verifier.authenticate(&bearer(&confused), &[]).unwrap_err();
+        assert_eq!(refusal.reason, "bad_algorithm");
+        // Not a key at all.
+        std::fs::write(&path, "hello").unwrap();
+        let err = auth(&["--jwt-public-key", path.to_str().unwrap()]).unwrap_err();
+        assert!(matches!(err, AuthConfigError::BadKey { .. }), "{err}");
+    }
+
+    #[test]
     fn membership_and_subject_are_enforced() {
         let user: Uuid = USER.parse().unwrap();
         let conversation: Uuid = CONV.parse().unwrap();
