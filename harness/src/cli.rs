@@ -62,7 +62,7 @@ pub enum Command {
         scenario: PathBuf,
         /// Test this server instead of spawning reference servers
         /// (repeatable: devices are spread over the targets).
-        #[arg(long = "target", value_name = "ws://HOST:PORT/ws", value_parser = parse_target)]
+        #[arg(long = "target", value_name = "ws[s]://HOST:PORT/ws", value_parser = parse_target)]
         targets: Vec<url::Url>,
         /// Redis to use: with spawned servers, instead of the provider;
         /// with --target, the target's Redis, read back to check the log
@@ -99,6 +99,10 @@ pub enum Command {
         /// `sh -c 'CMD "$@"' CMD USER_ID CONVERSATION_ID...`.
         #[arg(long, value_name = "CMD", conflicts_with = "jwt_secret")]
         token_command: Option<String>,
+        /// Trust these CA certificates (PEM) for wss:// targets instead of
+        /// the system's roots (a private CA, or a self-signed certificate).
+        #[arg(long, value_name = "PEM_FILE")]
+        ca: Option<PathBuf>,
     },
     /// Print an HS256 token for a user (`sub`) and the conversations it
     /// may join, e.g. for --token-command or for trying a server by hand.
@@ -138,6 +142,7 @@ pub async fn main_with_args(cli: Cli) -> u8 {
             inject_flaws,
             jwt_secret,
             token_command,
+            ca,
         } => {
             let flaw_args = inject_flaws
                 .iter()
@@ -158,6 +163,7 @@ pub async fn main_with_args(cli: Cli) -> u8 {
                     (None, Some(command)) => Credentials::Command(command),
                     (None, None) => Credentials::None,
                 },
+                ca,
             };
             run(&scenario, options).await
         }
@@ -223,6 +229,7 @@ struct RunArgs {
     metrics_listen: Option<std::net::SocketAddr>,
     extra_server_args: Vec<String>,
     credentials: Credentials,
+    ca: Option<PathBuf>,
 }
 
 async fn run(scenario_path: &Path, args: RunArgs) -> u8 {
@@ -235,6 +242,7 @@ async fn run(scenario_path: &Path, args: RunArgs) -> u8 {
         metrics_listen,
         extra_server_args,
         credentials,
+        ca,
     } = args;
     let scenario = match load_scenario(scenario_path) {
         Ok(scenario) => scenario,
@@ -271,6 +279,7 @@ async fn run(scenario_path: &Path, args: RunArgs) -> u8 {
         extra_server_args,
         metrics_listen,
         credentials,
+        ca,
     };
     match runner::run(options).await {
         Ok(outcome) => {

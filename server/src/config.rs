@@ -84,6 +84,10 @@ pub struct Config {
     /// Who may connect (JWT); see `auth`.
     #[command(flatten)]
     pub auth: crate::auth::AuthConfig,
+
+    /// `wss://` from a certificate and key; see `tls`.
+    #[command(flatten)]
+    pub tls: crate::tls::TlsConfig,
 }
 
 impl Config {

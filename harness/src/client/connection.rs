@@ -11,12 +11,12 @@ use futures_util::StreamExt;
 use recovery_protocol::ConnectParams;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use url::Url;
 
 use crate::target::authority;
 
-pub type Ws = WebSocketStream<TcpStream>;
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -56,11 +56,12 @@ fn small_buffers() -> WebSocketConfig {
 }
 
 /// Opens a socket for `params`; `bearer` goes in the `Authorization`
-/// header when given.
+/// header when given; `tls` is the configuration for `wss://` targets.
 pub async fn connect(
     target: &Url,
     params: &ConnectParams,
     bearer: Option<&str>,
+    tls: Option<&Connector>,
     timeout: Duration,
 ) -> Result<Ws, ConnectError> {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -91,7 +92,13 @@ pub async fn connect(
         if let Err(err) = tcp.set_nodelay(true) {
             tracing::debug!(%err, "TCP_NODELAY not set");
         }
-        match tokio_tungstenite::client_async_with_config(request, tcp, Some(small_buffers())).await
+        match tokio_tungstenite::client_async_tls_with_config(
+            request,
+            tcp,
+            Some(small_buffers()),
+            tls.cloned(),
+        )
+        .await
         {
             Ok((ws, _response)) => Ok(ws),
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err(ConnectError::Http {
@@ -134,7 +141,12 @@ pub async fn drop_connection(mut ws: Ws, kind: DropKind) {
             drop(ws);
         }
         DropKind::Reset => {
-            let sock = socket2::SockRef::from(ws.get_ref());
+            let tcp = match ws.get_ref() {
+                MaybeTlsStream::Plain(tcp) => tcp,
+                MaybeTlsStream::Rustls(tls) => tls.get_ref().0,
+                _ => return drop(ws),
+            };
+            let sock = socket2::SockRef::from(tcp);
             // Linger 0 on a non-blocking socket does not block: close
             // sends RST at once.
             if let Err(err) = sock.set_linger(Some(Duration::ZERO)) {

@@ -139,6 +139,8 @@ pub struct ClientContext {
     /// Redis cannot be read). Touched once per ack, not per delivery.
     pub max_acked: Vec<Mutex<StreamId>>,
     pub connect_timeout: Duration,
+    /// TLS configuration for `wss://` targets.
+    pub tls: Option<tokio_tungstenite::Connector>,
     /// Live latencies and anomalies (progress line, Prometheus endpoint).
     pub live: std::sync::Arc<live::LiveStats>,
 }

@@ -195,7 +195,15 @@ impl SocketTask {
         self.ctx.counters.connects.fetch_add(1, Ordering::Relaxed);
         self.connect_at_us = self.ctx.clock.now_us();
         let bearer = self.spec.bearer.as_ref().map(crate::auth::Bearer::as_str);
-        match connect(&target, &params, bearer, self.ctx.connect_timeout).await {
+        match connect(
+            &target,
+            &params,
+            bearer,
+            self.ctx.tls.as_ref(),
+            self.ctx.connect_timeout,
+        )
+        .await
+        {
             Ok(ws) => Some(ws),
             Err(err) => {
                 self.ctx

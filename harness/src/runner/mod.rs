@@ -84,6 +84,8 @@ pub enum RunError {
     MetricsListen(#[from] metrics::MetricsListenError),
     #[error("the scenario has external targets but no Redis URL; pass --redis-url (or the verdict is checked against a log rebuilt from acks)")]
     NoTargets,
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     #[error("devices' tokens: {0}")]
     Tokens(#[from] crate::auth::TokenError),
     #[error("--token-command is for --target servers; spawned servers get a fresh secret (or pass --jwt-secret)")]
@@ -111,6 +113,9 @@ pub struct RunOptions {
     /// Where the devices' tokens come from. Spawned servers get the given
     /// secret, or a fresh random one when this is `None`.
     pub credentials: Credentials,
+    /// CA certificates (PEM) to trust for `wss://` targets instead of the
+    /// system's roots.
+    pub ca: Option<PathBuf>,
 }
 
 /// What a run produced.
@@ -259,6 +264,8 @@ pub struct Provisioned {
     pub redis_description: String,
     /// Where the devices' tokens come from (the spawned servers' secret).
     pub credentials: Credentials,
+    /// TLS configuration for `wss://` targets (or with `--ca`).
+    pub tls: Option<tokio_tungstenite::Connector>,
 }
 
 /// Stage 1: Redis, reference servers (or external targets) and, for
@@ -303,6 +310,12 @@ pub async fn provision(scenario: &Scenario, options: &RunOptions) -> Result<Prov
             .collect::<Vec<_>>()
             .join(", ")
     );
+    let tls = if options.ca.is_some() || targets.iter().any(|t| t.scheme() == "wss") {
+        let config = crate::tls::client_config(options.ca.as_deref())?;
+        Some(tokio_tungstenite::Connector::Rustls(config))
+    } else {
+        None
+    };
     let rig = faults::Rig {
         redis,
         redis_url: redis_url.clone(),
@@ -318,6 +331,7 @@ pub async fn provision(scenario: &Scenario, options: &RunOptions) -> Result<Prov
         redis_url,
         redis_description,
         credentials,
+        tls,
     })
 }
 
@@ -601,6 +615,7 @@ fn start_devices(
             .map(|_| Mutex::new(StreamId::ZERO))
             .collect(),
         connect_timeout: Duration::from_secs(10),
+        tls: provisioned.tls.clone(),
         live,
     });
     let mut order_senders: Vec<mpsc::Sender<SendOrder>> = Vec::with_capacity(socket_count);
