@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
+use crate::auth::Credentials;
 use crate::history::{read_history, MessageLog};
 use crate::report;
 use crate::runner::{self, Launcher, RunOptions};
@@ -61,7 +62,7 @@ pub enum Command {
         scenario: PathBuf,
         /// Test this server instead of spawning reference servers
         /// (repeatable: devices are spread over the targets).
-        #[arg(long = "target", value_name = "ws://HOST:PORT/ws", value_parser = parse_target)]
+        #[arg(long = "target", value_name = "ws[s]://HOST:PORT/ws", value_parser = parse_target)]
         targets: Vec<url::Url>,
         /// Redis to use: with spawned servers, instead of the provider;
         /// with --target, the target's Redis, read back to check the log
@@ -88,6 +89,34 @@ pub enum Command {
         /// the checker catch it.
         #[arg(long = "inject-flaw", value_enum, value_name = "FLAW")]
         inject_flaws: Vec<server::flaws::Flaw>,
+        /// HS256 secret to mint the devices' tokens with (the target's
+        /// --jwt-secret). Spawned servers use it too instead of a fresh
+        /// random one.
+        #[arg(long, env = "HARNESS_JWT_SECRET", hide_env_values = true)]
+        jwt_secret: Option<String>,
+        /// Command that prints a user's token, for --target servers whose
+        /// key the harness must not hold. Run once per user as
+        /// `sh -c 'CMD "$@"' CMD USER_ID CONVERSATION_ID...`.
+        #[arg(long, value_name = "CMD", conflicts_with = "jwt_secret")]
+        token_command: Option<String>,
+        /// Trust these CA certificates (PEM) for wss:// targets instead of
+        /// the system's roots (a private CA, or a self-signed certificate).
+        #[arg(long, value_name = "PEM_FILE")]
+        ca: Option<PathBuf>,
+    },
+    /// Print an HS256 token for a user (`sub`) and the conversations it
+    /// may join, e.g. for --token-command or for trying a server by hand.
+    Token {
+        /// The server's --jwt-secret.
+        #[arg(long, env = "HARNESS_JWT_SECRET", hide_env_values = true)]
+        jwt_secret: String,
+        /// How long the token is valid.
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        valid_for: std::time::Duration,
+        /// The user id (hyphenated UUID).
+        user_id: uuid::Uuid,
+        /// Conversation ids the token grants.
+        conversations: Vec<uuid::Uuid>,
     },
     /// Re-check a recorded run offline (history.jsonl + log.json).
     Check { run_dir: PathBuf },
@@ -111,6 +140,9 @@ pub async fn main_with_args(cli: Cli) -> u8 {
             quiet,
             metrics_listen,
             inject_flaws,
+            jwt_secret,
+            token_command,
+            ca,
         } => {
             let flaw_args = inject_flaws
                 .iter()
@@ -126,9 +158,27 @@ pub async fn main_with_args(cli: Cli) -> u8 {
                 quiet,
                 metrics_listen,
                 extra_server_args: flaw_args,
+                credentials: match (jwt_secret, token_command) {
+                    (Some(secret), _) => Credentials::Secret(secret),
+                    (None, Some(command)) => Credentials::Command(command),
+                    (None, None) => Credentials::None,
+                },
+                ca,
             };
             run(&scenario, options).await
         }
+        Command::Token {
+            jwt_secret,
+            valid_for,
+            user_id,
+            conversations,
+        } => match crate::auth::mint(&jwt_secret, user_id, &conversations, valid_for) {
+            Ok(token) => {
+                println!("{token}");
+                0
+            }
+            Err(err) => fail(&err),
+        },
         Command::Check { run_dir } => check(&run_dir),
         Command::Report { run_dir } => match report::rerender_run_dir(&run_dir) {
             Ok((summary, files)) => {
@@ -161,6 +211,10 @@ fn fail(err: &dyn std::fmt::Display) -> u8 {
     EXIT_SETUP
 }
 
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    recovery_units::parse_duration(text).map_err(|err| err.to_string())
+}
+
 fn parse_target(text: &str) -> Result<url::Url, crate::target::TargetError> {
     crate::target::parse_ws_target(text)
 }
@@ -174,6 +228,8 @@ struct RunArgs {
     quiet: bool,
     metrics_listen: Option<std::net::SocketAddr>,
     extra_server_args: Vec<String>,
+    credentials: Credentials,
+    ca: Option<PathBuf>,
 }
 
 async fn run(scenario_path: &Path, args: RunArgs) -> u8 {
@@ -185,6 +241,8 @@ async fn run(scenario_path: &Path, args: RunArgs) -> u8 {
         quiet,
         metrics_listen,
         extra_server_args,
+        credentials,
+        ca,
     } = args;
     let scenario = match load_scenario(scenario_path) {
         Ok(scenario) => scenario,
@@ -220,6 +278,8 @@ async fn run(scenario_path: &Path, args: RunArgs) -> u8 {
         progress: !quiet,
         extra_server_args,
         metrics_listen,
+        credentials,
+        ca,
     };
     match runner::run(options).await {
         Ok(outcome) => {

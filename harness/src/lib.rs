@@ -12,9 +12,12 @@
 //! - [`checker`]: judges a history against the log; named anomalies.
 //! - [`report`]: HDR latency histograms, time series, summary/markdown/HTML.
 //! - [`target`]: server and Redis URLs (`url::Url`), parsed once.
+//! - [`auth`]: the devices' tokens (minted, or from a command).
+//! - [`tls`]: the rustls client configuration for `wss://` targets.
 //! - [`proxy`]: loopback TCP proxy injecting latency, bandwidth limits,
 //!   partitions and resets between clients, servers and Redis.
 
+pub mod auth;
 pub mod checker;
 pub mod cli;
 pub mod client;
@@ -24,3 +27,4 @@ pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod target;
+pub mod tls;

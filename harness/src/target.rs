@@ -21,7 +21,9 @@ pub enum TargetError {
         text: String,
         source: url::ParseError,
     },
-    #[error("{url} must be a ws://host:port/path URL (scheme {scheme:?} is not supported)")]
+    #[error(
+        "{url} must be a ws://host:port/path URL, or wss:// for TLS (scheme {scheme:?} is not supported)"
+    )]
     Scheme { url: String, scheme: String },
     #[error("{0} has no host")]
     NoHost(String),
@@ -31,13 +33,14 @@ pub enum TargetError {
     NoAddress(String),
 }
 
-/// A WebSocket target: `ws://host[:port][/path]` (port 80 when omitted).
+/// A WebSocket target: `ws://host[:port][/path]` (port 80 when omitted) or
+/// `wss://` (TLS, port 443 when omitted).
 pub fn parse_ws_target(text: &str) -> Result<Url, TargetError> {
     let url = Url::parse(text).map_err(|source| TargetError::Parse {
         text: text.to_string(),
         source,
     })?;
-    if url.scheme() != "ws" {
+    if !matches!(url.scheme(), "ws" | "wss") {
         return Err(TargetError::Scheme {
             url: text.to_string(),
             scheme: url.scheme().to_string(),

@@ -215,6 +215,8 @@ fn localhost_target_works_behind_the_fault_proxy() {
         &target,
         "--redis-url",
         server.redis.url(),
+        "--jwt-secret",
+        &server.secret,
         "--out",
         runs.to_str().unwrap(),
         "--seed",

@@ -122,6 +122,8 @@ fn external_target_checked_against_its_redis() {
         &server.ws_url,
         "--redis-url",
         server.redis.url(),
+        "--jwt-secret",
+        &server.secret,
         "--out",
         out.path().join("runs").to_str().unwrap(),
         "--seed",
@@ -142,11 +144,15 @@ fn external_target_without_redis_is_checked_against_the_rebuilt_log() {
     let out = tempfile::tempdir().unwrap();
     let scenario = write_scenario(out.path(), "external", SMALL_EXTERNAL);
     let runs = out.path().join("runs");
+    // Tokens from a command, as for a server whose key the harness must not hold.
+    let token_command = format!("{} token --jwt-secret {}", harness_bin(), server.secret);
     let run = harness(&[
         "run",
         scenario.to_str().unwrap(),
         "--target",
         &server.ws_url,
+        "--token-command",
+        &token_command,
         "--out",
         runs.to_str().unwrap(),
         "--seed",

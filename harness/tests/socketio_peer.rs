@@ -349,6 +349,8 @@ async fn the_draft_scenario_starts_the_peer_as_a_command_server() {
     let redis = redis().await;
     let settings = SpawnSettings {
         command: Some(command),
+        // The peer does not check tokens.
+        jwt_secret: None,
         redis_url: redis.url().to_string(),
         sync_interval: Duration::from_secs(1),
         heartbeat_interval: Duration::from_secs(15),

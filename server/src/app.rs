@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{RawQuery, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -21,6 +21,7 @@ use crate::store::Store;
 /// Everything a request handler or session needs.
 pub struct AppState {
     pub config: Config,
+    pub auth: crate::auth::Authenticator,
     pub store: Store,
     pub fanout: Fanout,
     pub metrics: Arc<Metrics>,
@@ -86,23 +87,45 @@ fn bad_request(parameter: &str, message: String) -> Box<Response> {
     Box::new((StatusCode::BAD_REQUEST, Json(body)).into_response())
 }
 
-/// Parses and validates the query string; `Err` is the 400 response.
-fn validate_query(raw: Option<&str>) -> Result<ConnectParams, Box<Response>> {
+fn decode_query(raw: Option<&str>) -> Result<Vec<(String, String)>, Box<Response>> {
     // Strict decoding: a lenient one passes `%G1` through as text.
-    let pairs = recovery_protocol::decode_query(raw.unwrap_or(""))
-        .map_err(|err| bad_request(err.parameter(), err.to_string()))?;
+    recovery_protocol::decode_query(raw.unwrap_or(""))
+        .map_err(|err| bad_request(err.parameter(), err.to_string()))
+}
+
+fn params_from(pairs: &[(String, String)]) -> Result<ConnectParams, Box<Response>> {
     ConnectParams::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map_err(|err| bad_request(err.parameter(), err.to_string()))
+}
+
+/// Who is asking for what: 400 for a bad query string, 401 without a
+/// valid token, 403 for another user's id or a conversation the token
+/// does not grant. The returned parameters' `user_id` is the token's.
+fn admit(
+    auth: &crate::auth::Authenticator,
+    headers: &HeaderMap,
+    raw: Option<&str>,
+) -> Result<ConnectParams, Box<Response>> {
+    let pairs = decode_query(raw)?;
+    let identity = auth
+        .authenticate(headers, &pairs)
+        .map_err(|refusal| Box::new(refusal.into_response()))?;
+    let params = params_from(&identity.fill_user_id(pairs))?;
+    identity
+        .authorize(&params)
+        .map_err(|refusal| Box::new(refusal.into_response()))?;
+    Ok(params)
 }
 
 async fn ws_handler(
     State(app): State<Arc<AppState>>,
     RawQuery(raw): RawQuery,
+    headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    // Validate before upgrading: a bad request gets a 400 and no state is
-    // written anywhere.
-    let params = match validate_query(raw.as_deref()) {
+    // Validate before upgrading: a bad or unauthorised request gets a 4xx
+    // and no state is written anywhere.
+    let params = match admit(&app.auth, &headers, raw.as_deref()) {
         Ok(params) => params,
         Err(response) => return *response,
     };
@@ -154,6 +177,10 @@ async fn metrics(State(app): State<Arc<AppState>>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn validate_query(raw: Option<&str>) -> Result<ConnectParams, Box<Response>> {
+        params_from(&decode_query(raw)?)
+    }
 
     #[test]
     fn query_errors_name_the_parameter() {

@@ -8,7 +8,7 @@ use clap::Parser;
 
 /// The duration grammar of scenario files too (`recovery-units`): a
 /// decimal with a mandatory unit, `ns us ms s m h d`.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     recovery_units::parse_duration(text).map_err(|err| match err.hint() {
         Some(hint) => format!("{err} ({hint})"),
         None => err.to_string(),
@@ -80,11 +80,21 @@ pub struct Config {
     /// How long shutdown waits for sockets to save their cursors and close.
     #[arg(long, env = "SERVER_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// Who may connect (JWT); see `auth`.
+    #[command(flatten)]
+    pub auth: crate::auth::AuthConfig,
+
+    /// `wss://` from a certificate and key; see `tls`.
+    #[command(flatten)]
+    pub tls: crate::tls::TlsConfig,
 }
 
 impl Config {
     /// Defaults with a given Redis URL and an ephemeral port, for tests and
-    /// for the harness's in-process servers.
+    /// for the harness's in-process servers. Authentication stays on and has
+    /// no key: set `auth.jwt_secret`, or `auth.insecure_no_auth` where a test
+    /// is about something else, or `start` refuses.
     pub fn for_tests(redis_url: &str) -> Config {
         let mut config = Config::parse_from(["server"]);
         config.redis_url = redis_url.to_string();

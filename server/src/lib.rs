@@ -4,22 +4,26 @@
 //! Layout:
 //! - [`config`]: flags and environment.
 //! - [`app`]: HTTP routes (`/ws`, `/healthz`, `/metrics`) and shared state.
+//! - [`auth`]: JWT authentication and membership, checked before the upgrade.
 //! - [`session`]: one socket's life: the 7 recovery steps.
 //! - [`fanout`]: per-process XREAD tailer feeding bounded per-socket queues.
 //! - [`store`]: Redis keys, Lua scripts and typed reads/writes.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`tls`]: `wss://` with rustls, as a wrapper around the TCP listener.
 //! - [`flaws`]: deliberate recovery bugs for testing the harness (off by default).
 //!
 //! [`start`] runs a server in-process (tests, the harness); `main.rs` is a
 //! thin wrapper around it.
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod fanout;
 pub mod flaws;
 pub mod metrics;
 pub mod session;
 pub mod store;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,7 +38,11 @@ pub use config::Config;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
+    Auth(#[from] auth::AuthConfigError),
+    #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -45,6 +53,7 @@ pub enum StartError {
 /// A server running in this process.
 pub struct RunningServer {
     local_addr: SocketAddr,
+    tls: bool,
     shutdown: watch::Sender<bool>,
     state: Arc<app::AppState>,
     serve: JoinHandle<Result<(), std::io::Error>>,
@@ -55,9 +64,14 @@ impl RunningServer {
         self.local_addr
     }
 
-    /// `ws://host:port/ws`
+    /// `ws://host:port/ws`, or `wss://` when serving TLS.
     pub fn ws_url(&self) -> String {
-        format!("ws://{}{}", self.local_addr, recovery_protocol::WS_PATH)
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!(
+            "{scheme}://{}{}",
+            self.local_addr,
+            recovery_protocol::WS_PATH
+        )
     }
 
     pub fn http_url(&self) -> String {
@@ -111,8 +125,31 @@ fn set_nodelay(socket: &mut tokio::net::TcpStream) {
     }
 }
 
+/// Serves `router` on `listener` until `stop` turns true.
+async fn serve_on<L>(
+    listener: L,
+    router: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), std::io::Error>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            // Err means the sender is gone: shut down as well.
+            let _ = stop.wait_for(|stopping| *stopping).await; // either way: stop
+        })
+        .await
+}
+
 /// Connects to Redis, binds `config.listen`, and serves in the background.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    let auth = auth::Authenticator::from_config(&config.auth)?;
+    let tls = config.tls.acceptor()?;
+    if auth.is_insecure() {
+        tracing::warn!("!!! --insecure-no-auth: NO AUTHENTICATION, anyone can read and write every conversation as any user (development only) !!!");
+    }
     let settings = store::StoreSettings {
         retention: config.retention,
         state_ttl: config.state_ttl,
@@ -147,6 +184,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     );
     let state = Arc::new(app::AppState {
         config,
+        auth,
         store,
         fanout,
         metrics,
@@ -155,19 +193,20 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         sessions: app::SessionCounter::default(),
     });
     let router = app::router(state.clone());
-    let mut stop = shutdown_rx;
     let listener = listener.tap_io(set_nodelay);
-    let serve = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                // Err means the sender is gone: shut down as well.
-                let _ = stop.wait_for(|stopping| *stopping).await; // either way: stop
-            })
-            .await
-    });
-    tracing::info!(%local_addr, "listening");
+    let serving_tls = tls.is_some();
+    let serve = match tls {
+        None => tokio::spawn(serve_on(listener, router, shutdown_rx)),
+        Some(acceptor) => tokio::spawn(serve_on(
+            tls::TlsListener::new(listener, acceptor),
+            router,
+            shutdown_rx,
+        )),
+    };
+    tracing::info!(%local_addr, tls = serving_tls, "listening");
     Ok(RunningServer {
         local_addr,
+        tls: serving_tls,
         shutdown: shutdown_tx,
         state,
         serve,

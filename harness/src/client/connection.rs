@@ -10,12 +10,12 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use url::Url;
 
 use crate::target::authority;
 
-pub type Ws = WebSocketStream<TcpStream>;
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -28,6 +28,8 @@ pub enum ConnectError {
     Timeout(String),
     #[error("server refused the upgrade with HTTP {status}: {body}")]
     Http { status: u16, body: String },
+    #[error("the token contains characters an HTTP header cannot carry")]
+    BadToken,
     #[error("websocket handshake failed: {0}")]
     Handshake(tokio_tungstenite::tungstenite::Error),
 }
@@ -53,9 +55,30 @@ fn small_buffers() -> WebSocketConfig {
 }
 
 /// Opens `url`: the target with whatever path and query the protocol
-/// adapter added (`ProtocolCodec::connect_url`).
-pub async fn connect(url: &Url, timeout: Duration) -> Result<Ws, ConnectError> {
+/// adapter added (`ProtocolCodec::connect_url`). `bearer` goes in the
+/// `Authorization` header when given; `tls` is the configuration for
+/// `wss://` targets.
+pub async fn connect(
+    url: &Url,
+    bearer: Option<&str>,
+    tls: Option<&Connector>,
+    timeout: Duration,
+) -> Result<Ws, ConnectError> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let addr = authority(url);
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(ConnectError::Handshake)?;
+    if let Some(token) = bearer {
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| ConnectError::BadToken)?;
+        request.headers_mut().insert(
+            tokio_tungstenite::tungstenite::http::header::AUTHORIZATION,
+            value,
+        );
+    }
     let attempt = async {
         let tcp = TcpStream::connect(&addr)
             .await
@@ -67,8 +90,13 @@ pub async fn connect(url: &Url, timeout: Duration) -> Result<Ws, ConnectError> {
         if let Err(err) = tcp.set_nodelay(true) {
             tracing::debug!(%err, "TCP_NODELAY not set");
         }
-        match tokio_tungstenite::client_async_with_config(url.as_str(), tcp, Some(small_buffers()))
-            .await
+        match tokio_tungstenite::client_async_tls_with_config(
+            request,
+            tcp,
+            Some(small_buffers()),
+            tls.cloned(),
+        )
+        .await
         {
             Ok((ws, _response)) => Ok(ws),
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err(ConnectError::Http {
@@ -111,7 +139,12 @@ pub async fn drop_connection(mut ws: Ws, kind: DropKind) {
             drop(ws);
         }
         DropKind::Reset => {
-            let sock = socket2::SockRef::from(ws.get_ref());
+            let tcp = match ws.get_ref() {
+                MaybeTlsStream::Plain(tcp) => tcp,
+                MaybeTlsStream::Rustls(tls) => tls.get_ref().0,
+                _ => return drop(ws),
+            };
+            let sock = socket2::SockRef::from(tcp);
             // Linger 0 on a non-blocking socket does not block: close
             // sends RST at once.
             if let Err(err) = sock.set_linger(Some(Duration::ZERO)) {

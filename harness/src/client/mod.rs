@@ -67,6 +67,8 @@ pub struct SocketSpec {
     pub client_id: Uuid,
     pub conversation_id: Uuid,
     pub resume_mode: ResumeMode,
+    /// Sent as `Authorization: Bearer` on every connect (none: no header).
+    pub bearer: Option<crate::auth::Bearer>,
 }
 
 /// Where the run is. Sockets watch it.
@@ -145,6 +147,8 @@ pub struct ClientContext {
     /// Redis cannot be read). Touched once per ack, not per delivery.
     pub max_acked: Vec<Mutex<Position>>,
     pub connect_timeout: Duration,
+    /// TLS configuration for `wss://` targets.
+    pub tls: Option<tokio_tungstenite::Connector>,
     /// Live latencies and anomalies (progress line, Prometheus endpoint).
     pub live: std::sync::Arc<live::LiveStats>,
     /// Send rate and online target over time (`[[stages]]`).

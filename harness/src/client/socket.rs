@@ -259,7 +259,15 @@ impl SocketTask {
         });
         self.ctx.counters.connects.fetch_add(1, Ordering::Relaxed);
         self.connect_at_us = self.ctx.clock.now_us();
-        match connect(&codec.connect_url(&target), self.ctx.connect_timeout).await {
+        let bearer = self.spec.bearer.as_ref().map(crate::auth::Bearer::as_str);
+        match connect(
+            &codec.connect_url(&target),
+            bearer,
+            self.ctx.tls.as_ref(),
+            self.ctx.connect_timeout,
+        )
+        .await
+        {
             Ok(ws) => Some((ws, codec)),
             Err(err) => {
                 self.ctx

@@ -27,6 +27,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::{mpsc, watch};
 
+use crate::auth::Credentials;
 use crate::checker::{check, rebuild_log, CheckInput, CheckOutcome};
 use crate::client::live::LiveStats;
 use crate::client::shape::{LoadShape, StormControl};
@@ -84,6 +85,12 @@ pub enum RunError {
     MetricsListen(#[from] metrics::MetricsListenError),
     #[error("the scenario has external targets but no Redis URL; pass --redis-url (or the verdict is checked against a log rebuilt from acks)")]
     NoTargets,
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("devices' tokens: {0}")]
+    Tokens(#[from] crate::auth::TokenError),
+    #[error("--token-command is for --target servers; spawned servers get a fresh secret (or pass --jwt-secret)")]
+    TokenCommandWithSpawnedServers,
 }
 
 /// How to run a scenario.
@@ -104,6 +111,12 @@ pub struct RunOptions {
     pub extra_server_args: Vec<String>,
     /// Serve Prometheus metrics at `http://ADDR/metrics` during the run.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Where the devices' tokens come from. Spawned servers get the given
+    /// secret, or a fresh random one when this is `None`.
+    pub credentials: Credentials,
+    /// CA certificates (PEM) to trust for `wss://` targets instead of the
+    /// system's roots.
+    pub ca: Option<PathBuf>,
 }
 
 /// What a run produced.
@@ -258,6 +271,10 @@ pub struct Provisioned {
     /// The Redis the harness reads the log from (never proxied).
     pub redis_url: Option<String>,
     pub redis_description: String,
+    /// Where the devices' tokens come from (the spawned servers' secret).
+    pub credentials: Credentials,
+    /// TLS configuration for `wss://` targets (or with `--ca`).
+    pub tls: Option<tokio_tungstenite::Connector>,
 }
 
 /// Stage 1: Redis, reference servers (or external targets) and, for
@@ -281,7 +298,7 @@ pub async fn provision(scenario: &Scenario, options: &RunOptions) -> Result<Prov
         }
         url => (None, url.clone()),
     };
-    let (instances, spawn, server_targets) =
+    let (instances, spawn, server_targets, credentials) =
         provision_servers(scenario, options, servers_redis_url).await?;
     let mut client_proxies = Vec::new();
     let mut targets = Vec::new();
@@ -302,6 +319,12 @@ pub async fn provision(scenario: &Scenario, options: &RunOptions) -> Result<Prov
             .collect::<Vec<_>>()
             .join(", ")
     );
+    let tls = if options.ca.is_some() || targets.iter().any(|t| t.scheme() == "wss") {
+        let config = crate::tls::client_config(options.ca.as_deref())?;
+        Some(tokio_tungstenite::Connector::Rustls(config))
+    } else {
+        None
+    };
     let rig = faults::Rig {
         redis,
         redis_url: redis_url.clone(),
@@ -316,6 +339,8 @@ pub async fn provision(scenario: &Scenario, options: &RunOptions) -> Result<Prov
         targets,
         redis_url,
         redis_description,
+        credentials,
+        tls,
     })
 }
 
@@ -354,6 +379,7 @@ type ProvisionedServers = (
     Vec<servers::ServerInstance>,
     Option<(Launcher, servers::SpawnSettings)>,
     Vec<Url>,
+    Credentials,
 );
 
 /// The servers under test: spawned reference servers on `redis_url`, or
@@ -369,7 +395,7 @@ async fn provision_servers(
                 .iter()
                 .map(|text| target::parse_ws_target(text))
                 .collect::<Result<_, _>>()?;
-            Ok((Vec::new(), None, targets))
+            Ok((Vec::new(), None, targets, options.credentials.clone()))
         }
         ServersSpec::Spawn {
             count,
@@ -378,8 +404,15 @@ async fn provision_servers(
             extra_args,
             command,
         } => {
+            // One secret per run: tokens of an earlier run do not open these servers.
+            let secret = match &options.credentials {
+                Credentials::Secret(secret) => secret.clone(),
+                Credentials::None => crate::auth::random_secret(),
+                Credentials::Command(_) => return Err(RunError::TokenCommandWithSpawnedServers),
+            };
             let settings = servers::SpawnSettings {
                 command: command.clone(),
+                jwt_secret: Some(secret.clone()),
                 redis_url: redis_url.ok_or(RunError::NoTargets)?,
                 sync_interval: *sync_interval,
                 heartbeat_interval: *heartbeat_interval,
@@ -400,6 +433,7 @@ async fn provision_servers(
                 instances,
                 Some((options.launcher.clone(), settings)),
                 targets,
+                Credentials::Secret(secret),
             ))
         }
     }
@@ -485,7 +519,21 @@ pub async fn play(
     if provisioned.targets.is_empty() {
         return Err(RunError::NoTargets);
     }
-    let devices = start_devices(scenario, seed, provisioned);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut cast = population::build(
+        &scenario.population,
+        scenario.churn.client_cursor_share,
+        &mut rng,
+    );
+    // Valid through ramp-up, traffic and drain, with an hour to spare.
+    let valid_for =
+        scenario.ramp_up + scenario.duration + scenario.drain_timeout + Duration::from_secs(3600);
+    let tokens =
+        crate::auth::tokens_for(&provisioned.credentials, &cast.memberships(), valid_for).await?;
+    for spec in &mut cast.sockets {
+        spec.bearer = tokens.get(&spec.user_id).cloned();
+    }
+    let devices = start_devices(scenario, rng, cast, provisioned);
     // Set once, here; only the metrics endpoint reads it.
     let _ = live_slot.set(devices.ctx.clone()); // Err only if already set, which nothing else does
     let socket_count = devices.cast.sockets.len();
@@ -595,13 +643,12 @@ async fn sample_servers(
 
 /// The cast, one task per socket (connects spread evenly over the
 /// ramp), the send scheduler and the fault schedule, all started.
-fn start_devices(scenario: &Scenario, seed: u64, provisioned: &Provisioned) -> Devices {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let cast = population::build(
-        &scenario.population,
-        scenario.churn.client_cursor_share,
-        &mut rng,
-    );
+fn start_devices(
+    scenario: &Scenario,
+    mut rng: StdRng,
+    cast: population::Cast,
+    provisioned: &Provisioned,
+) -> Devices {
     let socket_count = cast.sockets.len();
     let (phase_tx, phase_rx) = watch::channel(Phase::Running);
     let clock = RunClock::start();
@@ -630,6 +677,7 @@ fn start_devices(scenario: &Scenario, seed: u64, provisioned: &Provisioned) -> D
             .map(|_| Mutex::new(Position::ZERO))
             .collect(),
         connect_timeout: Duration::from_secs(10),
+        tls: provisioned.tls.clone(),
         live,
         shape: shape.clone(),
         storms,

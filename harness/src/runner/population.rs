@@ -17,6 +17,18 @@ pub struct Cast {
 }
 
 impl Cast {
+    /// Each user's conversations (what a token grants), in a stable order.
+    pub fn memberships(&self) -> std::collections::BTreeMap<Uuid, Vec<Uuid>> {
+        let mut memberships = std::collections::BTreeMap::<Uuid, Vec<Uuid>>::new();
+        for socket in &self.sockets {
+            let conversations = memberships.entry(socket.user_id).or_default();
+            if !conversations.contains(&socket.conversation_id) {
+                conversations.push(socket.conversation_id);
+            }
+        }
+        memberships
+    }
+
     /// Conversation ids in conversation-index order.
     pub fn conversation_ids(&self) -> Vec<Uuid> {
         self.conversations
@@ -80,6 +92,7 @@ pub fn build(population: &Population, client_cursor_share: f64, rng: &mut StdRng
                     client_id: devices[device].client_id,
                     conversation_id: info.conversation_id,
                     resume_mode: devices[device].resume_mode,
+                    bearer: None,
                 });
             }
         }

@@ -169,6 +169,10 @@ pub struct SpawnSettings {
     /// `Some`: start this command instead of the reference server.
     pub command: Option<crate::scenario::ServerCommand>,
     pub redis_url: String,
+    /// HS256 secret the servers verify tokens with (the harness mints the
+    /// devices' tokens with it). `None`, or `--insecure-no-auth` among the
+    /// extra arguments: no authentication.
+    pub jwt_secret: Option<String>,
     pub sync_interval: Duration,
     pub heartbeat_interval: Duration,
     pub extra_args: Vec<String>,
@@ -192,9 +196,14 @@ pub async fn spawn_at(
     listen: Option<SocketAddr>,
 ) -> Result<ServerInstance, ServerError> {
     if let Some(server_command) = &settings.command {
-        return command::spawn(server_command, &settings.redis_url, listen)
-            .await
-            .map_err(|err| ServerError::Command(Box::new(err)));
+        return command::spawn(
+            server_command,
+            &settings.redis_url,
+            settings.jwt_secret.as_deref(),
+            listen,
+        )
+        .await
+        .map_err(|err| ServerError::Command(Box::new(err)));
     }
     let listen = listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
     match launcher {
@@ -203,6 +212,10 @@ pub async fn spawn_at(
             config.listen = listen;
             config.sync_interval = settings.sync_interval;
             config.heartbeat_interval = settings.heartbeat_interval;
+            match &settings.jwt_secret {
+                Some(secret) => config.auth.jwt_secret = Some(secret.clone()),
+                None => config.auth.insecure_no_auth = true,
+            }
             Ok(ServerInstance::InProcess(server::start(config).await?))
         }
         Launcher::Process {
@@ -212,6 +225,27 @@ pub async fn spawn_at(
             let mut command = Command::new(program);
             if *serve_subcommand {
                 command.arg("serve");
+            }
+            // Through the environment, not argv: other local users can
+            // read command lines. Key settings inherited from the harness's
+            // environment would conflict with the run's secret.
+            command
+                .env_remove("SERVER_JWT_SECRET")
+                .env_remove("SERVER_JWT_PUBLIC_KEY")
+                .env_remove("SERVER_INSECURE_NO_AUTH");
+            let insecure = settings
+                .extra_args
+                .iter()
+                .any(|a| a == "--insecure-no-auth");
+            match &settings.jwt_secret {
+                Some(secret) if !insecure => {
+                    command.env("SERVER_JWT_SECRET", secret);
+                }
+                Some(_) => {}
+                None if insecure => {}
+                None => {
+                    command.arg("--insecure-no-auth");
+                }
             }
             command
                 .args([

@@ -1,6 +1,8 @@
 //! Servers started from a scenario's `[servers] command`: any program, given
 //! its port and Redis URL through `{port}` / `{redis_url}` placeholders (and
-//! `PORT` / `REDIS_URL` in its environment), counted as started once its
+//! `PORT` / `REDIS_URL` in its environment, and the run's token secret as
+//! `SERVER_JWT_SECRET` — the reference server's variable — so a server that
+//! checks the harness's tokens can verify them), counted as started once its
 //! readiness probe passes. Each instance leads its own process group so a
 //! `server_kill` fault kills what the command forked too.
 
@@ -56,6 +58,7 @@ pub enum CommandError {
 pub async fn spawn(
     spec: &ServerCommand,
     redis_url: &str,
+    jwt_secret: Option<&str>,
     listen: Option<SocketAddr>,
 ) -> Result<ServerInstance, CommandError> {
     let program = spec.argv.first().cloned().unwrap_or_default();
@@ -79,11 +82,15 @@ pub async fn spawn(
         .args(spec.argv.iter().skip(1).map(|arg| fill(arg)))
         .env("PORT", &port_text)
         .env("REDIS_URL", redis_url)
+        .env_remove("SERVER_JWT_SECRET")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
+        .process_group(0);
+    if let Some(secret) = jwt_secret {
+        command.env("SERVER_JWT_SECRET", secret);
+    }
+    command.kill_on_drop(true);
     let mut child = command.spawn().map_err(|source| CommandError::Spawn {
         program: program.clone(),
         cwd: std::env::current_dir().map_or_else(
@@ -281,7 +288,7 @@ mod tests {
             ReadyProbe::Tcp,
             Duration::from_secs(1),
         );
-        let Err(err) = spawn(&spec, "redis://127.0.0.1:1", None).await else {
+        let Err(err) = spawn(&spec, "redis://127.0.0.1:1", None, None).await else {
             panic!("a missing program started");
         };
         let text = err.to_string();
@@ -303,7 +310,7 @@ mod tests {
             ReadyProbe::Tcp,
             Duration::from_secs(5),
         );
-        let Err(err) = spawn(&spec, "redis://127.0.0.1:1", None).await else {
+        let Err(err) = spawn(&spec, "redis://127.0.0.1:1", None, None).await else {
             panic!("an exiting server counted as ready");
         };
         let text = err.to_string();
@@ -326,7 +333,7 @@ mod tests {
             Duration::from_millis(300),
         );
         let started = std::time::Instant::now();
-        let Err(err) = spawn(&spec, "redis://127.0.0.1:1", None).await else {
+        let Err(err) = spawn(&spec, "redis://127.0.0.1:1", None, None).await else {
             panic!("a silent server counted as ready");
         };
         let text = err.to_string();

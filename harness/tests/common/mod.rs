@@ -120,13 +120,17 @@ pub fn write_scenario(dir: &Path, name: &str, body: &str) -> PathBuf {
 }
 
 /// A reference server started as `harness serve` on its own Redis: an
-/// "external" target from the harness's point of view.
+/// "external" target from the harness's point of view. It verifies tokens
+/// with `secret` (give the harness `--jwt-secret`).
 pub struct ExternalServer {
     pub redis: redis_provider::RedisHandle,
+    pub secret: String,
     pub child: std::process::Child,
     pub ws_url: String,
     _runtime: tokio::runtime::Runtime,
 }
+
+const EXTERNAL_SECRET: &str = "external-server-test-secret-0123456789abcdef";
 
 impl ExternalServer {
     pub fn start(extra_args: &[&str]) -> ExternalServer {
@@ -148,6 +152,7 @@ impl ExternalServer {
                 "200ms",
             ])
             .args(extra_args)
+            .env("SERVER_JWT_SECRET", EXTERNAL_SECRET)
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("harness serve starts");
@@ -165,6 +170,7 @@ impl ExternalServer {
         std::thread::spawn(move || for _ in lines {});
         ExternalServer {
             redis,
+            secret: EXTERNAL_SECRET.to_string(),
             child,
             ws_url,
             _runtime: runtime,

@@ -21,8 +21,12 @@ pub fn sync_state(user_id: Uuid, client_id: Uuid, conversation_id: Uuid) -> Stri
     format!("client:sync:{user_id}:{client_id}:{conversation_id}")
 }
 
-pub fn dedup(conversation_id: Uuid, client_msg_id: Uuid) -> String {
-    format!("dedup:{conversation_id}:{client_msg_id}")
+/// Per sender: a client_msg_id is only an idempotency key for the user
+/// who sent it. Keyed per conversation alone, another member sending the
+/// same id read back the first sender's message id (`duplicate: true`)
+/// and had their own message silently dropped.
+pub fn dedup(conversation_id: Uuid, sender_id: Uuid, client_msg_id: Uuid) -> String {
+    format!("dedup:{conversation_id}:{sender_id}:{client_msg_id}")
 }
 
 /// The conversation id of a stream key, for routing XREAD replies.

@@ -243,7 +243,7 @@ impl Store {
         let (id, duplicate, _epoch): (String, i64, String) = scripts::APPEND
             .key(keys::stream(conversation_id))
             .key(keys::meta(conversation_id))
-            .key(keys::dedup(conversation_id, client_msg_id))
+            .key(keys::dedup(conversation_id, sender_id, client_msg_id))
             .arg(sender_id.to_string())
             .arg(client_msg_id.to_string())
             .arg(body)

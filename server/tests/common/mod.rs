@@ -55,6 +55,8 @@ pub fn test_config(redis_url: &str) -> Config {
     let mut config = Config::for_tests(redis_url);
     config.sync_interval = Duration::from_millis(100);
     config.shutdown_grace = Duration::from_secs(3);
+    // These tests are about recovery; tests/auth.rs is about who may connect.
+    config.auth.insecure_no_auth = true;
     config
 }
 
@@ -195,11 +197,35 @@ pub async fn next_frame(ws: &mut Ws) -> Option<ServerFrame> {
     }
 }
 
+/// Connects with a raw query string and, when given, an
+/// `Authorization: Bearer` header (tests/auth.rs).
+pub async fn connect_authorized(
+    url: &str,
+    query: &str,
+    bearer: Option<&str>,
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("{url}?{query}").into_client_request()?;
+    if let Some(token) = bearer {
+        let value = format!("Bearer {token}")
+            .parse()
+            .expect("a token is a valid header value");
+        request.headers_mut().insert("authorization", value);
+    }
+    let (ws, _response) = tokio_tungstenite::connect_async(request).await?;
+    Ok(ws)
+}
+
 impl Conn {
     /// Connects and reads `hello`, an optional `gap`, the replay and
     /// `caught_up`.
     pub async fn open(url: &str, params: &ConnectParams) -> Conn {
-        let mut ws = connect_raw(url, params).await.expect("websocket connects");
+        let ws = connect_raw(url, params).await.expect("websocket connects");
+        Conn::after_connect(ws).await
+    }
+
+    /// Reads `hello` .. `caught_up` on a socket that just connected.
+    pub async fn after_connect(mut ws: Ws) -> Conn {
         let hello = next_frame(&mut ws).await.expect("hello");
         assert!(
             matches!(hello, ServerFrame::Hello { .. }),
