@@ -7,6 +7,7 @@
 //! - [`session`]: one socket's life: the 7 recovery steps.
 //! - [`fanout`]: per-process XREAD tailer feeding bounded per-socket queues.
 //! - [`store`]: Redis keys, Lua scripts and typed reads/writes.
+//! - [`limits`]: connection, socket, byte and rate limits; the accept loop.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`flaws`]: deliberate recovery bugs for testing the harness (off by default).
 //!
@@ -17,6 +18,7 @@ pub mod app;
 pub mod config;
 pub mod fanout;
 pub mod flaws;
+pub mod limits;
 pub mod metrics;
 pub mod session;
 pub mod store;
@@ -24,7 +26,6 @@ pub mod store;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -68,6 +69,11 @@ impl RunningServer {
         &self.state.metrics
     }
 
+    /// The limits in force, and the queue budget's use (tests, operators).
+    pub fn limits(&self) -> &limits::Limits {
+        &self.state.limits
+    }
+
     /// Graceful shutdown: stop accepting, tell every socket to close with
     /// 1001 after saving its cursor, wait up to the grace period.
     pub async fn shutdown(self) -> Result<(), std::io::Error> {
@@ -97,26 +103,14 @@ impl RunningServer {
     }
 }
 
-/// Turns Nagle's algorithm off on an accepted socket.
-///
-/// Why: the server writes small frames (acks, single live messages) and
-/// the peer delays its ACKs (40 ms on Linux). With Nagle on, a frame
-/// written while the previous one is unacknowledged waits for that delayed
-/// ACK, which put a flat ~40 ms floor under the p99 of every delivery.
-/// `axum::serve` does not set it; a chat server copied from this one must.
-fn set_nodelay(socket: &mut tokio::net::TcpStream) {
-    if let Err(err) = socket.set_nodelay(true) {
-        // The socket still works, only slower; the peer may already be gone.
-        tracing::debug!(%err, "cannot set TCP_NODELAY on an accepted socket");
-    }
-}
-
 /// Connects to Redis, binds `config.listen`, and serves in the background.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let settings = store::StoreSettings {
         retention: config.retention,
         state_ttl: config.state_ttl,
         dedup_ttl: config.dedup_ttl,
+        page_bytes: config.limits.replay_page_bytes,
+        max_messages: config.limits.max_messages_per_conversation,
     };
     let flaws = flaws::Flaws::new(&config.inject_flaws);
     if !flaws.is_empty() {
@@ -138,10 +132,15 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     })?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let metrics = Arc::new(metrics::Metrics::new());
+    let limits = limits::Limits::new(config.limits.clone());
     let fanout = fanout::Fanout::start(
         store.clone(),
         metrics.clone(),
-        config.live_queue_capacity as usize,
+        fanout::QueueBounds {
+            messages: config.live_queue_capacity as usize,
+            bytes: config.limits.socket_queue_bytes,
+            budget: limits.budget.clone(),
+        },
         shutdown_rx.clone(),
         flaws.has(flaws::Flaw::LocalFanout),
     );
@@ -153,18 +152,16 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         flaws,
         shutdown: shutdown_rx.clone(),
         sessions: app::SessionCounter::default(),
+        limits,
     });
     let router = app::router(state.clone());
-    let mut stop = shutdown_rx;
-    let listener = listener.tap_io(set_nodelay);
-    let serve = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                // Err means the sender is gone: shut down as well.
-                let _ = stop.wait_for(|stopping| *stopping).await; // either way: stop
-            })
-            .await
-    });
+    let serve = tokio::spawn(limits::listener::serve(
+        listener,
+        router,
+        state.config.limits.clone(),
+        state.metrics.clone(),
+        shutdown_rx,
+    ));
     tracing::info!(%local_addr, "listening");
     Ok(RunningServer {
         local_addr,

@@ -473,6 +473,7 @@ impl SocketTask {
                 code,
                 message,
                 client_msg_id,
+                ..
             } => {
                 self.record(EventKind::Error {
                     code,

@@ -135,6 +135,8 @@ pub fn error_code_name(code: ErrorCode) -> &'static str {
         ErrorCode::Unavailable => "unavailable",
         ErrorCode::Indeterminate => "indeterminate",
         ErrorCode::Internal => "internal",
+        ErrorCode::RateLimited => "rate_limited",
+        ErrorCode::Unknown => "unknown",
     }
 }
 
