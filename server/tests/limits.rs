@@ -109,6 +109,27 @@ async fn slowloris_and_silent_connections_are_closed_within_the_header_timeout()
 }
 
 #[tokio::test]
+async fn an_oversized_request_head_is_refused() {
+    let env = TestEnv::start(1, |config| config.limits.max_header_bytes = 16 * 1024).await;
+    let mut tcp = TcpStream::connect(env.servers[0].local_addr())
+        .await
+        .expect("connect");
+    let padding = "a".repeat(40 * 1024);
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Padding: {padding}\r\n\r\n");
+    // The server may stop reading (and close) before all of it is written.
+    let _ = tcp.write_all(request.as_bytes()).await; // Err: closed early, which is fine
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(FRAME_TIMEOUT, tcp.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the connection was not closed");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "expected 431 or a close, got {answer:?}"
+    );
+    println!("oversized head answered: {:?}", answer.lines().next());
+}
+
+#[tokio::test]
 async fn connections_past_the_maximum_get_503_and_later_ones_are_served() {
     let env = TestEnv::start(1, |config| config.limits.max_connections = 4).await;
     let url = env.url(0);
