@@ -325,6 +325,44 @@ async fn guard(url: String, stop: Arc<AtomicU64>) -> anyhow::Result<(u64, u64)> 
         }
     };
     let mut receiver = connect(params(Uuid::new_v4())).await?;
+    // The receiver reads all along (a reader that stopped would be closed
+    // by the heartbeat and the write deadline); `target` is set once the
+    // sender is done.
+    let target = Arc::new(AtomicU64::new(u64::MAX));
+    let receiving = {
+        let target = target.clone();
+        tokio::spawn(async move {
+            let mut received = Vec::new();
+            let mut idle_since = Instant::now();
+            while (received.len() as u64) < target.load(Ordering::Acquire) {
+                if target.load(Ordering::Acquire) != u64::MAX
+                    && idle_since.elapsed() > ANSWER_TIMEOUT
+                {
+                    bail!(
+                        "guard receiver got {} of {} messages",
+                        received.len(),
+                        target.load(Ordering::Acquire)
+                    );
+                }
+                let next =
+                    match tokio::time::timeout(Duration::from_millis(200), receiver.next()).await {
+                        Err(_) => continue,
+                        Ok(next) => next,
+                    };
+                match next {
+                    Some(Ok(Message::Text(text))) => {
+                        if let ServerFrame::Message(message) = ServerFrame::parse(text.as_str())? {
+                            received.push(message.id);
+                            idle_since = Instant::now();
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    other => bail!("guard receiver lost: {other:?}"),
+                }
+            }
+            Ok::<_, anyhow::Error>(received)
+        })
+    };
     let mut sender = connect(params(Uuid::new_v4())).await?;
     let mut acked = Vec::new();
     while stop.load(Ordering::Acquire) == 0 && acked.len() < 100_000 {
@@ -336,8 +374,10 @@ async fn guard(url: String, stop: Arc<AtomicU64>) -> anyhow::Result<(u64, u64)> 
         sender.send(Message::Text(frame.to_json().into())).await?;
         loop {
             let next = tokio::time::timeout(ANSWER_TIMEOUT, sender.next()).await?;
-            let Some(Ok(Message::Text(text))) = next else {
-                bail!("guard sender lost: {next:?}")
+            let text = match next {
+                Some(Ok(Message::Text(text))) => text,
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => bail!("guard sender lost: {other:?}"),
             };
             match ServerFrame::parse(text.as_str())? {
                 ServerFrame::Ack { id, .. } => {
@@ -352,18 +392,8 @@ async fn guard(url: String, stop: Arc<AtomicU64>) -> anyhow::Result<(u64, u64)> 
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut received = Vec::new();
-    while received.len() < acked.len() {
-        let next = tokio::time::timeout(ANSWER_TIMEOUT, receiver.next()).await?;
-        let Some(Ok(message)) = next else {
-            bail!("guard receiver lost: {next:?}")
-        };
-        if let Message::Text(text) = message {
-            if let ServerFrame::Message(message) = ServerFrame::parse(text.as_str())? {
-                received.push(message.id);
-            }
-        }
-    }
+    target.store(acked.len() as u64, Ordering::Release);
+    let received = receiving.await??;
     if received != acked {
         bail!(
             "guard receiver got {} messages, not the {} acked in order",
