@@ -61,7 +61,9 @@ pub struct LimitsConfig {
 
     /// A write to a socket that makes no progress for this long fails, and
     /// the socket is closed (1008); its client resumes from its cursor.
-    #[arg(long, env = "SERVER_WRITE_DEADLINE", default_value = "10s", value_parser = parse_duration)]
+    /// Twice the default heartbeat interval: a peer that reads nothing is
+    /// dropped about when a silent one is, and a busy client is not cut.
+    #[arg(long, env = "SERVER_WRITE_DEADLINE", default_value = "30s", value_parser = parse_duration)]
     pub write_deadline: Duration,
 
     /// Live-message bytes queued per socket; past it the socket re-reads
@@ -336,7 +338,7 @@ mod tests {
         let config = crate::Config::parse_from(["server"]).limits;
         assert_eq!(config.header_read_timeout, Duration::from_secs(10));
         assert_eq!(config.max_connections, 10_000);
-        assert_eq!(config.write_deadline, Duration::from_secs(10));
+        assert_eq!(config.write_deadline, Duration::from_secs(30));
         assert_eq!(config.socket_queue_bytes, 1 << 20);
         assert_eq!(config.queue_budget_bytes, 256 << 20);
         assert_eq!(config.replay_page_bytes, 1 << 20);
