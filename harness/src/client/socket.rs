@@ -480,14 +480,17 @@ impl SocketTask {
                     client_msg_id,
                     message,
                 });
-                // Definite (`unavailable`) or not (`indeterminate`,
-                // `internal`), the answer is the same: retry with the same
+                // Definite (`unavailable`, `rate_limited`) or not
+                // (`indeterminate`, `internal`), the answer is the same: retry with the same
                 // client_msg_id, which the server deduplicates. The history
                 // keeps the code, and the checker holds a definite one to
                 // the log.
                 let retryable = matches!(
                     code,
-                    ErrorCode::Unavailable | ErrorCode::Indeterminate | ErrorCode::Internal
+                    ErrorCode::Unavailable
+                        | ErrorCode::Indeterminate
+                        | ErrorCode::Internal
+                        | ErrorCode::RateLimited
                 );
                 if retryable && client_msg_id.is_some() {
                     return FrameOutcome::RetrySoon;
