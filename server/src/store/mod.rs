@@ -305,6 +305,20 @@ impl Store {
         count: usize,
     ) -> Result<Vec<StreamEntry>, StoreError> {
         let mut redis = self.redis.clone();
+        if count <= 1 {
+            // One entry is within any page bound (a page always holds at
+            // least one): plain XRANGE, no script (cursor checks, heads).
+            let value: redis::Value = redis::cmd("XRANGE")
+                .arg(keys::stream(conversation_id))
+                .arg(start)
+                .arg(until.to_string())
+                .arg("COUNT")
+                .arg(1)
+                .query_async(&mut redis)
+                .await
+                .map_err(StoreError::redis("XRANGE"))?;
+            return parse_entries(value, conversation_id);
+        }
         // XRANGE bounded in bytes as well as entries: a page of 500
         // 64 KiB messages would otherwise be 32 MiB held per socket.
         let value: redis::Value = scripts::RANGE_BOUNDED
