@@ -126,7 +126,7 @@ pub enum Command {
     Validate { scenario: PathBuf },
     /// Run the reference server (used by `run` to spawn server processes;
     /// same flags as the `server` binary).
-    Serve(server::Config),
+    Serve(Box<server::Config>),
 }
 
 pub async fn main_with_args(cli: Cli) -> u8 {
@@ -202,7 +202,7 @@ pub async fn main_with_args(cli: Cli) -> u8 {
             }
             Err(err) => fail(&err),
         },
-        Command::Serve(config) => serve(config).await,
+        Command::Serve(config) => serve(*config).await,
     }
 }
 

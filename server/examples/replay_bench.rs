@@ -33,6 +33,8 @@ async fn main() -> anyhow::Result<()> {
             retention: Duration::from_secs(86400),
             state_ttl: Duration::from_secs(86400),
             dedup_ttl: Duration::from_secs(86400),
+            page_bytes: 1 << 20,
+            max_messages: 0,
         },
     )
     .await?;

@@ -29,6 +29,7 @@ pub struct AppState {
     pub flaws: crate::flaws::Flaws,
     pub shutdown: watch::Receiver<bool>,
     pub sessions: SessionCounter,
+    pub limits: crate::limits::Limits,
 }
 
 /// Counts live sessions so shutdown can wait for their final cursor saves.
@@ -121,6 +122,7 @@ async fn ws_handler(
     State(app): State<Arc<AppState>>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
+    connection: Option<axum::Extension<Arc<crate::limits::ConnectionSlot>>>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     // Validate before upgrading: a bad or unauthorised request gets a 4xx
@@ -136,6 +138,14 @@ async fn ws_handler(
     if *app.shutdown.borrow() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
+    let admission = match app.limits.admit(params.user_id) {
+        Ok(admission) => admission,
+        Err(err) => {
+            app.metrics.limit_hit("sockets_per_user");
+            let body = serde_json::json!({ "error": err.to_string() });
+            return (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+        }
+    };
     let frame_limit = app.config.max_frame_bytes;
     upgrade
         // tungstenite's default buffers are sized for throughput, not for
@@ -147,7 +157,9 @@ async fn ws_handler(
         .max_frame_size(frame_limit)
         .on_upgrade(move |socket| async move {
             let _session = app.sessions.enter();
-            crate::session::run(socket, params, app.clone()).await;
+            // Counts against --max-connections until the socket closes.
+            let _connection = connection;
+            crate::session::run(socket, params, admission, app.clone()).await;
         })
 }
 

@@ -77,6 +77,9 @@ pub struct Config {
     )]
     pub inject_flaws: Vec<crate::flaws::Flaw>,
 
+    #[command(flatten)]
+    pub limits: crate::limits::LimitsConfig,
+
     /// How long shutdown waits for sockets to save their cursors and close.
     #[arg(long, env = "SERVER_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,

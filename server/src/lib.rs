@@ -8,6 +8,7 @@
 //! - [`session`]: one socket's life: the 7 recovery steps.
 //! - [`fanout`]: per-process XREAD tailer feeding bounded per-socket queues.
 //! - [`store`]: Redis keys, Lua scripts and typed reads/writes.
+//! - [`limits`]: connection, socket, byte and rate limits; the accept loop.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`tls`]: `wss://` with rustls, as a wrapper around the TCP listener.
 //! - [`flaws`]: deliberate recovery bugs for testing the harness (off by default).
@@ -20,6 +21,7 @@ pub mod auth;
 pub mod config;
 pub mod fanout;
 pub mod flaws;
+pub mod limits;
 pub mod metrics;
 pub mod session;
 pub mod store;
@@ -28,7 +30,6 @@ pub mod tls;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -82,6 +83,11 @@ impl RunningServer {
         &self.state.metrics
     }
 
+    /// The limits in force, and the queue budget's use (tests, operators).
+    pub fn limits(&self) -> &limits::Limits {
+        &self.state.limits
+    }
+
     /// Graceful shutdown: stop accepting, tell every socket to close with
     /// 1001 after saving its cursor, wait up to the grace period.
     pub async fn shutdown(self) -> Result<(), std::io::Error> {
@@ -111,38 +117,6 @@ impl RunningServer {
     }
 }
 
-/// Turns Nagle's algorithm off on an accepted socket.
-///
-/// Why: the server writes small frames (acks, single live messages) and
-/// the peer delays its ACKs (40 ms on Linux). With Nagle on, a frame
-/// written while the previous one is unacknowledged waits for that delayed
-/// ACK, which put a flat ~40 ms floor under the p99 of every delivery.
-/// `axum::serve` does not set it; a chat server copied from this one must.
-fn set_nodelay(socket: &mut tokio::net::TcpStream) {
-    if let Err(err) = socket.set_nodelay(true) {
-        // The socket still works, only slower; the peer may already be gone.
-        tracing::debug!(%err, "cannot set TCP_NODELAY on an accepted socket");
-    }
-}
-
-/// Serves `router` on `listener` until `stop` turns true.
-async fn serve_on<L>(
-    listener: L,
-    router: axum::Router,
-    mut stop: watch::Receiver<bool>,
-) -> Result<(), std::io::Error>
-where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
-{
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            // Err means the sender is gone: shut down as well.
-            let _ = stop.wait_for(|stopping| *stopping).await; // either way: stop
-        })
-        .await
-}
-
 /// Connects to Redis, binds `config.listen`, and serves in the background.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let auth = auth::Authenticator::from_config(&config.auth)?;
@@ -154,6 +128,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         retention: config.retention,
         state_ttl: config.state_ttl,
         dedup_ttl: config.dedup_ttl,
+        page_bytes: config.limits.replay_page_bytes,
+        max_messages: config.limits.max_messages_per_conversation,
     };
     let flaws = flaws::Flaws::new(&config.inject_flaws);
     if !flaws.is_empty() {
@@ -175,10 +151,15 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     })?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let metrics = Arc::new(metrics::Metrics::new());
+    let limits = limits::Limits::new(config.limits.clone());
     let fanout = fanout::Fanout::start(
         store.clone(),
         metrics.clone(),
-        config.live_queue_capacity as usize,
+        fanout::QueueBounds {
+            messages: config.live_queue_capacity as usize,
+            bytes: config.limits.socket_queue_bytes,
+            budget: limits.budget.clone(),
+        },
         shutdown_rx.clone(),
         flaws.has(flaws::Flaw::LocalFanout),
     );
@@ -191,18 +172,18 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         flaws,
         shutdown: shutdown_rx.clone(),
         sessions: app::SessionCounter::default(),
+        limits,
     });
     let router = app::router(state.clone());
-    let listener = listener.tap_io(set_nodelay);
     let serving_tls = tls.is_some();
-    let serve = match tls {
-        None => tokio::spawn(serve_on(listener, router, shutdown_rx)),
-        Some(acceptor) => tokio::spawn(serve_on(
-            tls::TlsListener::new(listener, acceptor),
-            router,
-            shutdown_rx,
-        )),
-    };
+    let serve = tokio::spawn(limits::listener::serve(
+        listener,
+        router,
+        tls,
+        state.config.limits.clone(),
+        state.metrics.clone(),
+        shutdown_rx,
+    ));
     tracing::info!(%local_addr, tls = serving_tls, "listening");
     Ok(RunningServer {
         local_addr,

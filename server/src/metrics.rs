@@ -25,6 +25,15 @@ pub struct Metrics {
     pub gaps_declared: Counter,
     pub recovery_duration_seconds: Histogram,
     pub redis_errors: Family<OpLabel, Counter>,
+    /// Times each limit refused or closed something (docs/security.md).
+    pub limit_hits: Family<LimitLabel, Counter>,
+    /// Live-message bytes queued for sockets now (the queue budget's use).
+    pub queued_bytes: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabel {
+    pub limit: String,
 }
 
 impl Metrics {
@@ -80,6 +89,18 @@ impl Metrics {
             "Failed Redis operations by operation",
             redis_errors.clone(),
         );
+        let limit_hits = Family::<LimitLabel, Counter>::default();
+        registry.register(
+            "limit_hits",
+            "Connections, sockets or sends refused or closed by a limit, by limit",
+            limit_hits.clone(),
+        );
+        let queued_bytes = Gauge::default();
+        registry.register(
+            "queued_bytes",
+            "Live-message bytes queued for sockets",
+            queued_bytes.clone(),
+        );
         Metrics {
             registry,
             sockets_open,
@@ -91,7 +112,17 @@ impl Metrics {
             gaps_declared,
             recovery_duration_seconds,
             redis_errors,
+            limit_hits,
+            queued_bytes,
         }
+    }
+
+    pub fn limit_hit(&self, limit: &str) {
+        self.limit_hits
+            .get_or_create(&LimitLabel {
+                limit: limit.to_string(),
+            })
+            .inc();
     }
 
     pub fn redis_error(&self, op: &str) {

@@ -1,28 +1,19 @@
-//! TLS (`wss://`) from a PEM certificate chain and key, with rustls.
-//!
-//! Why a [`Listener`] wrapper instead of another server crate: `axum::serve`
-//! takes any listener, so TLS stays one layer around the TCP listener and
-//! everything else (graceful shutdown, the upgrade path) is unchanged.
-//! Handshakes run in their own tasks, bounded by [`HANDSHAKE_TIMEOUT`]: a
-//! client that opens TCP and never finishes its handshake holds one task
-//! for a few seconds, never the accept loop.
+//! TLS (`wss://`) from a PEM certificate chain and key, with rustls (ring,
+//! no extra server crate): this module builds the acceptor; the accept loop
+//! (`limits::listener`) runs each handshake in the connection's own task,
+//! bounded by [`HANDSHAKE_TIMEOUT`], so a client that opens TCP and never
+//! finishes its handshake holds one task for a few seconds, never the
+//! accept loop, and counts against `--max-connections` meanwhile.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::Listener;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
 use tokio_rustls::rustls;
-use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 /// How long a client may take to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Handshaken connections waiting for the HTTP server to pick them up.
-const READY_QUEUE: usize = 64;
 
 /// TLS flags (flattened into [`crate::Config`]).
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -93,71 +84,6 @@ fn server_config(cert_path: &Path, key_path: &Path) -> Result<rustls::ServerConf
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
     Ok(config)
-}
-
-/// A listener that hands out TLS streams whose handshake completed.
-pub struct TlsListener<L: Listener> {
-    ready: mpsc::Receiver<(TlsStream<L::Io>, L::Addr)>,
-    local_addr: std::io::Result<L::Addr>,
-}
-
-impl<L> TlsListener<L>
-where
-    L: Listener,
-    L::Addr: Clone + std::fmt::Debug + Sync + 'static,
-{
-    pub fn new(mut inner: L, acceptor: TlsAcceptor) -> TlsListener<L> {
-        let local_addr = inner.local_addr();
-        let (ready_tx, ready) = mpsc::channel(READY_QUEUE);
-        tokio::spawn(async move {
-            loop {
-                let (io, addr) = tokio::select! {
-                    accepted = inner.accept() => accepted,
-                    // The server is gone: stop accepting.
-                    () = ready_tx.closed() => return,
-                };
-                let acceptor = acceptor.clone();
-                let ready_tx = ready_tx.clone();
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
-                        Ok(Ok(stream)) => {
-                            // Err: the server stopped meanwhile; the stream is dropped.
-                            let _ = ready_tx.send((stream, addr)).await;
-                        }
-                        Ok(Err(err)) => tracing::debug!(%err, ?addr, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(?addr, "TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        TlsListener { ready, local_addr }
-    }
-}
-
-impl<L> Listener for TlsListener<L>
-where
-    L: Listener,
-    L::Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    L::Addr: Clone + std::fmt::Debug + Sync + 'static,
-{
-    type Io = TlsStream<L::Io>;
-    type Addr = L::Addr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(ready) => ready,
-            // The accept task only ends when this listener is dropped, so
-            // this is not reached; wait forever like an idle listener.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        match &self.local_addr {
-            Ok(addr) => Ok(addr.clone()),
-            Err(err) => Err(std::io::Error::new(err.kind(), err.to_string())),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -155,6 +155,7 @@ async fn redis_stall_past_the_timeout_is_indeterminate_not_unavailable() {
             code,
             client_msg_id,
             message,
+            ..
         })) => {
             assert_eq!(
                 code,

@@ -42,6 +42,14 @@ pub enum ErrorCode {
     /// The server failed in a way it did not expect; for a send, as
     /// indeterminate as `indeterminate`.
     Internal,
+    /// Definite failure: the send exceeded the socket's or the user's send
+    /// rate and was NOT appended; retry after `retry_after_ms` with the
+    /// same `client_msg_id`.
+    RateLimited,
+    /// A code this version does not know (a newer server): recorded as it
+    /// came, never mistaken for a known one.
+    #[serde(other)]
+    Unknown,
 }
 
 /// One chat message, replayed or live: the same shape either way.
@@ -87,6 +95,9 @@ pub enum ServerFrame {
         message: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         client_msg_id: Option<Uuid>,
+        /// With `rate_limited`: how long to wait before retrying.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
 }
 
@@ -208,20 +219,46 @@ mod tests {
             code: ErrorCode::TooLarge,
             message: "x".into(),
             client_msg_id: None,
+            retry_after_ms: None,
         };
         assert!(!error.to_json().contains("client_msg_id"));
+        assert!(!error.to_json().contains("retry_after_ms"));
         assert!(error.to_json().contains("too_large"));
         let indeterminate = ServerFrame::Error {
             code: ErrorCode::Indeterminate,
             message: "x".into(),
             client_msg_id: Some(uuid),
+            retry_after_ms: None,
         };
         assert!(indeterminate
             .to_json()
             .contains(r#""code":"indeterminate""#));
-        for frame in [hello, gap, message, error, indeterminate] {
+        let rate_limited = ServerFrame::Error {
+            code: ErrorCode::RateLimited,
+            message: "x".into(),
+            client_msg_id: Some(uuid),
+            retry_after_ms: Some(250),
+        };
+        let json: serde_json::Value = serde_json::from_str(&rate_limited.to_json()).unwrap();
+        assert_eq!(json["code"], "rate_limited");
+        assert_eq!(json["retry_after_ms"], 250);
+        for frame in [hello, gap, message, error, indeterminate, rate_limited] {
             assert_eq!(ServerFrame::parse(&frame.to_json()).unwrap(), frame);
         }
+    }
+
+    #[test]
+    fn an_unknown_error_code_is_kept_as_unknown() {
+        let frame =
+            ServerFrame::parse(r#"{"type":"error","code":"from_the_future","message":"m"}"#)
+                .unwrap();
+        assert!(matches!(
+            frame,
+            ServerFrame::Error {
+                code: ErrorCode::Unknown,
+                ..
+            }
+        ));
     }
 
     #[test]

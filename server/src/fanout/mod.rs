@@ -11,17 +11,23 @@
 //! tailer pushes into a bounded queue per socket; when one is full the
 //! socket is marked `lagged` instead of blocking the tailer, and the socket
 //! re-reads from Redis (step 5). Nothing is ever silently dropped.
+//!
+//! Queues are bounded in messages AND in bytes, per socket and for the
+//! whole process (`limits::ByteBudget`): a message that does not fit marks
+//! the socket lagged exactly like a full queue, so the bounds cost a
+//! re-read, never a message.
 
 mod tailer;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use recovery_protocol::StreamId;
 use tokio::sync::{mpsc, Notify};
 use uuid::Uuid;
 
+use crate::limits::ByteBudget;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
@@ -32,8 +38,27 @@ pub struct LiveMessage {
     pub json: axum::extract::ws::Utf8Bytes,
 }
 
+/// How much may wait in sockets' live queues.
+pub struct QueueBounds {
+    /// Messages per socket.
+    pub messages: usize,
+    /// Bytes per socket.
+    pub bytes: usize,
+    /// Bytes for all sockets of the process.
+    pub budget: Arc<ByteBudget>,
+}
+
+impl LiveMessage {
+    /// What this message counts against the queue bounds.
+    fn queued_size(&self) -> usize {
+        self.json.len()
+    }
+}
+
 struct Slot {
     queue: mpsc::Sender<Arc<LiveMessage>>,
+    /// Bytes in this socket's queue (its share of the budget).
+    queued_bytes: Arc<AtomicUsize>,
     lagged: Arc<AtomicBool>,
     /// Wakes the socket when it becomes lagged: its queue may be empty by
     /// the time it looks, and the tailer sends it nothing more until it
@@ -59,6 +84,8 @@ struct Shared {
     store: Store,
     metrics: Arc<Metrics>,
     queue_capacity: usize,
+    queue_bytes: usize,
+    budget: Arc<ByteBudget>,
     /// Wakes an idle tailer (no conversations to read).
     wake: Notify,
     /// Redis CLIENT ID of the tailer's connection, 0 when not connected;
@@ -74,7 +101,8 @@ pub struct Fanout {
 
 /// One socket's registration. Dropping it unregisters.
 pub struct Subscription {
-    pub queue: mpsc::Receiver<Arc<LiveMessage>>,
+    queue: mpsc::Receiver<Arc<LiveMessage>>,
+    queued_bytes: Arc<AtomicUsize>,
     lagged: Arc<AtomicBool>,
     lag_signal: Arc<Notify>,
     conversation_id: Uuid,
@@ -96,10 +124,43 @@ impl Subscription {
     pub fn lag_signal(&self) -> Arc<Notify> {
         self.lag_signal.clone()
     }
+
+    /// Whether the tailer skipped this socket (without clearing the flag).
+    pub fn is_lagged(&self) -> bool {
+        self.lagged.load(Ordering::Acquire)
+    }
+
+    /// The next queued message, waiting for one.
+    pub async fn recv(&mut self) -> Option<Arc<LiveMessage>> {
+        let message = self.queue.recv().await;
+        self.dequeued(message)
+    }
+
+    /// The next queued message, if one is there now.
+    pub fn try_recv(&mut self) -> Option<Arc<LiveMessage>> {
+        let message = self.queue.try_recv().ok();
+        self.dequeued(message)
+    }
+
+    fn dequeued(&self, message: Option<Arc<LiveMessage>>) -> Option<Arc<LiveMessage>> {
+        if let Some(message) = &message {
+            let size = message.queued_size();
+            self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+            self.shared.budget.release(size);
+            self.shared
+                .metrics
+                .queued_bytes
+                .set(self.shared.budget.used() as i64);
+        }
+        message
+    }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        // Give back the budget of whatever is still queued.
+        self.queue.close();
+        while self.try_recv().is_some() {}
         let mut registry = lock(&self.shared.registry);
         if let Some(conversation) = registry.conversations.get_mut(&self.conversation_id) {
             conversation.slots.remove(&self.slot);
@@ -123,7 +184,7 @@ impl Fanout {
     pub fn start(
         store: Store,
         metrics: Arc<Metrics>,
-        queue_capacity: usize,
+        bounds: QueueBounds,
         shutdown: tokio::sync::watch::Receiver<bool>,
         local_only_flaw: bool,
     ) -> Fanout {
@@ -131,7 +192,9 @@ impl Fanout {
             registry: Mutex::new(Registry::default()),
             store,
             metrics,
-            queue_capacity: queue_capacity.max(1),
+            queue_capacity: bounds.messages.max(1),
+            queue_bytes: bounds.bytes,
+            budget: bounds.budget,
             wake: Notify::new(),
             tailer_client_id: AtomicU64::new(0),
         });
@@ -158,6 +221,7 @@ impl Fanout {
         let (sender, queue) = mpsc::channel(self.shared.queue_capacity);
         let lagged = Arc::new(AtomicBool::new(false));
         let lag_signal = Arc::new(Notify::new());
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
         let mut newly_tailed = false;
         let slot = {
             let mut registry = lock(&self.shared.registry);
@@ -178,6 +242,7 @@ impl Fanout {
                     slot,
                     Slot {
                         queue: sender,
+                        queued_bytes: queued_bytes.clone(),
                         lagged: lagged.clone(),
                         lag_signal: lag_signal.clone(),
                     },
@@ -186,6 +251,7 @@ impl Fanout {
         };
         let subscription = Subscription {
             queue,
+            queued_bytes,
             lagged,
             lag_signal,
             conversation_id,
@@ -242,7 +308,7 @@ impl Fanout {
         });
         for slot in other.slots.values() {
             // A full or closed queue just misses the leak; this is a flaw.
-            let _ = slot.queue.try_send(live.clone());
+            let _ = tailer::enqueue(&self.shared, slot, &live);
         }
     }
 

@@ -149,17 +149,42 @@ pub(super) fn dispatch(shared: &Shared, batches: Vec<(Uuid, Vec<StreamEntry>)>) 
                 if slot.lagged.load(Ordering::Acquire) {
                     continue;
                 }
-                match slot.queue.try_send(live.clone()) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(_)) => {
-                        slot.lagged.store(true, Ordering::Release);
-                        slot.lag_signal.notify_one();
-                        shared.metrics.lagged_sockets.inc();
-                    }
-                    // The socket is going away; its Drop removes the slot.
-                    Err(TrySendError::Closed(_)) => {}
+                if !enqueue(shared, slot, &live) {
+                    slot.lagged.store(true, Ordering::Release);
+                    slot.lag_signal.notify_one();
+                    shared.metrics.lagged_sockets.inc();
                 }
             }
+        }
+    }
+    drop(registry);
+    shared.metrics.queued_bytes.set(shared.budget.used() as i64);
+}
+
+/// Queues `live` for one socket if it fits its message and byte bounds and
+/// the process's budget. `false`: the socket must re-read (lagged).
+pub(super) fn enqueue(shared: &Shared, slot: &super::Slot, live: &Arc<LiveMessage>) -> bool {
+    let size = live.queued_size();
+    // An empty queue always takes one message, however large: otherwise a
+    // message bigger than the per-socket bound would make every socket lag.
+    let queued = slot.queued_bytes.load(Ordering::Acquire);
+    if queued > 0 && queued + size > shared.queue_bytes {
+        shared.metrics.limit_hit("socket_queue_bytes");
+        return false;
+    }
+    if !shared.budget.try_reserve(size) {
+        shared.metrics.limit_hit("queue_budget_bytes");
+        return false;
+    }
+    // Counted before sending: the socket may take it out at once.
+    slot.queued_bytes.fetch_add(size, Ordering::AcqRel);
+    match slot.queue.try_send(live.clone()) {
+        Ok(()) => true,
+        Err(err) => {
+            slot.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+            shared.budget.release(size);
+            // Closed: the socket is going away; its Drop removes the slot.
+            matches!(err, TrySendError::Closed(_))
         }
     }
 }

@@ -51,7 +51,7 @@ impl Session {
                     self.on_incoming(socket, incoming).await
                 }
                 _ = lag_signal.notified() => self.on_lagged(socket, &mut subscription).await,
-                live = subscription.queue.recv() => match live {
+                live = subscription.recv() => match live {
                     Some(live) => self.on_live(socket, &mut subscription, live).await,
                     // The registry dropped our slot: cannot happen while we
                     // hold the subscription; stop rather than spin.
@@ -61,7 +61,8 @@ impl Session {
                     if last_heard.elapsed() > heartbeat_every * 2 {
                         tracing::debug!("no pong for two heartbeat intervals: dropping the socket");
                         Next::Stop
-                    } else if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    } else if let Err(err) = socket.send(Message::Ping(Default::default())).await {
+                        super::close_if_slow_reader(&self.app, socket, &err).await;
                         Next::Stop
                     } else {
                         Next::Continue
@@ -104,6 +105,24 @@ impl Session {
             subscription.take_lagged();
             return Next::Continue;
         }
+        if subscription.is_lagged() {
+            match self.trimmed_while_lagging().await {
+                Ok(false) => {}
+                Ok(true) => {
+                    // Re-reading would skip the trimmed messages silently.
+                    // A reconnect gets them declared as a `gap`.
+                    self.app.metrics.limit_hit("trimmed_while_lagging");
+                    close(
+                        socket,
+                        close_code::AGAIN,
+                        "history trimmed while lagging; reconnect",
+                    )
+                    .await;
+                    return Next::Stop;
+                }
+                Err(err) => return self.on_session_error(socket, err.into()).await,
+            }
+        }
         let page = self.page_size();
         let recovered = {
             let (merge, mut io) = self.io(socket, Some(subscription));
@@ -119,9 +138,28 @@ impl Session {
         }
     }
 
+    /// Whether messages after the last one written may have been trimmed
+    /// (length cap or retention) while this socket lagged: the rule that
+    /// declares a `gap` on reconnect, applied to `last_sent`.
+    async fn trimmed_while_lagging(&self) -> Result<bool, StoreError> {
+        let plan = super::resume::plan(
+            &self.app.store,
+            self.conversation_id,
+            self.merge.last_sent,
+            recovery_protocol::CursorSource::Client,
+            Some(self.epoch.as_str()),
+            &self.epoch,
+        )
+        .await?;
+        Ok(plan.gap.is_some())
+    }
+
     async fn on_session_error(&mut self, socket: &mut WebSocket, err: SessionError) -> Next {
         match err {
-            SessionError::Socket(_) => Next::Stop,
+            SessionError::Socket(err) => {
+                super::close_if_slow_reader(&self.app, socket, &err).await;
+                Next::Stop
+            }
             SessionError::Store(err) => {
                 // We cannot prove this socket still gets everything: close it
                 // so the client reconnects and resumes from its cursor.
@@ -207,6 +245,20 @@ impl Session {
                 .reply_error(socket, ErrorCode::TooLarge, message, Some(client_msg_id))
                 .await;
         }
+        if let Err(retry_after) = self.admission.try_send() {
+            self.app.metrics.limit_hit("send_rate");
+            let retry_after_ms = retry_after.as_millis().max(1) as u64;
+            let frame = ServerFrame::Error {
+                code: ErrorCode::RateLimited,
+                message: format!("not appended: send rate limit; retry after {retry_after_ms} ms with the same client_msg_id"),
+                client_msg_id: Some(client_msg_id),
+                retry_after_ms: Some(retry_after_ms),
+            };
+            return match send_frame(socket, &frame).await {
+                Ok(()) => Next::Continue,
+                Err(_) => Next::Stop,
+            };
+        }
         let appended = self
             .app
             .store
@@ -288,6 +340,7 @@ impl Session {
             code,
             message,
             client_msg_id,
+            retry_after_ms: None,
         };
         match send_frame(socket, &frame).await {
             Ok(()) => Next::Continue,

@@ -90,7 +90,8 @@ impl Merge {
             if page.is_empty() {
                 break;
             }
-            let full_page = page.len() >= page_size.max(1);
+            // A short page does not mean the end: pages are bounded in
+            // bytes too. The loop ends at the head (or an empty page).
             for entry in page {
                 if self.offer(entry.id()) {
                     io.write_backlog(entry).await?;
@@ -98,9 +99,6 @@ impl Merge {
                 }
             }
             io.flush().await?;
-            if !full_page {
-                break;
-            }
         }
         Ok(written)
     }

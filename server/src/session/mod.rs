@@ -47,6 +47,8 @@ pub(crate) struct Session {
     acked: Option<StreamId>,
     /// Highest acked id known to be persisted.
     saved: Option<StreamId>,
+    /// This socket's place in its user's socket count and send rates.
+    admission: crate::limits::Admission,
 }
 
 impl Session {
@@ -106,6 +108,40 @@ pub(crate) async fn close(socket: &mut WebSocket, code: u16, reason: &'static st
     }
 }
 
+/// After a failed write: if it failed because the peer stopped reading
+/// (the write deadline), count it and try to say why with 1008. The close
+/// frame usually cannot get through a full buffer either; it is bounded,
+/// and the client resumes from its cursor whatever it saw.
+pub(crate) async fn close_if_slow_reader(
+    app: &AppState,
+    socket: &mut WebSocket,
+    err: &axum::Error,
+) {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    let slow = std::error::Error::source(err)
+        .and_then(|source| source.downcast_ref::<WsError>())
+        .is_some_and(
+            |ws| matches!(ws, WsError::Io(io) if crate::limits::listener::is_slow_reader(io)),
+        );
+    if !slow {
+        return;
+    }
+    app.metrics.limit_hit("write_deadline");
+    tracing::debug!("peer stopped reading: closing with 1008; it resumes from its cursor");
+    let closing = close(
+        socket,
+        close_code::POLICY,
+        "too slow to read: reconnect and resume from your cursor",
+    );
+    // The deadline already failed one write; do not wait a second one out.
+    if tokio::time::timeout(Duration::from_millis(200), closing)
+        .await
+        .is_err()
+    {
+        tracing::debug!("close frame not delivered to a slow reader");
+    }
+}
+
 /// Keeps the open-sockets gauge right on every exit path.
 struct OpenSocket<'a>(&'a AppState);
 
@@ -123,7 +159,12 @@ impl Drop for OpenSocket<'_> {
 }
 
 /// Runs a socket from upgrade to close.
-pub async fn run(socket: WebSocket, params: ConnectParams, app: Arc<AppState>) {
+pub async fn run(
+    socket: WebSocket,
+    params: ConnectParams,
+    admission: crate::limits::Admission,
+    app: Arc<AppState>,
+) {
     use tracing::Instrument;
     let client_id = match params.client_id {
         Some(client_id) if !app.flaws.has(Flaw::NewClientId) => client_id,
@@ -131,7 +172,7 @@ pub async fn run(socket: WebSocket, params: ConnectParams, app: Arc<AppState>) {
     };
     let span = tracing::debug_span!("session", user_id = %params.user_id, %client_id,
         conversation_id = %params.conversation_id);
-    run_session(socket, params, client_id, app)
+    run_session(socket, params, client_id, admission, app)
         .instrument(span)
         .await
 }
@@ -140,11 +181,21 @@ async fn run_session(
     mut socket: WebSocket,
     params: ConnectParams,
     client_id: Uuid,
+    admission: crate::limits::Admission,
     app: Arc<AppState>,
 ) {
     let _open = OpenSocket::new(&app);
     let accepted_at = Instant::now();
-    match recover(&mut socket, &params, client_id, app.clone(), accepted_at).await {
+    let recovered = recover(
+        &mut socket,
+        &params,
+        client_id,
+        admission,
+        app.clone(),
+        accepted_at,
+    )
+    .await;
+    match recovered {
         Ok((mut session, subscription)) => {
             session.live_loop(&mut socket, subscription).await;
             tracing::debug!("step 7: saving the final cursor and unregistering");
@@ -174,12 +225,16 @@ async fn run_session(
                 code: ErrorCode::Unavailable,
                 message: format!("storage unavailable during recovery: {err}"),
                 client_msg_id: None,
+                retry_after_ms: None,
             };
             if send_frame(&mut socket, &frame).await.is_ok() {
                 close(&mut socket, close_code::AGAIN, "storage unavailable, retry").await;
             }
         }
-        Err(SessionError::Socket(err)) => tracing::debug!(%err, "peer left during recovery"),
+        Err(SessionError::Socket(err)) => {
+            close_if_slow_reader(&app, &mut socket, &err).await;
+            tracing::debug!(%err, "peer left during recovery");
+        }
     }
 }
 
@@ -188,6 +243,7 @@ async fn recover(
     socket: &mut WebSocket,
     params: &ConnectParams,
     client_id: Uuid,
+    admission: crate::limits::Admission,
     app: Arc<AppState>,
     accepted_at: Instant,
 ) -> Result<(Session, crate::fanout::Subscription), SessionError> {
@@ -245,6 +301,7 @@ async fn recover(
         saved: stored
             .filter(|state| state.epoch.as_deref() == Some(epoch.as_str()))
             .map(|state| state.last_message_id),
+        admission,
     };
     send_frame(
         socket,

@@ -67,9 +67,7 @@ impl MergeIo for SocketIo<'_> {
     }
 
     fn try_queued(&mut self) -> Option<Arc<LiveMessage>> {
-        self.subscription
-            .as_deref_mut()
-            .and_then(|s| s.queue.try_recv().ok())
+        self.subscription.as_deref_mut().and_then(|s| s.try_recv())
     }
 
     fn take_lagged(&mut self) -> bool {

@@ -106,6 +106,10 @@ pub struct StoreSettings {
     pub retention: Duration,
     pub state_ttl: Duration,
     pub dedup_ttl: Duration,
+    /// Bytes per backlog page (at least one entry per page).
+    pub page_bytes: usize,
+    /// Entries kept per stream besides retention (XTRIM MAXLEN ~); 0: none.
+    pub max_messages: u64,
 }
 
 #[derive(Clone)]
@@ -252,6 +256,7 @@ impl Store {
             .arg(self.settings.dedup_ttl.as_secs().max(1))
             .arg(new_epoch())
             .arg(self.meta_ttl_s())
+            .arg(self.settings.max_messages)
             .invoke_async(&mut redis)
             .await
             .map_err(StoreError::redis("append script"))?;
@@ -300,15 +305,31 @@ impl Store {
         count: usize,
     ) -> Result<Vec<StreamEntry>, StoreError> {
         let mut redis = self.redis.clone();
-        let value: redis::Value = redis::cmd("XRANGE")
-            .arg(keys::stream(conversation_id))
+        if count <= 1 {
+            // One entry is within any page bound (a page always holds at
+            // least one): plain XRANGE, no script (cursor checks, heads).
+            let value: redis::Value = redis::cmd("XRANGE")
+                .arg(keys::stream(conversation_id))
+                .arg(start)
+                .arg(until.to_string())
+                .arg("COUNT")
+                .arg(1)
+                .query_async(&mut redis)
+                .await
+                .map_err(StoreError::redis("XRANGE"))?;
+            return parse_entries(value, conversation_id);
+        }
+        // XRANGE bounded in bytes as well as entries: a page of 500
+        // 64 KiB messages would otherwise be 32 MiB held per socket.
+        let value: redis::Value = scripts::RANGE_BOUNDED
+            .key(keys::stream(conversation_id))
             .arg(start)
             .arg(until.to_string())
-            .arg("COUNT")
-            .arg(count)
-            .query_async(&mut redis)
+            .arg(count.max(1))
+            .arg(self.settings.page_bytes.max(1))
+            .invoke_async(&mut redis)
             .await
-            .map_err(StoreError::redis("XRANGE"))?;
+            .map_err(StoreError::redis("bounded XRANGE script"))?;
         parse_entries(value, conversation_id)
     }
 

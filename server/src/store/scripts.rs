@@ -33,7 +33,9 @@ pub static ENSURE_EPOCH: LazyLock<Script> = LazyLock::new(|| {
 
 /// Idempotent append. KEYS: stream, meta, dedup.
 /// ARGV: sender_id, client_msg_id, body, sent_at_ms, minid (retention),
-/// dedup TTL s, candidate epoch, meta TTL s.
+/// dedup TTL s, candidate epoch, meta TTL s, length cap (0: none).
+/// XADD takes one trim strategy, so the length cap is a second step (in
+/// the same script, so nobody ever sees the stream over both bounds).
 /// Returns {id, duplicate (0/1), epoch}.
 pub static APPEND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
@@ -45,6 +47,9 @@ if existing then
 end
 local id = redis.call('XADD', KEYS[1], 'MINID', ARGV[5], '*',
   'sender_id', ARGV[1], 'client_msg_id', ARGV[2], 'body', ARGV[3], 'sent_at_ms', ARGV[4])
+if tonumber(ARGV[9]) > 0 then
+  redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[9])
+end
 redis.call('HSET', KEYS[2], 'has_stream', '1')
 redis.call('SET', KEYS[3], id, 'EX', ARGV[6])
 return {{id, 0, epoch}}
@@ -74,6 +79,38 @@ if old then
 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[5])
 return 1
+"#,
+    )
+});
+
+/// XRANGE with a byte bound: entries from ARGV[1] to ARGV[2] (XRANGE
+/// syntax, `(` for exclusive), at most ARGV[3] of them and, past the
+/// first, at most ARGV[4] bytes of ids and fields. Read in small batches
+/// so Redis never holds a large page either. Same reply shape as XRANGE.
+pub static RANGE_BOUNDED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local start, stop = ARGV[1], ARGV[2]
+local count, budget = tonumber(ARGV[3]), tonumber(ARGV[4])
+local out, used = {}, 0
+while #out < count do
+  local want = math.min(count - #out, 32)
+  local batch = redis.call('XRANGE', KEYS[1], start, stop, 'COUNT', want)
+  for _, entry in ipairs(batch) do
+    local size = #entry[1]
+    for _, field in ipairs(entry[2]) do size = size + #field end
+    if #out > 0 and used + size > budget then
+      return out
+    end
+    used = used + size
+    out[#out + 1] = entry
+  end
+  if #batch < want then
+    break
+  end
+  start = '(' .. batch[#batch][1]
+end
+return out
 "#,
     )
 });

@@ -57,6 +57,10 @@ pub fn test_config(redis_url: &str) -> Config {
     config.shutdown_grace = Duration::from_secs(3);
     // These tests are about recovery; tests/auth.rs is about who may connect.
     config.auth.insecure_no_auth = true;
+    // Tests flood on purpose; the rate limits have their own tests
+    // (limits.rs), which set the rates they check.
+    config.limits.send_rate_per_socket = 1_000_000.0;
+    config.limits.send_rate_per_user = 1_000_000.0;
     config
 }
 

@@ -47,6 +47,8 @@ fn error_code(code: WireCode) -> ErrorCode {
         WireCode::Unavailable => ErrorCode::Unavailable,
         WireCode::Indeterminate => ErrorCode::Indeterminate,
         WireCode::Internal => ErrorCode::Internal,
+        WireCode::RateLimited => ErrorCode::RateLimited,
+        WireCode::Unknown => ErrorCode::Other,
     }
 }
 
@@ -55,17 +57,20 @@ fn error_code(code: WireCode) -> ErrorCode {
 fn send_outcome(code: WireCode, message: String) -> SendOutcome {
     let code_seen = error_code(code);
     match code {
-        // "the send never reached storage, so it was NOT appended".
-        WireCode::Unavailable => SendOutcome::DefiniteFailure {
+        // "the send never reached storage, so it was NOT appended"; a
+        // rate-limited send was refused before it was appended.
+        WireCode::Unavailable | WireCode::RateLimited => SendOutcome::DefiniteFailure {
             code: code_seen,
             message,
         },
-        // Sent to storage without an answer, or an unexpected failure:
-        // may have been appended.
-        WireCode::Indeterminate | WireCode::Internal => SendOutcome::Indeterminate {
-            code: code_seen,
-            message,
-        },
+        // Sent to storage without an answer, an unexpected failure, or a
+        // code this harness does not know: may have been appended.
+        WireCode::Indeterminate | WireCode::Internal | WireCode::Unknown => {
+            SendOutcome::Indeterminate {
+                code: code_seen,
+                message,
+            }
+        }
         WireCode::BadFrame | WireCode::TooLarge => SendOutcome::Rejected {
             code: code_seen,
             message,
@@ -147,6 +152,7 @@ pub fn event_of(frame: ServerFrame) -> EventKind {
             code,
             message,
             client_msg_id: Some(client_msg_id),
+            ..
         } => EventKind::SendOutcome {
             client_msg_id,
             outcome: send_outcome(code, message),
@@ -155,6 +161,7 @@ pub fn event_of(frame: ServerFrame) -> EventKind {
             code,
             message,
             client_msg_id: None,
+            ..
         } => EventKind::Error {
             code: error_code(code),
             message,
@@ -272,6 +279,7 @@ mod tests {
             code,
             message: String::new(),
             client_msg_id: Some(Uuid::from_u128(5)),
+            retry_after_ms: None,
         }) {
             EventKind::SendOutcome { outcome, .. } => outcome,
             other => panic!("not a send outcome: {other:?}"),
@@ -292,10 +300,26 @@ mod tests {
             outcome(WireCode::TooLarge),
             SendOutcome::Rejected { .. }
         ));
+        // Refused before it was appended: definite, retried later.
+        assert!(matches!(
+            outcome(WireCode::RateLimited),
+            SendOutcome::DefiniteFailure {
+                code: ErrorCode::RateLimited,
+                ..
+            }
+        ));
+        assert!(matches!(
+            outcome(WireCode::Unknown),
+            SendOutcome::Indeterminate {
+                code: ErrorCode::Other,
+                ..
+            }
+        ));
         let unrelated = event_of(ServerFrame::Error {
             code: WireCode::BadFrame,
             message: "x".into(),
             client_msg_id: None,
+            retry_after_ms: None,
         });
         assert!(matches!(
             unrelated,
