@@ -208,21 +208,7 @@ fn localhost_target_works_behind_the_fault_proxy() {
     );
     let scenario = write_scenario(out.path(), "localhost", &body);
     let runs = out.path().join("runs");
-    let run = harness(&[
-        "run",
-        scenario.to_str().unwrap(),
-        "--target",
-        &target,
-        "--redis-url",
-        server.redis.url(),
-        "--jwt-secret",
-        &server.secret,
-        "--out",
-        runs.to_str().unwrap(),
-        "--seed",
-        &seed.to_string(),
-        "--quiet",
-    ]);
+    let run = server.run(&scenario, &target, &runs, seed, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let summary = summary(&run_dir(&runs));
     assert_eq!(summary["verdict"], "valid");

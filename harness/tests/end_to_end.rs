@@ -115,23 +115,10 @@ fn external_target_checked_against_its_redis() {
     let server = ExternalServer::start(&[]);
     let out = tempfile::tempdir().unwrap();
     let scenario = write_scenario(out.path(), "external", SMALL_EXTERNAL);
-    let run = harness(&[
-        "run",
-        scenario.to_str().unwrap(),
-        "--target",
-        &server.ws_url,
-        "--redis-url",
-        server.redis.url(),
-        "--jwt-secret",
-        &server.secret,
-        "--out",
-        out.path().join("runs").to_str().unwrap(),
-        "--seed",
-        &seed.to_string(),
-        "--quiet",
-    ]);
+    let runs = out.path().join("runs");
+    let run = server.run(&scenario, &server.ws_url, &runs, seed, &[]);
     assert_eq!(run.code, 0);
-    let summary = summary(&run_dir(&out.path().join("runs")));
+    let summary = summary(&run_dir(&runs));
     assert_eq!(summary["verdict"], "valid");
     assert_eq!(summary["log_source"], "redis");
     assert_eq!(summary["targets"][0], server.ws_url.as_str());

@@ -26,23 +26,13 @@ fn a_scenario_runs_over_tls_with_a_custom_ca() {
     assert!(server.ws_url.starts_with("wss://"), "{}", server.ws_url);
     let scenario = write_scenario(dir.path(), "tls", SMALL_EXTERNAL);
     let runs = dir.path().join("runs");
-    let run = harness(&[
-        "run",
-        scenario.to_str().unwrap(),
-        "--target",
+    let run = server.run(
+        &scenario,
         &server.ws_url,
-        "--redis-url",
-        server.redis.url(),
-        "--jwt-secret",
-        &server.secret,
-        "--ca",
-        cert.to_str().unwrap(),
-        "--out",
-        runs.to_str().unwrap(),
-        "--seed",
-        &seed.to_string(),
-        "--quiet",
-    ]);
+        &runs,
+        seed,
+        &["--ca", cert.to_str().unwrap()],
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
     let summary = summary(&run_dir(&runs));
     assert_eq!(summary["verdict"], "valid");

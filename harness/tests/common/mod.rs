@@ -133,6 +133,37 @@ pub struct ExternalServer {
 const EXTERNAL_SECRET: &str = "external-server-test-secret-0123456789abcdef";
 
 impl ExternalServer {
+    /// `harness run SCENARIO --target TARGET` against this server: its
+    /// Redis for the log, its secret for the tokens, `--quiet`, seeded, the
+    /// run directory under `runs`; `extra` flags go last.
+    pub fn run(
+        &self,
+        scenario: &Path,
+        target: &str,
+        runs: &Path,
+        seed: u64,
+        extra: &[&str],
+    ) -> Finished {
+        let seed = seed.to_string();
+        let mut args = vec![
+            "run",
+            scenario.to_str().expect("a UTF-8 path"),
+            "--target",
+            target,
+            "--redis-url",
+            self.redis.url(),
+            "--jwt-secret",
+            &self.secret,
+            "--out",
+            runs.to_str().expect("a UTF-8 path"),
+            "--seed",
+            &seed,
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        harness(&args)
+    }
+
     pub fn start(extra_args: &[&str]) -> ExternalServer {
         use std::io::BufRead;
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
