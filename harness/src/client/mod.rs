@@ -79,6 +79,10 @@ pub enum Phase {
     /// Sends stopped; every device comes back and stays until it has
     /// everything up to the heads.
     Draining,
+    /// Still draining, and `drain_heads` is set: a socket that has nothing
+    /// more to receive learns here that it is already caught up (rather
+    /// than every socket polling the heads on a timer).
+    HeadsFixed,
     /// Close everything and hand the histories back.
     Done,
 }

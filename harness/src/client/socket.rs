@@ -23,9 +23,15 @@ use crate::history::{
     body_hash, DisconnectCause, Event, EventKind, Position, ResumeMode, SendOutcome,
 };
 
-/// Cumulative acks go out after this many new messages, or on the tick.
+/// Cumulative acks go out after this many new messages, or `ACK_DELAY`
+/// after the first message not acked yet. Why a delay and not a tick: at
+/// chat rates a socket gets about one message a second, so a short tick
+/// acked nearly every message on its own, and those writes were a quarter
+/// of the harness's CPU (perf, churn-1k). The reference server saves
+/// cursors once a second anyway (`--sync-interval`), so a quicker ack
+/// would not move the stored cursor sooner.
 const ACK_EVERY_MESSAGES: usize = 16;
-const ACK_TICK: Duration = Duration::from_millis(100);
+const ACK_DELAY: Duration = Duration::from_secs(1);
 /// Retry delay after `error unavailable` and after a failed connect.
 const RETRY_DELAY: Duration = Duration::from_millis(250);
 /// Send attempts per client_msg_id before the harness gives up on it.
@@ -357,8 +363,9 @@ impl SocketTask {
         let mut caught_up = false;
         let mut unacked_messages = 0usize;
         let mut acked_sent: Option<Position> = None;
-        let mut ack_tick = tokio::time::interval(ACK_TICK);
-        ack_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Armed by the first message not acked yet; no timer runs while
+        // there is nothing to ack.
+        let mut ack_at: Option<Instant> = None;
         let mut retry_at: Option<Instant> = None;
         let mut storms = self.ctx.storms.subscribe();
         let mut online_check = tokio::time::interval(ONLINE_CHECK);
@@ -373,6 +380,12 @@ impl SocketTask {
             };
             let retry_due = async {
                 match retry_at {
+                    Some(at) => sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let ack_due = async {
+                match ack_at {
                     Some(at) => sleep_until(at).await,
                     None => std::future::pending().await,
                 }
@@ -418,21 +431,29 @@ impl SocketTask {
                             return Drive::Lost(cause);
                         }
                         unacked_messages = 0;
+                        ack_at = None;
+                    } else if unacked_messages > 0 && ack_at.is_none() {
+                        ack_at = Some(Instant::now() + ACK_DELAY);
                     }
                     self.check_drained();
                 }
-                order = self.orders.recv(), if caught_up => {
+                order = self.orders.recv(), if caught_up && !(self.orders.is_closed() && self.orders.is_empty()) => {
+                    // None: the scheduler is done and dropped its sender.
+                    // The guard above keeps a closed, empty channel out of the
+                    // select; without it every socket spun on `None` for
+                    // the whole drain (perf: memset of the read buffer on
+                    // each empty poll), starving the drain's own reads.
                     let Some(order) = order else { continue };
                     if let Err(cause) = self.send_new(ws, codec, order).await {
                         return Drive::Lost(cause);
                     }
                 }
-                _ = ack_tick.tick() => {
+                _ = ack_due => {
+                    ack_at = None;
                     if let Err(cause) = self.send_ack(ws, codec, &mut acked_sent).await {
                         return Drive::Lost(cause);
                     }
                     unacked_messages = 0;
-                    self.check_drained();
                 }
                 _ = retry_due => {
                     retry_at = None;
@@ -492,6 +513,7 @@ impl SocketTask {
                         let _ = self.send_ack(ws, codec, &mut acked_sent).await; // failure only loses a cursor update at run end
                         return Drive::RunOver;
                     }
+                    self.check_drained();
                 }
             }
         }

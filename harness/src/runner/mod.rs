@@ -555,6 +555,7 @@ pub async fn play(
     let _ = devices.phase_tx.send(Phase::Draining); // Err only when no socket task is left: nothing to tell
     let placed = devices.scheduler.await.unwrap_or(0);
     tracing::info!(placed, "traffic phase over");
+    let drain_started = std::time::Instant::now();
     let ctx = devices.ctx.clone();
     let skipped = ctx.counters.sends_skipped.load(Ordering::Relaxed);
     let queue_full = ctx
@@ -578,8 +579,10 @@ pub async fn play(
             Vec::new()
         }
     };
+    tracing::debug!(elapsed = ?drain_started.elapsed(), "fault schedule over");
     let stragglers = drain(
         &ctx,
+        &devices.phase_tx,
         &devices.cast,
         scenario.drain_timeout,
         v1_streams_url(scenario, provisioned.redis_url.as_deref()),
@@ -731,6 +734,7 @@ fn start_devices(
 /// Returns the stragglers (devices that did not).
 async fn drain(
     ctx: &ClientContext,
+    phase_tx: &watch::Sender<Phase>,
     cast: &population::Cast,
     timeout: Duration,
     redis_url: Option<&str>,
@@ -752,6 +756,7 @@ async fn drain(
     }
     // The acked maximum also covers a target whose Redis layout differs
     // from ours (its streams read back empty).
+    tracing::debug!(outstanding, "in-flight sends settled");
     let acked_heads = ctx.max_acked_ids();
     let heads: Vec<Position> = match redis_url {
         Some(url) => RedisStreams { url }
@@ -763,8 +768,10 @@ async fn drain(
             .collect(),
         None => acked_heads,
     };
+    tracing::debug!("drain heads read");
     // Set once, here; the sockets only read it.
     let _ = ctx.drain_heads.set(heads.clone()); // Err only if already set, which nothing else does
+    let _ = phase_tx.send(Phase::HeadsFixed); // Err only when no socket task is left: nothing to tell
     let socket_count = cast.sockets.len() as u64;
     while ctx.counters.drained.load(Ordering::Relaxed) < socket_count
         && tokio::time::Instant::now() < deadline
