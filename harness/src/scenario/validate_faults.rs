@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use serde::de::IntoDeserializer;
 use serde::Deserialize;
-use toml::Spanned;
 
 use super::Source;
 use crate::scenario::error::ScenarioError;
 use crate::scenario::file::{FaultFile, FaultName};
 use crate::scenario::model::*;
+use crate::scenario::variant_name;
 use recovery_units::format_duration;
 
 /// What a fault needs to know about the rest of the scenario.
@@ -32,7 +32,11 @@ pub(crate) fn fault_keys_hint(kind: &str) -> Option<String> {
     let deserializer: serde::de::value::StrDeserializer<serde::de::value::Error> =
         kind.into_deserializer();
     let kind = FaultName::deserialize(deserializer).ok()?;
-    Some(format!("{} takes: {}", kind.name(), kind.keys().join(", ")))
+    Some(format!(
+        "{} takes: {}",
+        variant_name(kind),
+        kind.keys().join(", ")
+    ))
 }
 
 /// What a fault acts on; two faults on one target must not overlap.
@@ -78,26 +82,23 @@ fn describe(spec: &FaultSpec) -> String {
 /// same moment keep their file order).
 pub(super) fn faults(
     source: &Source,
-    items: &[Spanned<FaultFile>],
+    items: &[FaultFile],
     context: &FaultContext,
 ) -> Result<Vec<FaultSpec>, ScenarioError> {
     let mut parsed: Vec<(FaultSpec, Target)> = Vec::with_capacity(items.len());
-    for item in items {
-        let (spec, target) = fault(source, item, context)?;
+    for (index, item) in items.iter().enumerate() {
+        let path = format!("faults[{index}]");
+        let (spec, target) = fault(source, &path, item, context)?;
         let (start, end) = window(&spec);
         let clash = parsed.iter().position(|(earlier, earlier_target)| {
             let (earlier_start, earlier_end) = window(earlier);
             *earlier_target == target && start < earlier_end && earlier_start < end
         });
         if let Some(earlier) = clash {
-            let path = super::path_of(source.document, &item.span());
-            let array = path
-                .rsplit_once('[')
-                .map_or(path.as_str(), |(array, _)| array);
             return Err(source.fail(
-                item,
+                &path,
                 format!(
-                    "{} overlaps {array}[{earlier}] ({}), both on {}",
+                    "{} overlaps faults[{earlier}] ({}), both on {}",
                     describe(&spec),
                     describe(&parsed[earlier].0),
                     target.describe()
@@ -117,23 +118,30 @@ pub(super) fn faults(
 
 fn fault(
     source: &Source,
-    item: &Spanned<FaultFile>,
+    path: &str,
+    file: &FaultFile,
     context: &FaultContext,
 ) -> Result<(FaultSpec, Target), ScenarioError> {
-    let file = item.get_ref();
-    let table = item.span();
-    let kind = *file.kind.get_ref();
-    reject_keys_of_other_kinds(source, item, kind)?;
-    check_controllable(source, &file.kind, context)?;
+    let kind = file.kind;
+    let at_path = |key: &str| format!("{path}.{key}");
+    let name = variant_name(kind);
+    let foreign = source
+        .keys(path)
+        .into_iter()
+        .find(|key| !kind.keys().contains(key));
+    if let Some(key) = foreign {
+        return Err(source.fail_key(
+            &at_path(key),
+            format!("does not apply to kind = {name:?}"),
+            fault_keys_hint(name),
+        ));
+    }
+    check_controllable(source, path, kind, context)?;
 
-    let at_text = file
-        .at
-        .as_ref()
-        .ok_or_else(|| source.missing(&table, "at"))?;
-    let at = at_text.get_ref().0;
+    let at = file.at.ok_or_else(|| source.missing(path, "at"))?.0;
     if at >= context.traffic_end {
         return Err(source.fail(
-            at_text,
+            &at_path("at"),
             format!(
                 "starts at {}, when traffic has ended (ramp_up + duration = {})",
                 format_duration(at),
@@ -142,27 +150,25 @@ fn fault(
             Some("a fault must start while traffic runs; the drain comes after (a fault may last into the drain)".into()),
         ));
     }
-    let duration = match (&file.duration, kind) {
+    let duration = match (file.duration.map(|text| text.0), kind) {
         (None, FaultName::Reset | FaultName::ReconnectStorm) => Duration::ZERO,
         // The window the dropped sockets come back in; 0 = all at once.
-        (Some(text), FaultName::ReconnectStorm) => text.get_ref().0,
-        (None, _) => return Err(source.missing(&table, "duration")),
-        (Some(text), FaultName::Reset) => match text.get_ref().0 {
-            zero if zero.is_zero() => zero,
-            _ => {
-                return Err(source.fail(
-                    text,
-                    "a reset is instant: its duration must be \"0s\"",
-                    Some("remove duration (it defaults to \"0s\")".into()),
-                ))
-            }
-        },
-        (Some(text), _) if text.get_ref().0.is_zero() => {
-            return Err(source.fail(text, "must be greater than 0s", None))
+        (Some(window), FaultName::ReconnectStorm) => window,
+        (None, _) => return Err(source.missing(path, "duration")),
+        (Some(length), FaultName::Reset) if !length.is_zero() => {
+            return Err(source.fail(
+                &at_path("duration"),
+                "a reset is instant: its duration must be \"0s\"",
+                Some("remove duration (it defaults to \"0s\")".into()),
+            ))
         }
-        (Some(text), _) => text.get_ref().0,
+        (Some(length), FaultName::Reset) => length,
+        (Some(length), _) if length.is_zero() => {
+            return Err(source.fail(&at_path("duration"), "must be greater than 0s", None))
+        }
+        (Some(length), _) => length,
     };
-    let (fault_kind, target) = kind_params(source, item, context)?;
+    let (fault_kind, target) = kind_params(source, path, file, context)?;
 
     let destroys_acked = match kind {
         FaultName::RedisWipe => Some("redis_wipe deletes acked messages"),
@@ -173,7 +179,7 @@ fn fault(
     };
     if let (Some(problem), false) = (destroys_acked, context.allow_lost_ack) {
         return Err(source.fail(
-            &file.kind,
+            &at_path("kind"),
             problem,
             Some("this scenario destroys acked messages on purpose; set [expect] lost_ack = \"allowed\"".into()),
         ));
@@ -188,65 +194,29 @@ fn fault(
     ))
 }
 
-/// Rejects, in file order, the first key of another kind, naming the keys
-/// this kind takes.
-fn reject_keys_of_other_kinds(
-    source: &Source,
-    item: &Spanned<FaultFile>,
-    kind: FaultName,
-) -> Result<(), ScenarioError> {
-    let file = item.get_ref();
-    let given = [
-        ("duration", file.duration.is_some()),
-        ("server", file.server.is_some()),
-        ("link", file.link.is_some()),
-        ("latency", file.latency.is_some()),
-        ("jitter", file.jitter.is_some()),
-        ("rate", file.rate.is_some()),
-        ("share", file.share.is_some()),
-        ("drop", file.drop.is_some()),
-    ];
-    let foreign = given
-        .iter()
-        .filter(|(key, given)| *given && !kind.keys().contains(key))
-        .min_by_key(|(key, _)| {
-            super::key_span(source.document, &item.span(), key).map(|span| span.start)
-        });
-    match foreign {
-        None => Ok(()),
-        Some((key, _)) => Err(source.fail_key(
-            &item.span(),
-            key,
-            format!("does not apply to kind = {:?}", kind.name()),
-            fault_keys_hint(kind.name()),
-        )),
-    }
-}
-
 /// Whether the harness controls what this kind of fault acts on.
 fn check_controllable(
     source: &Source,
-    kind: &Spanned<FaultName>,
+    path: &str,
+    kind: FaultName,
     context: &FaultContext,
 ) -> Result<(), ScenarioError> {
+    let kind_path = format!("{path}.kind");
     let is_redis = matches!(
-        kind.get_ref(),
+        kind,
         FaultName::RedisRestart | FaultName::RedisPause | FaultName::RedisWipe
     );
     if is_redis && context.redis.provider == RedisProviderChoice::Url {
         return Err(source.fail(
-            kind,
+            &kind_path,
             "redis faults need a Redis the harness starts (testcontainers or local), not a given URL",
             Some("set redis.provider = \"testcontainers\" or \"local\" (or \"auto\")".into()),
         ));
     }
-    let is_server = matches!(
-        kind.get_ref(),
-        FaultName::ServerKill | FaultName::ServerRestart
-    );
+    let is_server = matches!(kind, FaultName::ServerKill | FaultName::ServerRestart);
     if is_server && matches!(context.servers, ServersSpec::External { .. }) {
         return Err(source.fail(
-            kind,
+            &kind_path,
             "server faults need spawned reference servers",
             Some(
                 "servers.targets are run by someone else: use [servers] spawn \
@@ -260,22 +230,22 @@ fn check_controllable(
 
 fn kind_params(
     source: &Source,
-    item: &Spanned<FaultFile>,
+    path: &str,
+    file: &FaultFile,
     context: &FaultContext,
 ) -> Result<(FaultKind, Target), ScenarioError> {
-    let file = item.get_ref();
-    let table = item.span();
-    let link = || link(source, item, context);
-    Ok(match file.kind.get_ref() {
+    let at_path = |key: &str| format!("{path}.{key}");
+    let link = || link(source, path, file, context);
+    Ok(match file.kind {
         FaultName::RedisRestart => (FaultKind::RedisRestart, Target::Redis),
         FaultName::RedisPause => (FaultKind::RedisPause, Target::Redis),
         FaultName::RedisWipe => (FaultKind::RedisWipe, Target::Redis),
         FaultName::ServerKill => {
-            let server = server_index(source, file, context)?;
+            let server = server_index(source, path, file, context)?;
             (FaultKind::ServerKill { server }, Target::Server(server))
         }
         FaultName::ServerRestart => {
-            let server = server_index(source, file, context)?;
+            let server = server_index(source, path, file, context)?;
             (FaultKind::ServerRestart { server }, Target::Server(server))
         }
         FaultName::Latency => {
@@ -283,12 +253,12 @@ fn kind_params(
             let latency = file
                 .latency
                 .as_ref()
-                .ok_or_else(|| source.missing(&table, "latency"))?;
+                .ok_or_else(|| source.missing(path, "latency"))?;
             let latency = latency.0 .0;
-            let jitter = match &file.jitter {
-                Some(text) => match text.get_ref().0 {
+            let jitter = match file.jitter {
+                Some(text) => match text.0 {
                     jitter if jitter > latency => return Err(source.fail(
-                        text,
+                        &at_path("jitter"),
                         format!("is more than latency ({})", format_duration(latency)),
                         Some(
                             "each packet is delayed by latency ± jitter, which must not go below 0"
@@ -310,14 +280,11 @@ fn kind_params(
         }
         FaultName::Bandwidth => {
             let link = link()?;
-            let text = file
-                .rate
-                .as_ref()
-                .ok_or_else(|| source.missing(&table, "rate"))?;
-            let bytes_per_s = match text.get_ref().0 {
+            let rate = file.rate.ok_or_else(|| source.missing(path, "rate"))?;
+            let bytes_per_s = match rate.0 {
                 0 => {
                     return Err(source.fail(
-                        text,
+                        &at_path("rate"),
                         "must be greater than 0B/s",
                         Some("to pass nothing at all, use kind = \"blackhole\"".into()),
                     ))
@@ -340,15 +307,15 @@ fn kind_params(
         FaultName::ReconnectStorm => {
             let share = match &file.share {
                 None => 1.0,
-                Some(share) if share.get_ref().0 == 0.0 => return Err(source.fail(
-                    share,
+                Some(share) if share.0 == 0.0 => return Err(source.fail(
+                    &at_path("share"),
                     "a storm that drops no socket does nothing",
                     Some(
                         "share is the part of the connected sockets that drop, e.g. 1.0 for all"
                             .into(),
                     ),
                 )),
-                Some(share) => share.get_ref().0,
+                Some(share) => share.0,
             };
             let drop = file.drop.unwrap_or(StormDrop::Abrupt);
             (FaultKind::ReconnectStorm { share, drop }, Target::Clients)
@@ -358,10 +325,11 @@ fn kind_params(
 
 fn server_index(
     source: &Source,
+    path: &str,
     file: &FaultFile,
     context: &FaultContext,
 ) -> Result<u32, ScenarioError> {
-    let Some(server) = &file.server else {
+    let Some(index) = file.server else {
         return Ok(0);
     };
     // External servers were rejected in `check_controllable`.
@@ -374,10 +342,9 @@ fn server_index(
         ServersSpec::Spawn { count, .. } => (*count, "instances"),
         ServersSpec::External { .. } => (0, "spawn"),
     };
-    let index = *server.get_ref();
     if index >= spawned {
         return Err(source.fail(
-            server,
+            &format!("{path}.server"),
             format!("there is no server {index} (servers.{key} = {spawned})"),
             Some(format!(
                 "servers are numbered from 0: use 0..={}",
@@ -390,17 +357,14 @@ fn server_index(
 
 fn link(
     source: &Source,
-    item: &Spanned<FaultFile>,
+    path: &str,
+    file: &FaultFile,
     context: &FaultContext,
 ) -> Result<Link, ScenarioError> {
-    let link = item
-        .get_ref()
-        .link
-        .as_ref()
-        .ok_or_else(|| source.missing(&item.span(), "link"))?;
-    if *link.get_ref() == Link::Redis && matches!(context.servers, ServersSpec::External { .. }) {
+    let link = file.link.ok_or_else(|| source.missing(path, "link"))?;
+    if link == Link::Redis && matches!(context.servers, ServersSpec::External { .. }) {
         return Err(source.fail(
-            link,
+            &format!("{path}.link"),
             "link = \"redis\" needs spawned servers",
             Some(
                 "the harness proxies the spawned servers' Redis connection; \
@@ -409,5 +373,5 @@ fn link(
             ),
         ));
     }
-    Ok(*link.get_ref())
+    Ok(link)
 }
