@@ -185,6 +185,15 @@ checked!(Share(f64) as f64, |value| (!(0.0..=1.0).contains(&value))
     .then(|| format!(
         "{value} is not a share between 0 and 1 (e.g. 0.3 for 30%)"
     )));
+checked!(StormShare(Share) as f64, |value| {
+    (value.0 == 0.0).then(|| {
+    "a storm that drops no socket does nothing (share is the part of the connected sockets that drop, e.g. 1.0 for all)".into()
+})
+});
+checked!(PositiveByteRate(ByteRate) as u64, |value| (value.0 == 0)
+    .then(|| {
+        "must be greater than 0B/s (to pass nothing at all, use kind = \"blackhole\")".into()
+    }));
 checked!(Pct(PctText) as Percentile, |value| (!(value.0 > 0.0
     && value.0 <= 100.0))
     .then(|| {
@@ -427,7 +436,7 @@ pub(crate) struct FaultFile {
     pub link: Option<Link>,
     pub latency: Option<Positive>,
     pub jitter: Option<Dur>,
-    pub rate: Option<ByteRate>,
-    pub share: Option<Share>,
+    pub rate: Option<PositiveByteRate>,
+    pub share: Option<StormShare>,
     pub drop: Option<StormDrop>,
 }

@@ -101,9 +101,11 @@ fn fault_file(fault: &FaultSpec) -> FaultFile {
             file.latency = Some(Positive(Dur(*latency)));
             file.jitter = Some(Dur(*jitter));
         }
-        FaultKind::Bandwidth { bytes_per_s, .. } => file.rate = Some(ByteRate(*bytes_per_s)),
+        FaultKind::Bandwidth { bytes_per_s, .. } => {
+            file.rate = Some(PositiveByteRate(ByteRate(*bytes_per_s)))
+        }
         FaultKind::ReconnectStorm { share, drop } => {
-            file.share = Some(Share(*share));
+            file.share = Some(StormShare(Share(*share)));
             file.drop = Some(*drop);
         }
         _ => {}

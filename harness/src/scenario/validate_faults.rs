@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::Source;
 use crate::scenario::error::ScenarioError;
-use crate::scenario::file::{FaultFile, FaultName};
+use crate::scenario::file::{Dur, FaultFile, FaultName};
 use crate::scenario::model::*;
 use crate::scenario::variant_name;
 use recovery_units::format_duration;
@@ -29,9 +29,8 @@ pub(super) struct FaultContext<'s> {
 /// The hint for a typo in a fault table whose `kind` is known: that
 /// kind's keys, which are more useful than every fault key.
 pub(crate) fn fault_keys_hint(kind: &str) -> Option<String> {
-    let deserializer: serde::de::value::StrDeserializer<serde::de::value::Error> =
-        kind.into_deserializer();
-    let kind = FaultName::deserialize(deserializer).ok()?;
+    let read = IntoDeserializer::<serde::de::value::Error>::into_deserializer(kind);
+    let kind = FaultName::deserialize(read).ok()?;
     Some(format!(
         "{} takes: {}",
         variant_name(kind),
@@ -50,6 +49,16 @@ enum Target {
 }
 
 impl Target {
+    fn of(kind: &FaultKind) -> Target {
+        match kind {
+            FaultKind::ServerKill { server } | FaultKind::ServerRestart { server } => {
+                Target::Server(*server)
+            }
+            FaultKind::ReconnectStorm { .. } => Target::Clients,
+            _ => kind.link().map_or(Target::Redis, Target::Link),
+        }
+    }
+
     fn describe(self) -> String {
         match self {
             Target::Redis => "Redis".to_string(),
@@ -88,7 +97,8 @@ pub(super) fn faults(
     let mut parsed: Vec<(FaultSpec, Target)> = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         let path = format!("faults[{index}]");
-        let (spec, target) = fault(source, &path, item, context)?;
+        let spec = fault(source, &path, item, context)?;
+        let target = Target::of(&spec.kind);
         let (start, end) = window(&spec);
         let clash = parsed.iter().position(|(earlier, earlier_target)| {
             let (earlier_start, earlier_end) = window(earlier);
@@ -121,27 +131,31 @@ fn fault(
     path: &str,
     file: &FaultFile,
     context: &FaultContext,
-) -> Result<(FaultSpec, Target), ScenarioError> {
+) -> Result<FaultSpec, ScenarioError> {
     let kind = file.kind;
-    let at_path = |key: &str| format!("{path}.{key}");
-    let name = variant_name(kind);
-    let foreign = source
-        .keys(path)
-        .into_iter()
-        .find(|key| !kind.keys().contains(key));
-    if let Some(key) = foreign {
-        return Err(source.fail_key(
-            &at_path(key),
-            format!("does not apply to kind = {name:?}"),
-            fault_keys_hint(name),
-        ));
+    let (name, keys) = (variant_name(kind), source.keys(path));
+    let key_path = |key: &str| format!("{path}.{key}");
+    if let Some(key) = keys.iter().find(|key| !kind.keys().contains(key)) {
+        let problem = format!("does not apply to kind = {name:?}");
+        return Err(source.fail_key(&key_path(key), problem, fault_keys_hint(name)));
     }
-    check_controllable(source, path, kind, context)?;
-
-    let at = file.at.ok_or_else(|| source.missing(path, "at"))?.0;
+    check_controllable(source, &key_path("kind"), kind, context)?;
+    // A reset is instant; a storm's duration is the window its sockets
+    // come back in (0: all at once).
+    let instant = matches!(kind, FaultName::Reset | FaultName::ReconnectStorm);
+    let optional = ["kind", "server", "jitter", "share", "drop"];
+    let required = kind.keys().iter().filter(|key| !optional.contains(key));
+    if let Some(absent) = required
+        .filter(|key| !(instant && **key == "duration"))
+        .find(|key| !keys.contains(key))
+    {
+        return Err(source.missing(path, absent));
+    }
+    let duration_of = |given: Option<Dur>| given.map_or(Duration::ZERO, |text| text.0);
+    let (at, duration) = (duration_of(file.at), duration_of(file.duration));
     if at >= context.traffic_end {
         return Err(source.fail(
-            &at_path("at"),
+            &key_path("at"),
             format!(
                 "starts at {}, when traffic has ended (ramp_up + duration = {})",
                 format_duration(at),
@@ -150,27 +164,66 @@ fn fault(
             Some("a fault must start while traffic runs; the drain comes after (a fault may last into the drain)".into()),
         ));
     }
-    let duration = match (file.duration.map(|text| text.0), kind) {
-        (None, FaultName::Reset | FaultName::ReconnectStorm) => Duration::ZERO,
-        // The window the dropped sockets come back in; 0 = all at once.
-        (Some(window), FaultName::ReconnectStorm) => window,
-        (None, _) => return Err(source.missing(path, "duration")),
-        (Some(length), FaultName::Reset) if !length.is_zero() => {
-            return Err(source.fail(
-                &at_path("duration"),
-                "a reset is instant: its duration must be \"0s\"",
-                Some("remove duration (it defaults to \"0s\")".into()),
-            ))
-        }
-        (Some(length), FaultName::Reset) => length,
-        (Some(length), _) if length.is_zero() => {
-            return Err(source.fail(&at_path("duration"), "must be greater than 0s", None))
-        }
-        (Some(length), _) => length,
+    if kind == FaultName::Reset && !duration.is_zero() {
+        return Err(source.fail(
+            &key_path("duration"),
+            "a reset is instant: its duration must be \"0s\"",
+            Some("remove duration (it defaults to \"0s\")".into()),
+        ));
+    }
+    if !instant && duration.is_zero() {
+        return Err(source.fail(&key_path("duration"), "must be greater than 0s", None));
+    }
+    let (server, link) = (file.server.unwrap_or(0), file.link.unwrap_or(Link::Clients));
+    let latency = file
+        .latency
+        .as_ref()
+        .map_or(Duration::ZERO, |text| text.0 .0);
+    let jitter = duration_of(file.jitter);
+    let kind = match kind {
+        FaultName::RedisRestart => FaultKind::RedisRestart,
+        FaultName::RedisPause => FaultKind::RedisPause,
+        FaultName::RedisWipe => FaultKind::RedisWipe,
+        FaultName::ServerKill => FaultKind::ServerKill { server },
+        FaultName::ServerRestart => FaultKind::ServerRestart { server },
+        FaultName::Latency => FaultKind::Latency {
+            link,
+            latency,
+            jitter,
+        },
+        FaultName::Bandwidth => FaultKind::Bandwidth {
+            link,
+            bytes_per_s: file.rate.as_ref().map_or(0, |rate| rate.0 .0),
+        },
+        FaultName::Blackhole => FaultKind::Blackhole { link },
+        FaultName::Reset => FaultKind::Reset { link },
+        FaultName::ReconnectStorm => FaultKind::ReconnectStorm {
+            share: file.share.as_ref().map_or(1.0, |share| share.0 .0),
+            drop: file.drop.unwrap_or(StormDrop::Abrupt),
+        },
     };
-    let (fault_kind, target) = kind_params(source, path, file, context)?;
-
-    let destroys_acked = match kind {
+    if let FaultKind::ServerKill { .. } | FaultKind::ServerRestart { .. } = kind {
+        server_index(source, &key_path("server"), server, context)?;
+    }
+    if kind.link() == Some(Link::Redis) && matches!(context.servers, ServersSpec::External { .. }) {
+        return Err(source.fail(
+            &key_path("link"),
+            "link = \"redis\" needs spawned servers",
+            Some(
+                "the harness proxies the spawned servers' Redis connection; \
+                 it cannot reach the Redis connection of servers.targets"
+                    .into(),
+            ),
+        ));
+    }
+    if jitter > latency {
+        return Err(source.fail(
+            &key_path("jitter"),
+            format!("is more than latency ({})", format_duration(latency)),
+            Some("each packet is delayed by latency ± jitter, which must not go below 0".into()),
+        ));
+    }
+    let destroys_acked = match file.kind {
         FaultName::RedisWipe => Some("redis_wipe deletes acked messages"),
         FaultName::RedisRestart if context.redis.persistence == Persistence::None => {
             Some("redis_restart with redis.persistence = \"none\" loses acked messages")
@@ -179,36 +232,28 @@ fn fault(
     };
     if let (Some(problem), false) = (destroys_acked, context.allow_lost_ack) {
         return Err(source.fail(
-            &at_path("kind"),
+            &key_path("kind"),
             problem,
             Some("this scenario destroys acked messages on purpose; set [expect] lost_ack = \"allowed\"".into()),
         ));
     }
-    Ok((
-        FaultSpec {
-            kind: fault_kind,
-            at,
-            duration,
-        },
-        target,
-    ))
+    Ok(FaultSpec { kind, at, duration })
 }
 
 /// Whether the harness controls what this kind of fault acts on.
 fn check_controllable(
     source: &Source,
-    path: &str,
+    kind_path: &str,
     kind: FaultName,
     context: &FaultContext,
 ) -> Result<(), ScenarioError> {
-    let kind_path = format!("{path}.kind");
     let is_redis = matches!(
         kind,
         FaultName::RedisRestart | FaultName::RedisPause | FaultName::RedisWipe
     );
     if is_redis && context.redis.provider == RedisProviderChoice::Url {
         return Err(source.fail(
-            &kind_path,
+            kind_path,
             "redis faults need a Redis the harness starts (testcontainers or local), not a given URL",
             Some("set redis.provider = \"testcontainers\" or \"local\" (or \"auto\")".into()),
         ));
@@ -216,7 +261,7 @@ fn check_controllable(
     let is_server = matches!(kind, FaultName::ServerKill | FaultName::ServerRestart);
     if is_server && matches!(context.servers, ServersSpec::External { .. }) {
         return Err(source.fail(
-            &kind_path,
+            kind_path,
             "server faults need spawned reference servers",
             Some(
                 "servers.targets are run by someone else: use [servers] spawn \
@@ -228,110 +273,12 @@ fn check_controllable(
     Ok(())
 }
 
-fn kind_params(
-    source: &Source,
-    path: &str,
-    file: &FaultFile,
-    context: &FaultContext,
-) -> Result<(FaultKind, Target), ScenarioError> {
-    let at_path = |key: &str| format!("{path}.{key}");
-    let link = || link(source, path, file, context);
-    Ok(match file.kind {
-        FaultName::RedisRestart => (FaultKind::RedisRestart, Target::Redis),
-        FaultName::RedisPause => (FaultKind::RedisPause, Target::Redis),
-        FaultName::RedisWipe => (FaultKind::RedisWipe, Target::Redis),
-        FaultName::ServerKill => {
-            let server = server_index(source, path, file, context)?;
-            (FaultKind::ServerKill { server }, Target::Server(server))
-        }
-        FaultName::ServerRestart => {
-            let server = server_index(source, path, file, context)?;
-            (FaultKind::ServerRestart { server }, Target::Server(server))
-        }
-        FaultName::Latency => {
-            let link = link()?;
-            let latency = file
-                .latency
-                .as_ref()
-                .ok_or_else(|| source.missing(path, "latency"))?;
-            let latency = latency.0 .0;
-            let jitter = match file.jitter {
-                Some(text) => match text.0 {
-                    jitter if jitter > latency => return Err(source.fail(
-                        &at_path("jitter"),
-                        format!("is more than latency ({})", format_duration(latency)),
-                        Some(
-                            "each packet is delayed by latency ± jitter, which must not go below 0"
-                                .into(),
-                        ),
-                    )),
-                    jitter => jitter,
-                },
-                None => Duration::ZERO,
-            };
-            (
-                FaultKind::Latency {
-                    link,
-                    latency,
-                    jitter,
-                },
-                Target::Link(link),
-            )
-        }
-        FaultName::Bandwidth => {
-            let link = link()?;
-            let rate = file.rate.ok_or_else(|| source.missing(path, "rate"))?;
-            let bytes_per_s = match rate.0 {
-                0 => {
-                    return Err(source.fail(
-                        &at_path("rate"),
-                        "must be greater than 0B/s",
-                        Some("to pass nothing at all, use kind = \"blackhole\"".into()),
-                    ))
-                }
-                rate => rate,
-            };
-            (
-                FaultKind::Bandwidth { link, bytes_per_s },
-                Target::Link(link),
-            )
-        }
-        FaultName::Blackhole => {
-            let link = link()?;
-            (FaultKind::Blackhole { link }, Target::Link(link))
-        }
-        FaultName::Reset => {
-            let link = link()?;
-            (FaultKind::Reset { link }, Target::Link(link))
-        }
-        FaultName::ReconnectStorm => {
-            let share = match &file.share {
-                None => 1.0,
-                Some(share) if share.0 == 0.0 => return Err(source.fail(
-                    &at_path("share"),
-                    "a storm that drops no socket does nothing",
-                    Some(
-                        "share is the part of the connected sockets that drop, e.g. 1.0 for all"
-                            .into(),
-                    ),
-                )),
-                Some(share) => share.0,
-            };
-            let drop = file.drop.unwrap_or(StormDrop::Abrupt);
-            (FaultKind::ReconnectStorm { share, drop }, Target::Clients)
-        }
-    })
-}
-
 fn server_index(
     source: &Source,
     path: &str,
-    file: &FaultFile,
+    index: u32,
     context: &FaultContext,
-) -> Result<u32, ScenarioError> {
-    let Some(index) = file.server else {
-        return Ok(0);
-    };
+) -> Result<(), ScenarioError> {
     // External servers were rejected in `check_controllable`.
     let (spawned, key) = match context.servers {
         ServersSpec::Spawn {
@@ -344,7 +291,7 @@ fn server_index(
     };
     if index >= spawned {
         return Err(source.fail(
-            &format!("{path}.server"),
+            path,
             format!("there is no server {index} (servers.{key} = {spawned})"),
             Some(format!(
                 "servers are numbered from 0: use 0..={}",
@@ -352,26 +299,5 @@ fn server_index(
             )),
         ));
     }
-    Ok(index)
-}
-
-fn link(
-    source: &Source,
-    path: &str,
-    file: &FaultFile,
-    context: &FaultContext,
-) -> Result<Link, ScenarioError> {
-    let link = file.link.ok_or_else(|| source.missing(path, "link"))?;
-    if link == Link::Redis && matches!(context.servers, ServersSpec::External { .. }) {
-        return Err(source.fail(
-            &format!("{path}.link"),
-            "link = \"redis\" needs spawned servers",
-            Some(
-                "the harness proxies the spawned servers' Redis connection; \
-                 it cannot reach the Redis connection of servers.targets"
-                    .into(),
-            ),
-        ));
-    }
-    Ok(link)
+    Ok(())
 }
