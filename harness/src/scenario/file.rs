@@ -13,7 +13,8 @@ use std::time::Duration;
 use recovery_units::*;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::model::{DurationDist, Link, Percentile, StormDrop};
+use super::model::COMMAND_PLACEHOLDERS;
+use super::model::{fill_placeholders, DurationDist, Link, Percentile, StormDrop};
 use crate::client::protocol::Protocol;
 
 /// The file form `W` of a model value `T` (a duration written with a
@@ -228,6 +229,37 @@ checked!(WsUrl(String) as String, |value| {
     })
 });
 
+checked!(CommandArg(String) as String, |value| {
+    let placeholders = COMMAND_PLACEHOLDERS.map(|name| (name, name));
+    fill_placeholders(&value, &placeholders).err().map(|bad| {
+        format!("unknown placeholder {bad} (known placeholders: {{port}}, {{redis_url}})")
+    })
+});
+checked!(
+    CommandUrl(String) as String,
+    |value| match fill_placeholders(&value, &[("port", "1")]) {
+        Err(bad) => Some(format!(
+            "unknown placeholder {bad} (the url knows one placeholder: {{port}})"
+        )),
+        Ok(with_port) => {
+            let ip_host = crate::target::parse_ws_target(&with_port)
+                .ok()
+                .is_some_and(|parsed| {
+                    matches!(parsed.host(), Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)))
+                });
+            (!value.contains("{port}") || !ip_host).then(|| format!(
+            "{value:?} is not a WebSocket URL on a loopback address with a {{port}} placeholder (e.g. url = {DEFAULT_COMMAND_URL:?})"
+        ))
+        }
+    }
+);
+checked!(HttpPath(String) as String, |value| {
+    (!value.starts_with('/') || value.contains(char::is_whitespace))
+    .then(|| format!("{value:?} is not an HTTP path (write a path starting with '/', e.g. ready_http = \"/healthz\")"))
+});
+
+pub(crate) const DEFAULT_COMMAND_URL: &str = "ws://127.0.0.1:{port}/ws";
+
 /// Longest accepted `name`; it becomes a directory name in report paths.
 const MAX_NAME_CHARS: usize = 100;
 pub(crate) const MAX_BODY_BYTES: u32 = 64 * 1024;
@@ -290,10 +322,10 @@ pub(crate) struct ServersFile {
     pub sync_interval: Option<Positive>,
     pub heartbeat_interval: Option<Positive>,
     pub extra_args: Option<Vec<String>>,
-    pub command: Option<Vec<String>>,
+    pub command: Option<Vec<CommandArg>>,
     pub instances: Option<Count>,
-    pub url: Option<String>,
-    pub ready_http: Option<String>,
+    pub url: Option<CommandUrl>,
+    pub ready_http: Option<HttpPath>,
     pub ready_timeout: Option<Positive>,
 }
 

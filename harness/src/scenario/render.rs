@@ -60,12 +60,12 @@ fn servers(servers: &ServersSpec, protocol: crate::client::protocol::Protocol) -
             command: Some(command),
             ..
         } => ServersFile {
-            command: Some(command.argv.clone()),
+            command: Some(command.argv.iter().cloned().map(CommandArg).collect()),
             instances: Some(Count(*count)),
-            url: Some(command.url.clone()),
+            url: Some(CommandUrl(command.url.clone())),
             ready_http: match &command.ready {
                 ReadyProbe::Tcp => None,
-                ReadyProbe::Http { path } => Some(path.clone()),
+                ReadyProbe::Http { path } => Some(HttpPath(path.clone())),
             },
             ready_timeout: positive(command.ready_timeout),
             ..ServersFile::default()

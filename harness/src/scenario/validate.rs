@@ -23,7 +23,6 @@ pub(crate) use faults::fault_keys_hint;
 pub(crate) const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 pub(crate) const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
-pub(crate) const DEFAULT_COMMAND_URL: &str = "ws://127.0.0.1:{port}/ws";
 pub(crate) const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The text being validated, to turn key paths into errors with positions.
@@ -290,8 +289,12 @@ fn command_servers(source: &Source, file: &ServersFile) -> Result<ServersSpec, S
         "only applies to the reference server, not to command",
         "put the server's own flags in command",
     )?;
-    let argv = file.command.clone().unwrap_or_default();
-    let placeholders = COMMAND_PLACEHOLDERS.map(|name| (name, name));
+    let argv: Vec<String> = file
+        .command
+        .iter()
+        .flatten()
+        .map(|arg| arg.0.clone())
+        .collect();
     let Some(program) = argv.first() else {
         let hint =
             "e.g. command = [\"node\", \"peers/socketio/server.js\", \"--port\", \"{port}\"]";
@@ -300,48 +303,6 @@ fn command_servers(source: &Source, file: &ServersFile) -> Result<ServersSpec, S
     if program.trim().is_empty() {
         return Err(source.fail("servers.command[0]", "the program name is empty", None));
     }
-    for (index, arg) in argv.iter().enumerate() {
-        if let Err(bad) = fill_placeholders(arg, &placeholders) {
-            let hint = Some("known placeholders: {port}, {redis_url}".into());
-            let path = format!("servers.command[{index}]");
-            return Err(source.fail(&path, format!("unknown placeholder {bad}"), hint));
-        }
-    }
-    let url = match &file.url {
-        None => DEFAULT_COMMAND_URL.to_string(),
-        Some(text) => {
-            let with_port = fill_placeholders(text, &[("port", "1")]).map_err(|bad| {
-                let hint = Some("the url knows one placeholder: {port}".into());
-                source.fail("servers.url", format!("unknown placeholder {bad}"), hint)
-            })?;
-            let ip_host = crate::target::parse_ws_target(&with_port)
-                .ok()
-                .is_some_and(|parsed| {
-                    matches!(parsed.host(), Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)))
-                });
-            if !text.contains("{port}") || !ip_host {
-                return Err(source.fail(
-                    "servers.url",
-                    format!("{text:?} is not a WebSocket URL on a loopback address with a {{port}} placeholder"),
-                    Some(format!("e.g. url = {DEFAULT_COMMAND_URL:?}")),
-                ));
-            }
-            text.clone()
-        }
-    };
-    let ready = match &file.ready_http {
-        None => ReadyProbe::Tcp,
-        Some(path) if path.starts_with('/') && !path.contains(char::is_whitespace) => {
-            ReadyProbe::Http { path: path.clone() }
-        }
-        Some(path) => {
-            return Err(source.fail(
-                "servers.ready_http",
-                format!("{path:?} is not an HTTP path"),
-                Some("write a path starting with '/', e.g. ready_http = \"/healthz\"".into()),
-            ))
-        }
-    };
     Ok(ServersSpec::Spawn {
         count: file.instances.as_ref().map_or(1, |count| count.0),
         sync_interval: DEFAULT_SYNC_INTERVAL,
@@ -349,8 +310,14 @@ fn command_servers(source: &Source, file: &ServersFile) -> Result<ServersSpec, S
         extra_args: Vec::new(),
         command: Some(ServerCommand {
             argv,
-            url,
-            ready,
+            url: file
+                .url
+                .as_ref()
+                .map_or(DEFAULT_COMMAND_URL.to_string(), |url| url.0.clone()),
+            ready: match &file.ready_http {
+                None => ReadyProbe::Tcp,
+                Some(HttpPath(path)) => ReadyProbe::Http { path: path.clone() },
+            },
             ready_timeout: file
                 .ready_timeout
                 .as_ref()
