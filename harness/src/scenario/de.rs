@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 use serde::forward_to_deserialize_any;
-use toml::de::{DeTable, DeValue};
+use toml::de::DeValue;
 use toml::Spanned;
 
 use super::validate::fault_keys_hint;
@@ -27,19 +27,28 @@ pub(crate) struct DeError {
     pub path: Option<String>,
     pub problem: String,
     pub hint: Option<String>,
-    missing_key: Option<&'static str>,
+    detail: Detail,
+}
+
+/// What serde told about the error beyond its message.
+#[derive(Debug, Clone, Copy)]
+enum Detail {
+    None,
+    MissingKey(&'static str),
+    /// An unknown enum value: every known one (see `variant_name`).
+    UnknownVariant(&'static [&'static str]),
 }
 
 impl DeError {
     fn new(problem: impl Into<String>, hint: Option<String>) -> Self {
-        let (span, path, missing_key) = (None, None, None);
+        let (span, path, detail) = (None, None, Detail::None);
         let problem = problem.into();
         DeError {
             span,
             path,
             problem,
             hint,
-            missing_key,
+            detail,
         }
     }
 }
@@ -65,14 +74,18 @@ impl de::Error for DeError {
     fn missing_field(field: &'static str) -> Self {
         let err = DeError::new("required key is missing", None);
         DeError {
-            missing_key: Some(field),
+            detail: Detail::MissingKey(field),
             ..err
         }
     }
 
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
         let hint = format!("expected one of: {}", expected.join(", "));
-        DeError::new(format!("unknown value {variant:?}"), Some(hint))
+        let err = DeError::new(format!("unknown value {variant:?}"), Some(hint));
+        DeError {
+            detail: Detail::UnknownVariant(expected),
+            ..err
+        }
     }
 }
 
@@ -90,9 +103,9 @@ impl ValueDe<'_, '_> {
         visit().map_err(|mut err| {
             if err.span.is_none() {
                 err.span = Some(self.span.clone());
-                err.path = Some(match err.missing_key {
-                    Some(key) => join(&self.path, key),
-                    None => self.path.clone(),
+                err.path = Some(match err.detail {
+                    Detail::MissingKey(key) => join(&self.path, key),
+                    _ => self.path.clone(),
                 });
             }
             err
@@ -122,7 +135,7 @@ impl ValueDe<'_, '_> {
     }
 }
 
-fn join(path: &str, key: &str) -> String {
+pub(crate) fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_string()
     } else {
@@ -277,14 +290,10 @@ impl<'de> de::Deserializer<'de> for ValueDe<'_, '_> {
 
     fn deserialize_struct<V: Visitor<'de>>(
         self,
-        name: &'static str,
+        _name: &'static str,
         _fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, DeError> {
-        if serde_spanned::de::is_spanned(name) {
-            let span = self.span.clone();
-            return visitor.visit_map(serde_spanned::de::SpannedDeserializer::new(self, span));
-        }
         self.deserialize_map(visitor)
     }
 
@@ -390,46 +399,18 @@ fn describe(value: &DeValue<'_>) -> String {
     }
 }
 
-/// The key path (`faults[2].link`) of the value written at `span`, or of
-/// the table where the key written at `span` is (empty: the root).
-pub(crate) fn path_of(table: &DeTable<'_>, span: &Span) -> String {
-    // The deepest match wins: an array of tables is written where its
-    // first `[[table]]` is.
-    fn in_value(value: &Spanned<DeValue<'_>>, path: &str, span: &Span) -> Option<String> {
-        let inner = match value.get_ref() {
-            DeValue::Table(table) => in_table(table, path, span),
-            DeValue::Array(items) => items
-                .iter()
-                .enumerate()
-                .find_map(|(index, item)| in_value(item, &format!("{path}[{index}]"), span)),
-            _ => None,
-        };
-        inner.or_else(|| (value.span() == *span).then(|| path.to_string()))
-    }
-    fn in_table(table: &DeTable<'_>, path: &str, span: &Span) -> Option<String> {
-        table
-            .iter()
-            .find_map(|(key, value)| match key.span() == *span {
-                true => Some(path.to_string()),
-                false => in_value(value, &join(path, key.get_ref()), span),
-            })
-    }
-    in_table(table, "", span).unwrap_or_default()
-}
-
-/// Where `key` is written in the table written at `table_span`.
-pub(crate) fn key_span(document: &DeTable<'_>, table_span: &Span, key: &str) -> Option<Span> {
-    fn find<'a, 'i>(value: &'a Spanned<DeValue<'i>>, span: &Span) -> Option<&'a DeTable<'i>> {
-        match value.get_ref() {
-            DeValue::Table(table) if value.span() == *span => Some(table),
-            DeValue::Table(table) => table.values().find_map(|value| find(value, span)),
-            DeValue::Array(items) => items.iter().find_map(|item| find(item, span)),
-            _ => None,
-        }
-    }
-    let table = document
-        .values()
-        .find_map(|value| find(value, table_span))
-        .unwrap_or(document);
-    table.get_key_value(key).map(|(key, _)| key.span())
+/// The serde name of a fieldless enum's variant: serde's derive lists every
+/// name when it meets an unknown one, and `value`'s is the one that reads
+/// back as `value`. The `rename_all` on the enum is thus the one table of
+/// names, for the file format, error hints and reports alike.
+pub(crate) fn variant_name<T: PartialEq + for<'de> de::Deserialize<'de>>(value: T) -> &'static str {
+    let read = |name: &str| T::deserialize(IntoDeserializer::<DeError>::into_deserializer(name));
+    let names = match read("").map_err(|err| err.detail) {
+        Err(Detail::UnknownVariant(names)) => names,
+        _ => &[],
+    };
+    let name = names
+        .iter()
+        .find(|name| read(name).is_ok_and(|read| read == value));
+    name.copied().unwrap_or("?")
 }

@@ -2,9 +2,6 @@
 //! 1-based line and column, the key path, the problem and (when there is
 //! one) a hint, so a user can fix the file without reading harness code.
 
-use std::fmt;
-use std::ops::Range;
-
 /// Why a scenario file was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
@@ -14,7 +11,7 @@ pub enum ScenarioError {
         source: std::io::Error,
     },
     /// Bad TOML syntax, an unknown key, a wrong type or a bad value.
-    #[error("{file}:{line}:{column}: {}", Problem { key, problem, hint })]
+    #[error("{file}:{line}:{column}: {}", problem_text(key, problem, hint))]
     Invalid {
         /// The origin given to the parser (normally the path as typed).
         file: String,
@@ -46,57 +43,21 @@ impl ScenarioError {
     }
 }
 
-/// The part after `file:line:col: `; kept apart so the optional key and
-/// hint do not leave stray separators.
-struct Problem<'a> {
-    key: &'a str,
-    problem: &'a str,
-    hint: &'a Option<String>,
+/// `key: problem (hint)`, without stray separators when the key is empty
+/// or there is no hint.
+fn problem_text(key: &str, problem: &str, hint: &Option<String>) -> String {
+    let key = if key.is_empty() {
+        String::new()
+    } else {
+        format!("{key}: ")
+    };
+    let hint = hint.as_ref().map(|hint| format!(" ({hint})"));
+    format!("{key}{problem}{}", hint.unwrap_or_default())
 }
 
-impl fmt::Display for Problem<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if !self.key.is_empty() {
-            write!(f, "{}: ", self.key)?;
-        }
-        f.write_str(self.problem)?;
-        if let Some(hint) = self.hint {
-            write!(f, " ({hint})")?;
-        }
-        Ok(())
-    }
-}
-
-/// Turns byte spans of the source text into 1-based line and column
-/// (columns count characters, as editors do) and builds errors.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Origin<'a> {
-    pub file: &'a str,
-    pub source: &'a str,
-}
-
-impl Origin<'_> {
-    pub fn error(
-        &self,
-        span: Range<usize>,
-        key: &str,
-        problem: impl Into<String>,
-        hint: Option<String>,
-    ) -> ScenarioError {
-        let (line, column) = line_column(self.source, span.start);
-        ScenarioError::Invalid {
-            file: self.file.to_string(),
-            line,
-            column,
-            key: key.to_string(),
-            problem: problem.into(),
-            hint,
-        }
-    }
-}
-
-/// 1-based line and column of a byte offset; offsets past the end or
-/// inside a character clamp to the nearest earlier character boundary.
+/// 1-based line and column of a byte offset (columns count characters, as
+/// editors do); offsets past the end or inside a character clamp to the
+/// nearest earlier character boundary.
 pub(crate) fn line_column(source: &str, byte_offset: usize) -> (usize, usize) {
     let mut offset = byte_offset.min(source.len());
     while !source.is_char_boundary(offset) {

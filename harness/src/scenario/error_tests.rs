@@ -16,9 +16,11 @@ fn line_column_counts_lines_and_characters_from_one() {
 
 #[test]
 fn display_names_file_position_key_problem_and_hint() {
-    let origin = Origin {
+    let document = toml::de::DeTable::default();
+    let origin = crate::scenario::validate::Source {
         file: "scenarios/x.toml",
-        source: "a\nb\n  mx = 1\n",
+        text: "a\nb\n  mx = 1\n",
+        document: &document,
     };
     let err = origin.error(
         6..8,

@@ -1,20 +1,71 @@
-//! The scenario file's schema, as written: the one place where keys, their
-//! TOML types, which are required and the names of choices are defined
-//! (serde derives; `docs/scenario-format.md` is the human-facing copy).
-//! Values with units stay text here; `validate.rs` parses them, applies
-//! defaults and the rules, and builds the typed [`Scenario`]. Rendering
-//! goes the other way through the same structs.
-//!
-//! [`Scenario`]: super::model::Scenario
+//! The scenario file's schema, as written, with the model's serde derives
+//! (`model.rs`): the one place where keys, their TOML types, which are
+//! required, defaults and the names of choices are defined
+//! (`docs/scenario-format.md` is the human-facing copy). Here: values with
+//! units and checked values (their file form, read and written through
+//! [`As`]), and the tables whose model shape differs from the file's
+//! (`[servers]`, a distribution, a fault), which `validate.rs` turns into
+//! the model and `render.rs` back.
 
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use recovery_units::*;
-use serde::{Deserialize, Serialize};
-use toml::Spanned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::model::{LatencyMetric, Link, Persistence, RedisProviderChoice, StormDrop};
+use super::model::COMMAND_PLACEHOLDERS;
+use super::model::{fill_placeholders, DurationDist, Link, Percentile, StormDrop};
 use crate::client::protocol::Protocol;
+
+/// The file form `W` of a model value `T` (a duration written with a
+/// unit, a count checked to be positive).
+pub(crate) trait Form<T> {
+    fn into_model(self) -> T;
+    fn from_model(value: &T) -> Self;
+}
+
+impl<T, W: Form<T>> Form<Option<T>> for Option<W> {
+    fn into_model(self) -> Option<T> {
+        self.map(W::into_model)
+    }
+    fn from_model(value: &Option<T>) -> Self {
+        value.as_ref().map(W::from_model)
+    }
+}
+
+/// `#[serde(with = "As::<W>")]`: a model field read and written in its
+/// file form `W`.
+pub(crate) struct As<W>(PhantomData<W>);
+
+impl<W> As<W> {
+    pub fn serialize<T, S: Serializer>(value: &T, serializer: S) -> Result<S::Ok, S::Error>
+    where
+        W: Form<T> + Serialize,
+    {
+        W::from_model(value).serialize(serializer)
+    }
+
+    pub fn deserialize<'de, T, D: Deserializer<'de>>(deserializer: D) -> Result<T, D::Error>
+    where
+        W: Form<T> + Deserialize<'de>,
+    {
+        W::deserialize(deserializer).map(W::into_model)
+    }
+}
+
+/// `W(T)` is a form of `T`.
+macro_rules! newtype_form {
+    ($($name:ident($type:ty)),*) => {$(
+        impl Form<$type> for $name {
+            fn into_model(self) -> $type {
+                self.0
+            }
+            fn from_model(value: &$type) -> Self {
+                $name(value.clone())
+            }
+        }
+    )*};
+}
 
 /// A value with a unit: text in the file, in the grammar shared with the
 /// server's flags (`recovery-units`). The serde name tells `de.rs` which
@@ -24,6 +75,7 @@ macro_rules! unit_value {
     ($name:ident($type:ty), $unit:literal, $parse:path, $format:path) => {
         #[derive(Debug, Clone, Copy, PartialEq)]
         pub(crate) struct $name(pub $type);
+        newtype_form!($name($type));
 
         impl Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -44,7 +96,31 @@ unit_value!(Dur(Duration), "s", parse_duration, format_duration);
 unit_value!(Rate(f64), "/s", parse_rate, format_rate);
 unit_value!(Size(u32), "B", parse_size, format_size);
 unit_value!(ByteRate(u64), "B/s", parse_byte_rate, format_byte_rate);
-unit_value!(Pct(f64), "p", parse_percentile, format_percentile);
+unit_value!(PctText(f64), "p", parse_percentile, format_percentile);
+
+impl Form<Percentile> for PctText {
+    fn into_model(self) -> Percentile {
+        Percentile(self.0)
+    }
+    fn from_model(value: &Percentile) -> Self {
+        PctText(value.0)
+    }
+}
+
+/// The identity form, for checked values of plain types.
+macro_rules! plain_form {
+    ($($type:ty),*) => {$(
+        impl Form<$type> for $type {
+            fn into_model(self) -> $type {
+                self
+            }
+            fn from_model(value: &$type) -> Self {
+                value.clone()
+            }
+        }
+    )*};
+}
+plain_form!(u32, u64, f64, String);
 
 /// The text of a value with a unit.
 struct UnitText;
@@ -68,16 +144,24 @@ impl<'de> serde::de::Visitor<'de> for UnitText {
     }
 }
 
-pub(crate) type Text<T> = Option<Spanned<T>>;
-
 /// A value checked as soon as it is read, so that the error points at it
 /// (`de.rs` gives errors raised here the value's place). `$check` gives
-/// the problem, if any, with its hint in parentheses.
+/// the problem, if any, with its hint in parentheses. `$model` is the
+/// model's type, which `$inner` is a form of.
 macro_rules! checked {
-    ($name:ident($inner:ty), |$value:ident| $check:expr) => {
+    ($name:ident($inner:ty) as $model:ty, |$value:ident| $check:expr) => {
         #[derive(Debug, Clone, PartialEq, Serialize)]
         #[serde(transparent)]
         pub(crate) struct $name(pub $inner);
+
+        impl Form<$model> for $name {
+            fn into_model(self) -> $model {
+                Form::into_model(self.0)
+            }
+            fn from_model(value: &$model) -> Self {
+                $name(Form::from_model(value))
+            }
+        }
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -90,29 +174,44 @@ macro_rules! checked {
         }
     };
 }
-checked!(Positive(Dur), |value| value
+checked!(Positive(Dur) as Duration, |value| value
     .0
     .is_zero()
     .then(|| "must be greater than 0s".into()));
-checked!(PositiveRate(Rate), |value| (value.0 <= 0.0)
+checked!(PositiveRate(Rate) as f64, |value| (value.0 <= 0.0)
     .then(|| "must be greater than 0/s".into()));
-checked!(Count(u32), |value| (value == 0)
+checked!(Count(u32) as u32, |value| (value == 0)
     .then(|| "must be at least 1".into()));
-checked!(Share(f64), |value| (!(0.0..=1.0).contains(&value)).then(
-    || format!("{value} is not a share between 0 and 1 (e.g. 0.3 for 30%)")
-));
-checked!(BodySize(Size), |value| match value.0 {
+checked!(Share(f64) as f64, |value| (!(0.0..=1.0).contains(&value))
+    .then(|| format!(
+        "{value} is not a share between 0 and 1 (e.g. 0.3 for 30%)"
+    )));
+checked!(StormShare(Share) as f64, |value| {
+    (value.0 == 0.0).then(|| {
+    "a storm that drops no socket does nothing (share is the part of the connected sockets that drop, e.g. 1.0 for all)".into()
+})
+});
+checked!(PositiveByteRate(ByteRate) as u64, |value| (value.0 == 0)
+    .then(|| {
+        "must be greater than 0B/s (to pass nothing at all, use kind = \"blackhole\")".into()
+    }));
+checked!(Pct(PctText) as Percentile, |value| (!(value.0 > 0.0
+    && value.0 <= 100.0))
+    .then(|| {
+        "must be above 0 and at most 100 (e.g. \"p50\", \"p99.9\" or \"max\")".into()
+    }));
+checked!(BodySize(Size) as u32, |value| match value.0 {
     0 => Some("must be at least 1B".into()),
     bytes if bytes > MAX_BODY_BYTES => Some("must be at most 64KiB".into()),
     _ => None,
 });
-checked!(DirName(String), |value| dir_name_problem(&value));
-checked!(ImageName(String), |value| (value.is_empty()
+checked!(DirName(String) as String, |value| dir_name_problem(&value));
+checked!(ImageName(String) as String, |value| (value.is_empty()
     || value.contains(char::is_whitespace))
 .then(|| format!(
     "{value:?} is not a container image name (write name:tag, e.g. \"redis:7.2\")"
 )));
-checked!(RedisUrl(String), |value| {
+checked!(RedisUrl(String) as String, |value| {
     let schemes = ["redis://", "rediss://", "redis+unix://", "unix://"];
     (!schemes.iter().any(|scheme| value.starts_with(scheme))).then(|| {
         format!(
@@ -121,7 +220,7 @@ checked!(RedisUrl(String), |value| {
         )
     })
 });
-checked!(WsUrl(String), |value| {
+checked!(WsUrl(String) as String, |value| {
     let host = ["ws://", "wss://"]
         .iter()
         .find_map(|scheme| value.strip_prefix(scheme));
@@ -129,6 +228,37 @@ checked!(WsUrl(String), |value| {
         format!("{value:?} is not a WebSocket URL (targets are full URLs like \"ws://127.0.0.1:9000/ws\" (ws:// or wss://))")
     })
 });
+
+checked!(CommandArg(String) as String, |value| {
+    let placeholders = COMMAND_PLACEHOLDERS.map(|name| (name, name));
+    fill_placeholders(&value, &placeholders).err().map(|bad| {
+        format!("unknown placeholder {bad} (known placeholders: {{port}}, {{redis_url}})")
+    })
+});
+checked!(
+    CommandUrl(String) as String,
+    |value| match fill_placeholders(&value, &[("port", "1")]) {
+        Err(bad) => Some(format!(
+            "unknown placeholder {bad} (the url knows one placeholder: {{port}})"
+        )),
+        Ok(with_port) => {
+            let ip_host = crate::target::parse_ws_target(&with_port)
+                .ok()
+                .is_some_and(|parsed| {
+                    matches!(parsed.host(), Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)))
+                });
+            (!value.contains("{port}") || !ip_host).then(|| format!(
+            "{value:?} is not a WebSocket URL on a loopback address with a {{port}} placeholder (e.g. url = {DEFAULT_COMMAND_URL:?})"
+        ))
+        }
+    }
+);
+checked!(HttpPath(String) as String, |value| {
+    (!value.starts_with('/') || value.contains(char::is_whitespace))
+    .then(|| format!("{value:?} is not an HTTP path (write a path starting with '/', e.g. ready_http = \"/healthz\")"))
+});
+
+pub(crate) const DEFAULT_COMMAND_URL: &str = "ws://127.0.0.1:{port}/ws";
 
 /// Longest accepted `name`; it becomes a directory name in report paths.
 const MAX_NAME_CHARS: usize = 100;
@@ -151,46 +281,36 @@ fn dir_name_problem(name: &str) -> Option<String> {
     }
 }
 
+/// The file as written. `population` and `traffic` are required tables
+/// (checked in `validate.rs`, for an error that says "table").
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ScenarioFile {
     pub name: DirName,
     pub seed: Option<u64>,
     pub duration: Positive,
-    pub ramp_up: Text<Dur>,
+    pub ramp_up: Option<Dur>,
     pub drain_timeout: Option<Positive>,
-    pub redis: Option<RedisFile>,
-    pub servers: Option<Spanned<ServersFile>>,
-    pub population: Option<Spanned<PopulationFile>>,
-    pub traffic: Option<Spanned<TrafficFile>>,
-    pub churn: Option<ChurnFile>,
-    pub thresholds: Option<ThresholdsFile>,
-    pub expect: Option<ExpectFile>,
+    #[serde(default)]
+    pub redis: super::model::RedisSpec,
+    #[serde(default)]
+    pub servers: ServersFile,
+    pub population: Option<super::model::Population>,
+    pub traffic: Option<super::model::Traffic>,
+    pub churn: Option<super::model::Churn>,
+    #[serde(default)]
+    pub thresholds: super::model::Thresholds,
+    #[serde(default)]
+    pub expect: super::model::Expectations,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub stages: Vec<Spanned<StageFile>>,
+    pub stages: Vec<super::model::Stage>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub faults: Vec<Spanned<FaultFile>>,
+    pub faults: Vec<FaultFile>,
 }
 
-/// One `[[stages]]` entry: where the send rate and the online share are
-/// at the end of `duration`, reached linearly from the previous stage's.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct StageFile {
-    pub duration: Positive,
-    pub send_rate: Option<Rate>,
-    pub online: Option<Share>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RedisFile {
-    pub provider: Option<Spanned<RedisProviderChoice>>,
-    pub url: Option<Spanned<RedisUrl>>,
-    pub image: Option<ImageName>,
-    pub persistence: Option<Persistence>,
-}
-
+/// `[servers]`: reference servers (`spawn`), servers run by someone else
+/// (`targets`) or any server started per instance (`command`); which keys
+/// go with which is checked in `validate.rs`.
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ServersFile {
@@ -198,14 +318,14 @@ pub(crate) struct ServersFile {
     /// absent.
     pub protocol: Option<Protocol>,
     pub spawn: Option<Count>,
-    pub targets: Option<Spanned<Vec<Spanned<WsUrl>>>>,
+    pub targets: Option<Vec<WsUrl>>,
     pub sync_interval: Option<Positive>,
     pub heartbeat_interval: Option<Positive>,
     pub extra_args: Option<Vec<String>>,
-    pub command: Option<Spanned<Vec<Spanned<String>>>>,
+    pub command: Option<Vec<CommandArg>>,
     pub instances: Option<Count>,
-    pub url: Option<Spanned<String>>,
-    pub ready_http: Option<Spanned<String>>,
+    pub url: Option<CommandUrl>,
+    pub ready_http: Option<HttpPath>,
     pub ready_timeout: Option<Positive>,
 }
 
@@ -216,49 +336,12 @@ impl ServersFile {
     pub const COMMAND_ONLY_KEYS: [&str; 4] = ["instances", "url", "ready_http", "ready_timeout"];
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct PopulationFile {
-    pub users: Count,
-    pub devices_per_user: Option<Count>,
-    pub conversations: Count,
-    pub members_per_conversation: Spanned<Count>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct TrafficFile {
-    pub send_rate: PositiveRate,
-    pub body_size: Option<BodySize>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ChurnFile {
-    pub enabled: Option<bool>,
-    pub online: Option<Spanned<DistFile>>,
-    pub offline: Option<Spanned<DistFile>>,
-    pub abrupt_share: Option<Share>,
-    pub reset_share: Option<Share>,
-    pub client_cursor_share: Option<Share>,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum DistName {
     Fixed,
     Uniform,
     Exponential,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct DistFile {
-    pub dist: Spanned<DistName>,
-    pub value: Text<Dur>,
-    pub min: Text<Dur>,
-    pub max: Text<Dur>,
-    pub mean: Text<Dur>,
 }
 
 impl DistName {
@@ -270,26 +353,58 @@ impl DistName {
             DistName::Exponential => &["mean"],
         }
     }
+}
 
-    pub fn name(self) -> &'static str {
-        super::names::variant_name(&self)
+/// A [`DurationDist`] as written. Read leniently (a missing parameter is
+/// 0s); `validate.rs` checks the keys against the document.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DistFile {
+    pub dist: DistName,
+    pub value: Option<Dur>,
+    pub min: Option<Dur>,
+    pub max: Option<Dur>,
+    pub mean: Option<Dur>,
+}
+
+impl From<DistFile> for DurationDist {
+    fn from(file: DistFile) -> Self {
+        let get = |given: Option<Dur>| given.map_or(Duration::ZERO, |dur| dur.0);
+        match file.dist {
+            DistName::Fixed => DurationDist::Fixed {
+                value: get(file.value),
+            },
+            DistName::Uniform => DurationDist::Uniform {
+                min: get(file.min),
+                max: get(file.max),
+            },
+            DistName::Exponential => DurationDist::Exponential {
+                mean: get(file.mean),
+            },
+        }
     }
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ThresholdsFile {
-    pub min_delivery_rate: Option<PositiveRate>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub latency: Vec<Spanned<LatencyFile>>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct LatencyFile {
-    pub metric: LatencyMetric,
-    pub percentile: Spanned<Pct>,
-    pub max: Positive,
+impl From<DurationDist> for DistFile {
+    fn from(dist: DurationDist) -> Self {
+        let (dist, params) = match dist {
+            DurationDist::Fixed { value } => (DistName::Fixed, [Some(value), None, None, None]),
+            DurationDist::Uniform { min, max } => {
+                (DistName::Uniform, [None, Some(min), Some(max), None])
+            }
+            DurationDist::Exponential { mean } => {
+                (DistName::Exponential, [None, None, None, Some(mean)])
+            }
+        };
+        let [value, min, max, mean] = params.map(|given| given.map(Dur));
+        DistFile {
+            dist,
+            value,
+            min,
+            max,
+            mean,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -299,14 +414,16 @@ pub(crate) enum Permission {
     Forbidden,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ExpectFile {
-    pub no_loss: Option<bool>,
-    pub no_duplicates: Option<bool>,
-    pub order: Option<bool>,
-    pub stored_cursor_redelivery: Option<Permission>,
-    pub lost_ack: Option<Permission>,
+impl Form<bool> for Permission {
+    fn into_model(self) -> bool {
+        self == Permission::Allowed
+    }
+    fn from_model(allowed: &bool) -> Self {
+        match allowed {
+            true => Permission::Allowed,
+            false => Permission::Forbidden,
+        }
+    }
 }
 
 /// A fault's `kind`; which keys each takes is [`FaultName::keys`].
@@ -325,23 +442,6 @@ pub(crate) enum FaultName {
     ReconnectStorm,
 }
 
-/// Every key is optional here, so that a key of another kind is reported
-/// as such before a missing one (`validate_faults.rs`).
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FaultFile {
-    pub kind: Spanned<FaultName>,
-    pub at: Text<Dur>,
-    pub duration: Text<Dur>,
-    pub server: Option<Spanned<u32>>,
-    pub link: Option<Spanned<Link>>,
-    pub latency: Option<Positive>,
-    pub jitter: Text<Dur>,
-    pub rate: Text<ByteRate>,
-    pub share: Option<Spanned<Share>>,
-    pub drop: Option<StormDrop>,
-}
-
 impl FaultName {
     /// The keys this kind takes, `kind` included, in `FaultFile` order.
     pub fn keys(self) -> &'static [&'static str] {
@@ -354,8 +454,21 @@ impl FaultName {
             Self::ReconnectStorm => &["kind", "at", "duration", "share", "drop"],
         }
     }
+}
 
-    pub fn name(self) -> &'static str {
-        super::names::variant_name(&self)
-    }
+/// Every key is optional here, so that a key of another kind is reported
+/// as such before a missing one (`validate_faults.rs`).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FaultFile {
+    pub kind: FaultName,
+    pub at: Option<Dur>,
+    pub duration: Option<Dur>,
+    pub server: Option<u32>,
+    pub link: Option<Link>,
+    pub latency: Option<Positive>,
+    pub jitter: Option<Dur>,
+    pub rate: Option<PositiveByteRate>,
+    pub share: Option<StormShare>,
+    pub drop: Option<StormDrop>,
 }

@@ -1,22 +1,82 @@
-//! Scenario files: the file schema (`file.rs`, serde), the typed model
-//! (`model.rs`), and parsing TOML into it with errors that name the file,
-//! line, column, key path and a hint. Values with units use the grammar
-//! shared with the server's flags (`recovery-units`).
+//! Scenario files: TOML text -> validated [`Scenario`], and back.
+//!
+//! The schema is serde derives with unknown keys rejected everywhere: the
+//! model (`model.rs`) where it maps one to one onto the file, `file.rs`
+//! for values with units and the tables written differently;
+//! `docs/scenario-format.md` documents it. Values with units use the
+//! grammar shared with the server's flags (`recovery-units`). The text is
+//! parsed into toml's spanned tree, deserialized with `de.rs` (which keeps
+//! every error's span and key path), then validated (`validate.rs`).
+//!
+//! Error reporting: the whole file is checked before anything is started,
+//! and the FIRST problem found is reported (syntax errors first, then
+//! unknown keys, wrong types and bad values in file order, then the rules
+//! across values section by section), as `file:line:column: key.path:
+//! problem (hint)`. Fixing errors one at a time keeps each message
+//! precise; a second error is often a consequence of the first.
 
 mod de;
 mod error;
 mod file;
 mod model;
-mod names;
-mod parse;
 mod render;
 mod validate;
 
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue};
+
+pub(crate) use de::variant_name;
+use de::ValueDe;
+use file::ScenarioFile;
+use validate::Source;
+
 pub use error::ScenarioError;
 pub use model::*;
-pub use parse::{load_scenario, parse_scenario};
 pub use recovery_units::{
     format_duration, format_percentile, format_rate, format_size, parse_duration, parse_percentile,
     parse_rate, parse_size, UnitError,
 };
 pub use render::render_scenario;
+
+/// Reads and validates a scenario file; errors name the path as given.
+pub fn load_scenario(path: &Path) -> Result<Scenario, ScenarioError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    parse_scenario(&text, &file)
+}
+
+/// Parses and validates scenario text; `origin` is the file name used in
+/// error messages.
+pub fn parse_scenario(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
+    let empty = DeTable::default();
+    let mut source = Source {
+        file: origin,
+        text,
+        document: &empty,
+    };
+    let document = DeTable::parse(text).map_err(|err| {
+        let problem = format!("invalid TOML: {}", err.message());
+        source.error(err.span().unwrap_or(0..0), "", problem, None)
+    })?;
+    source.document = document.get_ref();
+    let root = DeValue::Table(document.get_ref().clone());
+    let root = ValueDe {
+        value: &root,
+        span: 0..0,
+        path: String::new(),
+    };
+    let file = ScenarioFile::deserialize(root).map_err(|err| {
+        let span = err.span.clone().unwrap_or(0..0);
+        source.error(span, &err.path.unwrap_or_default(), err.problem, err.hint)
+    })?;
+    validate::scenario(&source, file)
+}
+
+#[cfg(test)]
+#[path = "parse_tests.rs"]
+mod tests;

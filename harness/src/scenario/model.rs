@@ -8,10 +8,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::protocol::Protocol;
 
-use super::file::FaultName;
-use super::names::{discriminant_into_usize, variant_name};
+use super::file::{As, BodySize, Count, DistFile, FaultName, Pct, Permission};
+use super::file::{ImageName, Positive, PositiveRate, Rate, RedisUrl, Share};
+use super::variant_name;
 
-discriminant_into_usize!(LatencyMetric, FaultName, super::file::DistName);
+// The tables that map one to one onto the file derive serde here, with the
+// file's key names and the unit forms of `file.rs`; the others are built
+// from `file.rs` structs by `validate.rs` and written back by `render.rs`.
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scenario {
@@ -40,9 +43,10 @@ pub struct Scenario {
     pub faults: Vec<FaultSpec>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RedisProviderChoice {
+    #[default]
     /// testcontainers, else local redis-server, else `REDIS_URL`.
     Auto,
     Testcontainers,
@@ -51,20 +55,24 @@ pub enum RedisProviderChoice {
     Url,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Persistence {
+    #[default]
     None,
     AofEverysec,
     AofAlways,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RedisSpec {
     pub provider: RedisProviderChoice,
+    #[serde(with = "As::<Option<RedisUrl>>")]
     pub url: Option<String>,
     /// Container image `name:tag`; `None` means the provider's default
     /// (env `REDIS_IMAGE`, else `redis:7.2`).
+    #[serde(with = "As::<Option<ImageName>>")]
     pub image: Option<String>,
     pub persistence: Persistence,
 }
@@ -133,14 +141,23 @@ pub fn fill_placeholders(template: &str, values: &[(&str, &str)]) -> Result<Stri
     Ok(out)
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Population {
+    #[serde(with = "As::<Count>")]
     pub users: u32,
+    #[serde(default = "one", with = "As::<Count>")]
     pub devices_per_user: u32,
+    #[serde(with = "As::<Count>")]
     pub conversations: u32,
     /// Users per conversation; each member user's every device opens one
     /// socket in the conversation.
+    #[serde(with = "As::<Count>")]
     pub members_per_conversation: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Population {
@@ -157,12 +174,16 @@ impl Population {
 /// (the first starts from `[traffic] send_rate` and everyone online).
 /// Stages run back to back from the run's start; after the last one its
 /// values hold until traffic ends.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Stage {
+    #[serde(with = "As::<Positive>")]
     pub duration: Duration,
     /// `None`: the previous stage's rate holds.
+    #[serde(rename = "send_rate", default, with = "As::<Option<Rate>>")]
     pub send_rate_per_s: Option<f64>,
     /// Share (0..=1) of sockets connected; `None`: the previous holds.
+    #[serde(rename = "online", default, with = "As::<Option<Share>>")]
     pub online_share: Option<f64>,
 }
 
@@ -179,35 +200,69 @@ pub enum StormDrop {
     Reset,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Traffic {
     /// Aggregate sends per second over all devices (open model, Poisson
     /// arrivals: sends never wait for acks).
+    #[serde(rename = "send_rate", with = "As::<PositiveRate>")]
     pub send_rate_per_s: f64,
+    #[serde(
+        rename = "body_size",
+        default = "default_body",
+        with = "As::<BodySize>"
+    )]
     pub body_bytes: u32,
 }
 
-/// A random duration.
-#[derive(Debug, Clone, PartialEq)]
+fn default_body() -> u32 {
+    64
+}
+
+/// A random duration; in the file, a table named by its `dist` (which
+/// keys each takes and their rules: `validate.rs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "DistFile", into = "DistFile")]
 pub enum DurationDist {
     Fixed { value: Duration },
     Uniform { min: Duration, max: Duration },
     Exponential { mean: Duration },
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// `Default` is an empty `[churn]` table; without one, churn is off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Churn {
     /// `false`: devices stay online for the whole run.
     pub enabled: bool,
     pub online: DurationDist,
     pub offline: DurationDist,
     /// Share (0..=1) of drops with no close frame.
+    #[serde(with = "As::<Share>")]
     pub abrupt_share: f64,
     /// Share (0..=1) of abrupt drops done as a TCP reset.
+    #[serde(with = "As::<Share>")]
     pub reset_share: f64,
     /// Share (0..=1) of devices that resume with their own cursor; the rest
     /// rely on the stored cursor.
+    #[serde(with = "As::<Share>")]
     pub client_cursor_share: f64,
+}
+
+impl Default for Churn {
+    fn default() -> Self {
+        let exponential = |secs| DurationDist::Exponential {
+            mean: Duration::from_secs(secs),
+        };
+        Churn {
+            enabled: true,
+            online: exponential(10),
+            offline: exponential(2),
+            abrupt_share: 0.0,
+            reset_share: 0.0,
+            client_cursor_share: 1.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -236,7 +291,7 @@ impl LatencyMetric {
 
     /// The name in scenario files and reports (`live_delivery`, ...).
     pub fn name(self) -> &'static str {
-        variant_name(&self)
+        variant_name(self)
     }
 }
 
@@ -244,33 +299,55 @@ impl LatencyMetric {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Percentile(pub f64);
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LatencyThreshold {
     pub metric: LatencyMetric,
+    #[serde(with = "As::<Pct>")]
     pub percentile: Percentile,
+    #[serde(with = "As::<Positive>")]
     pub max: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Thresholds {
-    pub latency: Vec<LatencyThreshold>,
     /// Minimum deliveries per second over the run (all devices).
+    #[serde(rename = "min_delivery_rate", with = "As::<Option<PositiveRate>>")]
     pub min_delivery_rate_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub latency: Vec<LatencyThreshold>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `[expect]`; the two permissions are written `"allowed"`/`"forbidden"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Expectations {
     pub no_loss: bool,
     pub no_duplicates: bool,
     pub order: bool,
     /// Whether stored-cursor devices may get a message again after a
     /// reconnect (at-least-once).
+    #[serde(rename = "stored_cursor_redelivery", with = "As::<Permission>")]
     pub allow_stored_cursor_redelivery: bool,
     /// Whether acked messages may be missing from the log (`lost_ack` not a
     /// violation): only where the scenario destroys Redis data on purpose
     /// (`redis_wipe`, or a restart without persistence). Every such loss is
     /// still reported; receipts of those messages are not phantoms.
+    #[serde(rename = "lost_ack", with = "As::<Permission>")]
     pub allow_lost_ack: bool,
+}
+
+impl Default for Expectations {
+    fn default() -> Self {
+        Expectations {
+            no_loss: true,
+            no_duplicates: true,
+            order: true,
+            allow_stored_cursor_redelivery: true,
+            allow_lost_ack: false,
+        }
+    }
 }
 
 /// One fault: what, when (from the run's start, ramp-up included) and for
@@ -327,7 +404,7 @@ pub enum FaultKind {
 impl FaultKind {
     /// The `kind` in scenario files and reports (`redis_restart`, ...).
     pub fn name(&self) -> &'static str {
-        self.file_name().name()
+        variant_name(self.file_name())
     }
 
     pub(crate) fn file_name(&self) -> FaultName {

@@ -2,7 +2,6 @@
 use std::time::Duration;
 
 use super::*;
-use crate::scenario::model::*;
 use crate::scenario::render::render_scenario;
 
 fn scenarios_dir() -> std::path::PathBuf {

@@ -5,7 +5,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 
 use super::*;
-use crate::scenario::parse::parse_scenario;
+use crate::scenario::parse_scenario;
 use crate::scenario::validate::{DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_SYNC_INTERVAL};
 
 fn duration(min_nanos: u64) -> impl Strategy<Value = Duration> {

@@ -1,17 +1,19 @@
-//! [`ScenarioFile`] (as written) -> validated [`Scenario`]: units parsed,
-//! defaults filled in, and every rule that makes a scenario meaningless or
-//! dangerous checked, so a run never starts with a file that would fail
-//! half-way. Errors point at the value (or key) they are about.
+//! [`ScenarioFile`] (as read) -> validated [`Scenario`]: defaults filled in
+//! and every rule that spans more than one value checked, so a run never
+//! starts with a file that would fail half-way. (Rules on a single value
+//! are checked as it is read: `file.rs`.) Errors point at the value or key
+//! they are about, found by its key path in the document.
 
 use std::time::Duration;
 
-use toml::de::DeTable;
+use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use super::de::{key_span, path_of, Span};
-use super::error::{Origin, ScenarioError};
+use super::de::{join, Span};
+use super::error::{line_column, ScenarioError};
 use super::file::*;
 use super::model::*;
+use super::variant_name;
 use recovery_units::format_duration;
 
 #[path = "validate_faults.rs"]
@@ -21,15 +23,12 @@ pub(crate) use faults::fault_keys_hint;
 pub(crate) const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 pub(crate) const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
-pub(crate) const DEFAULT_BODY_BYTES: u32 = 64;
-pub(crate) const DEFAULT_COMMAND_URL: &str = "ws://127.0.0.1:{port}/ws";
 pub(crate) const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(20);
-const DEFAULT_ONLINE_MEAN: Duration = Duration::from_secs(10);
-const DEFAULT_OFFLINE_MEAN: Duration = Duration::from_secs(2);
 
-/// The text being validated, to turn spans into errors with key paths.
+/// The text being validated, to turn key paths into errors with positions.
 pub(crate) struct Source<'a> {
-    pub origin: Origin<'a>,
+    pub file: &'a str,
+    pub text: &'a str,
     pub document: &'a DeTable<'a>,
 }
 
@@ -41,47 +40,95 @@ impl Source<'_> {
         problem: impl Into<String>,
         hint: Option<String>,
     ) -> ScenarioError {
-        self.origin.error(span, key, problem, hint)
+        let (line, column) = line_column(self.text, span.start);
+        ScenarioError::Invalid {
+            file: self.file.to_string(),
+            line,
+            column,
+            key: key.to_string(),
+            problem: problem.into(),
+            hint,
+        }
     }
 
-    /// An error about the value (or table) written at `at`.
-    pub fn fail<T>(
+    /// Where the key and the value at `path` (`faults[2].link`) are
+    /// written; an array element's key is the element.
+    fn find(&self, path: &str) -> Option<(Span, &Spanned<DeValue<'_>>)> {
+        let mut found: Option<(Span, &Spanned<DeValue<'_>>)> = None;
+        for part in path.split('.') {
+            let mut pieces = part.split('[');
+            let table = match found.map(|(_, value)| value.get_ref()) {
+                None => self.document,
+                Some(DeValue::Table(table)) => table,
+                Some(_) => return None,
+            };
+            let (key, value) = table.get_key_value(pieces.next()?)?;
+            found = Some((key.span(), value));
+            for index in pieces {
+                let index: usize = index.trim_end_matches(']').parse().ok()?;
+                let DeValue::Array(items) = found?.1.get_ref() else {
+                    return None;
+                };
+                let item = items.get(index)?;
+                found = Some((item.span(), item));
+            }
+        }
+        found
+    }
+
+    fn value_span(&self, path: &str) -> Span {
+        self.find(path).map_or(0..0, |(_, value)| value.span())
+    }
+
+    /// An error about the value (or table) at `path`.
+    pub fn fail(
         &self,
-        at: &Spanned<T>,
+        path: &str,
         problem: impl Into<String>,
         hint: Option<String>,
     ) -> ScenarioError {
-        let span = at.span();
-        let path = path_of(self.document, &span);
-        self.error(span, &path, problem, hint)
+        self.error(self.value_span(path), path, problem, hint)
     }
 
-    /// An error about `key` of the table written at `table`, at the key.
+    /// An error about the key at `path`, pointing at the key.
     pub fn fail_key(
         &self,
-        table: &Span,
-        key: &str,
+        path: &str,
         problem: impl Into<String>,
         hint: Option<String>,
     ) -> ScenarioError {
-        let span = key_span(self.document, table, key).unwrap_or_else(|| table.clone());
-        self.error(span, &self.child_path(table, key), problem, hint)
+        let span = self.find(path).map_or(0..0, |(key, _)| key);
+        self.error(span, path, problem, hint)
     }
 
-    /// `key` of the table written at `table` is required and absent.
-    pub fn missing(&self, table: &Span, key: &str) -> ScenarioError {
-        self.error(
-            table.clone(),
-            &self.child_path(table, key),
-            "required key is missing",
-            None,
-        )
+    /// `key` of the table at `table` is required and absent.
+    pub fn missing(&self, table: &str, key: &str) -> ScenarioError {
+        let span = self.value_span(table);
+        self.error(span, &join(table, key), "required key is missing", None)
     }
 
-    fn child_path(&self, table: &Span, key: &str) -> String {
-        match path_of(self.document, table) {
-            parent if parent.is_empty() => key.to_string(),
-            parent => format!("{parent}.{key}"),
+    /// The keys written in the table at `table`, in file order.
+    pub fn keys(&self, table: &str) -> Vec<&str> {
+        let table = match self.find(table).map(|(_, value)| value.get_ref()) {
+            Some(DeValue::Table(table)) => table,
+            _ => return Vec::new(),
+        };
+        let mut keys: Vec<_> = table.keys().collect();
+        keys.sort_by_key(|key| key.span().start);
+        keys.into_iter().map(|key| key.get_ref().as_ref()).collect()
+    }
+
+    /// Fails on the first key (in file order) of `table` that is in `keys`.
+    fn reject_keys(
+        &self,
+        table: &str,
+        keys: &[&str],
+        problem: &str,
+        hint: &str,
+    ) -> Result<(), ScenarioError> {
+        match self.keys(table).into_iter().find(|key| keys.contains(key)) {
+            Some(key) => Err(self.fail_key(&join(table, key), problem, Some(hint.into()))),
+            None => Ok(()),
         }
     }
 
@@ -97,113 +144,89 @@ impl Source<'_> {
     }
 }
 
-pub(crate) fn scenario(source: &Source, file: &ScenarioFile) -> Result<Scenario, ScenarioError> {
+pub(crate) fn scenario(source: &Source, file: ScenarioFile) -> Result<Scenario, ScenarioError> {
     let duration = file.duration.0 .0;
-    let ramp_up = file
-        .ramp_up
-        .as_ref()
-        .map_or(Duration::ZERO, |text| text.get_ref().0);
-    let redis = redis(source, file.redis.as_ref())?;
-    let servers = servers(source, file.servers.as_ref())?;
-    let expect = Expectations::from(file.expect.as_ref().unwrap_or(&ExpectFile::default()));
+    let ramp_up = file.ramp_up.map_or(Duration::ZERO, |text| text.0);
+    redis(source, &file.redis)?;
+    let servers = servers(source, &file.servers)?;
+    let population = file
+        .population
+        .ok_or_else(|| source.missing_table("population"))?;
+    let (users, members) = (population.users, population.members_per_conversation);
+    if members > users {
+        let hint = Some("a conversation's members are distinct users".into());
+        let problem = format!("{members} is more than users ({users})");
+        return Err(source.fail("population.members_per_conversation", problem, hint));
+    }
+    let traffic = file
+        .traffic
+        .ok_or_else(|| source.missing_table("traffic"))?;
+    stages(source, &file.stages, ramp_up.saturating_add(duration))?;
+    let churn = match file.churn {
+        None => Churn {
+            enabled: false,
+            ..Churn::default()
+        },
+        Some(churn) => {
+            duration_dist(source, "churn.online", &churn.online, false)?;
+            duration_dist(source, "churn.offline", &churn.offline, true)?;
+            churn
+        }
+    };
+    thresholds(source, &file.thresholds)?;
     let context = faults::FaultContext {
         traffic_end: ramp_up.saturating_add(duration),
-        redis: &redis,
+        redis: &file.redis,
         servers: &servers,
-        allow_lost_ack: expect.allow_lost_ack,
+        allow_lost_ack: file.expect.allow_lost_ack,
     };
     Ok(Scenario {
-        name: file.name.0.clone(),
+        name: file.name.0,
         seed: file.seed,
         duration,
         ramp_up,
         drain_timeout: file
             .drain_timeout
-            .as_ref()
             .map_or(DEFAULT_DRAIN_TIMEOUT, |text| text.0 .0),
-        population: population(source, file.population.as_ref())?,
-        traffic: traffic(source, file.traffic.as_ref())?,
-        stages: stages(source, &file.stages, ramp_up.saturating_add(duration))?,
-        churn: churn(source, file.churn.as_ref())?,
-        thresholds: thresholds(source, file.thresholds.as_ref())?,
         faults: faults::faults(source, &file.faults, &context)?,
-        redis,
+        population,
+        traffic,
+        stages: file.stages,
+        churn,
+        thresholds: file.thresholds,
+        redis: file.redis,
         servers,
-        protocol: file
-            .servers
-            .as_ref()
-            .and_then(|table| table.get_ref().protocol)
-            .unwrap_or_default(),
-        expect,
+        protocol: file.servers.protocol.unwrap_or_default(),
+        expect: file.expect,
     })
 }
 
-fn redis(source: &Source, file: Option<&RedisFile>) -> Result<RedisSpec, ScenarioError> {
-    let Some(file) = file else {
-        return Ok(RedisSpec {
-            provider: RedisProviderChoice::Auto,
-            url: None,
-            image: None,
-            persistence: Persistence::None,
-        });
-    };
-    let provider = file
-        .provider
-        .as_ref()
-        .map_or(RedisProviderChoice::Auto, |found| *found.get_ref());
-    match (&file.provider, &file.url) {
-        (Some(given), None) if provider == RedisProviderChoice::Url => {
-            let path = path_of(source.document, &given.span()).replace("provider", "url");
-            return Err(source.error(
-                given.span(),
-                &path,
-                "required when provider = \"url\"",
-                Some("add e.g. url = \"redis://127.0.0.1:6379\"".into()),
-            ));
-        }
-        (_, Some(url)) if provider != RedisProviderChoice::Url => {
-            let hint = Some("set provider = \"url\", or remove url".into());
-            return Err(source.fail(url, "is only used with provider = \"url\"", hint));
-        }
-        _ => {}
+fn redis(source: &Source, redis: &RedisSpec) -> Result<(), ScenarioError> {
+    match (redis.provider == RedisProviderChoice::Url, &redis.url) {
+        (true, None) => Err(source.error(
+            source.value_span("redis.provider"),
+            "redis.url",
+            "required when provider = \"url\"",
+            Some("add e.g. url = \"redis://127.0.0.1:6379\"".into()),
+        )),
+        (false, Some(_)) => Err(source.fail(
+            "redis.url",
+            "is only used with provider = \"url\"",
+            Some("set provider = \"url\", or remove url".into()),
+        )),
+        _ => Ok(()),
     }
-    Ok(RedisSpec {
-        provider,
-        url: file.url.as_ref().map(|url| url.get_ref().0.clone()),
-        image: file.image.as_ref().map(|image| image.0.clone()),
-        persistence: file.persistence.unwrap_or(Persistence::None),
-    })
 }
 
-fn servers(
-    source: &Source,
-    file: Option<&Spanned<ServersFile>>,
-) -> Result<ServersSpec, ScenarioError> {
+fn servers(source: &Source, file: &ServersFile) -> Result<ServersSpec, ScenarioError> {
     let interval =
         |given: &Option<Positive>, default| given.as_ref().map_or(default, |text| text.0 .0);
-    let Some(table) = file else {
-        return Ok(ServersSpec::Spawn {
-            count: 1,
-            sync_interval: DEFAULT_SYNC_INTERVAL,
-            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
-            extra_args: Vec::new(),
-            command: None,
-        });
-    };
-    let file = table.get_ref();
-    if let Some(command) = &file.command {
-        return command_servers(source, table, command);
+    if file.command.is_some() {
+        return command_servers(source, file);
     }
-    reject_keys(
-        source,
-        table,
+    source.reject_keys(
+        "servers",
         &ServersFile::COMMAND_ONLY_KEYS,
-        [
-            file.instances.is_some(),
-            file.url.is_some(),
-            file.ready_http.is_some(),
-            file.ready_timeout.is_some(),
-        ],
         "only applies to servers started with command",
         "add command = [...], or remove it",
     )?;
@@ -219,160 +242,82 @@ fn servers(
     if file.spawn.is_some() {
         let hint =
             "spawn starts reference servers, targets names servers run by someone else: keep one";
-        return Err(source.fail(targets, "cannot be combined with spawn", Some(hint.into())));
+        return Err(source.fail(
+            "servers.targets",
+            "cannot be combined with spawn",
+            Some(hint.into()),
+        ));
     }
-    reject_keys(
-        source,
-        table,
+    source.reject_keys(
+        "servers",
         &ServersFile::SPAWN_ONLY_KEYS,
-        spawn_only_given(file),
         "only applies to spawned servers, not to targets",
         "remove it, or use spawn instead of targets",
     )?;
-    if targets.get_ref().is_empty() {
+    if targets.is_empty() {
         let hint = Some("e.g. targets = [\"ws://127.0.0.1:9000/ws\"]".into());
-        return Err(source.fail(targets, "must list at least one server", hint));
+        return Err(source.fail("servers.targets", "must list at least one server", hint));
     }
     let mut urls: Vec<String> = Vec::new();
-    for target in targets.get_ref() {
-        let text = &target.get_ref().0;
+    for (index, WsUrl(text)) in targets.iter().enumerate() {
         if urls.contains(text) {
-            return Err(source.fail(target, format!("{text:?} is listed twice"), None));
+            let path = format!("servers.targets[{index}]");
+            return Err(source.fail(&path, format!("{text:?} is listed twice"), None));
         }
         urls.push(text.clone());
     }
     Ok(ServersSpec::External { targets: urls })
 }
 
-fn spawn_only_given(file: &ServersFile) -> [bool; 3] {
-    [
-        file.sync_interval.is_some(),
-        file.heartbeat_interval.is_some(),
-        file.extra_args.is_some(),
-    ]
-}
-
-/// Fails on the first (in file order) of `keys` that is `given`.
-fn reject_keys<const N: usize>(
-    source: &Source,
-    table: &Spanned<ServersFile>,
-    keys: &[&str; N],
-    given: [bool; N],
-    problem: &str,
-    hint: &str,
-) -> Result<(), ScenarioError> {
-    let present = keys.iter().zip(given).filter(|(_, given)| *given);
-    match present
-        .min_by_key(|(key, _)| key_span(source.document, &table.span(), key).map(|span| span.start))
-    {
-        Some((key, _)) => Err(source.fail_key(&table.span(), key, problem, Some(hint.into()))),
-        None => Ok(()),
-    }
-}
-
 /// `[servers] command = [...]`: any server, spawned per instance.
-fn command_servers(
-    source: &Source,
-    table: &Spanned<ServersFile>,
-    command: &Spanned<Vec<Spanned<String>>>,
-) -> Result<ServersSpec, ScenarioError> {
-    let file = table.get_ref();
-    if let Some(targets) = &file.targets {
+fn command_servers(source: &Source, file: &ServersFile) -> Result<ServersSpec, ScenarioError> {
+    if file.targets.is_some() {
         let hint = "command starts servers, targets names servers run by someone else: keep one";
-        return Err(source.fail(
-            targets,
-            "cannot be combined with command",
-            Some(hint.into()),
-        ));
+        let problem = "cannot be combined with command";
+        return Err(source.fail("servers.targets", problem, Some(hint.into())));
     }
     if file.spawn.is_some() {
         return Err(source.fail_key(
-            &table.span(),
-            "spawn",
+            "servers.spawn",
             "cannot be combined with command",
             Some("spawn counts reference servers; with command, write instances = N".into()),
         ));
     }
-    reject_keys(
-        source,
-        table,
+    source.reject_keys(
+        "servers",
         &ServersFile::SPAWN_ONLY_KEYS,
-        spawn_only_given(file),
         "only applies to the reference server, not to command",
         "put the server's own flags in command",
     )?;
-    let placeholders = COMMAND_PLACEHOLDERS.map(|name| (name, name));
-    let known = "known placeholders: {port}, {redis_url}";
-    let Some(program) = command.get_ref().first() else {
+    let argv: Vec<String> = file
+        .command
+        .iter()
+        .flatten()
+        .map(|arg| arg.0.clone())
+        .collect();
+    let Some(program) = argv.first() else {
         let hint =
             "e.g. command = [\"node\", \"peers/socketio/server.js\", \"--port\", \"{port}\"]";
-        return Err(source.fail(command, "must name a program", Some(hint.into())));
+        return Err(source.fail("servers.command", "must name a program", Some(hint.into())));
     };
-    if program.get_ref().trim().is_empty() {
-        return Err(source.fail(program, "the program name is empty", None));
+    if program.trim().is_empty() {
+        return Err(source.fail("servers.command[0]", "the program name is empty", None));
     }
-    for arg in command.get_ref() {
-        if let Err(bad) = fill_placeholders(arg.get_ref(), &placeholders) {
-            return Err(source.fail(
-                arg,
-                format!("unknown placeholder {bad}"),
-                Some(known.into()),
-            ));
-        }
-    }
-    let url = match &file.url {
-        None => DEFAULT_COMMAND_URL.to_string(),
-        Some(url) => {
-            let text = url.get_ref();
-            let with_port = fill_placeholders(text, &[("port", "1")]).map_err(|bad| {
-                let hint = Some("the url knows one placeholder: {port}".into());
-                source.fail(url, format!("unknown placeholder {bad}"), hint)
-            })?;
-            let ip_host = crate::target::parse_ws_target(&with_port)
-                .ok()
-                .is_some_and(|parsed| {
-                    matches!(parsed.host(), Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)))
-                });
-            if !text.contains("{port}") || !ip_host {
-                return Err(source.fail(
-                    url,
-                    format!("{text:?} is not a WebSocket URL on a loopback address with a {{port}} placeholder"),
-                    Some(format!("e.g. url = {DEFAULT_COMMAND_URL:?}")),
-                ));
-            }
-            text.clone()
-        }
-    };
-    let ready = match &file.ready_http {
-        None => ReadyProbe::Tcp,
-        Some(path)
-            if path.get_ref().starts_with('/') && !path.get_ref().contains(char::is_whitespace) =>
-        {
-            ReadyProbe::Http {
-                path: path.get_ref().clone(),
-            }
-        }
-        Some(path) => {
-            return Err(source.fail(
-                path,
-                format!("{:?} is not an HTTP path", path.get_ref()),
-                Some("write a path starting with '/', e.g. ready_http = \"/healthz\"".into()),
-            ))
-        }
-    };
     Ok(ServersSpec::Spawn {
         count: file.instances.as_ref().map_or(1, |count| count.0),
         sync_interval: DEFAULT_SYNC_INTERVAL,
         heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
         extra_args: Vec::new(),
         command: Some(ServerCommand {
-            argv: command
-                .get_ref()
-                .iter()
-                .map(|arg| arg.get_ref().clone())
-                .collect(),
-            url,
-            ready,
+            argv,
+            url: file
+                .url
+                .as_ref()
+                .map_or(DEFAULT_COMMAND_URL.to_string(), |url| url.0.clone()),
+            ready: match &file.ready_http {
+                None => ReadyProbe::Tcp,
+                Some(HttpPath(path)) => ReadyProbe::Http { path: path.clone() },
+            },
             ready_timeout: file
                 .ready_timeout
                 .as_ref()
@@ -381,59 +326,15 @@ fn command_servers(
     })
 }
 
-fn population(
-    source: &Source,
-    file: Option<&Spanned<PopulationFile>>,
-) -> Result<Population, ScenarioError> {
-    let file = file
-        .ok_or_else(|| source.missing_table("population"))?
-        .get_ref();
-    let (users, members) = (file.users.0, file.members_per_conversation.get_ref().0);
-    if members > users {
-        let hint = Some("a conversation's members are distinct users".into());
-        return Err(source.fail(
-            &file.members_per_conversation,
-            format!("{members} is more than users ({users})"),
-            hint,
-        ));
-    }
-    Ok(Population {
-        users,
-        devices_per_user: file.devices_per_user.as_ref().map_or(1, |count| count.0),
-        conversations: file.conversations.0,
-        members_per_conversation: members,
-    })
-}
-
-fn traffic(source: &Source, file: Option<&Spanned<TrafficFile>>) -> Result<Traffic, ScenarioError> {
-    let file = file
-        .ok_or_else(|| source.missing_table("traffic"))?
-        .get_ref();
-    Ok(Traffic {
-        send_rate_per_s: file.send_rate.0 .0,
-        body_bytes: file
-            .body_size
-            .as_ref()
-            .map_or(DEFAULT_BODY_BYTES, |size| size.0 .0),
-    })
-}
-
 /// `[[stages]]` run back to back from the run's start and must end by the
 /// time traffic does: a stage past it would be silently cut short.
-fn stages(
-    source: &Source,
-    items: &[Spanned<StageFile>],
-    traffic_end: Duration,
-) -> Result<Vec<Stage>, ScenarioError> {
+fn stages(source: &Source, stages: &[Stage], traffic_end: Duration) -> Result<(), ScenarioError> {
     let mut ends_at = Duration::ZERO;
-    let mut stages = Vec::with_capacity(items.len());
-    for item in items {
-        let file = item.get_ref();
-        ends_at = ends_at.saturating_add(file.duration.0 .0);
+    for (index, stage) in stages.iter().enumerate() {
+        ends_at = ends_at.saturating_add(stage.duration);
         if ends_at > traffic_end {
             return Err(source.fail_key(
-                &item.span(),
-                "duration",
+                &format!("stages[{index}].duration"),
                 format!(
                     "this stage ends at {}, after traffic ends (ramp_up + duration = {})",
                     format_duration(ends_at),
@@ -442,159 +343,77 @@ fn stages(
                 Some("stages run back to back from the start: shorten them or lengthen duration (the last stage's values hold until the end)".into()),
             ));
         }
-        stages.push(Stage {
-            duration: file.duration.0 .0,
-            send_rate_per_s: file.send_rate.map(|rate| rate.0),
-            online_share: file.online.as_ref().map(|share| share.0),
-        });
     }
-    Ok(stages)
+    Ok(())
 }
 
-fn churn(source: &Source, file: Option<&ChurnFile>) -> Result<Churn, ScenarioError> {
-    let exponential = |mean| DurationDist::Exponential { mean };
-    let share = |share: &Option<Share>, default| share.as_ref().map_or(default, |share| share.0);
-    let Some(file) = file else {
-        return Ok(Churn {
-            enabled: false,
-            online: exponential(DEFAULT_ONLINE_MEAN),
-            offline: exponential(DEFAULT_OFFLINE_MEAN),
-            abrupt_share: 0.0,
-            reset_share: 0.0,
-            client_cursor_share: 1.0,
-        });
-    };
-    let online = file
-        .online
-        .as_ref()
-        .map(|dist| duration_dist(source, dist, false))
-        .transpose()?;
-    let offline = file
-        .offline
-        .as_ref()
-        .map(|dist| duration_dist(source, dist, true))
-        .transpose()?;
-    Ok(Churn {
-        enabled: file.enabled.unwrap_or(true),
-        online: online.unwrap_or(exponential(DEFAULT_ONLINE_MEAN)),
-        offline: offline.unwrap_or(exponential(DEFAULT_OFFLINE_MEAN)),
-        abrupt_share: share(&file.abrupt_share, 0.0),
-        reset_share: share(&file.reset_share, 0.0),
-        client_cursor_share: share(&file.client_cursor_share, 1.0),
-    })
-}
-
-/// `zero_allowed`: an offline time of 0 is a legitimate "reconnect at
-/// once"; an online time of 0 would make a device flap without ever doing
-/// anything.
+/// Checks a distribution's keys against its `dist` (it was read
+/// leniently). `zero_allowed`: an offline time of 0 is a legitimate
+/// "reconnect at once"; an online time of 0 would make a device flap
+/// without ever doing anything.
 fn duration_dist(
     source: &Source,
-    table: &Spanned<DistFile>,
+    path: &str,
+    dist: &DurationDist,
     zero_allowed: bool,
-) -> Result<DurationDist, ScenarioError> {
-    let file = table.get_ref();
-    let kind = *file.dist.get_ref();
-    let name = kind.name();
-    let params = [
-        ("value", &file.value),
-        ("min", &file.min),
-        ("max", &file.max),
-        ("mean", &file.mean),
-    ];
-    if let Some((extra, _)) = params
+) -> Result<(), ScenarioError> {
+    if source.find(path).is_none() {
+        return Ok(()); // the default
+    }
+    let kind = DistFile::from(dist.clone()).dist;
+    let (name, takes) = (variant_name(kind), kind.keys());
+    let keys = source.keys(path);
+    if let Some(extra) = keys
         .iter()
-        .find(|(key, given)| given.is_some() && !kind.keys().contains(key))
+        .find(|key| **key != "dist" && !takes.contains(key))
     {
         return Err(source.fail_key(
-            &table.span(),
-            extra,
+            &join(path, extra),
             format!("does not apply to dist = {name:?}"),
-            Some(format!("{name} takes: {}", kind.keys().join(", "))),
+            Some(format!("{name} takes: {}", takes.join(", "))),
         ));
     }
-    let param = |key: &str, given: &Option<Spanned<Dur>>, may_be_zero: bool| match given {
-        None => Err(source.missing(&table.span(), key)),
-        Some(text) if text.get_ref().0.is_zero() && !may_be_zero => {
-            Err(source.fail(text, "must be greater than 0s", None))
-        }
-        Some(text) => Ok(text.get_ref().0),
+    if let Some(absent) = takes.iter().find(|key| !keys.contains(key)) {
+        return Err(source.missing(path, absent));
+    }
+    // A zero mean has no exponential distribution, offline or not.
+    let zero = match dist {
+        DurationDist::Fixed { value } if value.is_zero() && !zero_allowed => Some("value"),
+        DurationDist::Uniform { min, .. } if min.is_zero() && !zero_allowed => Some("min"),
+        DurationDist::Exponential { mean } if mean.is_zero() => Some("mean"),
+        _ => None,
     };
-    Ok(match kind {
-        DistName::Fixed => DurationDist::Fixed {
-            value: param("value", &file.value, zero_allowed)?,
-        },
-        DistName::Uniform => {
-            let min = param("min", &file.min, zero_allowed)?;
-            let max = param("max", &file.max, true)?;
-            if let (Some(text), true) = (&file.max, max < min) {
-                return Err(source.fail(
-                    text,
-                    "is less than min",
-                    Some("uniform needs min <= max".into()),
-                ));
-            }
-            DurationDist::Uniform { min, max }
-        }
-        // A zero mean has no exponential distribution, offline or not.
-        DistName::Exponential => DurationDist::Exponential {
-            mean: param("mean", &file.mean, false)?,
-        },
-    })
+    if let Some(key) = zero {
+        return Err(source.fail(&join(path, key), "must be greater than 0s", None));
+    }
+    match dist {
+        DurationDist::Uniform { min, max } if max < min => Err(source.fail(
+            &join(path, "max"),
+            "is less than min",
+            Some("uniform needs min <= max".into()),
+        )),
+        _ => Ok(()),
+    }
 }
 
-fn thresholds(source: &Source, file: Option<&ThresholdsFile>) -> Result<Thresholds, ScenarioError> {
-    let Some(file) = file else {
-        return Ok(Thresholds::default());
-    };
-    let min_delivery_rate_per_s = file.min_delivery_rate.as_ref().map(|rate| rate.0 .0);
-    let mut latency: Vec<LatencyThreshold> = Vec::new();
-    for item in &file.latency {
-        let threshold = item.get_ref();
-        let percentile = threshold.percentile.get_ref().0;
-        if !(percentile > 0.0 && percentile <= 100.0) {
-            return Err(source.fail(
-                &threshold.percentile,
-                "must be above 0 and at most 100",
-                Some("e.g. \"p50\", \"p99.9\" or \"max\"".into()),
-            ));
-        }
-        let threshold = LatencyThreshold {
-            metric: threshold.metric,
-            percentile: Percentile(percentile),
-            max: threshold.max.0 .0,
-        };
-        if let Some(earlier) = latency.iter().position(|seen| {
+/// No two latency thresholds on one metric and percentile.
+fn thresholds(source: &Source, thresholds: &Thresholds) -> Result<(), ScenarioError> {
+    for (index, threshold) in thresholds.latency.iter().enumerate() {
+        let same = |seen: &&LatencyThreshold| {
             seen.metric == threshold.metric && seen.percentile == threshold.percentile
-        }) {
-            let path = path_of(source.document, &item.span());
-            let array = path
-                .rsplit_once('[')
-                .map_or(path.as_str(), |(array, _)| array);
+        };
+        if let Some(earlier) = thresholds.latency[..index]
+            .iter()
+            .position(|seen| same(&seen))
+        {
             return Err(source.fail(
-                item,
-                format!("repeats the metric and percentile of {array}[{earlier}]"),
+                &format!("thresholds.latency[{index}]"),
+                format!("repeats the metric and percentile of thresholds.latency[{earlier}]"),
                 None,
             ));
         }
-        latency.push(threshold);
     }
-    Ok(Thresholds {
-        latency,
-        min_delivery_rate_per_s,
-    })
-}
-
-impl From<&ExpectFile> for Expectations {
-    fn from(file: &ExpectFile) -> Self {
-        Expectations {
-            no_loss: file.no_loss.unwrap_or(true),
-            no_duplicates: file.no_duplicates.unwrap_or(true),
-            order: file.order.unwrap_or(true),
-            allow_stored_cursor_redelivery: file.stored_cursor_redelivery
-                != Some(Permission::Forbidden),
-            allow_lost_ack: file.lost_ack == Some(Permission::Allowed),
-        }
-    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::tests::{assert_error, with_tail};
 use crate::scenario::model::*;
-use crate::scenario::parse::parse_scenario;
+use crate::scenario::parse_scenario;
 
 #[test]
 fn a_command_server_with_every_key() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::tests::{assert_error, with_tail, with_top, BASE};
 use crate::scenario::model::*;
-use crate::scenario::parse::parse_scenario;
+use crate::scenario::parse_scenario;
 
 fn parse(text: &str) -> Scenario {
     parse_scenario(text, "t.toml").unwrap_or_else(|err| panic!("{err}\n{text}"))

@@ -3,7 +3,7 @@
 //! for file length.
 
 use crate::scenario::model::*;
-use crate::scenario::parse::parse_scenario;
+use crate::scenario::parse_scenario;
 use crate::scenario::ScenarioError;
 
 /// A valid scenario of 8 lines; tests append tables at line 9 onward.
