@@ -77,6 +77,10 @@ struct SocketScan<'h> {
     open_gap: Option<GapReason>,
     /// When the device asked for this socket (its `Connect` event).
     connect_at_us: Option<u64>,
+    /// A stored-cursor device whose hello said `cursor: "none"` although it
+    /// had never sent an ack in this conversation: the server had nothing
+    /// to store, so the replay from the start owes at-least-once only.
+    nothing_to_store: bool,
 }
 
 impl SocketScan<'_> {
@@ -93,6 +97,7 @@ impl SocketScan<'_> {
             recv_before_hello: false,
             open_gap: None,
             connect_at_us: None,
+            nothing_to_store: false,
         }
     }
 }
@@ -104,6 +109,9 @@ struct SlotSummary {
     max_position: Option<usize>,
     /// Number of the last socket and what it caught up to.
     last_socket: Option<(u32, Option<Position>)>,
+    /// The device has sent an ack in this conversation (a cursor the
+    /// server could have stored).
+    acked: bool,
 }
 
 struct Scanner<'a, 'f> {
@@ -261,6 +269,7 @@ impl Scanner<'_, '_> {
                     }
                     self.on_recv(slot, current, event, &received, &mut summary);
                 }
+                EventKind::AckSent { .. } => summary.acked = true,
                 EventKind::CaughtUp { last_id, .. } => {
                     if current.caught_up.is_none() {
                         self.on_caught_up(slot, conv, current, event.at_us, *last_id);
@@ -289,6 +298,7 @@ impl Scanner<'_, '_> {
             return;
         }
         let resume_from = hello.resume_from;
+        current.nothing_to_store = hello.cursor == CursorOrigin::None && !summary.acked;
         current.hello = Some(hello);
         summary.initial.get_or_insert(resume_from);
         if !current.recv_before_hello {
@@ -487,9 +497,15 @@ impl Scanner<'_, '_> {
             .map(|hello| hello.resume_from);
         let above_stored_cursor =
             mode == ResumeMode::StoredCursor && stored_cursor.is_some_and(|cursor| id > cursor);
+        // A device that dropped before its first ack left no cursor to
+        // store; "none" is then the truth and the replay from the start
+        // may repeat what that socket had. Once it has acked, "none" means
+        // the server lost or never kept its cursor: a repeat is a duplicate
+        // (seed bug 1, `new-client-id`).
+        let never_acked = mode == ResumeMode::StoredCursor && current.nothing_to_store;
         let wiped_cursor = self.input.judge.allow_lost_ack
             && wiped_cursor(mode, current).is_some_and(|from| id >= from);
-        let kind = if above_stored_cursor || wiped_cursor {
+        let kind = if above_stored_cursor || wiped_cursor || never_acked {
             AnomalyKind::Redelivered
         } else {
             AnomalyKind::Duplicate
@@ -506,6 +522,8 @@ impl Scanner<'_, '_> {
             };
             let why = if wiped_cursor {
                 "; its cursor was destroyed with the Redis data"
+            } else if never_acked {
+                "; it had never acked, so there was no cursor to store"
             } else {
                 ""
             };

@@ -13,8 +13,11 @@
 //! - `duplicate` / `redelivered`: an id a device received before. Within
 //!   one socket it is always `duplicate`. Across sockets it is
 //!   `redelivered` only for a stored-cursor device whose new socket's hello
-//!   said `cursor: "stored"` and whose id lies above that stored cursor;
-//!   anything else (a client cursor, `cursor: "none"`) is `duplicate`.
+//!   said `cursor: "stored"` and whose id lies above that stored cursor,
+//!   or whose hello said `cursor: "none"` before the device had ever acked
+//!   in that conversation (nothing to store, so "none" is the truth);
+//!   anything else (a client cursor, `cursor: "none"` after an ack) is
+//!   `duplicate`.
 //! - `reorder`: on one socket, an id below the previous delivered id that
 //!   this socket had not delivered yet. A repeat on the same socket is only
 //!   a `duplicate` (one name per receipt); a repeat of an id from an

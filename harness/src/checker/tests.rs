@@ -183,6 +183,70 @@ fn redelivery_to_a_client_cursor_device_is_a_duplicate() {
     assert!(!outcome.anomalies.contains_key(&AnomalyKind::Redelivered));
 }
 
+/// The stored-cursor redelivery rewritten so the redelivering socket's
+/// hello says `cursor: "none"`; with `drop_acks`, the device's acks in that
+/// conversation before that socket are removed too. Returns the history
+/// and how many repeats it holds.
+fn cursor_none_redelivery(drop_acks: bool) -> (Generated, u64) {
+    let (mut generated, expected) = mutated(Mutation::StoredCursorRedelivery, 2);
+    let device = expected[0].device.unwrap_or_default();
+    let conversation = expected[0].conversation;
+    let socket = expected[0]
+        .socket
+        .expect("the stored-cursor mutation names its socket");
+    let of_slot = |event: &crate::history::Event| {
+        event.device == device && event.conversation == conversation
+    };
+    for event in generated.history.events.iter_mut().filter(|e| of_slot(e)) {
+        if event.socket != socket {
+            continue;
+        }
+        if let EventKind::Connected { claim, .. } = &mut event.kind {
+            if let ResumeClaim::Cursor { origin, .. } = claim {
+                *origin = crate::history::CursorOrigin::None;
+            }
+        }
+    }
+    if drop_acks {
+        generated.history.events.retain(|event| {
+            !(of_slot(event)
+                && event.socket < socket
+                && matches!(event.kind, EventKind::AckSent { .. }))
+        });
+    }
+    (generated, expected[0].count)
+}
+
+#[test]
+fn cursor_none_after_acks_is_a_duplicate() {
+    // The device acked, so the server had a cursor to keep; "none" means it
+    // lost it (seed bug 1) and the repeats are duplicates.
+    let (generated, count) = cursor_none_redelivery(false);
+    let allowed = Expectations {
+        allow_stored_cursor_redelivery: true,
+        ..strict()
+    };
+    let outcome = run(&generated, &allowed, true);
+    assert_eq!(outcome.verdict, Verdict::Invalid);
+    assert_eq!(outcome.count(AnomalyKind::Duplicate), count);
+}
+
+#[test]
+fn cursor_none_before_any_ack_is_a_redelivery() {
+    // A device that dropped before its first ack left nothing to store:
+    // the replay from the start is at-least-once, not a broken promise.
+    let (generated, count) = cursor_none_redelivery(true);
+    let allowed = Expectations {
+        allow_stored_cursor_redelivery: true,
+        ..strict()
+    };
+    let outcome = run(&generated, &allowed, true);
+    assert_eq!(outcome.verdict, Verdict::Valid, "{:?}", outcome.anomalies);
+    let report = &outcome.anomalies[&AnomalyKind::Redelivered];
+    assert_eq!(report.count, count);
+    assert!(report.examples[0].detail.contains("never acked"));
+}
+
 #[test]
 fn relaxed_expectations_count_but_do_not_invalidate() {
     let (generated, _) = mutated(Mutation::DropRecv, 5);
