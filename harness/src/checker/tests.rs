@@ -201,10 +201,12 @@ fn cursor_none_redelivery(drop_acks: bool) -> (Generated, u64) {
         if event.socket != socket {
             continue;
         }
-        if let EventKind::Connected { claim, .. } = &mut event.kind {
-            if let ResumeClaim::Cursor { origin, .. } = claim {
-                *origin = crate::history::CursorOrigin::None;
-            }
+        if let EventKind::Connected {
+            claim: ResumeClaim::Cursor { origin, .. },
+            ..
+        } = &mut event.kind
+        {
+            *origin = crate::history::CursorOrigin::None;
         }
     }
     if drop_acks {
