@@ -79,7 +79,7 @@ impl MergeIo for MemoryIo {
             .collect())
     }
 
-    fn try_queued(&mut self) -> Option<Entry> {
+    async fn try_queued(&mut self) -> Option<Entry> {
         self.queue.pop_front().map(Entry)
     }
 

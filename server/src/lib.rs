@@ -136,9 +136,6 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         tracing::warn!(flaws = ?flaws.names(), "!!! INJECTED FLAWS ON: this server LOSES OR DUPLICATES MESSAGES on purpose (testing aid) !!!");
     }
     let mut store = store::Store::connect(&config.redis_url, settings).await?;
-    if flaws.has(flaws::Flaw::CursorPerDevice) {
-        store.flaw_share_cursor_across_conversations();
-    }
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -161,8 +158,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             budget: limits.budget.clone(),
         },
         shutdown_rx.clone(),
-        flaws.has(flaws::Flaw::LocalFanout),
     );
+    // Testing aid: a no-op unless a flaw is injected (docs/flaws.md).
+    flaws.inject_at_start(&mut store, &fanout);
     let state = Arc::new(app::AppState {
         config,
         auth,
@@ -174,7 +172,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         sessions: app::SessionCounter::default(),
         limits,
     });
-    let router = app::router(state.clone());
+    // Testing aid: the router is unchanged unless a flaw is injected.
+    let router = state.flaws.wrap_router(app::router(state.clone()));
     let serving_tls = tls.is_some();
     let serve = tokio::spawn(limits::listener::serve(
         listener,

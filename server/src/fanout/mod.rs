@@ -91,6 +91,7 @@ struct Shared {
     /// Redis CLIENT ID of the tailer's connection, 0 when not connected;
     /// used to CLIENT UNBLOCK a blocked XREAD when a conversation is added.
     tailer_client_id: AtomicU64,
+    tailer: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 /// Handle to this process's fan-out. Cheap to clone.
@@ -171,6 +172,14 @@ impl Drop for Subscription {
     }
 }
 
+fn lock_tailer(shared: &Shared) -> MutexGuard<'_, Option<tokio::task::AbortHandle>> {
+    // Poisoning cannot leave an invalid handle; keep using it.
+    shared
+        .tailer
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// A poisoned registry only means another task panicked mid-update of a
 /// map whose every state is valid; keep serving.
 fn lock(registry: &Mutex<Registry>) -> MutexGuard<'_, Registry> {
@@ -186,7 +195,6 @@ impl Fanout {
         metrics: Arc<Metrics>,
         bounds: QueueBounds,
         shutdown: tokio::sync::watch::Receiver<bool>,
-        local_only_flaw: bool,
     ) -> Fanout {
         let shared = Arc::new(Shared {
             registry: Mutex::new(Registry::default()),
@@ -197,14 +205,10 @@ impl Fanout {
             budget: bounds.budget,
             wake: Notify::new(),
             tailer_client_id: AtomicU64::new(0),
+            tailer: Mutex::new(None),
         });
-        if local_only_flaw {
-            // Flaw `local-fanout`: no tailer; only `publish_local` feeds
-            // sockets, so other processes' appends never arrive live.
-            drop(shutdown);
-        } else {
-            tokio::spawn(tailer::run(shared.clone(), shutdown));
-        }
+        let tailer = tokio::spawn(tailer::run(shared.clone(), shutdown));
+        *lock_tailer(&shared) = Some(tailer.abort_handle());
         Fanout { shared }
     }
 
@@ -279,9 +283,17 @@ impl Fanout {
         }
     }
 
-    /// Flaw `local-fanout`: hand a message appended by this process to
-    /// this process's sockets only (the seed's in-memory broadcast).
-    pub fn publish_local(&self, message: recovery_protocol::MessageFrame) {
+    /// Stops the tailer: nothing reaches the queues but what `dispatch`
+    /// and `enqueue` hand over. Only injected flaws use this (docs/flaws.md).
+    pub(crate) fn stop_tailer(&self) {
+        if let Some(tailer) = lock_tailer(&self.shared).take() {
+            tailer.abort();
+        }
+    }
+
+    /// Hands a message to this process's sockets of its conversation, as
+    /// the tailer does with what it reads. Only injected flaws use this.
+    pub(crate) fn dispatch(&self, message: recovery_protocol::MessageFrame) {
         let conversation_id = message.conversation_id;
         tailer::dispatch(
             &self.shared,
@@ -289,27 +301,33 @@ impl Fanout {
         );
     }
 
-    /// Flaw `crosstalk`: hand a message to the sockets of one OTHER
-    /// conversation this process serves, labelled with its own.
-    pub fn crosstalk(&self, message: recovery_protocol::MessageFrame) {
-        let registry = lock(&self.shared.registry);
-        let other = registry
-            .conversations
-            .iter()
-            .find(|(conversation_id, _)| **conversation_id != message.conversation_id);
-        let Some((_, other)) = other else {
-            return;
-        };
+    /// Queues `message` for every socket of `conversation_id` on this
+    /// process, whatever conversation it belongs to, without touching the
+    /// tailer's cursor; a socket whose queue is full misses it. Only
+    /// injected flaws use this.
+    pub(crate) fn enqueue(&self, conversation_id: Uuid, message: recovery_protocol::MessageFrame) {
         let live = Arc::new(LiveMessage {
             id: message.id,
             json: axum::extract::ws::Utf8Bytes::from(
                 recovery_protocol::ServerFrame::Message(message).to_json(),
             ),
         });
-        for slot in other.slots.values() {
-            // A full or closed queue just misses the leak; this is a flaw.
-            let _ = tailer::enqueue(&self.shared, slot, &live);
+        let registry = lock(&self.shared.registry);
+        if let Some(conversation) = registry.conversations.get(&conversation_id) {
+            for slot in conversation.slots.values() {
+                // A full or closed queue misses it; see the doc comment.
+                let _ = tailer::enqueue(&self.shared, slot, &live);
+            }
         }
+    }
+
+    /// The conversations this process tails now.
+    pub fn conversations(&self) -> Vec<Uuid> {
+        lock(&self.shared.registry)
+            .conversations
+            .keys()
+            .copied()
+            .collect()
     }
 
     /// Number of conversations currently tailed (for tests and metrics).

@@ -100,11 +100,6 @@ impl Session {
     /// flag is cleared BEFORE the re-read, so anything skipped after this
     /// point sets it (and the signal) again and is handled next round.
     async fn on_lagged(&mut self, socket: &mut WebSocket, subscription: &mut Subscription) -> Next {
-        if self.app.flaws.has(crate::flaws::Flaw::DropOnLag) {
-            // Flaw: what the tailer skipped is simply gone.
-            subscription.take_lagged();
-            return Next::Continue;
-        }
         if subscription.is_lagged() {
             match self.trimmed_while_lagging().await {
                 Ok(false) => {}
@@ -264,34 +259,23 @@ impl Session {
             .store
             .append(self.conversation_id, self.user_id, client_msg_id, body)
             .await;
+        // Testing aid: a pass-through unless a flaw is injected (docs/flaws.md).
+        let sent = crate::flaws::SentMessage {
+            conversation_id: self.conversation_id,
+            sender_id: self.user_id,
+            client_msg_id,
+            body,
+        };
+        let appended = self
+            .app
+            .flaws
+            .after_append(&self.app.fanout, sent, appended);
         match appended {
             Ok(appended) => {
                 if appended.duplicate {
                     self.app.metrics.messages_deduplicated.inc();
                 } else {
                     self.app.metrics.messages_appended.inc();
-                    if !self.app.flaws.is_empty() {
-                        let message = recovery_protocol::MessageFrame {
-                            id: appended.id,
-                            conversation_id: self.conversation_id,
-                            sender_id: self.user_id,
-                            client_msg_id,
-                            body: body.to_string(),
-                            sent_at_ms: appended.sent_at_ms,
-                        };
-                        crate::flaws::on_appended(&self.app, message);
-                    }
-                }
-                if !appended.duplicate && crate::flaws::deny_append(&self.app) {
-                    // Flaw: a definite "not appended" for a message that was.
-                    return self
-                        .reply_error(
-                            socket,
-                            ErrorCode::Unavailable,
-                            "not appended: storage unavailable".into(),
-                            Some(client_msg_id),
-                        )
-                        .await;
                 }
                 // Acked only now that Redis confirmed the append.
                 let ack = ServerFrame::Ack {

@@ -33,8 +33,9 @@ pub trait MergeIo {
         until: StreamId,
         count: usize,
     ) -> Result<Vec<Self::Backlog>, Self::Error>;
-    /// The next queued live message, if any (never waits).
-    fn try_queued(&mut self) -> Option<Self::Live>;
+    /// The next queued live message, if any (never waits for one to
+    /// arrive; async only so a wrapper may write on the way).
+    async fn try_queued(&mut self) -> Option<Self::Live>;
     /// Reads and clears the lagged flag.
     fn take_lagged(&mut self) -> bool;
     async fn write_backlog(&mut self, entry: Self::Backlog) -> Result<(), Self::Error>;
@@ -51,15 +52,12 @@ pub const MAX_CATCH_UP_ROUNDS: usize = 8;
 pub struct Merge {
     /// Highest id written; ids only ever go up.
     pub last_sent: StreamId,
-    /// Flaw `no-overlap-dedup`: write overlapping ids again.
-    pub repeat_overlap: bool,
 }
 
 impl Merge {
     pub fn new(deliver_after: StreamId) -> Merge {
         Merge {
             last_sent: deliver_after,
-            repeat_overlap: false,
         }
     }
 
@@ -69,7 +67,7 @@ impl Merge {
             self.last_sent = id;
             true
         } else {
-            self.repeat_overlap
+            false
         }
     }
 
@@ -112,7 +110,10 @@ impl Merge {
         limit: usize,
     ) -> Result<u64, I::Error> {
         let mut written = 0;
-        let mut next = first.or_else(|| io.try_queued());
+        let mut next = match first {
+            Some(first) => Some(first),
+            None => io.try_queued().await,
+        };
         let mut taken = 0;
         while let Some(live) = next.take() {
             if self.offer(live.id()) {
@@ -121,7 +122,7 @@ impl Merge {
             }
             taken += 1;
             if taken < limit {
-                next = io.try_queued();
+                next = io.try_queued().await;
             }
         }
         if written > 0 {

@@ -22,8 +22,7 @@ use recovery_protocol::{ConnectParams, ErrorCode, ServerFrame, StreamId};
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::flaws::Flaw;
-use crate::store::{now_unix_ms, StoreError, SyncState};
+use crate::store::{StoreError, SyncState};
 
 /// Why a session ended early.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +48,9 @@ pub(crate) struct Session {
     saved: Option<StreamId>,
     /// This socket's place in its user's socket count and send rates.
     admission: crate::limits::Admission,
+    /// Testing aid: what injected flaws remember between merge calls
+    /// (inert without `--inject-flaw`; docs/flaws.md).
+    flaws: crate::flaws::io::SessionFlaws,
 }
 
 impl Session {
@@ -58,7 +60,7 @@ impl Session {
             user_id: self.user_id,
             conversation_id: self.conversation_id,
             last_message_id: acked,
-            last_sync_at: now_unix_ms(),
+            last_sync_at: chrono::Utc::now(),
             epoch: Some(self.epoch.clone()),
         }
     }
@@ -166,10 +168,7 @@ pub async fn run(
     app: Arc<AppState>,
 ) {
     use tracing::Instrument;
-    let client_id = match params.client_id {
-        Some(client_id) if !app.flaws.has(Flaw::NewClientId) => client_id,
-        _ => Uuid::new_v4(),
-    };
+    let client_id = params.client_id.unwrap_or_else(Uuid::new_v4);
     let span = tracing::debug_span!("session", user_id = %params.user_id, %client_id,
         conversation_id = %params.conversation_id);
     run_session(socket, params, client_id, admission, app)
@@ -257,15 +256,15 @@ async fn recover(
                 .await?
         }
     };
+    if let Some(state) = &stored {
+        tracing::debug!(cursor = %state.last_message_id,
+            saved_at = %state.last_sync_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "stored cursor found");
+    }
     let epoch = app.store.ensure_epoch(conversation_id).await?;
 
-    let backlog_first = app.flaws.has(Flaw::BacklogBeforeSubscribe);
     tracing::debug!("step 2: register for live messages before reading the backlog");
-    let early_subscription = if backlog_first {
-        None
-    } else {
-        Some(app.fanout.subscribe(conversation_id).await?)
-    };
+    let mut subscription = app.fanout.subscribe(conversation_id).await?;
 
     let (resume_from, cursor, cursor_epoch) =
         resume::choose_cursor(params.last_id, params.epoch.as_deref(), stored.as_ref());
@@ -278,23 +277,18 @@ async fn recover(
         &epoch,
     )
     .await?;
-    let plan = crate::flaws::disguise_loss(&app, conversation_id, plan).await?;
+    // Testing aid: a pass-through unless a flaw is injected (docs/flaws.md).
+    let plan = app
+        .flaws
+        .disguise_loss(&app.store, conversation_id, plan)
+        .await?;
     let mut session = Session {
         app: app.clone(),
         user_id: params.user_id,
         client_id,
         conversation_id,
         epoch: epoch.clone(),
-        merge: merge::Merge {
-            last_sent: match plan.gap {
-                // Flaw: an inclusive range starts AT the cursor.
-                None if app.flaws.has(Flaw::InclusiveResume) => {
-                    plan.resume_from.predecessor().unwrap_or(StreamId::ZERO)
-                }
-                _ => plan.deliver_after(),
-            },
-            repeat_overlap: app.flaws.has(Flaw::NoOverlapDedup),
-        },
+        merge: merge::Merge::new(plan.deliver_after()),
         acked: None,
         // The stored cursor is already persisted: only a higher ack is news.
         // A cursor from another epoch is not: any ack in this one replaces it.
@@ -302,6 +296,7 @@ async fn recover(
             .filter(|state| state.epoch.as_deref() == Some(epoch.as_str()))
             .map(|state| state.last_message_id),
         admission,
+        flaws: Default::default(),
     };
     send_frame(
         socket,
@@ -328,22 +323,7 @@ async fn recover(
     }
 
     tracing::debug!(after = %session.merge.last_sent, "step 3/4: replay backlog, then buffered live messages");
-    let (subscription, replayed) = match early_subscription {
-        Some(mut subscription) => {
-            let replayed = session.catch_up(socket, &mut subscription).await?;
-            (subscription, replayed)
-        }
-        None => {
-            // Flaw: whatever is appended between this read and the
-            // registration below is never sent.
-            let replayed = session.replay_without_subscription(socket).await?;
-            let mut subscription = app.fanout.subscribe(conversation_id).await?;
-            let drained = session
-                .drain_subscription(socket, &mut subscription)
-                .await?;
-            (subscription, replayed + drained)
-        }
-    };
+    let replayed = session.catch_up(socket, &mut subscription).await?;
     send_frame(
         socket,
         &ServerFrame::CaughtUp {

@@ -11,7 +11,6 @@ use uuid::Uuid;
 use super::merge::{HasId, MergeIo};
 use super::{Session, SessionError};
 use crate::fanout::{LiveMessage, Subscription};
-use crate::flaws::Flaw;
 use crate::metrics::Metrics;
 use crate::store::{Store, StreamEntry};
 
@@ -33,16 +32,6 @@ pub(super) struct SocketIo<'a> {
     pub socket: &'a mut WebSocket,
     pub subscription: Option<&'a mut Subscription>,
     pub metrics: &'a Metrics,
-    /// Flaw `cursor-on-send`: the "acked" cursor follows what was sent.
-    pub acked_on_send: Option<&'a mut Option<StreamId>>,
-}
-
-impl SocketIo<'_> {
-    fn sent(&mut self, id: StreamId) {
-        if let Some(acked) = self.acked_on_send.as_deref_mut() {
-            *acked = Some(id);
-        }
-    }
 }
 
 impl MergeIo for SocketIo<'_> {
@@ -66,7 +55,7 @@ impl MergeIo for SocketIo<'_> {
             .await?)
     }
 
-    fn try_queued(&mut self) -> Option<Arc<LiveMessage>> {
+    async fn try_queued(&mut self) -> Option<Arc<LiveMessage>> {
         self.subscription.as_deref_mut().and_then(|s| s.try_recv())
     }
 
@@ -77,14 +66,12 @@ impl MergeIo for SocketIo<'_> {
     }
 
     async fn write_backlog(&mut self, entry: StreamEntry) -> Result<(), SessionError> {
-        let id = entry.message.id;
         let json = ServerFrame::Message(entry.message).to_json();
         self.socket
             .feed(Message::Text(json.into()))
             .await
             .map_err(SessionError::Socket)?;
         self.metrics.messages_replayed.inc();
-        self.sent(id);
         Ok(())
     }
 
@@ -94,7 +81,6 @@ impl MergeIo for SocketIo<'_> {
             .await
             .map_err(SessionError::Socket)?;
         self.metrics.messages_delivered_live.inc();
-        self.sent(message.id);
         Ok(())
     }
 
@@ -103,25 +89,26 @@ impl MergeIo for SocketIo<'_> {
     }
 }
 
+/// What the session's merge calls run against.
+pub(super) type SessionIo<'a> = crate::flaws::io::FlawedIo<'a, SocketIo<'a>>;
+
 impl Session {
     pub(super) fn io<'a>(
         &'a mut self,
         socket: &'a mut WebSocket,
         subscription: Option<&'a mut Subscription>,
-    ) -> (&'a mut super::merge::Merge, SocketIo<'a>) {
-        let cursor_on_send = self.app.flaws.has(Flaw::CursorOnSend);
+    ) -> (&'a mut super::merge::Merge, SessionIo<'a>) {
         let io = SocketIo {
             store: &self.app.store,
             conversation_id: self.conversation_id,
             socket,
             subscription,
             metrics: &self.app.metrics,
-            acked_on_send: if cursor_on_send {
-                Some(&mut self.acked)
-            } else {
-                None
-            },
         };
+        // Testing aid: a pass-through unless a flaw is injected (docs/flaws.md).
+        let io = self
+            .flaws
+            .wrap(&self.app.flaws, io, self.merge.last_sent, &mut self.acked);
         (&mut self.merge, io)
     }
 
@@ -136,33 +123,7 @@ impl Session {
         subscription: &mut Subscription,
     ) -> Result<u64, SessionError> {
         let page = self.page_size();
-        let drop_on_lag = self.app.flaws.has(Flaw::DropOnLag);
         let (merge, mut io) = self.io(socket, Some(subscription));
-        if drop_on_lag {
-            // Flaw: never re-read; what the tailer skipped is gone.
-            let written = merge.replay_until_head(&mut io, page).await?;
-            return Ok(written + merge.drain_queue(&mut io, None, usize::MAX).await?);
-        }
         merge.catch_up(&mut io, page).await
-    }
-
-    /// Backlog only (flaw `backlog-before-subscribe` reads it before
-    /// registering for live messages).
-    pub(super) async fn replay_without_subscription(
-        &mut self,
-        socket: &mut WebSocket,
-    ) -> Result<u64, SessionError> {
-        let page = self.page_size();
-        let (merge, mut io) = self.io(socket, None);
-        merge.replay_until_head(&mut io, page).await
-    }
-
-    pub(super) async fn drain_subscription(
-        &mut self,
-        socket: &mut WebSocket,
-        subscription: &mut Subscription,
-    ) -> Result<u64, SessionError> {
-        let (merge, mut io) = self.io(socket, Some(subscription));
-        merge.drain_queue(&mut io, None, usize::MAX).await
     }
 }

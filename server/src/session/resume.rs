@@ -164,7 +164,7 @@ mod tests {
             user_id: Uuid::nil(),
             conversation_id: Uuid::nil(),
             last_message_id: last,
-            last_sync_at: 0,
+            last_sync_at: chrono::DateTime::UNIX_EPOCH,
             epoch: Some(epoch.into()),
         }
     }

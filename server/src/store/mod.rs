@@ -10,6 +10,7 @@ mod scripts;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use chrono::{DateTime, Utc};
 use recovery_protocol::StreamId;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
@@ -75,7 +76,12 @@ pub struct SyncState {
     pub user_id: Uuid,
     pub conversation_id: Uuid,
     pub last_message_id: StreamId,
-    pub last_sync_at: u64,
+    /// When the cursor was saved (for people reading it: logs, operators;
+    /// recovery never uses it). Stored as milliseconds since the Unix
+    /// epoch, the format it always had, so state written by earlier
+    /// versions reads back unchanged and no migration is needed.
+    #[serde(with = "chrono::serde::ts_milliseconds")]
+    pub last_sync_at: DateTime<Utc>,
     /// The stream epoch the cursor belongs to; a cursor from another epoch
     /// points into a stream that no longer exists.
     #[serde(default)]
@@ -434,5 +440,22 @@ impl Store {
             .await
             .map_err(StoreError::redis("save sync state script"))?;
         Ok(written == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sync state saved before `last_sync_at` became a `DateTime` (and the
+    /// example in docs/protocol.md) reads back, and is written back in the
+    /// same integer-milliseconds form.
+    #[test]
+    fn sync_state_keeps_its_stored_format() {
+        let stored = r#"{"client_id":"2c9e4f10-7d3b-4e8a-9f61-3b5d7a1c0e22","user_id":"6f1c2d3e-4a5b-4c6d-8e7f-0a1b2c3d4e5f","conversation_id":"0b1c2d3e-4a5b-4c6d-8e7f-0a1b2c3d4e5f","last_message_id":"1700000000100-1","last_sync_at":1700000005000,"epoch":"5d41402abc4b2a76b9719d911017c592"}"#;
+        let state: SyncState = serde_json::from_str(stored).unwrap();
+        assert_eq!(state.last_sync_at.to_rfc3339(), "2023-11-14T22:13:25+00:00");
+        assert_eq!(state.last_message_id, StreamId::new(1_700_000_000_100, 1));
+        assert_eq!(serde_json::to_string(&state).unwrap(), stored);
     }
 }

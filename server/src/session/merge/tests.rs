@@ -32,6 +32,9 @@ struct Sim {
     written: Vec<StreamId>,
     schedule: Vec<u8>,
     step: usize,
+    /// Re-creates the flaw `no-overlap-dedup` the way `flaws::FlawedIo`
+    /// does: a queued id already written is written again.
+    repeat_overlap: bool,
 }
 
 impl Sim {
@@ -118,8 +121,16 @@ impl MergeIo for Sim {
             .collect())
     }
 
-    fn try_queued(&mut self) -> Option<Id> {
-        self.queue.pop_front().map(Id)
+    async fn try_queued(&mut self) -> Option<Id> {
+        while let Some(id) = self.queue.pop_front() {
+            let seen = self.written.iter().max().is_some_and(|max| id <= *max);
+            if self.repeat_overlap && seen {
+                self.written.push(id);
+                continue;
+            }
+            return Some(Id(id));
+        }
+        None
     }
 
     fn take_lagged(&mut self) -> bool {
@@ -166,6 +177,7 @@ fn play(
         written: Vec::new(),
         schedule,
         step: 0,
+        repeat_overlap,
     };
     for _ in 0..initial {
         sim.append();
@@ -179,7 +191,6 @@ fn play(
     // Step 2: subscribe; the tailer starts at the head read now.
     sim.tailer_cursor = sim.stream.last().copied().unwrap_or(StreamId::ZERO);
     let mut merge = Merge::new(resume_from);
-    merge.repeat_overlap = repeat_overlap;
     let run = async {
         let _ = merge.catch_up(&mut sim, page).await; // Infallible
                                                       // Step 5: the live loop, as `session::live` drives it: a lag signal
@@ -187,7 +198,7 @@ fn play(
         for _ in 0..100_000 {
             if sim.lagged {
                 let _ = merge.recover_from_lag(&mut sim, page).await; // Infallible
-            } else if let Some(first) = sim.try_queued() {
+            } else if let Some(first) = sim.try_queued().await {
                 let _ = merge.drain_queue(&mut sim, Some(first), 64).await; // Infallible
             } else if sim.appends_left > 0
                 || sim.tailer_cursor < sim.stream.last().copied().unwrap_or(StreamId::ZERO)
