@@ -166,6 +166,8 @@ pub(crate) struct ScenarioFile {
     pub churn: Option<ChurnFile>,
     pub thresholds: Option<ThresholdsFile>,
     pub expect: Option<ExpectFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intruders: Option<Spanned<super::intruders::IntrudersFile>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<Spanned<StageFile>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

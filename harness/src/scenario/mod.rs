@@ -6,6 +6,7 @@
 mod de;
 mod error;
 mod file;
+mod intruders;
 mod model;
 mod names;
 mod parse;
@@ -13,6 +14,7 @@ mod render;
 mod validate;
 
 pub use error::ScenarioError;
+pub use intruders::{IntruderKind, Intruders};
 pub use model::*;
 pub use parse::{load_scenario, parse_scenario};
 pub use recovery_units::{

@@ -157,6 +157,7 @@ impl From<&Scenario> for ScenarioFile {
                 .iter()
                 .map(|fault| at(fault_file(fault)))
                 .collect(),
+            intruders: super::intruders::render(&scenario.intruders),
         }
     }
 }

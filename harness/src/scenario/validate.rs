@@ -112,6 +112,17 @@ pub(crate) fn scenario(source: &Source, file: &ScenarioFile) -> Result<Scenario,
         servers: &servers,
         allow_lost_ack: expect.allow_lost_ack,
     };
+    let protocol = file
+        .servers
+        .as_ref()
+        .and_then(|table| table.get_ref().protocol)
+        .unwrap_or_default();
+    let intruders = super::intruders::intruders(
+        source,
+        file.intruders.as_ref(),
+        protocol,
+        ramp_up.saturating_add(duration),
+    )?;
     Ok(Scenario {
         name: file.name.0.clone(),
         seed: file.seed,
@@ -129,12 +140,9 @@ pub(crate) fn scenario(source: &Source, file: &ScenarioFile) -> Result<Scenario,
         faults: faults::faults(source, &file.faults, &context)?,
         redis,
         servers,
-        protocol: file
-            .servers
-            .as_ref()
-            .and_then(|table| table.get_ref().protocol)
-            .unwrap_or_default(),
+        protocol,
         expect,
+        intruders,
     })
 }
 
