@@ -72,6 +72,8 @@ mod false_failure;
 mod findings;
 mod gaps;
 mod index;
+#[cfg(test)]
+mod intruder_tests;
 mod leak;
 mod outcome;
 mod rebuild;
