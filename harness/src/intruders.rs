@@ -341,11 +341,19 @@ async fn play_one(setup: &IntruderSetup<'_>, plan: Plan, first_us: u64) -> Intru
     }
     if let (Some(key), Some(url), Some(before)) = (&victim_key, &setup.redis_url, before) {
         tokio::time::sleep(setup.settle).await;
-        record.victim_cursor = Some(CursorWatch {
-            before,
-            after: read_key(url, key).await,
-            at_us: setup.clock.now_us(),
-        });
+        match (before, read_key(url, key).await) {
+            (Ok(before), Ok(after)) => {
+                record.victim_cursor = Some(CursorWatch {
+                    before,
+                    after,
+                    at_us: setup.clock.now_us(),
+                })
+            }
+            // Unknown is not "moved": the report says the cursor was not checked.
+            (Err(err), _) | (_, Err(err)) => {
+                tracing::warn!(%err, "cannot read a victim's stored cursor");
+            }
+        }
     }
     record
 }
@@ -364,9 +372,8 @@ fn intruder_url(target: &Url, record: &IntruderRecord, user: Option<Uuid>) -> Ur
     url
 }
 
-/// The stored cursor's JSON text, `None` if absent. A Redis error reads as
-/// a distinct text so that it can never pass for "unchanged absent".
-async fn read_key(url: &str, key: &str) -> Option<String> {
+/// The stored cursor's JSON text, `None` if absent.
+async fn read_key(url: &str, key: &str) -> Result<Option<String>, redis::RedisError> {
     let read = async {
         let client = redis::Client::open(url)?;
         let config = redis::AsyncConnectionConfig::new()
@@ -380,10 +387,7 @@ async fn read_key(url: &str, key: &str) -> Option<String> {
             .query_async::<Option<String>>(&mut conn)
             .await
     };
-    match read.await {
-        Ok(value) => value,
-        Err(err) => Some(format!("<unreadable: {err}>")),
-    }
+    read.await
 }
 
 /// One connect: refused, failed, or admitted and read.
@@ -643,7 +647,9 @@ impl IntruderKindSummary {
     /// `2 of 2 unchanged`, `1 of 2 MOVED`, or `-` (none checked).
     pub fn cursors_text(&self) -> String {
         match (self.cursors_checked, self.cursors_moved) {
-            (0, _) if self.kind == IntruderKind::ClientId => "not checked (no Redis)".into(),
+            (0, _) if self.kind == IntruderKind::ClientId => {
+                "not checked (Redis not readable)".into()
+            }
             (0, _) => "-".into(),
             (checked, 0) => format!("{checked} of {checked} unchanged"),
             (checked, moved) => format!("{moved} of {checked} MOVED"),
