@@ -62,6 +62,7 @@ fn input<'a>(generated: &'a Generated, expect: &'a Expectations) -> CheckInput<'
         drain_complete: true,
         unknown_reasons: Vec::new(),
         retention: None,
+        intruders: &[],
     }
 }
 

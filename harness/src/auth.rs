@@ -123,6 +123,28 @@ pub fn mint(
     )?)
 }
 
+/// An HS256 token like [`mint`]'s whose `exp` passed `ago` ago (for the
+/// `expired_token` intruders: a former member's token).
+pub fn mint_expired(
+    secret: &str,
+    user: Uuid,
+    conversations: &[Uuid],
+    ago: Duration,
+) -> Result<String, TokenError> {
+    let exp = unix_s().saturating_sub(ago.as_secs().max(1));
+    let claims = serde_json::json!({
+        "sub": user,
+        "conversations": conversations,
+        "iat": exp.saturating_sub(3600),
+        "exp": exp,
+    });
+    Ok(jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )?)
+}
+
 /// One token per user of `memberships` (user -> conversations), or none
 /// when there are no credentials.
 pub async fn tokens_for(

@@ -310,7 +310,18 @@ fn check(run_dir: &Path) -> u8 {
     };
     let summary = report::load_summary(run_dir).ok();
     let drain_complete = summary.as_ref().is_none_or(|s| s.stragglers.is_empty());
-    let outcome = runner::check_history(&history, &log, &scenario, drain_complete, Vec::new());
+    let intruders = match crate::intruders::read_records(run_dir) {
+        Ok(records) => records,
+        Err(err) => return fail(&err),
+    };
+    let outcome = runner::check_history(
+        &history,
+        &log,
+        &scenario,
+        drain_complete,
+        Vec::new(),
+        &intruders,
+    );
     println!("verdict: {:?}", outcome.verdict);
     for (kind, anomaly) in &outcome.anomalies {
         println!(

@@ -13,6 +13,9 @@
 //! - [`report`]: HDR latency histograms, time series, summary/markdown/HTML.
 //! - [`target`]: server and Redis URLs (`url::Url`), parsed once.
 //! - [`auth`]: the devices' tokens (minted, or from a command).
+//! - [`intruders`]: devices without the right to a conversation that try
+//!   to get in during a run (`[intruders]`); the checker calls what they
+//!   got a `leak`.
 //! - [`tls`]: the rustls client configuration for `wss://` targets.
 //! - [`proxy`]: loopback TCP proxy injecting latency, bandwidth limits,
 //!   partitions and resets between clients, servers and Redis.
@@ -22,6 +25,7 @@ pub mod checker;
 pub mod cli;
 pub mod client;
 pub mod history;
+pub mod intruders;
 pub mod proxy;
 pub mod report;
 pub mod runner;

@@ -102,19 +102,21 @@ fn params_from(pairs: &[(String, String)]) -> Result<ConnectParams, Box<Response
 /// Who is asking for what: 400 for a bad query string, 401 without a
 /// valid token, 403 for another user's id or a conversation the token
 /// does not grant. The returned parameters' `user_id` is the token's.
+/// Every 401 and 403 is counted in `chat_auth_refusals_total`.
 fn admit(
     auth: &crate::auth::Authenticator,
+    metrics: &Metrics,
     headers: &HeaderMap,
     raw: Option<&str>,
 ) -> Result<ConnectParams, Box<Response>> {
+    let refuse = |refusal: crate::auth::Refusal| {
+        metrics.auth_refused(refusal.status.as_u16(), refusal.reason);
+        Box::new(refusal.into_response())
+    };
     let pairs = decode_query(raw)?;
-    let identity = auth
-        .authenticate(headers, &pairs)
-        .map_err(|refusal| Box::new(refusal.into_response()))?;
+    let identity = auth.authenticate(headers, &pairs).map_err(refuse)?;
     let params = params_from(&identity.fill_user_id(pairs))?;
-    identity
-        .authorize(&params)
-        .map_err(|refusal| Box::new(refusal.into_response()))?;
+    identity.authorize(&params).map_err(refuse)?;
     Ok(params)
 }
 
@@ -127,7 +129,7 @@ async fn ws_handler(
 ) -> Response {
     // Validate before upgrading: a bad or unauthorised request gets a 4xx
     // and no state is written anywhere.
-    let params = match admit(&app.auth, &headers, raw.as_deref()) {
+    let params = match admit(&app.auth, &app.metrics, &headers, raw.as_deref()) {
         Ok(params) => params,
         Err(response) => return *response,
     };

@@ -29,6 +29,58 @@ pub struct Metrics {
     pub limit_hits: Family<LimitLabel, Counter>,
     /// Live-message bytes queued for sockets now (the queue budget's use).
     pub queued_bytes: Gauge,
+    /// Upgrades refused by authentication (401) or membership (403), by
+    /// [`AuthRefusal`] class (docs/security.md).
+    pub auth_refusals: Family<AuthLabel, Counter>,
+}
+
+/// Why a `/ws` request was refused before the upgrade, as counted in
+/// `chat_auth_refusals_total{reason}`: four classes, so that the label set
+/// stays small however many reason codes the refusals carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthRefusal {
+    /// No token at all (401 `missing_token`).
+    Missing,
+    /// A token that does not verify or is malformed (every other 401).
+    Invalid,
+    /// A valid token past its `exp` (401 `expired`).
+    Expired,
+    /// A valid token without the right to what was asked (403:
+    /// `not_member`, `user_mismatch`).
+    Forbidden,
+}
+
+impl AuthRefusal {
+    pub const ALL: [AuthRefusal; 4] = [
+        AuthRefusal::Missing,
+        AuthRefusal::Invalid,
+        AuthRefusal::Expired,
+        AuthRefusal::Forbidden,
+    ];
+
+    /// The class of a refusal with this status and reason code.
+    pub fn classify(status: u16, reason: &str) -> AuthRefusal {
+        match (status, reason) {
+            (403, _) => AuthRefusal::Forbidden,
+            (_, "missing_token") => AuthRefusal::Missing,
+            (_, "expired") => AuthRefusal::Expired,
+            _ => AuthRefusal::Invalid,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            AuthRefusal::Missing => "missing",
+            AuthRefusal::Invalid => "invalid",
+            AuthRefusal::Expired => "expired",
+            AuthRefusal::Forbidden => "forbidden",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthLabel {
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -101,6 +153,20 @@ impl Metrics {
             "Live-message bytes queued for sockets",
             queued_bytes.clone(),
         );
+        let auth_refusals = Family::<AuthLabel, Counter>::default();
+        registry.register(
+            "auth_refusals",
+            "WebSocket upgrades refused by authentication or membership, by reason (missing, invalid, expired, forbidden)",
+            auth_refusals.clone(),
+        );
+        // Every class from the start at 0, so a dashboard's rate() has a
+        // series before the first refusal.
+        for class in AuthRefusal::ALL {
+            // Creating the series is the point; the guard is not needed.
+            drop(auth_refusals.get_or_create(&AuthLabel {
+                reason: class.label().to_string(),
+            }));
+        }
         Metrics {
             registry,
             sockets_open,
@@ -114,7 +180,17 @@ impl Metrics {
             redis_errors,
             limit_hits,
             queued_bytes,
+            auth_refusals,
         }
+    }
+
+    /// Counts one upgrade refused with `status` and `reason` (401 / 403).
+    pub fn auth_refused(&self, status: u16, reason: &str) {
+        self.auth_refusals
+            .get_or_create(&AuthLabel {
+                reason: AuthRefusal::classify(status, reason).label().to_string(),
+            })
+            .inc();
     }
 
     pub fn limit_hit(&self, limit: &str) {
@@ -167,5 +243,31 @@ mod tests {
             text.contains("chat_recovery_duration_seconds_bucket"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn auth_refusals_are_counted_in_four_classes() {
+        let metrics = Metrics::new();
+        let text = metrics.render();
+        for class in ["missing", "invalid", "expired", "forbidden"] {
+            let line = format!("chat_auth_refusals_total{{reason=\"{class}\"}} 0");
+            assert!(text.contains(&line), "{line} in {text}");
+        }
+        metrics.auth_refused(401, "missing_token");
+        metrics.auth_refused(401, "bad_signature");
+        metrics.auth_refused(401, "malformed_token");
+        metrics.auth_refused(401, "expired");
+        metrics.auth_refused(403, "not_member");
+        metrics.auth_refused(403, "user_mismatch");
+        let text = metrics.render();
+        for (class, count) in [
+            ("missing", 1),
+            ("invalid", 2),
+            ("expired", 1),
+            ("forbidden", 2),
+        ] {
+            let line = format!("chat_auth_refusals_total{{reason=\"{class}\"}} {count}");
+            assert!(text.contains(&line), "{line} in {text}");
+        }
     }
 }

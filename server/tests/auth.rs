@@ -149,6 +149,17 @@ async fn refusals_come_before_the_upgrade_and_write_nothing() {
         before,
         "a refused request wrote to Redis"
     );
+    // Every refusal above is counted, by class.
+    let metrics = env.servers[0].metrics().render();
+    for (class, count) in [
+        ("missing", 2),
+        ("invalid", 1),
+        ("expired", 2),
+        ("forbidden", 2),
+    ] {
+        let line = format!("chat_auth_refusals_total{{reason=\"{class}\"}} {count}");
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
 }
 
 #[tokio::test]

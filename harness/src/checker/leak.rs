@@ -78,3 +78,115 @@ pub(crate) fn record_leak(
         (vec![id], detail)
     });
 }
+
+/// Intruders (`crate::intruders`): every admitted attempt of an intruder
+/// that may not read the conversation is a `leak`, one per message it got
+/// (or one for the admission itself when no message arrived: `hello`
+/// alone is already a frame of the conversation); a victim's stored cursor
+/// that changed while only intruders presented its `client_id` is a
+/// `leak` too. Refusals are what should happen and count nothing.
+pub(crate) fn check_intruders(
+    meta: &RunMeta,
+    records: &[crate::intruders::IntruderRecord],
+    findings: &mut Findings,
+) {
+    use crate::intruders::AttemptOutcome;
+    for record in records {
+        let who = format!(
+            "intruder {} #{} (user {}, client {})",
+            record.kind.name(),
+            record.index,
+            record.user_id,
+            record.client_id
+        );
+        let conversation = match meta.conversations.get(record.conversation as usize) {
+            Some(info) => format!(
+                "conversation {} ({})",
+                record.conversation, info.conversation_id
+            ),
+            None => format!(
+                "conversation {} ({})",
+                record.conversation, record.conversation_id
+            ),
+        };
+        let site = |at_us: u64, client_msg_id: Option<Uuid>| Site {
+            device: None,
+            conversation: record.conversation,
+            socket: None,
+            at_us: Some(at_us),
+            client_msg_id,
+        };
+        if !record.kind.may_read() {
+            for (number, attempt) in record.attempts.iter().enumerate() {
+                let AttemptOutcome::Admitted {
+                    hello,
+                    messages_received,
+                    messages,
+                    ..
+                } = &attempt.outcome
+                else {
+                    continue;
+                };
+                let attempt_number = number + 1;
+                for message in messages {
+                    findings.record(
+                        AnomalyKind::Leak,
+                        site(message.at_us, Some(message.client_msg_id)),
+                        || {
+                            (
+                                vec![message.id],
+                                format!(
+                                    "{who} was let into {conversation} (attempt {attempt_number}) \
+                                     and received {} (client_msg_id {})",
+                                    message.id, message.client_msg_id
+                                ),
+                            )
+                        },
+                    );
+                }
+                // Messages past the kept ones are still counted.
+                for _ in messages.len() as u64..*messages_received {
+                    findings.record(AnomalyKind::Leak, site(attempt.at_us, None), || {
+                        (
+                            Vec::new(),
+                            format!("{who} received a message of {conversation}"),
+                        )
+                    });
+                }
+                if *messages_received == 0 {
+                    findings.record(AnomalyKind::Leak, site(attempt.at_us, None), || {
+                        (
+                            Vec::new(),
+                            format!(
+                                "{who} was let into {conversation} (attempt {attempt_number}, \
+                                 hello cursor {}); no message arrived before it left",
+                                hello.as_deref().unwrap_or("not sent")
+                            ),
+                        )
+                    });
+                }
+            }
+        }
+        if let (Some(victim), Some(watch)) = (record.victim, &record.victim_cursor) {
+            if watch.moved() {
+                findings.record(AnomalyKind::Leak, site(watch.at_us, None), || {
+                    let show = |text: &Option<String>| {
+                        text.clone().unwrap_or_else(|| "absent".to_string())
+                    };
+                    (
+                        Vec::new(),
+                        format!(
+                            "{who} presented the client_id of device (user {}, client {}) in \
+                             {conversation}, which stayed offline; its stored cursor changed \
+                             from {} to {}",
+                            victim.user_id,
+                            victim.client_id,
+                            show(&watch.before),
+                            show(&watch.after)
+                        ),
+                    )
+                });
+            }
+        }
+    }
+}

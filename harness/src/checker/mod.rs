@@ -37,7 +37,10 @@
 //!   message the device never received under a gap that the log disproves
 //!   is `false_gap`, not excused and not `lost` (see `gaps`).
 //! - `leak`: a receipt that belongs to another conversation than its
-//!   socket's (see `leak`); no delivery checks, like a phantom.
+//!   socket's (see `leak`); no delivery checks, like a phantom. Also any
+//!   frame an intruder without the right to read got, and any change to
+//!   the stored cursor of a device whose `client_id` an intruder presented
+//!   (`leak::check_intruders`).
 //! - `false_caught_up`: a socket's first `caught_up` must match what it
 //!   wrote before it and cover what was acked before it connected (see
 //!   `claims`).
@@ -72,6 +75,8 @@ mod false_failure;
 mod findings;
 mod gaps;
 mod index;
+#[cfg(test)]
+mod intruder_tests;
 mod leak;
 mod outcome;
 mod rebuild;
@@ -106,6 +111,8 @@ pub struct CheckInput<'a> {
     /// stream still holds them; `None` applies the protocol strictly
     /// (`first_available` is the oldest retained entry).
     pub retention: Option<std::time::Duration>,
+    /// What the run's intruders got (`[intruders]`); see `leak`.
+    pub intruders: &'a [crate::intruders::IntruderRecord],
 }
 
 /// Judges a history against its log.
@@ -133,6 +140,7 @@ pub fn check(input: &CheckInput) -> CheckOutcome {
         retention: input.retention,
     };
     let delivered = delivery::check_deliveries(&delivery_input, &mut findings, &mut reasons);
+    leak::check_intruders(meta, input.intruders, &mut findings);
 
     if !input.drain_complete && reasons.is_empty() {
         reasons.push("the drain did not complete, though every device seen had caught up".into());

@@ -31,6 +31,7 @@ pub(super) fn run(
         drain_complete,
         unknown_reasons: Vec::new(),
         retention: None,
+        intruders: &[],
     })
 }
 
@@ -324,6 +325,7 @@ fn given_unknown_reasons_make_a_clean_run_unknown() {
         drain_complete: true,
         unknown_reasons: vec!["redis unreachable".into()],
         retention: None,
+        intruders: &[],
     });
     assert_eq!(outcome.verdict, Verdict::Unknown);
     assert_eq!(
@@ -516,6 +518,7 @@ fn retention_excuses_a_trimmed_gap_over_expired_messages() {
             drain_complete: true,
             unknown_reasons: Vec::new(),
             retention: Some(retention),
+            intruders: &[],
         })
     };
     let expired = with_retention(std::time::Duration::from_millis(1));

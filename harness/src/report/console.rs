@@ -83,6 +83,24 @@ pub fn render_console_table(summary: &Summary) -> String {
     );
     let _ = writeln!(out, "  sends skipped: {}", summary.sends_skipped.describe());
     let _ = writeln!(out, "  cost: {}", cost_line(summary));
+    for kind in summary
+        .intruders
+        .iter()
+        .flat_map(|intruders| &intruders.kinds)
+    {
+        let _ = writeln!(
+            out,
+            "  intruders {}: {} of them, {} attempts, refused {}, admitted {} ({} frames, {} messages), victim cursors {}",
+            kind.kind.name(),
+            kind.intruders,
+            kind.attempts,
+            kind.refused_text(),
+            kind.admitted,
+            kind.frames,
+            kind.messages,
+            kind.cursors_text()
+        );
+    }
     for fault in &summary.faults {
         let catch_up = match (fault.catch_up_p50_ms, fault.catch_up_p99_ms) {
             (Some(p50), Some(p99)) => format!(

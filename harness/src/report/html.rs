@@ -101,6 +101,7 @@ pub fn render_html(summary: &Summary, analysis: &Analysis) -> Result<String, Rep
     write_anomalies(&mut out, summary);
     write_thresholds(&mut out, summary);
     write_faults(&mut out, summary);
+    write_intruders(&mut out, summary);
     write_latency(&mut out, summary);
     write_charts(&mut out, analysis)?;
     out.push_str("<h2>Totals</h2>\n");
@@ -248,6 +249,25 @@ fn write_faults(out: &mut String, summary: &Summary) {
     }
     out.push_str("</table></div>\n");
     let _ = writeln!(out, "<p>{}</p>", escape_html(&fault_note(summary)));
+}
+
+/// Only for runs with `[intruders]`.
+fn write_intruders(out: &mut String, summary: &Summary) {
+    let Some(intruders) = &summary.intruders else {
+        return;
+    };
+    out.push_str("<h2>Intruders</h2>\n<div class=\"scroll\"><table>\n");
+    row(
+        out,
+        &crate::intruders::INTRUDER_COLUMNS.map(String::from),
+        true,
+    );
+    for kind in &intruders.kinds {
+        row(out, &kind.cells().map(|text| escape_html(&text)), false);
+    }
+    out.push_str("</table></div>\n");
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "<p>{}</p>", escape_html(&intruders.note()));
 }
 
 fn write_latency(out: &mut String, summary: &Summary) {

@@ -94,6 +94,7 @@ pub fn render_markdown(summary: &Summary) -> String {
     write_anomalies(&mut out, summary);
     write_thresholds(&mut out, summary);
     write_faults(&mut out, summary);
+    write_intruders(&mut out, summary);
     write_latency(&mut out, summary);
     write_totals(&mut out, summary);
     out
@@ -277,6 +278,25 @@ fn write_faults(out: &mut String, summary: &Summary) {
         let _ = writeln!(out, "| {} |", cells.join(" | "));
     }
     let _ = writeln!(out, "\n{}\n", fault_note(summary));
+}
+
+/// Only for runs with `[intruders]`.
+fn write_intruders(out: &mut String, summary: &Summary) {
+    let Some(intruders) = &summary.intruders else {
+        return;
+    };
+    let _ = writeln!(out, "## Intruders\n");
+    let _ = writeln!(
+        out,
+        "| {} |",
+        crate::intruders::INTRUDER_COLUMNS.join(" | ")
+    );
+    let _ = writeln!(out, "|---|---:|---:|---|---:|---:|---:|---|");
+    for kind in &intruders.kinds {
+        let cells: Vec<String> = kind.cells().iter().map(|text| cell(text)).collect();
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
+    }
+    let _ = writeln!(out, "\n{}\n", intruders.note());
 }
 
 fn write_latency(out: &mut String, summary: &Summary) {

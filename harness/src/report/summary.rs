@@ -50,6 +50,8 @@ pub struct RunFacts {
     /// What the spawned server processes cost; `None` when none ran as
     /// processes (external targets, in-process servers).
     pub server_cost: Option<ServerResourcesInput>,
+    /// What the `[intruders]` got, per kind (none without intruders).
+    pub intruders: Option<crate::intruders::IntruderSummary>,
 }
 
 /// The spawned servers' cost as the runner sampled it from `/proc`.
@@ -263,6 +265,9 @@ pub struct Summary {
     /// summaries written before it was recorded.
     #[serde(default)]
     pub sends_skipped: SendsSkipped,
+    /// What the `[intruders]` got, per kind; absent without intruders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intruders: Option<crate::intruders::IntruderSummary>,
 }
 
 impl Summary {
@@ -371,6 +376,7 @@ pub fn build_summary(
         stragglers: facts.stragglers.clone(),
         run: RunShape::of(&facts.scenario),
         sends_skipped: facts.sends_skipped.clone(),
+        intruders: facts.intruders.clone(),
     };
     summary.exit_code = exit_code(&summary);
     summary

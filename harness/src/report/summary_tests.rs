@@ -16,6 +16,7 @@ use crate::scenario::{
 pub(crate) fn sample_scenario() -> Scenario {
     Scenario {
         faults: Vec::new(),
+        intruders: Default::default(),
         name: "smoke <&> \"quoted\"".into(),
         seed: Some(42),
         duration: Duration::from_secs(60),
@@ -98,6 +99,7 @@ pub(crate) fn sample_facts() -> RunFacts {
             peak_rss_bytes: 30 * 1024 * 1024,
             rss_at_traffic_end_bytes: Some(10 * 1024 * 1024),
         }),
+        intruders: None,
     }
 }
 

@@ -215,6 +215,7 @@ pub async fn run(options: RunOptions) -> Result<RunOutcome, RunError> {
         &scenario,
         collected.played.drain_complete,
         collected.played.unknown_reasons.clone(),
+        &collected.played.intruders,
     );
     let facts = RunFacts {
         scenario: scenario.clone(),
@@ -231,6 +232,8 @@ pub async fn run(options: RunOptions) -> Result<RunOutcome, RunError> {
         stragglers: collected.played.stragglers.clone(),
         sends_skipped: collected.played.sends_skipped.clone(),
         server_cost: collected.played.server_cost.clone(),
+        intruders: (!collected.played.intruders.is_empty())
+            .then(|| crate::intruders::summarize(&collected.played.intruders)),
     };
     let summary = report_run(&run_dir, facts, started, &collected.history, &check)?;
     let exit_code = report::exit_code(&summary);
@@ -457,6 +460,7 @@ pub fn check_history(
     scenario: &Scenario,
     drain_complete: bool,
     unknown_reasons: Vec<String>,
+    intruders: &[crate::intruders::IntruderRecord],
 ) -> CheckOutcome {
     check(&CheckInput {
         history,
@@ -467,6 +471,7 @@ pub fn check_history(
         // The scenario has no retention key: judge `trimmed` gaps by the
         // protocol alone (spawned servers keep 30 days, far beyond a run).
         retention: None,
+        intruders,
     })
 }
 
@@ -490,6 +495,8 @@ pub struct Played {
     pub sends_skipped: report::SendsSkipped,
     /// Sends acked during the run (to tell an unreadable log from an empty one).
     pub acks: u64,
+    /// What the `[intruders]` got.
+    pub intruders: Vec<crate::intruders::IntruderRecord>,
 }
 
 /// The devices of a run, started.
@@ -534,6 +541,7 @@ pub async fn play(
         spec.bearer = tokens.get(&spec.user_id).cloned();
     }
     let devices = start_devices(scenario, rng, cast, provisioned);
+    let intruders = start_intruders(scenario, seed, &devices, provisioned);
     // Set once, here; only the metrics endpoint reads it.
     let _ = live_slot.set(devices.ctx.clone()); // Err only if already set, which nothing else does
     let socket_count = devices.cast.sockets.len();
@@ -589,6 +597,14 @@ pub async fn play(
         &mut unknown_reasons,
     )
     .await?;
+    let intruders = match intruders.await {
+        Ok(Ok(records)) => records,
+        Ok(Err(err)) => return Err(RunError::Tokens(err)),
+        Err(join) => {
+            unknown_reasons.push(format!("the intruders' task failed: {join}"));
+            Vec::new()
+        }
+    };
     let _ = devices.phase_tx.send(Phase::Done); // Err only when no socket task is left
     progress.set_phase("closing");
     let events = gather_events(devices.tasks, &mut unknown_reasons).await;
@@ -624,6 +640,51 @@ pub async fn play(
         server_cost,
         sends_skipped,
         acks: ctx.counters.acks.load(Ordering::Relaxed),
+        intruders,
+    })
+}
+
+/// The `[intruders]`, played on their own task from the ramp-up's end to
+/// the traffic's end (bounded: `crate::intruders::play`).
+fn start_intruders(
+    scenario: &Scenario,
+    seed: u64,
+    devices: &Devices,
+    provisioned: &Provisioned,
+) -> tokio::task::JoinHandle<Result<Vec<crate::intruders::IntruderRecord>, crate::auth::TokenError>>
+{
+    let intruders = scenario.intruders.clone();
+    let credentials = provisioned.credentials.clone();
+    let conversations = devices.cast.conversation_ids();
+    let targets = provisioned.targets.clone();
+    let tls = provisioned.tls.clone();
+    let clock = devices.ctx.clock;
+    let start_us = scenario.ramp_up.as_micros() as u64;
+    let end_us = start_us + scenario.duration.as_micros() as u64;
+    let redis_url = v1_streams_url(scenario, provisioned.redis_url.as_deref()).map(str::to_string);
+    // The server saves a cursor when its socket closes and every sync interval.
+    let settle = match &scenario.servers {
+        ServersSpec::Spawn { sync_interval, .. } => *sync_interval + Duration::from_secs(1),
+        ServersSpec::External { .. } => Duration::from_secs(2),
+    };
+    tokio::spawn(async move {
+        if intruders.total() == 0 {
+            return Ok(Vec::new());
+        }
+        crate::intruders::play(crate::intruders::IntruderSetup {
+            intruders: &intruders,
+            seed,
+            conversations,
+            targets,
+            tls,
+            credentials: &credentials,
+            clock,
+            start_us,
+            end_us,
+            redis_url,
+            settle,
+        })
+        .await
     })
 }
 
@@ -838,6 +899,7 @@ pub struct PlayedFacts {
     pub rss_at_traffic_end_bytes: Option<u64>,
     pub server_cost: Option<report::ServerResourcesInput>,
     pub sends_skipped: report::SendsSkipped,
+    pub intruders: Vec<crate::intruders::IntruderRecord>,
 }
 
 /// Stage 3: the history and the authoritative message log, written into
@@ -889,6 +951,12 @@ pub async fn collect(
     };
     write_history(&run_dir.join(report::HISTORY_FILE), &history)?;
     write_json(&run_dir.join("log.json"), &log)?;
+    if !played.intruders.is_empty() {
+        write_json(
+            &run_dir.join(crate::intruders::INTRUDERS_FILE),
+            &played.intruders,
+        )?;
+    }
     let scenario_path = run_dir.join("scenario.toml");
     std::fs::write(&scenario_path, render_scenario(scenario)).map_err(|source| {
         RunError::Write {
@@ -907,6 +975,7 @@ pub async fn collect(
             rss_at_traffic_end_bytes: played.rss_at_traffic_end_bytes,
             server_cost: played.server_cost,
             sends_skipped: played.sends_skipped,
+            intruders: played.intruders,
         },
     })
 }

@@ -302,6 +302,8 @@ pub(crate) struct ScenarioFile {
     pub thresholds: super::model::Thresholds,
     #[serde(default)]
     pub expect: super::model::Expectations,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intruders: Option<super::intruders::IntrudersFile>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<super::model::Stage>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -18,6 +18,7 @@
 mod de;
 mod error;
 mod file;
+mod intruders;
 mod model;
 mod render;
 mod validate;
@@ -33,6 +34,7 @@ use file::ScenarioFile;
 use validate::Source;
 
 pub use error::ScenarioError;
+pub use intruders::{IntruderKind, Intruders};
 pub use model::*;
 pub use recovery_units::{
     format_duration, format_percentile, format_rate, format_size, parse_duration, parse_percentile,

@@ -41,6 +41,8 @@ pub struct Scenario {
     pub expect: Expectations,
     /// Faults injected during the run (`[[faults]]`), in start order.
     pub faults: Vec<FaultSpec>,
+    /// `[intruders]`: devices without the right to a conversation.
+    pub intruders: super::intruders::Intruders,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -207,6 +207,7 @@ fn minimal_file_gets_every_default() {
     let scenario = parse_scenario(text, "m.toml").unwrap();
     let expected = Scenario {
         faults: Vec::new(),
+        intruders: Default::default(),
         name: "m".into(),
         seed: None,
         duration: Duration::from_secs(10),

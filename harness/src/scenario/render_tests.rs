@@ -228,6 +228,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                     .collect();
                 let scenario = Scenario {
                     faults: Vec::new(),
+                    intruders: Default::default(),
                     stages,
                     name,
                     seed,

@@ -180,6 +180,13 @@ pub(crate) fn scenario(source: &Source, file: ScenarioFile) -> Result<Scenario, 
         servers: &servers,
         allow_lost_ack: file.expect.allow_lost_ack,
     };
+    let protocol = file.servers.protocol.unwrap_or_default();
+    let intruders = super::intruders::intruders(
+        source,
+        file.intruders.as_ref(),
+        protocol,
+        ramp_up.saturating_add(duration),
+    )?;
     Ok(Scenario {
         name: file.name.0,
         seed: file.seed,
@@ -196,8 +203,9 @@ pub(crate) fn scenario(source: &Source, file: ScenarioFile) -> Result<Scenario, 
         thresholds: file.thresholds,
         redis: file.redis,
         servers,
-        protocol: file.servers.protocol.unwrap_or_default(),
+        protocol,
         expect: file.expect,
+        intruders,
     })
 }
 
