@@ -68,6 +68,8 @@ pub struct SocketTask {
     connected_once: bool,
     /// Highest position received on any socket (the device's own cursor).
     last_id: Option<Position>,
+    /// The last id received, in arrival order (Socket.IO resumes there).
+    last_received: Option<Position>,
     /// Highest id received on the current socket: what it may ack (a
     /// server may reject acks beyond what that socket delivered).
     socket_last: Option<Position>,
@@ -98,6 +100,7 @@ impl SocketTask {
             socket_no: 0,
             connected_once: false,
             last_id: None,
+            last_received: None,
             socket_last: None,
             epoch: None,
             pending: HashMap::new(),
@@ -240,6 +243,7 @@ impl SocketTask {
         let resume = ResumeState {
             last_position: if own_cursor { self.last_id } else { None },
             session: if own_cursor { self.epoch.clone() } else { None },
+            last_received: if own_cursor { self.last_received } else { None },
         };
         Codec::new(self.ctx.protocol, &identity, &resume)
     }
@@ -389,29 +393,36 @@ impl SocketTask {
                         Some(Err(err)) => return Drive::Lost(DisconnectCause::Error { message: err.to_string() }),
                         None => return Drive::Lost(DisconnectCause::Error { message: "connection closed without a close frame".into() }),
                     };
-                    let event = match codec.decode(text.as_str()) {
-                        Ok(Inbound::Event(event)) => event,
-                        Ok(Inbound::Reply(reply)) => {
-                            if let Err(err) = ws.send(reply).await {
-                                return Drive::Lost(DisconnectCause::Error { message: err.to_string() });
-                            }
-                            continue;
-                        }
-                        Ok(Inbound::Nothing) => continue,
+                    let (single, batch) = match codec.decode(text.as_str()) {
+                        Ok(Inbound::Many(items)) => (None, items),
+                        Ok(one) => (Some(one), Vec::new()),
                         Err(err) => {
                             return Drive::Lost(DisconnectCause::Error { message: err.to_string() });
                         }
                     };
-                    match self.on_event(codec, event, &mut caught_up, &mut unacked_messages) {
-                        FrameOutcome::Continue => {}
-                        FrameOutcome::CaughtUp => {
-                            self.ctx.online[self.spec.index].store(true, Ordering::Relaxed);
-                            self.storm_back();
-                            if let Err(cause) = self.resend_pending(ws, codec).await {
-                                return Drive::Lost(cause);
+                    for inbound in single.into_iter().chain(batch) {
+                        let event = match inbound {
+                            Inbound::Event(event) => event,
+                            Inbound::Reply(reply) => {
+                                if let Err(err) = ws.send(reply).await {
+                                    return Drive::Lost(DisconnectCause::Error { message: err.to_string() });
+                                }
+                                continue;
                             }
+                            // A codec never nests batches.
+                            Inbound::Nothing | Inbound::Many(_) => continue,
+                        };
+                        match self.on_event(codec, event, &mut caught_up, &mut unacked_messages) {
+                            FrameOutcome::Continue => {}
+                            FrameOutcome::CaughtUp => {
+                                self.ctx.online[self.spec.index].store(true, Ordering::Relaxed);
+                                self.storm_back();
+                                if let Err(cause) = self.resend_pending(ws, codec).await {
+                                    return Drive::Lost(cause);
+                                }
+                            }
+                            FrameOutcome::RetrySoon => retry_at = Some(Instant::now() + RETRY_DELAY),
                         }
-                        FrameOutcome::RetrySoon => retry_at = Some(Instant::now() + RETRY_DELAY),
                     }
                     if unacked_messages >= ACK_EVERY_MESSAGES {
                         if let Err(cause) = self.send_ack(ws, codec, &mut acked_sent).await {
@@ -536,7 +547,10 @@ impl SocketTask {
             }
             EventKind::Message { id, replay, .. } => {
                 let id = *id;
-                *replay = !*caught_up;
+                // The codec may know it is a replay (Socket.IO's missed
+                // packets come with the connect reply, the ready signal).
+                *replay = *replay || !*caught_up;
+                self.last_received = Some(id);
                 self.ctx.counters.deliveries.fetch_add(1, Ordering::Relaxed);
                 if self.last_id.is_none_or(|last| id > last) {
                     self.last_id = Some(id);
