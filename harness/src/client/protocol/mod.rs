@@ -139,7 +139,9 @@ pub enum DecodeError {
 #[derive(Debug)]
 pub enum Codec {
     V1(v1::V1Codec),
-    SocketIo(socketio::SocketIoCodec),
+    /// Boxed: a Socket.IO session is much larger than a v1 codec, and one
+    /// allocation per connection is nothing next to its handshake.
+    SocketIo(Box<socketio::SocketIoCodec>),
 }
 
 /// What every adapter implements; [`Codec`] forwards to it.
@@ -169,7 +171,9 @@ impl Codec {
     pub fn new(protocol: Protocol, identity: &DeviceIdentity, resume: &ResumeState) -> Codec {
         match protocol {
             Protocol::V1 => Codec::V1(v1::V1Codec::new(identity, resume)),
-            Protocol::SocketIo => Codec::SocketIo(socketio::SocketIoCodec::new(identity, resume)),
+            Protocol::SocketIo => {
+                Codec::SocketIo(Box::new(socketio::SocketIoCodec::new(identity, resume)))
+            }
         }
     }
 }
