@@ -310,12 +310,12 @@ fn the_peer_rejects_bad_configuration_clearly() {
     }
 }
 
-/// The draft scenario's `[servers]` table, played by the harness's own
+/// The churn scenario's `[servers]` table, played by the harness's own
 /// command spawner: the peer starts behind its HTTP readiness probe, the
 /// Rust client connects to the URL the table names, and a kill and a
 /// restart bring it back on the same port.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_draft_scenario_starts_the_peer_as_a_command_server() {
+async fn the_churn_scenario_starts_the_peer_as_a_command_server() {
     use harness::runner::servers::{spawn, spawn_at, Launcher, SpawnSettings};
     use harness::scenario::{load_scenario, ReadyProbe, ServersSpec};
 
@@ -324,8 +324,8 @@ async fn the_draft_scenario_starts_the_peer_as_a_command_server() {
         eprintln!("SKIPPED: no node_modules in peers/socketio");
         return;
     }
-    let scenario = load_scenario(&root.join("peers/socketio/socketio-churn.toml"))
-        .expect("the draft scenario is valid");
+    let scenario = load_scenario(&root.join("scenarios/peers/socketio-churn.toml"))
+        .expect("the churn scenario is valid");
     let ServersSpec::Spawn {
         count: 2,
         command: Some(mut command),

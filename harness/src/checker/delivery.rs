@@ -72,9 +72,12 @@ struct SocketScan<'h> {
     caught_up: Option<Position>,
     recv_before_hello: bool,
     /// A declared gap whose end the protocol did not name (Socket.IO
-    /// `recovered: false`): it ends at the socket's first delivery, and
-    /// excuses nothing if the socket delivers nothing.
+    /// `recovered: false`): it ends at the socket's first delivery; if the
+    /// socket delivers nothing, it excuses only messages first sent before
+    /// the socket's hello (see `close_open_gap`).
     open_gap: Option<GapReason>,
+    /// When the hello arrived.
+    hello_at_us: Option<u64>,
     /// When the device asked for this socket (its `Connect` event).
     connect_at_us: Option<u64>,
     /// A stored-cursor device whose hello said `cursor: "none"` although it
@@ -96,6 +99,7 @@ impl SocketScan<'_> {
             caught_up: None,
             recv_before_hello: false,
             open_gap: None,
+            hello_at_us: None,
             connect_at_us: None,
             nothing_to_store: false,
         }
@@ -206,6 +210,7 @@ impl Scanner<'_, '_> {
                         ResumeClaim::Recovered { recovered } => {
                             if !recovered {
                                 current.open_gap = Some(GapReason::RecoveryFailed);
+                                current.hello_at_us.get_or_insert(event.at_us);
                             }
                             HelloSeen {
                                 resume_from: summary
@@ -537,13 +542,46 @@ impl Scanner<'_, '_> {
         });
     }
 
+    /// A socket that declared a failed recovery and then delivered nothing:
+    /// the gap covers what was first sent before its hello (the server
+    /// never had to deliver that), and ends at the first message sent
+    /// after it, which was owed like any other.
+    fn close_open_gap(&mut self, slot: &Slot, conv: &ConvLog, done: &mut SocketScan) {
+        let (Some(reason), Some(hello), Some(hello_at_us)) =
+            (done.open_gap.take(), done.hello, done.hello_at_us)
+        else {
+            return;
+        };
+        let messages = &self.input.judge.messages.by_key;
+        let start = conv.first_after(hello.resume_from);
+        let end = (start..conv.len())
+            .find(|&position| {
+                let key = (slot.conversation, conv.entries[position].client_msg_id);
+                messages
+                    .get(&key)
+                    .and_then(|info| info.send)
+                    .is_some_and(|send| send.at_us >= hello_at_us)
+            })
+            .unwrap_or(conv.len());
+        let first_available = conv.ids.get(end).copied().unwrap_or(Position::MAX);
+        let gap = gaps::DeclaredGap {
+            socket: done.number,
+            at_us: hello_at_us,
+            resume_from: hello.resume_from,
+            first_available,
+            reason,
+        };
+        self.on_gap(slot, conv, done, gap);
+    }
+
     fn finish_socket(
         &mut self,
         slot: &Slot,
         conv: &ConvLog,
-        done: SocketScan,
+        mut done: SocketScan,
         summary: &mut SlotSummary,
     ) {
+        self.close_open_gap(slot, conv, &mut done);
         self.stats.sockets += 1;
         if done.recv_before_hello {
             self.sockets_without_hello += 1;

@@ -131,3 +131,82 @@ fn a_recovery_declared_failed_excuses_what_precedes_the_first_delivery() {
     let outcome = run(&generated, &strict(), true);
     assert_eq!(outcome.verdict, Verdict::Valid, "{outcome:#?}");
 }
+
+/// A declared failed recovery on a socket that then delivers nothing:
+/// what was first sent before its hello is excused, what was sent after
+/// it is still owed (here: lost, as nothing else delivers it).
+#[test]
+fn a_recovery_declared_failed_with_no_delivery_still_owes_later_messages() {
+    let (mut generated, claim_ix) = recovery_missing_a_message();
+    let claim = generated.history.events[claim_ix].clone();
+    if let EventKind::Connected { claim, .. } = &mut generated.history.events[claim_ix].kind {
+        *claim = ResumeClaim::Recovered { recovered: false };
+    }
+    let on_socket = |event: &crate::history::Event| {
+        (event.device, event.conversation, event.socket)
+            == (claim.device, claim.conversation, claim.socket)
+    };
+    // This socket is the device's last in the conversation: later claims
+    // would owe what it lacks and blur the test.
+    generated.history.events.retain(|event| {
+        (event.device, event.conversation) != (claim.device, claim.conversation)
+            || event.socket <= claim.socket
+    });
+    let delivered_later = |events: &[crate::history::Event], id: Position| {
+        events.iter().any(|event| {
+            (event.device, event.conversation) == (claim.device, claim.conversation)
+                && event.socket != claim.socket
+                && matches!(event.kind, EventKind::Message { id: other, .. } if other == id)
+        })
+    };
+    let first_sent: FnvHashMap<uuid::Uuid, u64> = generated
+        .history
+        .events
+        .iter()
+        .rev()
+        .filter_map(|event| match event.kind {
+            EventKind::Send { client_msg_id, .. } if event.conversation == claim.conversation => {
+                Some((client_msg_id, event.at_us))
+            }
+            _ => None,
+        })
+        .collect();
+    let (mut before_hello, mut after_hello) = (Vec::new(), Vec::new());
+    for event in &generated.history.events {
+        if let EventKind::Message {
+            id, client_msg_id, ..
+        } = event.kind
+        {
+            if on_socket(event) && !delivered_later(&generated.history.events, id) {
+                let sent_at = first_sent.get(&client_msg_id).copied().unwrap_or(0);
+                if sent_at < claim.at_us {
+                    before_hello.push(id);
+                } else {
+                    after_hello.push(id);
+                }
+            }
+        }
+    }
+    generated
+        .history
+        .events
+        .retain(|event| !(on_socket(event) && matches!(event.kind, EventKind::Message { .. })));
+    let outcome = run(&generated, &strict(), true);
+    let named: Vec<Position> = outcome
+        .anomalies
+        .values()
+        .flat_map(|report| {
+            report
+                .examples
+                .iter()
+                .flat_map(|example| example.ids.clone())
+        })
+        .collect();
+    for id in &before_hello {
+        assert!(!named.contains(id), "{id} predates the hello: {outcome:#?}");
+    }
+    assert!(
+        outcome.count(AnomalyKind::Lost) >= after_hello.len() as u64,
+        "{after_hello:?} were sent after the hello: {outcome:#?}"
+    );
+}

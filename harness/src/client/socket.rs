@@ -20,7 +20,7 @@ use super::dist::sample_duration;
 use super::protocol::{Codec, DeviceIdentity, Inbound, ProtocolCodec, ResumeState};
 use super::{ClientContext, Phase, SendOrder, SocketSpec};
 use crate::history::{
-    body_hash, DisconnectCause, Event, EventKind, Position, ResumeMode, SendOutcome,
+    body_hash, DisconnectCause, Event, EventKind, Position, ResumeClaim, ResumeMode, SendOutcome,
 };
 
 /// Cumulative acks go out after this many new messages, or `ACK_DELAY`
@@ -74,6 +74,12 @@ pub struct SocketTask {
     connected_once: bool,
     /// Highest position received on any socket (the device's own cursor).
     last_id: Option<Position>,
+    /// The current connection declared a failed recovery (Socket.IO
+    /// `recovered: false`) and has delivered nothing since: what came
+    /// before is gone for good, so the drain has nothing to wait for.
+    recovery_failed_quiet: bool,
+    /// The last id received, in arrival order (Socket.IO resumes there).
+    last_received: Option<Position>,
     /// Highest id received on the current socket: what it may ack (a
     /// server may reject acks beyond what that socket delivered).
     socket_last: Option<Position>,
@@ -104,6 +110,8 @@ impl SocketTask {
             socket_no: 0,
             connected_once: false,
             last_id: None,
+            last_received: None,
+            recovery_failed_quiet: false,
             socket_last: None,
             epoch: None,
             pending: HashMap::new(),
@@ -246,6 +254,7 @@ impl SocketTask {
         let resume = ResumeState {
             last_position: if own_cursor { self.last_id } else { None },
             session: if own_cursor { self.epoch.clone() } else { None },
+            last_received: if own_cursor { self.last_received } else { None },
         };
         Codec::new(self.ctx.protocol, &identity, &resume)
     }
@@ -371,6 +380,11 @@ impl SocketTask {
         let mut online_check = tokio::time::interval(ONLINE_CHECK);
         online_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let limits_online = self.ctx.shape.online_target_at(0).is_some();
+        // A server that opens the WebSocket but never says hello (v1
+        // `hello`, Socket.IO's CONNECT reply) would hold the device
+        // forever, the drain included: give up like a connect timeout.
+        let hello_deadline = Instant::now() + self.ctx.connect_timeout;
+        let mut hello_seen = false;
         loop {
             let churn_due = async {
                 match drop_at {
@@ -402,29 +416,37 @@ impl SocketTask {
                         Some(Err(err)) => return Drive::Lost(DisconnectCause::Error { message: err.to_string() }),
                         None => return Drive::Lost(DisconnectCause::Error { message: "connection closed without a close frame".into() }),
                     };
-                    let event = match codec.decode(text.as_str()) {
-                        Ok(Inbound::Event(event)) => event,
-                        Ok(Inbound::Reply(reply)) => {
-                            if let Err(err) = ws.send(reply).await {
-                                return Drive::Lost(DisconnectCause::Error { message: err.to_string() });
-                            }
-                            continue;
-                        }
-                        Ok(Inbound::Nothing) => continue,
+                    let (single, batch) = match codec.decode(text.as_str()) {
+                        Ok(Inbound::Many(items)) => (None, items),
+                        Ok(one) => (Some(one), Vec::new()),
                         Err(err) => {
                             return Drive::Lost(DisconnectCause::Error { message: err.to_string() });
                         }
                     };
-                    match self.on_event(codec, event, &mut caught_up, &mut unacked_messages) {
-                        FrameOutcome::Continue => {}
-                        FrameOutcome::CaughtUp => {
-                            self.ctx.online[self.spec.index].store(true, Ordering::Relaxed);
-                            self.storm_back();
-                            if let Err(cause) = self.resend_pending(ws, codec).await {
-                                return Drive::Lost(cause);
+                    for inbound in single.into_iter().chain(batch) {
+                        let event = match inbound {
+                            Inbound::Event(event) => event,
+                            Inbound::Reply(reply) => {
+                                if let Err(err) = ws.send(reply).await {
+                                    return Drive::Lost(DisconnectCause::Error { message: err.to_string() });
+                                }
+                                continue;
                             }
+                            // A codec never nests batches.
+                            Inbound::Nothing | Inbound::Many(_) => continue,
+                        };
+                        hello_seen |= matches!(event, EventKind::Connected { .. });
+                        match self.on_event(codec, event, &mut caught_up, &mut unacked_messages) {
+                            FrameOutcome::Continue => {}
+                            FrameOutcome::CaughtUp => {
+                                self.ctx.online[self.spec.index].store(true, Ordering::Relaxed);
+                                self.storm_back();
+                                if let Err(cause) = self.resend_pending(ws, codec).await {
+                                    return Drive::Lost(cause);
+                                }
+                            }
+                            FrameOutcome::RetrySoon => retry_at = Some(Instant::now() + RETRY_DELAY),
                         }
-                        FrameOutcome::RetrySoon => retry_at = Some(Instant::now() + RETRY_DELAY),
                     }
                     if unacked_messages >= ACK_EVERY_MESSAGES {
                         if let Err(cause) = self.send_ack(ws, codec, &mut acked_sent).await {
@@ -436,6 +458,11 @@ impl SocketTask {
                         ack_at = Some(Instant::now() + ACK_DELAY);
                     }
                     self.check_drained();
+                }
+                _ = sleep_until(hello_deadline), if !hello_seen => {
+                    return Drive::Lost(DisconnectCause::Error {
+                        message: format!("no hello within {:?} of the WebSocket opening", self.ctx.connect_timeout),
+                    });
                 }
                 order = self.orders.recv(), if caught_up && !(self.orders.is_closed() && self.orders.is_empty()) => {
                     // None: the scheduler is done and dropped its sender.
@@ -530,7 +557,10 @@ impl SocketTask {
             .get(self.spec.conversation as usize)
             .copied()
             .unwrap_or(Position::ZERO);
-        if head.is_zero() || self.last_id.is_some_and(|last| last >= head) {
+        if head.is_zero()
+            || self.recovery_failed_quiet
+            || self.last_id.is_some_and(|last| last >= head)
+        {
             self.drained = true;
             self.ctx.drained[self.spec.index].store(true, Ordering::Relaxed);
             self.ctx.counters.drained.fetch_add(1, Ordering::Relaxed);
@@ -547,7 +577,9 @@ impl SocketTask {
         let ready = !*caught_up && codec.is_ready_signal(&event);
         let mut outcome = FrameOutcome::Continue;
         match &mut event {
-            EventKind::Connected { epoch, .. } => {
+            EventKind::Connected { epoch, claim, .. } => {
+                self.recovery_failed_quiet =
+                    matches!(claim, ResumeClaim::Recovered { recovered: false });
                 if epoch.is_some() {
                     self.epoch.clone_from(epoch);
                 }
@@ -558,7 +590,11 @@ impl SocketTask {
             }
             EventKind::Message { id, replay, .. } => {
                 let id = *id;
-                *replay = !*caught_up;
+                // The codec may know it is a replay (Socket.IO's missed
+                // packets come with the connect reply, the ready signal).
+                *replay = *replay || !*caught_up;
+                self.last_received = Some(id);
+                self.recovery_failed_quiet = false;
                 self.ctx.counters.deliveries.fetch_add(1, Ordering::Relaxed);
                 if self.last_id.is_none_or(|last| id > last) {
                     self.last_id = Some(id);

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::history::{ErrorCode, GapReason, SendOutcome};
+use crate::history::{ErrorCode, GapReason, ResumeClaim, SendOutcome};
 use fnv::{FnvHashMap, FnvHashSet};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -241,7 +241,7 @@ impl Accumulator {
                     });
             }
             EventKind::ConnectFailed { .. } => self.totals.connect_failures += 1,
-            EventKind::Connected { .. } => {
+            EventKind::Connected { claim, .. } => {
                 self.totals.hellos += 1;
                 if let Some(times) = self.connects.get(&socket_key(event)).copied() {
                     self.record(
@@ -249,6 +249,16 @@ impl Accumulator {
                         at_us,
                         at_us.saturating_sub(times.latest_us),
                     );
+                    // A protocol without `caught_up` (Socket.IO) hands the
+                    // missed messages out before or with its connect reply:
+                    // that reply ends the recovery.
+                    if event.socket >= 1 && matches!(claim, ResumeClaim::Recovered { .. }) {
+                        self.record(
+                            LatencyMetric::Recovery,
+                            at_us,
+                            at_us.saturating_sub(times.first_us),
+                        );
+                    }
                 }
                 if self.online.insert(socket_key(event)) {
                     self.online_changes.push((at_us, 1));

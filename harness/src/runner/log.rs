@@ -5,6 +5,9 @@
 //!   every conversation stream read back with XRANGE in pages. Any server
 //!   that stores its conversations the same way can be read like this,
 //!   whatever its wire protocol.
+//! - [`SocketIoStream`] (`log_socketio.rs`): the Socket.IO peer's
+//!   adapter stream, where every instance appends its broadcasts.
+//! - [`Store`]: whichever of these two the protocol's servers use.
 //! - [`Rebuilt`]: no store to read (a peer whose storage the harness does
 //!   not know, or an unreachable Redis): the log rebuilt from acks and
 //!   receipts, and heads from the highest ack. Weaker: a message nobody
@@ -20,7 +23,12 @@ use redis::Value;
 use uuid::Uuid;
 
 use crate::checker::rebuild_log;
+use crate::client::protocol::StoreLayout;
 use crate::history::{body_hash, History, LogEntry, LogOrigin, MessageLog, Position};
+
+#[path = "log_socketio.rs"]
+mod socketio;
+pub use socketio::SocketIoStream;
 
 const PAGE: usize = 1000;
 
@@ -48,6 +56,45 @@ pub trait LogSource {
     async fn read_heads(&self, conversations: &[Uuid]) -> Result<Vec<Position>, LogError>;
     /// Every conversation's log, oldest first.
     async fn read_log(&self, conversations: &[Uuid]) -> Result<MessageLog, LogError>;
+}
+
+/// The servers' own store, read as their protocol lays it out.
+pub enum Store<'a> {
+    V1(RedisStreams<'a>),
+    SocketIo(SocketIoStream<'a>),
+}
+
+impl<'a> Store<'a> {
+    pub fn new(layout: StoreLayout, url: &'a str) -> Store<'a> {
+        match layout {
+            StoreLayout::V1Streams => Store::V1(RedisStreams { url }),
+            StoreLayout::SocketIoAdapterStream => Store::SocketIo(SocketIoStream { url }),
+        }
+    }
+
+    /// Where the log is kept, for messages to the user.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Store::V1(_) => "`stream:conversation:{id}` streams",
+            Store::SocketIo(_) => "`socket.io` adapter stream message broadcasts",
+        }
+    }
+}
+
+impl LogSource for Store<'_> {
+    async fn read_heads(&self, conversations: &[Uuid]) -> Result<Vec<Position>, LogError> {
+        match self {
+            Store::V1(store) => store.read_heads(conversations).await,
+            Store::SocketIo(store) => store.read_heads(conversations).await,
+        }
+    }
+
+    async fn read_log(&self, conversations: &[Uuid]) -> Result<MessageLog, LogError> {
+        match self {
+            Store::V1(store) => store.read_log(conversations).await,
+            Store::SocketIo(store) => store.read_log(conversations).await,
+        }
+    }
 }
 
 /// Protocol v1's Redis streams at `url`.

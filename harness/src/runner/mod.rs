@@ -40,7 +40,7 @@ use crate::report::{self, RunFacts, Summary};
 use crate::scenario::{
     render_scenario, FaultKind, Link, Persistence, RedisProviderChoice, Scenario, ServersSpec,
 };
-use log::{LogSource, Rebuilt, RedisStreams};
+use log::{LogSource, Rebuilt, Store};
 
 pub use servers::Launcher;
 
@@ -205,7 +205,7 @@ pub async fn run(options: RunOptions) -> Result<RunOutcome, RunError> {
     let collected = collect(
         &run_dir,
         &scenario,
-        v1_streams_url(&scenario, provisioned.redis_url.as_deref()),
+        log_store(&scenario, provisioned.redis_url.as_deref()),
         played,
     )
     .await?;
@@ -593,7 +593,7 @@ pub async fn play(
         &devices.phase_tx,
         &devices.cast,
         scenario.drain_timeout,
-        v1_streams_url(scenario, provisioned.redis_url.as_deref()),
+        log_store(scenario, provisioned.redis_url.as_deref()),
         &mut unknown_reasons,
     )
     .await?;
@@ -661,7 +661,10 @@ fn start_intruders(
     let clock = devices.ctx.clock;
     let start_us = scenario.ramp_up.as_micros() as u64;
     let end_us = start_us + scenario.duration.as_micros() as u64;
-    let redis_url = v1_streams_url(scenario, provisioned.redis_url.as_deref()).map(str::to_string);
+    let redis_url = provisioned
+        .redis_url
+        .clone()
+        .filter(|_| scenario.protocol == crate::client::protocol::Protocol::V1);
     // The server saves a cursor when its socket closes and every sync interval.
     let settle = match &scenario.servers {
         ServersSpec::Spawn { sync_interval, .. } => *sync_interval + Duration::from_secs(1),
@@ -798,7 +801,7 @@ async fn drain(
     phase_tx: &watch::Sender<Phase>,
     cast: &population::Cast,
     timeout: Duration,
-    redis_url: Option<&str>,
+    store: Option<Store<'_>>,
     unknown_reasons: &mut Vec<String>,
 ) -> Result<Vec<String>, RunError> {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -819,8 +822,8 @@ async fn drain(
     // from ours (its streams read back empty).
     tracing::debug!(outstanding, "in-flight sends settled");
     let acked_heads = ctx.max_acked_ids();
-    let heads: Vec<Position> = match redis_url {
-        Some(url) => RedisStreams { url }
+    let heads: Vec<Position> = match store {
+        Some(store) => store
             .read_heads(&cast.conversation_ids())
             .await?
             .into_iter()
@@ -907,7 +910,7 @@ pub struct PlayedFacts {
 pub async fn collect(
     run_dir: &Path,
     scenario: &Scenario,
-    redis_url: Option<&str>,
+    store: Option<Store<'_>>,
     played: Played,
 ) -> Result<Collected, RunError> {
     let conversation_ids = played.cast.conversation_ids();
@@ -922,18 +925,19 @@ pub async fn collect(
         },
         events: played.events,
     };
-    let log = match redis_url {
-        Some(url) => {
-            let log = RedisStreams { url }.read_log(&conversation_ids).await?;
+    let log = match store {
+        Some(store) => {
+            let log = store.read_log(&conversation_ids).await?;
             let entries: usize = log.conversations.iter().map(Vec::len).sum();
             if entries == 0 && played.acks > 0 {
-                // Messages were acked but no stream holds any: the target
-                // does not keep them under `stream:conversation:{id}`.
+                // Messages were acked but the store holds none: the target
+                // does not keep them where its protocol says.
                 // Checking against an empty log would call every delivery
                 // a phantom; the rebuilt log is the honest fallback.
                 tracing::warn!(acks = played.acks, "no conversation stream found in the given Redis; checking against the log rebuilt from acks and receipts");
                 println!(
-                    "note: the Redis at {url} holds no `stream:conversation:{{id}}` entries although {} sends were acked; checking against the log rebuilt from acks and receipts",
+                    "note: the Redis holds no {} although {} sends were acked; checking against the log rebuilt from acks and receipts",
+                    store.describe(),
                     played.acks
                 );
                 rebuild_log(&history)
@@ -980,11 +984,11 @@ pub async fn collect(
     })
 }
 
-/// The Redis to read the authoritative log from as protocol-v1 streams:
-/// only when the servers' protocol stores its conversations that way
-/// (otherwise the log is rebuilt from acks and receipts).
-fn v1_streams_url<'a>(scenario: &Scenario, redis_url: Option<&'a str>) -> Option<&'a str> {
-    redis_url.filter(|_| scenario.protocol.has_v1_streams())
+/// Where to read the authoritative log from: the servers' Redis, laid
+/// out as their protocol stores it (no Redis: rebuilt from acks and
+/// receipts).
+fn log_store<'a>(scenario: &Scenario, redis_url: Option<&'a str>) -> Option<Store<'a>> {
+    redis_url.map(|url| Store::new(scenario.protocol.store(), url))
 }
 
 /// Stage 5: numbers, thresholds and every report file. `facts` arrives

@@ -100,11 +100,12 @@ pub async fn spawn(
         source,
     })?;
     let output = OutputTail::default();
+    let mut readers = Vec::new();
     if let Some(stdout) = child.stdout.take() {
-        output.drain(stdout);
+        readers.push(output.drain(stdout));
     }
     if let Some(stderr) = child.stderr.take() {
-        output.drain(stderr);
+        readers.push(output.drain(stderr));
     }
 
     match wait_ready(&mut child, &spec.ready, probe_addr, spec.ready_timeout).await {
@@ -113,11 +114,18 @@ pub async fn spawn(
             ws_url,
             own_group: true,
         }),
-        Err(Failure::Exited(status)) => Err(CommandError::Exited {
-            program,
-            status,
-            output: output.text(),
-        }),
+        Err(Failure::Exited(status)) => {
+            // The pipes end with the child: let the readers take its last
+            // words (bounded: a grandchild may still hold a pipe open).
+            let readers = futures_util::future::join_all(readers);
+            // A timeout only means some output may be missing.
+            let _ = tokio::time::timeout(Duration::from_secs(1), readers).await;
+            Err(CommandError::Exited {
+                program,
+                status,
+                output: output.text(),
+            })
+        }
         Err(Failure::NotReady(last)) => {
             // Not ready is not started: leave nothing running behind.
             ServerInstance::Process {
@@ -239,7 +247,7 @@ async fn probe_once(probe: &ReadyProbe, addr: SocketAddr) -> Result<(), String> 
 struct OutputTail(Arc<Mutex<VecDeque<String>>>);
 
 impl OutputTail {
-    fn drain(&self, pipe: impl AsyncRead + Unpin + Send + 'static) {
+    fn drain(&self, pipe: impl AsyncRead + Unpin + Send + 'static) -> tokio::task::JoinHandle<()> {
         let tail = self.clone();
         tokio::spawn(async move {
             let mut lines = BufReader::new(pipe).lines();
@@ -252,7 +260,7 @@ impl OutputTail {
                     kept.push_back(line);
                 }
             }
-        });
+        })
     }
 
     fn text(&self) -> String {

@@ -169,20 +169,19 @@ pub(crate) fn intruders(
         Some(attempts) => attempts,
         None => DEFAULT_ATTEMPTS,
     };
-    let interval = match written.interval {
-        Some(Dur(interval)) if interval.is_zero() => {
-            return Err(source.fail("intruders.interval", "must be greater than 0s", None))
-        }
-        Some(Dur(interval)) if interval >= traffic_window => {
-            return Err(source.fail(
+    let interval =
+        match written.interval {
+            Some(Dur(interval)) if interval.is_zero() => {
+                return Err(source.fail("intruders.interval", "must be greater than 0s", None))
+            }
+            Some(Dur(interval)) if interval >= traffic_window => return Err(source.fail(
                 "intruders.interval",
                 "must be shorter than ramp_up + duration (intruders connect during the traffic)",
                 None,
-            ))
-        }
-        Some(Dur(interval)) => interval,
-        None => DEFAULT_INTERVAL,
-    };
+            )),
+            Some(Dur(interval)) => interval,
+            None => DEFAULT_INTERVAL,
+        };
     if protocol != Protocol::V1 && counts.iter().any(|count| *count > 0) {
         return Err(source.fail(
             "intruders",

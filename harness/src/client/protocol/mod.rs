@@ -10,11 +10,11 @@
 //! docs/adapters.md explains the contract and the event mapping.
 //!
 //! - [`v1`]: this project's protocol (docs/protocol.md).
-//! - [`socketio`]: the Socket.IO 5 / Engine.IO 4 wire layer (packets, an
-//!   I/O-free session state machine, a probe client); not yet a [`Codec`]
-//!   variant: that is the next step. To add an adapter: a module here,
-//!   a [`Protocol`] variant with its scenario name, a [`Codec`] variant, and
-//!   one arm in each `match` below.
+//! - [`socketio`]: Socket.IO 5 / Engine.IO 4 over the WebSocket transport
+//!   (connection state recovery: `recovered` is the server's claim).
+//!
+//! To add an adapter: a module here, a [`Protocol`] variant with its
+//! scenario name, a [`Codec`] variant, and one arm in each `match` below.
 //!
 //! Dispatch is an enum, not `dyn`: the per-frame path is a `match` the
 //! compiler can inline, with no boxing or allocation beyond what decoding
@@ -39,17 +39,20 @@ pub enum Protocol {
     /// docs/protocol.md (the reference server).
     #[default]
     V1,
-    // Socket.IO goes here as `#[serde(rename = "socketio")] SocketIo`
-    // (snake_case would spell it `socket_io`), with its `Codec` variant.
+    /// Socket.IO 4 with connection state recovery (peers/socketio).
+    #[serde(rename = "socketio")]
+    SocketIo,
 }
 
 impl Protocol {
     /// Every protocol, by its scenario name.
-    pub const ALL: [(&'static str, Protocol); 1] = [("v1", Protocol::V1)];
+    pub const ALL: [(&'static str, Protocol); 2] =
+        [("v1", Protocol::V1), ("socketio", Protocol::SocketIo)];
 
     pub fn name(self) -> &'static str {
         match self {
             Protocol::V1 => "v1",
+            Protocol::SocketIo => "socketio",
         }
     }
 
@@ -60,14 +63,24 @@ impl Protocol {
             .map(|(_, protocol)| *protocol)
     }
 
-    /// Whether the server's store can be read back as protocol-v1 Redis
-    /// streams (`LogSource` choice); otherwise the log is rebuilt from acks
-    /// and receipts.
-    pub fn has_v1_streams(self) -> bool {
+    /// How the servers' authoritative log sits in their Redis (the
+    /// `LogSource` the runner reads it back with).
+    pub fn store(self) -> StoreLayout {
         match self {
-            Protocol::V1 => true,
+            Protocol::V1 => StoreLayout::V1Streams,
+            Protocol::SocketIo => StoreLayout::SocketIoAdapterStream,
         }
     }
+}
+
+/// Where a protocol's servers keep their messages in Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreLayout {
+    /// One stream per conversation (docs/protocol.md, "Storage layout").
+    V1Streams,
+    /// `@socket.io/redis-streams-adapter`'s single `socket.io` stream of
+    /// broadcasts (peers/socketio/README.md, "The authoritative log").
+    SocketIoAdapterStream,
 }
 
 /// Who is connecting, fixed for the device's life.
@@ -87,6 +100,9 @@ pub struct ResumeState {
     /// The session token the server gave it (v1: epoch; Socket.IO: the
     /// session id), sent back on reconnect.
     pub session: Option<String>,
+    /// The position of the last message received, in arrival order (not
+    /// the highest): where a Socket.IO client resumes from.
+    pub last_received: Option<Position>,
 }
 
 /// One incoming frame, normalized.
@@ -101,6 +117,9 @@ pub enum Inbound {
     /// A frame with nothing in it for the harness (heartbeats, events of
     /// no interest).
     Nothing,
+    /// Several of the above from one frame, in order (a Socket.IO CONNECT
+    /// reply: the join to write, `connected`, the buffered missed events).
+    Many(Vec<Inbound>),
 }
 
 /// A frame the adapter cannot accept: the connection is dropped and the
@@ -109,6 +128,8 @@ pub enum Inbound {
 pub enum DecodeError {
     #[error("protocol violation: {0}")]
     V1(#[from] recovery_protocol::FrameError),
+    #[error("protocol violation: {0}")]
+    SocketIo(#[from] socketio::WireError),
     /// For adapters whose parsers do not have their own error type.
     #[error("protocol violation: {0}")]
     Other(String),
@@ -118,6 +139,9 @@ pub enum DecodeError {
 #[derive(Debug)]
 pub enum Codec {
     V1(v1::V1Codec),
+    /// Boxed: a Socket.IO session is much larger than a v1 codec, and one
+    /// allocation per connection is nothing next to its handshake.
+    SocketIo(Box<socketio::SocketIoCodec>),
 }
 
 /// What every adapter implements; [`Codec`] forwards to it.
@@ -147,6 +171,9 @@ impl Codec {
     pub fn new(protocol: Protocol, identity: &DeviceIdentity, resume: &ResumeState) -> Codec {
         match protocol {
             Protocol::V1 => Codec::V1(v1::V1Codec::new(identity, resume)),
+            Protocol::SocketIo => {
+                Codec::SocketIo(Box::new(socketio::SocketIoCodec::new(identity, resume)))
+            }
         }
     }
 }
@@ -156,6 +183,7 @@ impl ProtocolCodec for Codec {
     fn connect_url(&self, target: &Url) -> Url {
         match self {
             Codec::V1(codec) => codec.connect_url(target),
+            Codec::SocketIo(codec) => codec.connect_url(target),
         }
     }
 
@@ -163,6 +191,7 @@ impl ProtocolCodec for Codec {
     fn resume_request(&self) -> (Option<Position>, Option<String>) {
         match self {
             Codec::V1(codec) => codec.resume_request(),
+            Codec::SocketIo(codec) => codec.resume_request(),
         }
     }
 
@@ -170,6 +199,7 @@ impl ProtocolCodec for Codec {
     fn decode(&mut self, frame: &str) -> Result<Inbound, DecodeError> {
         match self {
             Codec::V1(codec) => codec.decode(frame),
+            Codec::SocketIo(codec) => codec.decode(frame),
         }
     }
 
@@ -177,6 +207,7 @@ impl ProtocolCodec for Codec {
     fn is_ready_signal(&self, event: &EventKind) -> bool {
         match self {
             Codec::V1(codec) => codec.is_ready_signal(event),
+            Codec::SocketIo(codec) => codec.is_ready_signal(event),
         }
     }
 
@@ -184,6 +215,7 @@ impl ProtocolCodec for Codec {
     fn encode_send(&mut self, client_msg_id: Uuid, body: &str) -> Message {
         match self {
             Codec::V1(codec) => codec.encode_send(client_msg_id, body),
+            Codec::SocketIo(codec) => codec.encode_send(client_msg_id, body),
         }
     }
 
@@ -191,6 +223,7 @@ impl ProtocolCodec for Codec {
     fn encode_ack(&mut self, position: Position) -> Option<Message> {
         match self {
             Codec::V1(codec) => codec.encode_ack(position),
+            Codec::SocketIo(codec) => codec.encode_ack(position),
         }
     }
 
@@ -198,6 +231,7 @@ impl ProtocolCodec for Codec {
     fn encode_goodbye(&mut self) -> Option<Message> {
         match self {
             Codec::V1(codec) => codec.encode_goodbye(),
+            Codec::SocketIo(codec) => codec.encode_goodbye(),
         }
     }
 }

@@ -228,6 +228,7 @@ mod tests {
         let resume = ResumeState {
             last_position: Some(Position::new(17, 4)),
             session: Some("e1".into()),
+            last_received: None,
         };
         let codec = codec(resume);
         let url = codec.connect_url(&Url::parse("ws://127.0.0.1:9/ws").unwrap());

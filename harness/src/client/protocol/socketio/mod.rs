@@ -6,16 +6,20 @@
 //! - [`packet`]: Socket.IO packets (CONNECT, EVENT with ack ids, ACK, ...).
 //! - [`session`]: one client socket as an I/O-free state machine: frames
 //!   in, connected{recovered}/event/ack/pong out.
-//! - [`client`]: that session driven over tokio-tungstenite.
+//! - [`client`]: that session driven over tokio-tungstenite (probe, tests).
+//! - [`codec`]: the session behind the protocol seam: the adapter the
+//!   runner uses (`[servers] protocol = "socketio"`).
 //!
 //! `peers/socketio/README.md` explains the server side these mirror.
 
 pub mod client;
+pub mod codec;
 pub mod engine;
 pub mod packet;
 pub mod session;
 
 pub use client::{ClientError, SocketIoClient};
+pub use codec::SocketIoCodec;
 pub use session::{Event, Output, Resume, Session};
 
 /// A frame or packet this client cannot accept, with the text at fault.
