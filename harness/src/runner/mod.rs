@@ -3,6 +3,7 @@
 //! churn and faults, the drain), [`collect`] (history, message log, files),
 //! [`check_history`] and [`report_run`].
 //!
+//! - `drain`: the end of play: sends settle, heads fixed, sockets catch up.
 //! - [`population`]: users, devices, conversations, memberships (seeded).
 //! - [`servers`]: reference servers started by the harness, or targets.
 //! - [`log`]: the message log and stream heads read back from Redis.
@@ -10,6 +11,9 @@
 //! - [`metrics`]: the Prometheus endpoint of `--metrics-listen`.
 //! - [`resources`]: the harness's own CPU time and memory.
 
+mod collect;
+pub use collect::{collect, Collected, PlayedFacts};
+mod drain;
 pub mod faults;
 pub mod log;
 pub mod metrics;
@@ -28,19 +32,17 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::{mpsc, watch};
 
 use crate::auth::Credentials;
-use crate::checker::{check, rebuild_log, CheckInput, CheckOutcome};
+use crate::checker::{check, CheckInput, CheckOutcome};
 use crate::client::live::LiveStats;
 use crate::client::shape::{LoadShape, StormControl};
 use crate::client::socket::SocketTask;
 use crate::client::traffic::run_scheduler;
 use crate::client::{ClientContext, Counters, Phase, RunClock, SendOrder};
-use crate::history::{write_history, Event, History, MessageLog, Position, RunMeta};
+use crate::history::{Event, History, MessageLog, Position};
 use crate::proxy::{Proxy, ProxyError};
 use crate::report::{self, RunFacts, Summary};
-use crate::scenario::{
-    render_scenario, FaultKind, Link, Persistence, RedisProviderChoice, Scenario, ServersSpec,
-};
-use log::{LogSource, Rebuilt, Store};
+use crate::scenario::{FaultKind, Link, Persistence, RedisProviderChoice, Scenario, ServersSpec};
+use log::Store;
 
 pub use servers::Launcher;
 
@@ -588,7 +590,7 @@ pub async fn play(
         }
     };
     tracing::debug!(elapsed = ?drain_started.elapsed(), "fault schedule over");
-    let stragglers = drain(
+    let stragglers = drain::drain(
         &ctx,
         &devices.phase_tx,
         &devices.cast,
@@ -607,7 +609,7 @@ pub async fn play(
     };
     let _ = devices.phase_tx.send(Phase::Done); // Err only when no socket task is left
     progress.set_phase("closing");
-    let events = gather_events(devices.tasks, &mut unknown_reasons).await;
+    let events = drain::gather_events(devices.tasks, &mut unknown_reasons).await;
     progress.finish();
     sampler.abort();
     // Wait until the sampler is really gone: it holds the rig, which the
@@ -791,197 +793,6 @@ fn start_devices(
         clock_started_at_unix_ms,
         traffic_end: start + Duration::from_micros(traffic_end_us),
     }
-}
-
-/// The drain: in-flight sends settle, the heads are fixed, and every
-/// device must reach its conversation's head before the timeout.
-/// Returns the stragglers (devices that did not).
-async fn drain(
-    ctx: &ClientContext,
-    phase_tx: &watch::Sender<Phase>,
-    cast: &population::Cast,
-    timeout: Duration,
-    store: Option<Store<'_>>,
-    unknown_reasons: &mut Vec<String>,
-) -> Result<Vec<String>, RunError> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    // Let in-flight sends settle (acked, or retried after reconnect) so the
-    // heads below include them.
-    while ctx.counters.outstanding_sends.load(Ordering::Relaxed) > 0
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let outstanding = ctx.counters.outstanding_sends.load(Ordering::Relaxed);
-    if outstanding > 0 {
-        unknown_reasons.push(format!(
-            "{outstanding} sends were never acked before the drain timeout"
-        ));
-    }
-    // The acked maximum also covers a target whose Redis layout differs
-    // from ours (its streams read back empty).
-    tracing::debug!(outstanding, "in-flight sends settled");
-    let acked_heads = ctx.max_acked_ids();
-    let heads: Vec<Position> = match store {
-        Some(store) => store
-            .read_heads(&cast.conversation_ids())
-            .await?
-            .into_iter()
-            .zip(&acked_heads)
-            .map(|(head, acked)| head.max(*acked))
-            .collect(),
-        None => acked_heads,
-    };
-    tracing::debug!("drain heads read");
-    // Set once, here; the sockets only read it.
-    let _ = ctx.drain_heads.set(heads.clone()); // Err only if already set, which nothing else does
-    let _ = phase_tx.send(Phase::HeadsFixed); // Err only when no socket task is left: nothing to tell
-    let socket_count = cast.sockets.len() as u64;
-    while ctx.counters.drained.load(Ordering::Relaxed) < socket_count
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let stragglers: Vec<String> = cast
-        .sockets
-        .iter()
-        .filter(|spec| !ctx.drained[spec.index].load(Ordering::Relaxed))
-        .map(|spec| {
-            format!(
-                "device {} (user {}, client {}) in conversation {} ({}): not caught up to {}",
-                spec.device,
-                spec.user_id,
-                spec.client_id,
-                spec.conversation,
-                spec.conversation_id,
-                heads[spec.conversation as usize]
-            )
-        })
-        .collect();
-    if !stragglers.is_empty() {
-        unknown_reasons.push(format!(
-            "{} of {socket_count} sockets did not catch up within the drain timeout",
-            stragglers.len()
-        ));
-    }
-    Ok(stragglers)
-}
-
-/// Every socket's events, in time order (stable: a socket's own events
-/// keep their order on equal stamps).
-async fn gather_events(
-    tasks: Vec<tokio::task::JoinHandle<Vec<Event>>>,
-    unknown_reasons: &mut Vec<String>,
-) -> Vec<Event> {
-    let mut events = Vec::new();
-    for task in tasks {
-        match tokio::time::timeout(Duration::from_secs(15), task).await {
-            Ok(Ok(mut socket_events)) => events.append(&mut socket_events),
-            Ok(Err(join)) => unknown_reasons.push(format!("a socket task failed: {join}")),
-            Err(_) => unknown_reasons
-                .push("a socket task did not finish within 15s of the run end".into()),
-        }
-    }
-    events.sort_by_key(|event| event.at_us);
-    events
-}
-
-/// What the collect stage assembled.
-pub struct Collected {
-    pub history: History,
-    pub log: MessageLog,
-    pub played: PlayedFacts,
-}
-
-/// The parts of [`Played`] the later stages still need.
-pub struct PlayedFacts {
-    pub drain_complete: bool,
-    pub stragglers: Vec<String>,
-    pub unknown_reasons: Vec<String>,
-    pub peak_sockets: u64,
-    pub rss_at_traffic_end_bytes: Option<u64>,
-    pub server_cost: Option<report::ServerResourcesInput>,
-    pub sends_skipped: report::SendsSkipped,
-    pub intruders: Vec<crate::intruders::IntruderRecord>,
-}
-
-/// Stage 3: the history and the authoritative message log, written into
-/// the run directory with the scenario as run.
-pub async fn collect(
-    run_dir: &Path,
-    scenario: &Scenario,
-    store: Option<Store<'_>>,
-    played: Played,
-) -> Result<Collected, RunError> {
-    let conversation_ids = played.cast.conversation_ids();
-    let history = History {
-        meta: RunMeta {
-            scenario_name: scenario.name.clone(),
-            seed: scenario.seed.unwrap_or_default(),
-            started_at_unix_ms: played.clock_started_at_unix_ms,
-            devices: played.cast.devices,
-            conversations: played.cast.conversations,
-            faults: played.faults,
-        },
-        events: played.events,
-    };
-    let log = match store {
-        Some(store) => {
-            let log = store.read_log(&conversation_ids).await?;
-            let entries: usize = log.conversations.iter().map(Vec::len).sum();
-            if entries == 0 && played.acks > 0 {
-                // Messages were acked but the store holds none: the target
-                // does not keep them where its protocol says.
-                // Checking against an empty log would call every delivery
-                // a phantom; the rebuilt log is the honest fallback.
-                tracing::warn!(acks = played.acks, "no conversation stream found in the given Redis; checking against the log rebuilt from acks and receipts");
-                println!(
-                    "note: the Redis holds no {} although {} sends were acked; checking against the log rebuilt from acks and receipts",
-                    store.describe(),
-                    played.acks
-                );
-                rebuild_log(&history)
-            } else {
-                log
-            }
-        }
-        None => {
-            let rebuilt = Rebuilt {
-                history: &history,
-                acked_heads: &[],
-            };
-            rebuilt.read_log(&conversation_ids).await?
-        }
-    };
-    write_history(&run_dir.join(report::HISTORY_FILE), &history)?;
-    write_json(&run_dir.join("log.json"), &log)?;
-    if !played.intruders.is_empty() {
-        write_json(
-            &run_dir.join(crate::intruders::INTRUDERS_FILE),
-            &played.intruders,
-        )?;
-    }
-    let scenario_path = run_dir.join("scenario.toml");
-    std::fs::write(&scenario_path, render_scenario(scenario)).map_err(|source| {
-        RunError::Write {
-            path: scenario_path,
-            source,
-        }
-    })?;
-    Ok(Collected {
-        history,
-        log,
-        played: PlayedFacts {
-            drain_complete: played.drain_complete,
-            stragglers: played.stragglers,
-            unknown_reasons: played.unknown_reasons,
-            peak_sockets: played.peak_sockets,
-            rss_at_traffic_end_bytes: played.rss_at_traffic_end_bytes,
-            server_cost: played.server_cost,
-            sends_skipped: played.sends_skipped,
-            intruders: played.intruders,
-        },
-    })
 }
 
 /// Where to read the authoritative log from: the servers' Redis, laid

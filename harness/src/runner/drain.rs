@@ -1,0 +1,107 @@
+//! The end of the play stage: the drain (in-flight sends settle, the heads
+//! are fixed, every device must reach them) and gathering the sockets'
+//! histories.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::log::{LogSource, Store};
+use super::population;
+use super::RunError;
+use crate::client::{ClientContext, Phase};
+use crate::history::{Event, Position};
+
+/// The drain: in-flight sends settle, the heads are fixed, and every
+/// device must reach its conversation's head before the timeout.
+/// Returns the stragglers (devices that did not).
+pub(super) async fn drain(
+    ctx: &ClientContext,
+    phase_tx: &watch::Sender<Phase>,
+    cast: &population::Cast,
+    timeout: Duration,
+    store: Option<Store<'_>>,
+    unknown_reasons: &mut Vec<String>,
+) -> Result<Vec<String>, RunError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    // Let in-flight sends settle (acked, or retried after reconnect) so the
+    // heads below include them.
+    while ctx.counters.outstanding_sends.load(Ordering::Relaxed) > 0
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let outstanding = ctx.counters.outstanding_sends.load(Ordering::Relaxed);
+    if outstanding > 0 {
+        unknown_reasons.push(format!(
+            "{outstanding} sends were never acked before the drain timeout"
+        ));
+    }
+    // The acked maximum also covers a target whose Redis layout differs
+    // from ours (its streams read back empty).
+    tracing::debug!(outstanding, "in-flight sends settled");
+    let acked_heads = ctx.max_acked_ids();
+    let heads: Vec<Position> = match store {
+        Some(store) => store
+            .read_heads(&cast.conversation_ids())
+            .await?
+            .into_iter()
+            .zip(&acked_heads)
+            .map(|(head, acked)| head.max(*acked))
+            .collect(),
+        None => acked_heads,
+    };
+    tracing::debug!("drain heads read");
+    // Set once, here; the sockets only read it.
+    let _ = ctx.drain_heads.set(heads.clone()); // Err only if already set, which nothing else does
+    let _ = phase_tx.send(Phase::HeadsFixed); // Err only when no socket task is left: nothing to tell
+    let socket_count = cast.sockets.len() as u64;
+    while ctx.counters.drained.load(Ordering::Relaxed) < socket_count
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stragglers: Vec<String> = cast
+        .sockets
+        .iter()
+        .filter(|spec| !ctx.drained[spec.index].load(Ordering::Relaxed))
+        .map(|spec| {
+            format!(
+                "device {} (user {}, client {}) in conversation {} ({}): not caught up to {}",
+                spec.device,
+                spec.user_id,
+                spec.client_id,
+                spec.conversation,
+                spec.conversation_id,
+                heads[spec.conversation as usize]
+            )
+        })
+        .collect();
+    if !stragglers.is_empty() {
+        unknown_reasons.push(format!(
+            "{} of {socket_count} sockets did not catch up within the drain timeout",
+            stragglers.len()
+        ));
+    }
+    Ok(stragglers)
+}
+
+/// Every socket's events, in time order (stable: a socket's own events
+/// keep their order on equal stamps).
+pub(super) async fn gather_events(
+    tasks: Vec<tokio::task::JoinHandle<Vec<Event>>>,
+    unknown_reasons: &mut Vec<String>,
+) -> Vec<Event> {
+    let mut events = Vec::new();
+    for task in tasks {
+        match tokio::time::timeout(Duration::from_secs(15), task).await {
+            Ok(Ok(mut socket_events)) => events.append(&mut socket_events),
+            Ok(Err(join)) => unknown_reasons.push(format!("a socket task failed: {join}")),
+            Err(_) => unknown_reasons
+                .push("a socket task did not finish within 15s of the run end".into()),
+        }
+    }
+    events.sort_by_key(|event| event.at_us);
+    events
+}
