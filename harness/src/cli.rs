@@ -3,7 +3,8 @@
 //! Exit codes: 0 valid and thresholds met (and `--help`, `--version`);
 //! 1 an invariant was violated; 2 a threshold was missed or the verdict is
 //! unknown; 3 usage, setup or input error (unknown flag, bad value, bad
-//! scenario, no Redis, server failed to start). Clap's own usage errors
+//! scenario, no Redis, server failed to start); 130 stopped by Ctrl-C or
+//! SIGTERM (children stopped, no verdict). Clap's own usage errors
 //! exit 2, which a CI job would read as "threshold missed": [`parse_args`]
 //! maps them to 3.
 
@@ -18,6 +19,8 @@ use crate::runner::{self, Launcher, RunOptions};
 use crate::scenario::load_scenario;
 
 pub const EXIT_SETUP: u8 = 3;
+/// The run was stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// Parses the command line. `Err` carries the exit code after clap has
 /// printed its message: 0 for `--help` / `--version`, [`EXIT_SETUP`] for
@@ -281,7 +284,14 @@ async fn run(scenario_path: &Path, args: RunArgs) -> u8 {
         credentials,
         ca,
     };
-    match runner::run(options).await {
+    // Ctrl-C or SIGTERM stops the run and everything it started; without
+    // this a signal would end the process and leave servers and Redis
+    // running.
+    match runner::run_until(options, interrupted()).await {
+        Err(err @ runner::RunError::Interrupted(_)) => {
+            eprintln!("harness: {err}");
+            EXIT_INTERRUPTED
+        }
         Ok(outcome) => {
             println!("{}", report::render_console_table(&outcome.summary));
             println!("report: {}", outcome.run_dir.join("report.html").display());
@@ -341,6 +351,23 @@ fn check(run_dir: &Path) -> u8 {
         crate::checker::Verdict::Valid => 0,
         crate::checker::Verdict::Invalid => 1,
         crate::checker::Verdict::Unknown => 2,
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM and names which one came.
+async fn interrupted() -> &'static str {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            // No SIGTERM handler: Ctrl-C still works.
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "interrupted (Ctrl-C)",
+        _ = term => "terminated (SIGTERM)",
     }
 }
 

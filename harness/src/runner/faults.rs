@@ -58,17 +58,25 @@ impl Rig {
 
     /// Stops servers and proxies; the Redis handle is returned to the
     /// caller (its Drop removes the container or process).
-    pub async fn stop_all(self) -> Option<redis_provider::RedisHandle> {
-        for server in self.servers.into_iter().flatten() {
+    pub async fn stop_all(mut self) -> Option<redis_provider::RedisHandle> {
+        self.stop_all_in_place().await
+    }
+
+    /// [`Rig::stop_all`] through a shared reference: an interrupted run
+    /// stops everything while tasks it no longer waits for still hold the
+    /// rig (they find it empty).
+    pub async fn stop_all_in_place(&mut self) -> Option<redis_provider::RedisHandle> {
+        for server in self.servers.iter_mut().filter_map(Option::take) {
             server.stop().await;
         }
-        for proxy in self.client_proxies {
+        for proxy in std::mem::take(&mut self.client_proxies) {
             proxy.shutdown().await;
         }
-        if let Some(proxy) = self.redis_proxy {
+        if let Some(proxy) = self.redis_proxy.take() {
             proxy.shutdown().await;
         }
-        self.redis
+        self.spawn = None; // nothing may restart a server now
+        self.redis.take()
     }
 }
 

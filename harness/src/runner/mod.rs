@@ -57,6 +57,8 @@ const ORDER_QUEUE: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    #[error("{0}: run stopped; the servers and Redis it started were stopped, no verdict")]
+    Interrupted(&'static str),
     #[error("no Redis for the run: {0}")]
     Redis(#[from] redis_provider::ProviderError),
     #[error(transparent)]
@@ -168,6 +170,17 @@ fn provider_options(
 /// churn, faults, drain), [`collect`] (history, message log, files),
 /// [`check_history`], and [`report_run`].
 pub async fn run(options: RunOptions) -> Result<RunOutcome, RunError> {
+    run_until(options, std::future::pending()).await
+}
+
+/// [`run`], stopped early when `interrupt` resolves (the binary passes
+/// Ctrl-C / SIGTERM): servers, proxies and Redis are stopped before it
+/// returns [`RunError::Interrupted`] naming the reason.
+pub async fn run_until(
+    options: RunOptions,
+    interrupt: impl std::future::Future<Output = &'static str>,
+) -> Result<RunOutcome, RunError> {
+    let mut interrupt = std::pin::pin!(interrupt);
     let started = Instant::now();
     let started_at_unix_ms = unix_ms();
     let (scenario, seed) = settle_scenario(&options);
@@ -187,8 +200,21 @@ pub async fn run(options: RunOptions) -> Result<RunOutcome, RunError> {
         source,
     })?;
 
-    let provisioned = provision(&scenario, &options).await?;
-    let played = play(&scenario, seed, &provisioned, options.progress, &live_slot).await;
+    // Dropping a half-done provision drops what it started (children are
+    // killed on drop, a container is removed).
+    let provisioned = tokio::select! {
+        provisioned = provision(&scenario, &options) => provisioned?,
+        reason = &mut interrupt => return Err(RunError::Interrupted(reason)),
+    };
+    let played = tokio::select! {
+        played = play(&scenario, seed, &provisioned, options.progress, &live_slot) => played,
+        reason = &mut interrupt => {
+            // Tasks play spawned may still hold the rig: empty it in place.
+            let redis = provisioned.rig.lock().await.stop_all_in_place().await;
+            drop(redis);
+            return Err(RunError::Interrupted(reason));
+        }
+    };
     // The fault tasks have ended (play waited for them); the rig is ours.
     // Servers and proxies stop here; Redis stays up until the run ends
     // (dropping the handle removes the container or process).

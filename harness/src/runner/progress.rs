@@ -44,6 +44,9 @@ impl Progress {
             let shown_phase = phase.clone();
             let ticker = tokio::spawn(async move {
                 let mut tick = tokio::time::interval(PLAIN_EVERY);
+                // On a starved runtime, late ticks must not fire back to back
+                // (two lines at the same second, the second with zero rates).
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 tick.tick().await; // the first tick is immediate: nothing to say yet
                 let mut last = Reading::default();
                 loop {
@@ -69,6 +72,7 @@ impl Progress {
         let shown = bar.clone();
         let ticker = tokio::spawn(async move {
             let mut tick = tokio::time::interval(LIVE_TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
                 shown.set_message(live_message(&ctx, sockets));
