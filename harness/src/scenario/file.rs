@@ -13,6 +13,7 @@ use std::time::Duration;
 use recovery_units::*;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::intruders::{MAX_ATTEMPTS, MAX_INTRUDERS_PER_KIND};
 use super::model::COMMAND_PLACEHOLDERS;
 use super::model::{fill_placeholders, DurationDist, Link, Percentile, StormDrop};
 use crate::client::protocol::Protocol;
@@ -205,6 +206,14 @@ checked!(BodySize(Size) as u32, |value| match value.0 {
     bytes if bytes > MAX_BODY_BYTES => Some("must be at most 64KiB".into()),
     _ => None,
 });
+checked!(IntruderCount(u32) as u32, |value| {
+    (value > MAX_INTRUDERS_PER_KIND).then(|| format!(
+    "at most {MAX_INTRUDERS_PER_KIND} intruders of one kind (intruders probe the server's defences; a few of each kind is enough)"
+))
+});
+checked!(Attempts(u32) as u32, |value| (!(1..=MAX_ATTEMPTS)
+    .contains(&value))
+.then(|| format!("must be between 1 and {MAX_ATTEMPTS}")));
 checked!(DirName(String) as String, |value| dir_name_problem(&value));
 checked!(ImageName(String) as String, |value| (value.is_empty()
     || value.contains(char::is_whitespace))
@@ -303,7 +312,7 @@ pub(crate) struct ScenarioFile {
     #[serde(default)]
     pub expect: super::model::Expectations,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub intruders: Option<super::intruders::IntrudersFile>,
+    pub intruders: Option<super::intruders::Intruders>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<super::model::Stage>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -34,7 +34,8 @@ impl From<&Scenario> for ScenarioFile {
             expect: scenario.expect.clone(),
             stages: scenario.stages.clone(),
             faults: scenario.faults.iter().map(fault_file).collect(),
-            intruders: super::intruders::render(&scenario.intruders),
+            intruders: (scenario.intruders != Default::default())
+                .then(|| scenario.intruders.clone()),
         }
     }
 }

@@ -147,6 +147,7 @@ impl Source<'_> {
 pub(crate) fn scenario(source: &Source, file: ScenarioFile) -> Result<Scenario, ScenarioError> {
     let duration = file.duration.0 .0;
     let ramp_up = file.ramp_up.map_or(Duration::ZERO, |text| text.0);
+    let traffic_end = ramp_up.saturating_add(duration);
     redis(source, &file.redis)?;
     let servers = servers(source, &file.servers)?;
     let population = file
@@ -161,7 +162,7 @@ pub(crate) fn scenario(source: &Source, file: ScenarioFile) -> Result<Scenario, 
     let traffic = file
         .traffic
         .ok_or_else(|| source.missing_table("traffic"))?;
-    stages(source, &file.stages, ramp_up.saturating_add(duration))?;
+    stages(source, &file.stages, traffic_end)?;
     let churn = match file.churn {
         None => Churn {
             enabled: false,
@@ -175,18 +176,14 @@ pub(crate) fn scenario(source: &Source, file: ScenarioFile) -> Result<Scenario, 
     };
     thresholds(source, &file.thresholds)?;
     let context = faults::FaultContext {
-        traffic_end: ramp_up.saturating_add(duration),
+        traffic_end,
         redis: &file.redis,
         servers: &servers,
         allow_lost_ack: file.expect.allow_lost_ack,
     };
     let protocol = file.servers.protocol.unwrap_or_default();
-    let intruders = super::intruders::intruders(
-        source,
-        file.intruders.as_ref(),
-        protocol,
-        ramp_up.saturating_add(duration),
-    )?;
+    let intruders = file.intruders.unwrap_or_default();
+    super::intruders::check(source, &intruders, protocol, traffic_end)?;
     Ok(Scenario {
         name: file.name.0,
         seed: file.seed,

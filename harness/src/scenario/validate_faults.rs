@@ -38,35 +38,17 @@ pub(crate) fn fault_keys_hint(kind: &str) -> Option<String> {
     ))
 }
 
-/// What a fault acts on; two faults on one target must not overlap.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Target {
-    Redis,
-    Server(u32),
-    Link(Link),
-    /// The harness's own simulated clients (reconnect storms).
-    Clients,
-}
-
-impl Target {
-    fn of(kind: &FaultKind) -> Target {
-        match kind {
-            FaultKind::ServerKill { server } | FaultKind::ServerRestart { server } => {
-                Target::Server(*server)
-            }
-            FaultKind::ReconnectStorm { .. } => Target::Clients,
-            _ => kind.link().map_or(Target::Redis, Target::Link),
+/// What a fault acts on, as named in errors; two faults on one target
+/// must not overlap.
+fn target(kind: &FaultKind) -> String {
+    match kind {
+        FaultKind::ServerKill { server } | FaultKind::ServerRestart { server } => {
+            format!("server {server}")
         }
-    }
-
-    fn describe(self) -> String {
-        match self {
-            Target::Redis => "Redis".to_string(),
-            Target::Server(index) => format!("server {index}"),
-            Target::Link(Link::Clients) => "the clients link".to_string(),
-            Target::Link(Link::Redis) => "the redis link".to_string(),
-            Target::Clients => "the clients".to_string(),
-        }
+        FaultKind::ReconnectStorm { .. } => "the clients".into(),
+        _ => kind.link().map_or("Redis".into(), |link| {
+            format!("the {} link", crate::scenario::variant_name(link))
+        }),
     }
 }
 
@@ -94,15 +76,15 @@ pub(super) fn faults(
     items: &[FaultFile],
     context: &FaultContext,
 ) -> Result<Vec<FaultSpec>, ScenarioError> {
-    let mut parsed: Vec<(FaultSpec, Target)> = Vec::with_capacity(items.len());
+    let mut parsed: Vec<(FaultSpec, String)> = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         let path = format!("faults[{index}]");
         let spec = fault(source, &path, item, context)?;
-        let target = Target::of(&spec.kind);
+        let on = target(&spec.kind);
         let (start, end) = window(&spec);
         let clash = parsed.iter().position(|(earlier, earlier_target)| {
             let (earlier_start, earlier_end) = window(earlier);
-            *earlier_target == target && start < earlier_end && earlier_start < end
+            *earlier_target == on && start < earlier_end && earlier_start < end
         });
         if let Some(earlier) = clash {
             return Err(source.fail(
@@ -111,7 +93,7 @@ pub(super) fn faults(
                     "{} overlaps faults[{earlier}] ({}), both on {}",
                     describe(&spec),
                     describe(&parsed[earlier].0),
-                    target.describe()
+                    on
                 ),
                 Some(
                     "faults on one target must not overlap in time: start one after the other ends"
@@ -119,7 +101,7 @@ pub(super) fn faults(
                 ),
             ));
         }
-        parsed.push((spec, target));
+        parsed.push((spec, on));
     }
     let mut specs: Vec<FaultSpec> = parsed.into_iter().map(|(spec, _)| spec).collect();
     specs.sort_by_key(|spec| spec.at);
