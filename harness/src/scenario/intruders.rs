@@ -2,17 +2,6 @@
 //! right to (docs/scenario-format.md, "[intruders]"). The file schema, the
 //! typed model and the rules live together here so the table stays one
 //! self-contained piece of the scenario module.
-//!
-//! ```toml
-//! [intruders]
-//! no_token = 2       # no token at all, a made-up user_id in the query
-//! expired_token = 1  # a token whose `exp` passed an hour ago
-//! bad_signature = 1  # a token signed with another key
-//! not_member = 2     # a valid token, for a conversation it does not grant
-//! client_id = 1      # a valid token of its own, presenting a victim device's client_id
-//! attempts = 4       # connects per intruder (default 3)
-//! interval = "3s"    # between one intruder's connects (default 2s)
-//! ```
 
 use std::time::Duration;
 

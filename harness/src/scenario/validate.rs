@@ -223,83 +223,73 @@ fn redis(source: &Source, redis: &RedisSpec) -> Result<(), ScenarioError> {
     }
 }
 
+/// `[servers]`: reference servers (`spawn`), servers run by someone else
+/// (`targets`) or any server started per instance (`command`).
 fn servers(source: &Source, file: &ServersFile) -> Result<ServersSpec, ScenarioError> {
-    let interval =
-        |given: &Option<Positive>, default| given.as_ref().map_or(default, |text| text.0 .0);
-    if file.command.is_some() {
-        return command_servers(source, file);
+    let given = |text: &Option<Positive>, default| text.as_ref().map_or(default, |text| text.0 .0);
+    let (command, targets, spawn) = (&file.command, &file.targets, file.spawn.is_some());
+    if command.is_none() {
+        let (problem, hint) = (
+            "only applies to servers started with command",
+            "add command = [...], or remove it",
+        );
+        source.reject_keys("servers", &ServersFile::COMMAND_ONLY_KEYS, problem, hint)?;
     }
-    source.reject_keys(
-        "servers",
-        &ServersFile::COMMAND_ONLY_KEYS,
-        "only applies to servers started with command",
-        "add command = [...], or remove it",
-    )?;
-    let Some(targets) = &file.targets else {
+    let clash = match (command.is_some(), targets.is_some()) {
+        (true, true) => Some((
+            "servers.targets",
+            "command",
+            "command starts servers, targets names servers run by someone else: keep one",
+        )),
+        (true, false) if spawn => Some((
+            "servers.spawn",
+            "command",
+            "spawn counts reference servers; with command, write instances = N",
+        )),
+        (false, true) if spawn => Some((
+            "servers.targets",
+            "spawn",
+            "spawn starts reference servers, targets names servers run by someone else: keep one",
+        )),
+        _ => None,
+    };
+    if let Some((path, other, hint)) = clash {
+        let problem = format!("cannot be combined with {other}");
+        // `spawn` is pointed at by its key, as the one to remove.
+        let span = match path {
+            "servers.spawn" => source.find(path).map_or(0..0, |(key, _)| key),
+            _ => source.value_span(path),
+        };
+        return Err(source.error(span, path, problem, Some(hint.into())));
+    }
+    let spawn_only = match (command, targets) {
+        (Some(_), _) => Some((
+            "only applies to the reference server, not to command",
+            "put the server's own flags in command",
+        )),
+        (None, Some(_)) => Some((
+            "only applies to spawned servers, not to targets",
+            "remove it, or use spawn instead of targets",
+        )),
+        (None, None) => None,
+    };
+    if let Some((problem, hint)) = spawn_only {
+        source.reject_keys("servers", &ServersFile::SPAWN_ONLY_KEYS, problem, hint)?;
+    }
+    if let Some(targets) = targets {
+        return external_targets(source, targets);
+    }
+    let count = |given: &Option<Count>| given.as_ref().map_or(1, |count| count.0);
+    let Some(command) = command else {
         return Ok(ServersSpec::Spawn {
-            count: file.spawn.as_ref().map_or(1, |count| count.0),
-            sync_interval: interval(&file.sync_interval, DEFAULT_SYNC_INTERVAL),
-            heartbeat_interval: interval(&file.heartbeat_interval, DEFAULT_HEARTBEAT_INTERVAL),
+            count: count(&file.spawn),
+            sync_interval: given(&file.sync_interval, DEFAULT_SYNC_INTERVAL),
+            heartbeat_interval: given(&file.heartbeat_interval, DEFAULT_HEARTBEAT_INTERVAL),
             extra_args: file.extra_args.clone().unwrap_or_default(),
             command: None,
         });
     };
-    if file.spawn.is_some() {
-        let hint =
-            "spawn starts reference servers, targets names servers run by someone else: keep one";
-        return Err(source.fail(
-            "servers.targets",
-            "cannot be combined with spawn",
-            Some(hint.into()),
-        ));
-    }
-    source.reject_keys(
-        "servers",
-        &ServersFile::SPAWN_ONLY_KEYS,
-        "only applies to spawned servers, not to targets",
-        "remove it, or use spawn instead of targets",
-    )?;
-    if targets.is_empty() {
-        let hint = Some("e.g. targets = [\"ws://127.0.0.1:9000/ws\"]".into());
-        return Err(source.fail("servers.targets", "must list at least one server", hint));
-    }
-    let mut urls: Vec<String> = Vec::new();
-    for (index, WsUrl(text)) in targets.iter().enumerate() {
-        if urls.contains(text) {
-            let path = format!("servers.targets[{index}]");
-            return Err(source.fail(&path, format!("{text:?} is listed twice"), None));
-        }
-        urls.push(text.clone());
-    }
-    Ok(ServersSpec::External { targets: urls })
-}
-
-/// `[servers] command = [...]`: any server, spawned per instance.
-fn command_servers(source: &Source, file: &ServersFile) -> Result<ServersSpec, ScenarioError> {
-    if file.targets.is_some() {
-        let hint = "command starts servers, targets names servers run by someone else: keep one";
-        let problem = "cannot be combined with command";
-        return Err(source.fail("servers.targets", problem, Some(hint.into())));
-    }
-    if file.spawn.is_some() {
-        return Err(source.fail_key(
-            "servers.spawn",
-            "cannot be combined with command",
-            Some("spawn counts reference servers; with command, write instances = N".into()),
-        ));
-    }
-    source.reject_keys(
-        "servers",
-        &ServersFile::SPAWN_ONLY_KEYS,
-        "only applies to the reference server, not to command",
-        "put the server's own flags in command",
-    )?;
-    let argv: Vec<String> = file
-        .command
-        .iter()
-        .flatten()
-        .map(|arg| arg.0.clone())
-        .collect();
+    let argv: Vec<String> = command.iter().map(|arg| arg.0.clone()).collect();
     let Some(program) = argv.first() else {
         let hint =
             "e.g. command = [\"node\", \"peers/socketio/server.js\", \"--port\", \"{port}\"]";
@@ -308,27 +298,36 @@ fn command_servers(source: &Source, file: &ServersFile) -> Result<ServersSpec, S
     if program.trim().is_empty() {
         return Err(source.fail("servers.command[0]", "the program name is empty", None));
     }
+    let url = file.url.as_ref().map_or(DEFAULT_COMMAND_URL, |url| &url.0);
     Ok(ServersSpec::Spawn {
-        count: file.instances.as_ref().map_or(1, |count| count.0),
+        count: count(&file.instances),
         sync_interval: DEFAULT_SYNC_INTERVAL,
         heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
         extra_args: Vec::new(),
         command: Some(ServerCommand {
             argv,
-            url: file
-                .url
-                .as_ref()
-                .map_or(DEFAULT_COMMAND_URL.to_string(), |url| url.0.clone()),
+            url: url.to_string(),
             ready: match &file.ready_http {
                 None => ReadyProbe::Tcp,
                 Some(HttpPath(path)) => ReadyProbe::Http { path: path.clone() },
             },
-            ready_timeout: file
-                .ready_timeout
-                .as_ref()
-                .map_or(DEFAULT_READY_TIMEOUT, |text| text.0 .0),
+            ready_timeout: given(&file.ready_timeout, DEFAULT_READY_TIMEOUT),
         }),
     })
+}
+
+/// `targets`: at least one, none twice.
+fn external_targets(source: &Source, targets: &[WsUrl]) -> Result<ServersSpec, ScenarioError> {
+    if targets.is_empty() {
+        let hint = Some("e.g. targets = [\"ws://127.0.0.1:9000/ws\"]".into());
+        return Err(source.fail("servers.targets", "must list at least one server", hint));
+    }
+    let urls: Vec<String> = targets.iter().map(|url| url.0.clone()).collect();
+    if let Some(index) = (1..urls.len()).find(|&index| urls[..index].contains(&urls[index])) {
+        let problem = format!("{:?} is listed twice", urls[index]);
+        return Err(source.fail(&format!("servers.targets[{index}]"), problem, None));
+    }
+    Ok(ServersSpec::External { targets: urls })
 }
 
 /// `[[stages]]` run back to back from the run's start and must end by the
