@@ -380,18 +380,12 @@ pub(crate) struct DistFile {
 
 impl From<DistFile> for DurationDist {
     fn from(file: DistFile) -> Self {
-        let get = |given: Option<Dur>| given.map_or(Duration::ZERO, |dur| dur.0);
+        let [value, min, max, mean] = [file.value, file.min, file.max, file.mean]
+            .map(|given| given.map_or(Duration::ZERO, |dur| dur.0));
         match file.dist {
-            DistName::Fixed => DurationDist::Fixed {
-                value: get(file.value),
-            },
-            DistName::Uniform => DurationDist::Uniform {
-                min: get(file.min),
-                max: get(file.max),
-            },
-            DistName::Exponential => DurationDist::Exponential {
-                mean: get(file.mean),
-            },
+            DistName::Fixed => DurationDist::Fixed { value },
+            DistName::Uniform => DurationDist::Uniform { min, max },
+            DistName::Exponential => DurationDist::Exponential { mean },
         }
     }
 }

@@ -402,19 +402,14 @@ fn duration_dist(
 
 /// No two latency thresholds on one metric and percentile.
 fn thresholds(source: &Source, thresholds: &Thresholds) -> Result<(), ScenarioError> {
-    for (index, threshold) in thresholds.latency.iter().enumerate() {
-        let same = |seen: &&LatencyThreshold| {
-            seen.metric == threshold.metric && seen.percentile == threshold.percentile
-        };
-        if let Some(earlier) = thresholds.latency[..index]
-            .iter()
-            .position(|seen| same(&seen))
-        {
-            return Err(source.fail(
-                &format!("thresholds.latency[{index}]"),
-                format!("repeats the metric and percentile of thresholds.latency[{earlier}]"),
-                None,
-            ));
+    let latency = &thresholds.latency;
+    for (index, threshold) in latency.iter().enumerate() {
+        let key = (threshold.metric, threshold.percentile);
+        let same = |seen: &LatencyThreshold| (seen.metric, seen.percentile) == key;
+        if let Some(earlier) = latency[..index].iter().position(same) {
+            let problem =
+                format!("repeats the metric and percentile of thresholds.latency[{earlier}]");
+            return Err(source.fail(&format!("thresholds.latency[{index}]"), problem, None));
         }
     }
     Ok(())
