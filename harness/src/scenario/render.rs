@@ -62,6 +62,7 @@ fn servers(servers: &ServersSpec, protocol: crate::client::protocol::Protocol) -
             command: Some(command),
             ..
         } => ServersFile {
+            protocol: Some(protocol),
             command: Some(command.argv.iter().cloned().map(CommandArg).collect()),
             instances: Some(Count(*count)),
             url: Some(CommandUrl(command.url.clone())),
