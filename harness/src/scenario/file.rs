@@ -15,7 +15,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::intruders::{MAX_ATTEMPTS, MAX_INTRUDERS_PER_KIND};
 use super::model::COMMAND_PLACEHOLDERS;
-use super::model::{fill_placeholders, DurationDist, Link, Percentile, StormDrop};
+use super::model::{fill_placeholders, DurationDist, Link, StormDrop};
 use crate::client::protocol::Protocol;
 
 /// The file form `W` of a model value `T` (a duration written with a
@@ -73,9 +73,10 @@ macro_rules! newtype_form {
 /// unit it is, to check the text with a precise error and to suggest the
 /// unit for a bare number.
 macro_rules! unit_value {
-    ($name:ident($type:ty), $unit:literal, $parse:path, $format:path) => {
+    ($(#[$doc:meta])* $vis:vis $name:ident($type:ty), $unit:literal, $parse:path, $format:path) => {
+        $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq)]
-        pub(crate) struct $name(pub $type);
+        $vis struct $name(pub $type);
         newtype_form!($name($type));
 
         impl Serialize for $name {
@@ -93,20 +94,14 @@ macro_rules! unit_value {
         }
     };
 }
-unit_value!(Dur(Duration), "s", parse_duration, format_duration);
-unit_value!(Rate(f64), "/s", parse_rate, format_rate);
-unit_value!(Size(u32), "B", parse_size, format_size);
-unit_value!(ByteRate(u64), "B/s", parse_byte_rate, format_byte_rate);
-unit_value!(PctText(f64), "p", parse_percentile, format_percentile);
-
-impl Form<Percentile> for PctText {
-    fn into_model(self) -> Percentile {
-        Percentile(self.0)
-    }
-    fn from_model(value: &Percentile) -> Self {
-        PctText(value.0)
-    }
-}
+unit_value!(pub(crate) Dur(Duration), "s", parse_duration, format_duration);
+unit_value!(pub(crate) Rate(f64), "/s", parse_rate, format_rate);
+unit_value!(pub(crate) Size(u32), "B", parse_size, format_size);
+unit_value!(pub(crate) ByteRate(u64), "B/s", parse_byte_rate, format_byte_rate);
+unit_value!(
+    /// A percentile in (0, 100]; 100 means max (the model's type).
+    pub Percentile(f64), "p", parse_percentile, format_percentile
+);
 
 /// The identity form, for checked values of plain types.
 macro_rules! plain_form {
@@ -121,7 +116,7 @@ macro_rules! plain_form {
         }
     )*};
 }
-plain_form!(u32, u64, f64, String);
+plain_form!(u32, u64, f64, String, Percentile);
 
 /// The text of a value with a unit.
 struct UnitText;
@@ -196,7 +191,7 @@ checked!(PositiveByteRate(ByteRate) as u64, |value| (value.0 == 0)
     .then(|| {
         "must be greater than 0B/s (to pass nothing at all, use kind = \"blackhole\")".into()
     }));
-checked!(Pct(PctText) as Percentile, |value| (!(value.0 > 0.0
+checked!(Pct(Percentile) as Percentile, |value| (!(value.0 > 0.0
     && value.0 <= 100.0))
     .then(|| {
         "must be above 0 and at most 100 (e.g. \"p50\", \"p99.9\" or \"max\")".into()
