@@ -21,7 +21,7 @@ pub(crate) type Span = Range<usize>;
 
 /// A deserialization error; the innermost value that knows its span and
 /// path fills them in.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct DeError {
     pub span: Option<Span>,
     pub path: Option<String>,
@@ -31,8 +31,9 @@ pub(crate) struct DeError {
 }
 
 /// What serde told about the error beyond its message.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 enum Detail {
+    #[default]
     None,
     MissingKey(&'static str),
     /// An unknown enum value: every known one (see `variant_name`).
@@ -41,14 +42,11 @@ enum Detail {
 
 impl DeError {
     fn new(problem: impl Into<String>, hint: Option<String>) -> Self {
-        let (span, path, detail) = (None, None, Detail::None);
         let problem = problem.into();
         DeError {
-            span,
-            path,
             problem,
             hint,
-            detail,
+            ..Default::default()
         }
     }
 }

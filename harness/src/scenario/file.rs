@@ -13,8 +13,9 @@ use std::time::Duration;
 use recovery_units::*;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::intruders::{MAX_ATTEMPTS, MAX_INTRUDERS_PER_KIND};
 use super::model::COMMAND_PLACEHOLDERS;
-use super::model::{fill_placeholders, DurationDist, Link, Percentile, StormDrop};
+use super::model::{fill_placeholders, DurationDist, Link, StormDrop};
 use crate::client::protocol::Protocol;
 
 /// The file form `W` of a model value `T` (a duration written with a
@@ -72,9 +73,10 @@ macro_rules! newtype_form {
 /// unit it is, to check the text with a precise error and to suggest the
 /// unit for a bare number.
 macro_rules! unit_value {
-    ($name:ident($type:ty), $unit:literal, $parse:path, $format:path) => {
+    ($(#[$doc:meta])* $vis:vis $name:ident($type:ty), $unit:literal, $parse:path, $format:path) => {
+        $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq)]
-        pub(crate) struct $name(pub $type);
+        $vis struct $name(pub $type);
         newtype_form!($name($type));
 
         impl Serialize for $name {
@@ -92,20 +94,14 @@ macro_rules! unit_value {
         }
     };
 }
-unit_value!(Dur(Duration), "s", parse_duration, format_duration);
-unit_value!(Rate(f64), "/s", parse_rate, format_rate);
-unit_value!(Size(u32), "B", parse_size, format_size);
-unit_value!(ByteRate(u64), "B/s", parse_byte_rate, format_byte_rate);
-unit_value!(PctText(f64), "p", parse_percentile, format_percentile);
-
-impl Form<Percentile> for PctText {
-    fn into_model(self) -> Percentile {
-        Percentile(self.0)
-    }
-    fn from_model(value: &Percentile) -> Self {
-        PctText(value.0)
-    }
-}
+unit_value!(pub(crate) Dur(Duration), "s", parse_duration, format_duration);
+unit_value!(pub(crate) Rate(f64), "/s", parse_rate, format_rate);
+unit_value!(pub(crate) Size(u32), "B", parse_size, format_size);
+unit_value!(pub(crate) ByteRate(u64), "B/s", parse_byte_rate, format_byte_rate);
+unit_value!(
+    /// A percentile in (0, 100]; 100 means max (the model's type).
+    pub Percentile(f64), "p", parse_percentile, format_percentile
+);
 
 /// The identity form, for checked values of plain types.
 macro_rules! plain_form {
@@ -120,7 +116,7 @@ macro_rules! plain_form {
         }
     )*};
 }
-plain_form!(u32, u64, f64, String);
+plain_form!(u32, u64, f64, String, Percentile);
 
 /// The text of a value with a unit.
 struct UnitText;
@@ -195,7 +191,7 @@ checked!(PositiveByteRate(ByteRate) as u64, |value| (value.0 == 0)
     .then(|| {
         "must be greater than 0B/s (to pass nothing at all, use kind = \"blackhole\")".into()
     }));
-checked!(Pct(PctText) as Percentile, |value| (!(value.0 > 0.0
+checked!(Pct(Percentile) as Percentile, |value| (!(value.0 > 0.0
     && value.0 <= 100.0))
     .then(|| {
         "must be above 0 and at most 100 (e.g. \"p50\", \"p99.9\" or \"max\")".into()
@@ -205,6 +201,14 @@ checked!(BodySize(Size) as u32, |value| match value.0 {
     bytes if bytes > MAX_BODY_BYTES => Some("must be at most 64KiB".into()),
     _ => None,
 });
+checked!(IntruderCount(u32) as u32, |value| {
+    (value > MAX_INTRUDERS_PER_KIND).then(|| format!(
+    "at most {MAX_INTRUDERS_PER_KIND} intruders of one kind (intruders probe the server's defences; a few of each kind is enough)"
+))
+});
+checked!(Attempts(u32) as u32, |value| (!(1..=MAX_ATTEMPTS)
+    .contains(&value))
+.then(|| format!("must be between 1 and {MAX_ATTEMPTS}")));
 checked!(DirName(String) as String, |value| dir_name_problem(&value));
 checked!(ImageName(String) as String, |value| (value.is_empty()
     || value.contains(char::is_whitespace))
@@ -303,7 +307,7 @@ pub(crate) struct ScenarioFile {
     #[serde(default)]
     pub expect: super::model::Expectations,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub intruders: Option<super::intruders::IntrudersFile>,
+    pub intruders: Option<super::intruders::Intruders>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<super::model::Stage>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -371,18 +375,12 @@ pub(crate) struct DistFile {
 
 impl From<DistFile> for DurationDist {
     fn from(file: DistFile) -> Self {
-        let get = |given: Option<Dur>| given.map_or(Duration::ZERO, |dur| dur.0);
+        let [value, min, max, mean] = [file.value, file.min, file.max, file.mean]
+            .map(|given| given.map_or(Duration::ZERO, |dur| dur.0));
         match file.dist {
-            DistName::Fixed => DurationDist::Fixed {
-                value: get(file.value),
-            },
-            DistName::Uniform => DurationDist::Uniform {
-                min: get(file.min),
-                max: get(file.max),
-            },
-            DistName::Exponential => DurationDist::Exponential {
-                mean: get(file.mean),
-            },
+            DistName::Fixed => DurationDist::Fixed { value },
+            DistName::Uniform => DurationDist::Uniform { min, max },
+            DistName::Exponential => DurationDist::Exponential { mean },
         }
     }
 }

@@ -36,10 +36,6 @@ use validate::Source;
 pub use error::ScenarioError;
 pub use intruders::{IntruderKind, Intruders};
 pub use model::*;
-pub use recovery_units::{
-    format_duration, format_percentile, format_rate, format_size, parse_duration, parse_percentile,
-    parse_rate, parse_size, UnitError,
-};
 pub use render::render_scenario;
 
 /// Reads and validates a scenario file; errors name the path as given.

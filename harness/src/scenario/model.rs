@@ -297,9 +297,7 @@ impl LatencyMetric {
     }
 }
 
-/// A percentile in (0, 100]; 100 means max.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Percentile(pub f64);
+pub use super::file::Percentile;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

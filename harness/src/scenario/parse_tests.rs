@@ -21,9 +21,11 @@ fn toml_files_in(dir: &Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn every_shipped_scenario_parses() {
     let mut paths = toml_files_in(&scenarios_dir());
-    let flaws = toml_files_in(&scenarios_dir().join("flaws"));
-    assert!(!flaws.is_empty(), "scenarios/flaws has no scenarios");
-    paths.extend(flaws);
+    for dir in ["flaws", "peers"] {
+        let more = toml_files_in(&scenarios_dir().join(dir));
+        assert!(!more.is_empty(), "scenarios/{dir} has no scenarios");
+        paths.extend(more);
+    }
     let names: Vec<_> = paths
         .iter()
         .map(|path| path.file_stem().unwrap().to_string_lossy().into_owned())

@@ -34,7 +34,8 @@ impl From<&Scenario> for ScenarioFile {
             expect: scenario.expect.clone(),
             stages: scenario.stages.clone(),
             faults: scenario.faults.iter().map(fault_file).collect(),
-            intruders: super::intruders::render(&scenario.intruders),
+            intruders: (scenario.intruders != Default::default())
+                .then(|| scenario.intruders.clone()),
         }
     }
 }
@@ -61,6 +62,7 @@ fn servers(servers: &ServersSpec, protocol: crate::client::protocol::Protocol) -
             command: Some(command),
             ..
         } => ServersFile {
+            protocol: Some(protocol),
             command: Some(command.argv.iter().cloned().map(CommandArg).collect()),
             instances: Some(Count(*count)),
             url: Some(CommandUrl(command.url.clone())),

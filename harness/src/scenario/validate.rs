@@ -147,6 +147,7 @@ impl Source<'_> {
 pub(crate) fn scenario(source: &Source, file: ScenarioFile) -> Result<Scenario, ScenarioError> {
     let duration = file.duration.0 .0;
     let ramp_up = file.ramp_up.map_or(Duration::ZERO, |text| text.0);
+    let traffic_end = ramp_up.saturating_add(duration);
     redis(source, &file.redis)?;
     let servers = servers(source, &file.servers)?;
     let population = file
@@ -161,7 +162,7 @@ pub(crate) fn scenario(source: &Source, file: ScenarioFile) -> Result<Scenario, 
     let traffic = file
         .traffic
         .ok_or_else(|| source.missing_table("traffic"))?;
-    stages(source, &file.stages, ramp_up.saturating_add(duration))?;
+    stages(source, &file.stages, traffic_end)?;
     let churn = match file.churn {
         None => Churn {
             enabled: false,
@@ -175,18 +176,14 @@ pub(crate) fn scenario(source: &Source, file: ScenarioFile) -> Result<Scenario, 
     };
     thresholds(source, &file.thresholds)?;
     let context = faults::FaultContext {
-        traffic_end: ramp_up.saturating_add(duration),
+        traffic_end,
         redis: &file.redis,
         servers: &servers,
         allow_lost_ack: file.expect.allow_lost_ack,
     };
     let protocol = file.servers.protocol.unwrap_or_default();
-    let intruders = super::intruders::intruders(
-        source,
-        file.intruders.as_ref(),
-        protocol,
-        ramp_up.saturating_add(duration),
-    )?;
+    let intruders = file.intruders.unwrap_or_default();
+    super::intruders::check(source, &intruders, protocol, traffic_end)?;
     Ok(Scenario {
         name: file.name.0,
         seed: file.seed,
@@ -226,83 +223,73 @@ fn redis(source: &Source, redis: &RedisSpec) -> Result<(), ScenarioError> {
     }
 }
 
+/// `[servers]`: reference servers (`spawn`), servers run by someone else
+/// (`targets`) or any server started per instance (`command`).
 fn servers(source: &Source, file: &ServersFile) -> Result<ServersSpec, ScenarioError> {
-    let interval =
-        |given: &Option<Positive>, default| given.as_ref().map_or(default, |text| text.0 .0);
-    if file.command.is_some() {
-        return command_servers(source, file);
+    let given = |text: &Option<Positive>, default| text.as_ref().map_or(default, |text| text.0 .0);
+    let (command, targets, spawn) = (&file.command, &file.targets, file.spawn.is_some());
+    if command.is_none() {
+        let (problem, hint) = (
+            "only applies to servers started with command",
+            "add command = [...], or remove it",
+        );
+        source.reject_keys("servers", &ServersFile::COMMAND_ONLY_KEYS, problem, hint)?;
     }
-    source.reject_keys(
-        "servers",
-        &ServersFile::COMMAND_ONLY_KEYS,
-        "only applies to servers started with command",
-        "add command = [...], or remove it",
-    )?;
-    let Some(targets) = &file.targets else {
+    let clash = match (command.is_some(), targets.is_some()) {
+        (true, true) => Some((
+            "servers.targets",
+            "command",
+            "command starts servers, targets names servers run by someone else: keep one",
+        )),
+        (true, false) if spawn => Some((
+            "servers.spawn",
+            "command",
+            "spawn counts reference servers; with command, write instances = N",
+        )),
+        (false, true) if spawn => Some((
+            "servers.targets",
+            "spawn",
+            "spawn starts reference servers, targets names servers run by someone else: keep one",
+        )),
+        _ => None,
+    };
+    if let Some((path, other, hint)) = clash {
+        let problem = format!("cannot be combined with {other}");
+        // `spawn` is pointed at by its key, as the one to remove.
+        let span = match path {
+            "servers.spawn" => source.find(path).map_or(0..0, |(key, _)| key),
+            _ => source.value_span(path),
+        };
+        return Err(source.error(span, path, problem, Some(hint.into())));
+    }
+    let spawn_only = match (command, targets) {
+        (Some(_), _) => Some((
+            "only applies to the reference server, not to command",
+            "put the server's own flags in command",
+        )),
+        (None, Some(_)) => Some((
+            "only applies to spawned servers, not to targets",
+            "remove it, or use spawn instead of targets",
+        )),
+        (None, None) => None,
+    };
+    if let Some((problem, hint)) = spawn_only {
+        source.reject_keys("servers", &ServersFile::SPAWN_ONLY_KEYS, problem, hint)?;
+    }
+    if let Some(targets) = targets {
+        return external_targets(source, targets);
+    }
+    let count = |given: &Option<Count>| given.as_ref().map_or(1, |count| count.0);
+    let Some(command) = command else {
         return Ok(ServersSpec::Spawn {
-            count: file.spawn.as_ref().map_or(1, |count| count.0),
-            sync_interval: interval(&file.sync_interval, DEFAULT_SYNC_INTERVAL),
-            heartbeat_interval: interval(&file.heartbeat_interval, DEFAULT_HEARTBEAT_INTERVAL),
+            count: count(&file.spawn),
+            sync_interval: given(&file.sync_interval, DEFAULT_SYNC_INTERVAL),
+            heartbeat_interval: given(&file.heartbeat_interval, DEFAULT_HEARTBEAT_INTERVAL),
             extra_args: file.extra_args.clone().unwrap_or_default(),
             command: None,
         });
     };
-    if file.spawn.is_some() {
-        let hint =
-            "spawn starts reference servers, targets names servers run by someone else: keep one";
-        return Err(source.fail(
-            "servers.targets",
-            "cannot be combined with spawn",
-            Some(hint.into()),
-        ));
-    }
-    source.reject_keys(
-        "servers",
-        &ServersFile::SPAWN_ONLY_KEYS,
-        "only applies to spawned servers, not to targets",
-        "remove it, or use spawn instead of targets",
-    )?;
-    if targets.is_empty() {
-        let hint = Some("e.g. targets = [\"ws://127.0.0.1:9000/ws\"]".into());
-        return Err(source.fail("servers.targets", "must list at least one server", hint));
-    }
-    let mut urls: Vec<String> = Vec::new();
-    for (index, WsUrl(text)) in targets.iter().enumerate() {
-        if urls.contains(text) {
-            let path = format!("servers.targets[{index}]");
-            return Err(source.fail(&path, format!("{text:?} is listed twice"), None));
-        }
-        urls.push(text.clone());
-    }
-    Ok(ServersSpec::External { targets: urls })
-}
-
-/// `[servers] command = [...]`: any server, spawned per instance.
-fn command_servers(source: &Source, file: &ServersFile) -> Result<ServersSpec, ScenarioError> {
-    if file.targets.is_some() {
-        let hint = "command starts servers, targets names servers run by someone else: keep one";
-        let problem = "cannot be combined with command";
-        return Err(source.fail("servers.targets", problem, Some(hint.into())));
-    }
-    if file.spawn.is_some() {
-        return Err(source.fail_key(
-            "servers.spawn",
-            "cannot be combined with command",
-            Some("spawn counts reference servers; with command, write instances = N".into()),
-        ));
-    }
-    source.reject_keys(
-        "servers",
-        &ServersFile::SPAWN_ONLY_KEYS,
-        "only applies to the reference server, not to command",
-        "put the server's own flags in command",
-    )?;
-    let argv: Vec<String> = file
-        .command
-        .iter()
-        .flatten()
-        .map(|arg| arg.0.clone())
-        .collect();
+    let argv: Vec<String> = command.iter().map(|arg| arg.0.clone()).collect();
     let Some(program) = argv.first() else {
         let hint =
             "e.g. command = [\"node\", \"peers/socketio/server.js\", \"--port\", \"{port}\"]";
@@ -311,27 +298,36 @@ fn command_servers(source: &Source, file: &ServersFile) -> Result<ServersSpec, S
     if program.trim().is_empty() {
         return Err(source.fail("servers.command[0]", "the program name is empty", None));
     }
+    let url = file.url.as_ref().map_or(DEFAULT_COMMAND_URL, |url| &url.0);
     Ok(ServersSpec::Spawn {
-        count: file.instances.as_ref().map_or(1, |count| count.0),
+        count: count(&file.instances),
         sync_interval: DEFAULT_SYNC_INTERVAL,
         heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
         extra_args: Vec::new(),
         command: Some(ServerCommand {
             argv,
-            url: file
-                .url
-                .as_ref()
-                .map_or(DEFAULT_COMMAND_URL.to_string(), |url| url.0.clone()),
+            url: url.to_string(),
             ready: match &file.ready_http {
                 None => ReadyProbe::Tcp,
                 Some(HttpPath(path)) => ReadyProbe::Http { path: path.clone() },
             },
-            ready_timeout: file
-                .ready_timeout
-                .as_ref()
-                .map_or(DEFAULT_READY_TIMEOUT, |text| text.0 .0),
+            ready_timeout: given(&file.ready_timeout, DEFAULT_READY_TIMEOUT),
         }),
     })
+}
+
+/// `targets`: at least one, none twice.
+fn external_targets(source: &Source, targets: &[WsUrl]) -> Result<ServersSpec, ScenarioError> {
+    if targets.is_empty() {
+        let hint = Some("e.g. targets = [\"ws://127.0.0.1:9000/ws\"]".into());
+        return Err(source.fail("servers.targets", "must list at least one server", hint));
+    }
+    let urls: Vec<String> = targets.iter().map(|url| url.0.clone()).collect();
+    if let Some(index) = (1..urls.len()).find(|&index| urls[..index].contains(&urls[index])) {
+        let problem = format!("{:?} is listed twice", urls[index]);
+        return Err(source.fail(&format!("servers.targets[{index}]"), problem, None));
+    }
+    Ok(ServersSpec::External { targets: urls })
 }
 
 /// `[[stages]]` run back to back from the run's start and must end by the
@@ -406,19 +402,14 @@ fn duration_dist(
 
 /// No two latency thresholds on one metric and percentile.
 fn thresholds(source: &Source, thresholds: &Thresholds) -> Result<(), ScenarioError> {
-    for (index, threshold) in thresholds.latency.iter().enumerate() {
-        let same = |seen: &&LatencyThreshold| {
-            seen.metric == threshold.metric && seen.percentile == threshold.percentile
-        };
-        if let Some(earlier) = thresholds.latency[..index]
-            .iter()
-            .position(|seen| same(&seen))
-        {
-            return Err(source.fail(
-                &format!("thresholds.latency[{index}]"),
-                format!("repeats the metric and percentile of thresholds.latency[{earlier}]"),
-                None,
-            ));
+    let latency = &thresholds.latency;
+    for (index, threshold) in latency.iter().enumerate() {
+        let key = (threshold.metric, threshold.percentile);
+        let same = |seen: &LatencyThreshold| (seen.metric, seen.percentile) == key;
+        if let Some(earlier) = latency[..index].iter().position(same) {
+            let problem =
+                format!("repeats the metric and percentile of thresholds.latency[{earlier}]");
+            return Err(source.fail(&format!("thresholds.latency[{index}]"), problem, None));
         }
     }
     Ok(())

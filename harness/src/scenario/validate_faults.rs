@@ -38,35 +38,17 @@ pub(crate) fn fault_keys_hint(kind: &str) -> Option<String> {
     ))
 }
 
-/// What a fault acts on; two faults on one target must not overlap.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Target {
-    Redis,
-    Server(u32),
-    Link(Link),
-    /// The harness's own simulated clients (reconnect storms).
-    Clients,
-}
-
-impl Target {
-    fn of(kind: &FaultKind) -> Target {
-        match kind {
-            FaultKind::ServerKill { server } | FaultKind::ServerRestart { server } => {
-                Target::Server(*server)
-            }
-            FaultKind::ReconnectStorm { .. } => Target::Clients,
-            _ => kind.link().map_or(Target::Redis, Target::Link),
+/// What a fault acts on, as named in errors; two faults on one target
+/// must not overlap.
+fn target(kind: &FaultKind) -> String {
+    match kind {
+        FaultKind::ServerKill { server } | FaultKind::ServerRestart { server } => {
+            format!("server {server}")
         }
-    }
-
-    fn describe(self) -> String {
-        match self {
-            Target::Redis => "Redis".to_string(),
-            Target::Server(index) => format!("server {index}"),
-            Target::Link(Link::Clients) => "the clients link".to_string(),
-            Target::Link(Link::Redis) => "the redis link".to_string(),
-            Target::Clients => "the clients".to_string(),
-        }
+        FaultKind::ReconnectStorm { .. } => "the clients".into(),
+        _ => kind.link().map_or("Redis".into(), |link| {
+            format!("the {} link", crate::scenario::variant_name(link))
+        }),
     }
 }
 
@@ -94,15 +76,15 @@ pub(super) fn faults(
     items: &[FaultFile],
     context: &FaultContext,
 ) -> Result<Vec<FaultSpec>, ScenarioError> {
-    let mut parsed: Vec<(FaultSpec, Target)> = Vec::with_capacity(items.len());
+    let mut parsed: Vec<(FaultSpec, String)> = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         let path = format!("faults[{index}]");
         let spec = fault(source, &path, item, context)?;
-        let target = Target::of(&spec.kind);
+        let on = target(&spec.kind);
         let (start, end) = window(&spec);
         let clash = parsed.iter().position(|(earlier, earlier_target)| {
             let (earlier_start, earlier_end) = window(earlier);
-            *earlier_target == target && start < earlier_end && earlier_start < end
+            *earlier_target == on && start < earlier_end && earlier_start < end
         });
         if let Some(earlier) = clash {
             return Err(source.fail(
@@ -111,7 +93,7 @@ pub(super) fn faults(
                     "{} overlaps faults[{earlier}] ({}), both on {}",
                     describe(&spec),
                     describe(&parsed[earlier].0),
-                    target.describe()
+                    on
                 ),
                 Some(
                     "faults on one target must not overlap in time: start one after the other ends"
@@ -119,7 +101,7 @@ pub(super) fn faults(
                 ),
             ));
         }
-        parsed.push((spec, target));
+        parsed.push((spec, on));
     }
     let mut specs: Vec<FaultSpec> = parsed.into_iter().map(|(spec, _)| spec).collect();
     specs.sort_by_key(|spec| spec.at);
@@ -135,11 +117,32 @@ fn fault(
     let kind = file.kind;
     let (name, keys) = (variant_name(kind), source.keys(path));
     let key_path = |key: &str| format!("{path}.{key}");
+    let fail = |key: &str, problem: String, hint: &str| {
+        let hint = (!hint.is_empty()).then(|| hint.to_string());
+        Err(source.fail(&key_path(key), problem, hint))
+    };
     if let Some(key) = keys.iter().find(|key| !kind.keys().contains(key)) {
         let problem = format!("does not apply to kind = {name:?}");
         return Err(source.fail_key(&key_path(key), problem, fault_keys_hint(name)));
     }
-    check_controllable(source, &key_path("kind"), kind, context)?;
+    // Whether the harness controls what this kind of fault acts on.
+    let external = matches!(context.servers, ServersSpec::External { .. });
+    let uncontrolled = match kind {
+        FaultName::RedisRestart | FaultName::RedisPause | FaultName::RedisWipe
+            if context.redis.provider == RedisProviderChoice::Url => Some((
+            "redis faults need a Redis the harness starts (testcontainers or local), not a given URL",
+            "set redis.provider = \"testcontainers\" or \"local\" (or \"auto\")",
+        )),
+        FaultName::ServerKill | FaultName::ServerRestart if external => Some((
+            "server faults need spawned reference servers",
+            "servers.targets are run by someone else: use [servers] spawn \
+             (or command, for your own server) instead",
+        )),
+        _ => None,
+    };
+    if let Some((problem, hint)) = uncontrolled {
+        return fail("kind", problem.into(), hint);
+    }
     // A reset is instant; a storm's duration is the window its sockets
     // come back in (0: all at once).
     let instant = matches!(kind, FaultName::Reset | FaultName::ReconnectStorm);
@@ -154,25 +157,21 @@ fn fault(
     let duration_of = |given: Option<Dur>| given.map_or(Duration::ZERO, |text| text.0);
     let (at, duration) = (duration_of(file.at), duration_of(file.duration));
     if at >= context.traffic_end {
-        return Err(source.fail(
-            &key_path("at"),
-            format!(
-                "starts at {}, when traffic has ended (ramp_up + duration = {})",
-                format_duration(at),
-                format_duration(context.traffic_end)
-            ),
-            Some("a fault must start while traffic runs; the drain comes after (a fault may last into the drain)".into()),
-        ));
+        let (at, end) = (format_duration(at), format_duration(context.traffic_end));
+        let problem =
+            format!("starts at {at}, when traffic has ended (ramp_up + duration = {end})");
+        return fail("at", problem, "a fault must start while traffic runs; the drain comes after (a fault may last into the drain)");
     }
     if kind == FaultName::Reset && !duration.is_zero() {
-        return Err(source.fail(
-            &key_path("duration"),
-            "a reset is instant: its duration must be \"0s\"",
-            Some("remove duration (it defaults to \"0s\")".into()),
-        ));
+        let problem = "a reset is instant: its duration must be \"0s\"".into();
+        return fail(
+            "duration",
+            problem,
+            "remove duration (it defaults to \"0s\")",
+        );
     }
     if !instant && duration.is_zero() {
-        return Err(source.fail(&key_path("duration"), "must be greater than 0s", None));
+        return fail("duration", "must be greater than 0s".into(), "");
     }
     let (server, link) = (file.server.unwrap_or(0), file.link.unwrap_or(Link::Clients));
     let latency = file
@@ -202,26 +201,40 @@ fn fault(
             drop: file.drop.unwrap_or(StormDrop::Abrupt),
         },
     };
-    if let FaultKind::ServerKill { .. } | FaultKind::ServerRestart { .. } = kind {
-        server_index(source, &key_path("server"), server, context)?;
+    if let (
+        FaultKind::ServerKill { .. } | FaultKind::ServerRestart { .. },
+        ServersSpec::Spawn { count, command, .. },
+    ) = (&kind, context.servers)
+    {
+        let key = if command.is_some() {
+            "instances"
+        } else {
+            "spawn"
+        };
+        if server >= *count {
+            let problem = format!("there is no server {server} (servers.{key} = {count})");
+            let hint = format!(
+                "servers are numbered from 0: use 0..={}",
+                count.saturating_sub(1)
+            );
+            return fail("server", problem, &hint);
+        }
     }
-    if kind.link() == Some(Link::Redis) && matches!(context.servers, ServersSpec::External { .. }) {
-        return Err(source.fail(
-            &key_path("link"),
-            "link = \"redis\" needs spawned servers",
-            Some(
-                "the harness proxies the spawned servers' Redis connection; \
-                 it cannot reach the Redis connection of servers.targets"
-                    .into(),
-            ),
-        ));
+    if kind.link() == Some(Link::Redis) && external {
+        return fail(
+            "link",
+            "link = \"redis\" needs spawned servers".into(),
+            "the harness proxies the spawned servers' Redis connection; \
+                 it cannot reach the Redis connection of servers.targets",
+        );
     }
     if jitter > latency {
-        return Err(source.fail(
-            &key_path("jitter"),
-            format!("is more than latency ({})", format_duration(latency)),
-            Some("each packet is delayed by latency ± jitter, which must not go below 0".into()),
-        ));
+        let problem = format!("is more than latency ({})", format_duration(latency));
+        return fail(
+            "jitter",
+            problem,
+            "each packet is delayed by latency ± jitter, which must not go below 0",
+        );
     }
     let destroys_acked = match file.kind {
         FaultName::RedisWipe => Some("redis_wipe deletes acked messages"),
@@ -231,73 +244,11 @@ fn fault(
         _ => None,
     };
     if let (Some(problem), false) = (destroys_acked, context.allow_lost_ack) {
-        return Err(source.fail(
-            &key_path("kind"),
-            problem,
-            Some("this scenario destroys acked messages on purpose; set [expect] lost_ack = \"allowed\"".into()),
-        ));
+        return fail(
+            "kind",
+            problem.into(),
+            "this scenario destroys acked messages on purpose; set [expect] lost_ack = \"allowed\"",
+        );
     }
     Ok(FaultSpec { kind, at, duration })
-}
-
-/// Whether the harness controls what this kind of fault acts on.
-fn check_controllable(
-    source: &Source,
-    kind_path: &str,
-    kind: FaultName,
-    context: &FaultContext,
-) -> Result<(), ScenarioError> {
-    let is_redis = matches!(
-        kind,
-        FaultName::RedisRestart | FaultName::RedisPause | FaultName::RedisWipe
-    );
-    if is_redis && context.redis.provider == RedisProviderChoice::Url {
-        return Err(source.fail(
-            kind_path,
-            "redis faults need a Redis the harness starts (testcontainers or local), not a given URL",
-            Some("set redis.provider = \"testcontainers\" or \"local\" (or \"auto\")".into()),
-        ));
-    }
-    let is_server = matches!(kind, FaultName::ServerKill | FaultName::ServerRestart);
-    if is_server && matches!(context.servers, ServersSpec::External { .. }) {
-        return Err(source.fail(
-            kind_path,
-            "server faults need spawned reference servers",
-            Some(
-                "servers.targets are run by someone else: use [servers] spawn \
-                 (or command, for your own server) instead"
-                    .into(),
-            ),
-        ));
-    }
-    Ok(())
-}
-
-fn server_index(
-    source: &Source,
-    path: &str,
-    index: u32,
-    context: &FaultContext,
-) -> Result<(), ScenarioError> {
-    // External servers were rejected in `check_controllable`.
-    let (spawned, key) = match context.servers {
-        ServersSpec::Spawn {
-            count,
-            command: None,
-            ..
-        } => (*count, "spawn"),
-        ServersSpec::Spawn { count, .. } => (*count, "instances"),
-        ServersSpec::External { .. } => (0, "spawn"),
-    };
-    if index >= spawned {
-        return Err(source.fail(
-            path,
-            format!("there is no server {index} (servers.{key} = {spawned})"),
-            Some(format!(
-                "servers are numbered from 0: use 0..={}",
-                spawned.saturating_sub(1)
-            )),
-        ));
-    }
-    Ok(())
 }
