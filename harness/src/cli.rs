@@ -103,6 +103,23 @@ pub enum Command {
         /// the system's roots (a private CA, or a self-signed certificate).
         #[arg(long, value_name = "PEM_FILE")]
         ca: Option<PathBuf>,
+        #[command(flatten)]
+        sharding: Box<ShardArgs>,
+    },
+    /// Merge the shard directories of a sharded run (`run --shard I/N`),
+    /// read the message log back once, check, and write the run's report
+    /// directory. Exit codes as for `run`.
+    Merge {
+        /// Shard directories, one per shard 0..N (e.g. reports/smoke-7-shard-*).
+        #[arg(required = true, value_name = "SHARD_DIR")]
+        shard_dirs: Vec<PathBuf>,
+        /// The run directory to write.
+        #[arg(long, value_name = "RUN_DIR")]
+        out: PathBuf,
+        /// Read the message log from this Redis instead of the one the
+        /// shards recorded.
+        #[arg(long, value_name = "URL")]
+        redis_url: Option<String>,
     },
     /// Print an HS256 token for a user (`sub`) and the conversations it
     /// may join, e.g. for --token-command or for trying a server by hand.
@@ -143,6 +160,7 @@ pub async fn main_with_args(cli: Cli) -> u8 {
             jwt_secret,
             token_command,
             ca,
+            sharding,
         } => {
             let flaw_args = inject_flaws
                 .iter()
@@ -165,7 +183,29 @@ pub async fn main_with_args(cli: Cli) -> u8 {
                 },
                 ca,
             };
-            run(&scenario, options).await
+            match sharding.shard {
+                Some(spec) => run_shard(&scenario, options, spec, *sharding).await,
+                None => run(&scenario, options).await,
+            }
+        }
+        Command::Merge {
+            shard_dirs,
+            out,
+            redis_url,
+        } => {
+            let options = crate::shard::MergeOptions {
+                shard_dirs,
+                out,
+                redis_url,
+            };
+            match crate::shard::merge(options).await {
+                Ok(outcome) => {
+                    println!("{}", report::render_console_table(&outcome.summary));
+                    println!("report: {}", outcome.run_dir.join("report.html").display());
+                    outcome.exit_code
+                }
+                Err(err) => fail(&err),
+            }
         }
         Command::Token {
             jwt_secret,
@@ -217,6 +257,28 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 
 fn parse_target(text: &str) -> Result<url::Url, crate::target::TargetError> {
     crate::target::parse_ws_target(text)
+}
+
+/// `harness run --shard`: play one shard of a run (docs/distributed.md).
+#[derive(Debug, clap::Args)]
+pub struct ShardArgs {
+    /// Play only shard I of N (devices split by the seed) against --target
+    /// servers and their --redis-url, and write the shard directory
+    /// OUT/RUN_ID-shard-I-of-N without checking; `harness merge` checks.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<crate::shard::ShardSpec>,
+    /// The run's time origin (unix milliseconds), the same for every
+    /// shard. Without it the shards agree on one through Redis once all N
+    /// are up.
+    #[arg(long, value_name = "UNIX_MS", requires = "shard")]
+    pub start_at: Option<u64>,
+    /// Names the run among runs with the same scenario and seed (Redis
+    /// keys, shard directory names); default SCENARIO-SEED.
+    #[arg(long, value_name = "ID", requires = "shard")]
+    pub run_id: Option<String>,
+    /// How long a shard waits for the others to come up.
+    #[arg(long, default_value = "10m", value_parser = parse_duration, requires = "shard")]
+    pub wait_for_shards: std::time::Duration,
 }
 
 /// `harness run` flags besides the scenario.
@@ -286,6 +348,48 @@ async fn run(scenario_path: &Path, args: RunArgs) -> u8 {
             println!("{}", report::render_console_table(&outcome.summary));
             println!("report: {}", outcome.run_dir.join("report.html").display());
             outcome.exit_code
+        }
+        Err(err) => fail(&err),
+    }
+}
+
+/// `harness run --shard I/N`: writes the shard directory; exit 0 when it
+/// is written (the verdict comes from `harness merge`).
+async fn run_shard(
+    scenario_path: &Path,
+    args: RunArgs,
+    spec: crate::shard::ShardSpec,
+    sharding: ShardArgs,
+) -> u8 {
+    let scenario = match load_scenario(scenario_path) {
+        Ok(scenario) => scenario,
+        Err(err) => return fail(&err),
+    };
+    let options = RunOptions {
+        scenario,
+        targets: Some(args.targets),
+        redis_url: args.redis_url,
+        out_root: args.out,
+        seed: args.seed,
+        // Shards never spawn servers.
+        launcher: Launcher::InProcess,
+        progress: !args.quiet,
+        extra_server_args: args.extra_server_args,
+        metrics_listen: args.metrics_listen,
+        credentials: args.credentials,
+        ca: args.ca,
+    };
+    let shard = crate::shard::ShardRunOptions {
+        run: options,
+        spec,
+        start_at_unix_ms: sharding.start_at,
+        run_id: sharding.run_id,
+        wait_for_shards: sharding.wait_for_shards,
+    };
+    match crate::shard::play_shard(shard).await {
+        Ok(dir) => {
+            println!("shard directory: {}", dir.display());
+            0
         }
         Err(err) => fail(&err),
     }
