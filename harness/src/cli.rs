@@ -185,7 +185,7 @@ pub async fn main_with_args(cli: Cli) -> u8 {
             };
             match sharding.shard {
                 Some(spec) => run_shard(&scenario, options, spec, *sharding).await,
-                None => run(&scenario, options).await,
+                None => run(&scenario, options, sharding.workers).await,
             }
         }
         Command::Merge {
@@ -279,6 +279,12 @@ pub struct ShardArgs {
     /// How long a shard waits for the others to come up.
     #[arg(long, default_value = "10m", value_parser = parse_duration, requires = "shard")]
     pub wait_for_shards: std::time::Duration,
+    /// Play the run as N local worker processes (each a --shard of this
+    /// run, same seed, one time origin), merged at the end. Default: as
+    /// many as keep every process under its open-files limit (1 for most
+    /// scenarios).
+    #[arg(long, value_name = "N", conflicts_with = "shard", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub workers: Option<u32>,
 }
 
 /// `harness run` flags besides the scenario.
@@ -294,7 +300,7 @@ struct RunArgs {
     ca: Option<PathBuf>,
 }
 
-async fn run(scenario_path: &Path, args: RunArgs) -> u8 {
+async fn run(scenario_path: &Path, args: RunArgs, workers: Option<u32>) -> u8 {
     let RunArgs {
         targets,
         redis_url,
@@ -326,6 +332,16 @@ async fn run(scenario_path: &Path, args: RunArgs) -> u8 {
             ))
         }
     };
+    let workers = workers.unwrap_or_else(|| {
+        crate::shard::local::workers_needed(
+            scenario.population.total_sockets(),
+            crate::shard::local::open_files_limit().unwrap_or(20_000),
+        )
+    });
+    let program = match &launcher {
+        Launcher::Process { program, .. } => program.clone(),
+        Launcher::InProcess => PathBuf::from("harness"),
+    };
     let options = RunOptions {
         scenario,
         targets: if targets.is_empty() {
@@ -343,7 +359,14 @@ async fn run(scenario_path: &Path, args: RunArgs) -> u8 {
         credentials,
         ca,
     };
-    match runner::run(options).await {
+    let outcome = if workers > 1 {
+        crate::shard::local::run_with_workers(options, scenario_path, workers, &program)
+            .await
+            .map_err(|err| err.to_string())
+    } else {
+        runner::run(options).await.map_err(|err| err.to_string())
+    };
+    match outcome {
         Ok(outcome) => {
             println!("{}", report::render_console_table(&outcome.summary));
             println!("report: {}", outcome.run_dir.join("report.html").display());

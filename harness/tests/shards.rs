@@ -202,3 +202,49 @@ fn a_flaw_is_caught_by_the_sharded_run() {
         "expected lost or skip, got {kinds:?}"
     );
 }
+
+/// `harness run --workers 3`: the run spawns its own servers (with the
+/// flaw), plays as three local worker processes through the --shard path,
+/// merges them, and catches the flaw like a single process would.
+#[test]
+fn local_workers_take_the_sharded_path_and_catch_a_flaw() {
+    let _turn = one_at_a_time();
+    let seed = seed("local_workers_take_the_sharded_path_and_catch_a_flaw");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runs = dir.path().join("runs");
+    let seed_arg = seed.to_string();
+    let finished = harness(&[
+        "run",
+        "scenarios/flaws/multi-conversation.toml",
+        "--workers",
+        "3",
+        "--inject-flaw",
+        "cursor-per-device",
+        "--seed",
+        &seed_arg,
+        "--out",
+        runs.to_str().expect("a UTF-8 path"),
+        "--quiet",
+    ]);
+    let run = run_dir(&runs);
+    let merged = summary(&run);
+    assert_eq!(
+        merged["verdict"], "invalid",
+        "cursor-per-device not caught by 3 workers (seed {seed})"
+    );
+    assert_eq!(finished.code, 1);
+    let kinds = violation_kinds(&merged);
+    assert!(
+        kinds.iter().any(|k| k == "lost" || k == "skip"),
+        "expected lost or skip, got {kinds:?}"
+    );
+    let shards: Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("shards.json")).expect("shards.json"),
+    )
+    .expect("JSON");
+    assert_eq!(
+        shards.as_array().map(Vec::len),
+        Some(3),
+        "three workers merged"
+    );
+}

@@ -136,7 +136,7 @@ pub(crate) fn unix_ms() -> u64 {
 }
 
 /// `20261201-141804-smoke`: UTC start time, then the scenario name.
-fn run_dir_name(scenario: &str) -> String {
+pub(crate) fn run_dir_name(scenario: &str) -> String {
     format!("{}-{scenario}", chrono::Utc::now().format("%Y%m%d-%H%M%S"))
 }
 

@@ -11,6 +11,8 @@
 //!   servers and writes its shard directory, without checking.
 //! - [`merge`]: `harness merge DIR... --out RUN_DIR`: merges the shard
 //!   directories, reads the message log back once, checks once, reports.
+//! - [`local`]: `harness run` as local worker processes (each a `--shard`)
+//!   when one process would pass its open-files limit, then the merge.
 //!
 //! Why the split is by device, not by socket: a device's sockets share
 //! its cursor and its resume state, so one process must own all of them.
@@ -19,6 +21,7 @@
 //! origin (a wall-clock instant), so it holds up to the clock skew
 //! between machines.
 
+pub mod local;
 pub mod merge;
 pub mod play;
 pub mod sync;
