@@ -28,7 +28,9 @@ pub fn open_files_limit() -> Option<u64> {
 /// How many worker processes a scenario needs so that none passes
 /// `open_files` (1: one process is enough).
 pub fn workers_needed(total_sockets: u64, open_files: u64) -> u32 {
-    let per_worker = open_files.saturating_sub(FDS_RESERVED).max(1);
+    // A small limit keeps a quarter for the rest rather than everything.
+    let reserved = FDS_RESERVED.min(open_files / 4);
+    let per_worker = open_files.saturating_sub(reserved).max(1);
     total_sockets.div_ceil(per_worker).max(1) as u32
 }
 
@@ -218,5 +220,6 @@ mod tests {
         assert_eq!(workers_needed(50_000, 20_000), 3);
         assert_eq!(workers_needed(100_000, 20_000), 6);
         assert_eq!(workers_needed(10, 500), 1);
+        assert_eq!(workers_needed(1_000, 1_024), 2);
     }
 }
