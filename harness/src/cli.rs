@@ -106,6 +106,23 @@ pub enum Command {
         /// the system's roots (a private CA, or a self-signed certificate).
         #[arg(long, value_name = "PEM_FILE")]
         ca: Option<PathBuf>,
+        #[command(flatten)]
+        sharding: Box<ShardArgs>,
+    },
+    /// Merge the shard directories of a sharded run (`run --shard I/N`),
+    /// read the message log back once, check, and write the run's report
+    /// directory. Exit codes as for `run`.
+    Merge {
+        /// Shard directories, one per shard 0..N (e.g. reports/smoke-7-shard-*).
+        #[arg(required = true, value_name = "SHARD_DIR")]
+        shard_dirs: Vec<PathBuf>,
+        /// The run directory to write.
+        #[arg(long, value_name = "RUN_DIR")]
+        out: PathBuf,
+        /// Read the message log from this Redis instead of the one the
+        /// shards recorded.
+        #[arg(long, value_name = "URL")]
+        redis_url: Option<String>,
     },
     /// Print an HS256 token for a user (`sub`) and the conversations it
     /// may join, e.g. for --token-command or for trying a server by hand.
@@ -146,6 +163,7 @@ pub async fn main_with_args(cli: Cli) -> u8 {
             jwt_secret,
             token_command,
             ca,
+            sharding,
         } => {
             let flaw_args = inject_flaws
                 .iter()
@@ -168,7 +186,29 @@ pub async fn main_with_args(cli: Cli) -> u8 {
                 },
                 ca,
             };
-            run(&scenario, options).await
+            match sharding.shard {
+                Some(spec) => run_shard(&scenario, options, spec, *sharding).await,
+                None => run(&scenario, options, sharding.workers).await,
+            }
+        }
+        Command::Merge {
+            shard_dirs,
+            out,
+            redis_url,
+        } => {
+            let options = crate::shard::MergeOptions {
+                shard_dirs,
+                out,
+                redis_url,
+            };
+            match crate::shard::merge(options).await {
+                Ok(outcome) => {
+                    println!("{}", report::render_console_table(&outcome.summary));
+                    println!("report: {}", outcome.run_dir.join("report.html").display());
+                    outcome.exit_code
+                }
+                Err(err) => fail(&err),
+            }
         }
         Command::Token {
             jwt_secret,
@@ -222,6 +262,34 @@ fn parse_target(text: &str) -> Result<url::Url, crate::target::TargetError> {
     crate::target::parse_ws_target(text)
 }
 
+/// `harness run --shard`: play one shard of a run (docs/distributed.md).
+#[derive(Debug, clap::Args)]
+pub struct ShardArgs {
+    /// Play only shard I of N (devices split by the seed) against --target
+    /// servers and their --redis-url, and write the shard directory
+    /// OUT/RUN_ID-shard-I-of-N without checking; `harness merge` checks.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<crate::shard::ShardSpec>,
+    /// The run's time origin (unix milliseconds), the same for every
+    /// shard. Without it the shards agree on one through Redis once all N
+    /// are up.
+    #[arg(long, value_name = "UNIX_MS", requires = "shard")]
+    pub start_at: Option<u64>,
+    /// Names the run among runs with the same scenario and seed (Redis
+    /// keys, shard directory names); default SCENARIO-SEED.
+    #[arg(long, value_name = "ID", requires = "shard")]
+    pub run_id: Option<String>,
+    /// How long a shard waits for the others to come up.
+    #[arg(long, default_value = "10m", value_parser = parse_duration, requires = "shard")]
+    pub wait_for_shards: std::time::Duration,
+    /// Play the run as N local worker processes (each a --shard of this
+    /// run, same seed, one time origin), merged at the end. Default: as
+    /// many as keep every process under its open-files limit (1 for most
+    /// scenarios).
+    #[arg(long, value_name = "N", conflicts_with = "shard", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub workers: Option<u32>,
+}
+
 /// `harness run` flags besides the scenario.
 struct RunArgs {
     targets: Vec<String>,
@@ -235,7 +303,7 @@ struct RunArgs {
     ca: Option<PathBuf>,
 }
 
-async fn run(scenario_path: &Path, args: RunArgs) -> u8 {
+async fn run(scenario_path: &Path, args: RunArgs, workers: Option<u32>) -> u8 {
     let RunArgs {
         targets,
         redis_url,
@@ -267,6 +335,16 @@ async fn run(scenario_path: &Path, args: RunArgs) -> u8 {
             ))
         }
     };
+    let workers = workers.unwrap_or_else(|| {
+        crate::shard::local::workers_needed(
+            scenario.population.total_sockets(),
+            crate::shard::local::open_files_limit().unwrap_or(20_000),
+        )
+    });
+    let program = match &launcher {
+        Launcher::Process { program, .. } => program.clone(),
+        Launcher::InProcess => PathBuf::from("harness"),
+    };
     let options = RunOptions {
         scenario,
         targets: if targets.is_empty() {
@@ -287,15 +365,74 @@ async fn run(scenario_path: &Path, args: RunArgs) -> u8 {
     // Ctrl-C or SIGTERM stops the run and everything it started; without
     // this a signal would end the process and leave servers and Redis
     // running.
-    match runner::run_until(options, interrupted()).await {
-        Err(err @ runner::RunError::Interrupted(_)) => {
-            eprintln!("harness: {err}");
-            EXIT_INTERRUPTED
+    let outcome = if workers > 1 {
+        tokio::select! {
+            outcome = crate::shard::local::run_with_workers(options, scenario_path, workers, &program) => {
+                outcome.map_err(|err| err.to_string())
+            }
+            reason = interrupted() => {
+                // Dropping the workers' future kills the workers (kill on
+                // drop) and drops the servers and Redis it owns.
+                eprintln!("harness: {}", runner::RunError::Interrupted(reason));
+                return EXIT_INTERRUPTED;
+            }
         }
+    } else {
+        match runner::run_until(options, interrupted()).await {
+            Err(err @ runner::RunError::Interrupted(_)) => {
+                eprintln!("harness: {err}");
+                return EXIT_INTERRUPTED;
+            }
+            other => other.map_err(|err| err.to_string()),
+        }
+    };
+    match outcome {
         Ok(outcome) => {
             println!("{}", report::render_console_table(&outcome.summary));
             println!("report: {}", outcome.run_dir.join("report.html").display());
             outcome.exit_code
+        }
+        Err(err) => fail(&err),
+    }
+}
+
+/// `harness run --shard I/N`: writes the shard directory; exit 0 when it
+/// is written (the verdict comes from `harness merge`).
+async fn run_shard(
+    scenario_path: &Path,
+    args: RunArgs,
+    spec: crate::shard::ShardSpec,
+    sharding: ShardArgs,
+) -> u8 {
+    let scenario = match load_scenario(scenario_path) {
+        Ok(scenario) => scenario,
+        Err(err) => return fail(&err),
+    };
+    let options = RunOptions {
+        scenario,
+        targets: Some(args.targets),
+        redis_url: args.redis_url,
+        out_root: args.out,
+        seed: args.seed,
+        // Shards never spawn servers.
+        launcher: Launcher::InProcess,
+        progress: !args.quiet,
+        extra_server_args: args.extra_server_args,
+        metrics_listen: args.metrics_listen,
+        credentials: args.credentials,
+        ca: args.ca,
+    };
+    let shard = crate::shard::ShardRunOptions {
+        run: options,
+        spec,
+        start_at_unix_ms: sharding.start_at,
+        run_id: sharding.run_id,
+        wait_for_shards: sharding.wait_for_shards,
+    };
+    match crate::shard::play_shard(shard).await {
+        Ok(dir) => {
+            println!("shard directory: {}", dir.display());
+            0
         }
         Err(err) => fail(&err),
     }

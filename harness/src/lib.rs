@@ -17,6 +17,8 @@
 //!   to get in during a run (`[intruders]`); the checker calls what they
 //!   got a `leak`.
 //! - [`tls`]: the rustls client configuration for `wss://` targets.
+//! - [`shard`]: sharded runs: `run --shard I/N` plays a share of the
+//!   devices and writes a shard directory; `merge` checks them as one run.
 //! - [`proxy`]: loopback TCP proxy injecting latency, bandwidth limits,
 //!   partitions and resets between clients, servers and Redis.
 
@@ -30,5 +32,6 @@ pub mod proxy;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod shard;
 pub mod target;
 pub mod tls;

@@ -48,6 +48,25 @@ impl RunClock {
         }
     }
 
+    /// A clock whose origin is the wall-clock instant `start_at_unix_ms`
+    /// (past or future): shards on several machines that share this
+    /// instant stamp their events on one time line, so a send due on one
+    /// shard and its delivery on another give a meaningful latency (up to
+    /// the machines' clock skew). Before the origin, `now_us` reads 0.
+    pub fn at_unix_ms(start_at_unix_ms: u64) -> RunClock {
+        let now = Instant::now();
+        let now_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let origin = if start_at_unix_ms >= now_unix_ms {
+            now + Duration::from_millis(start_at_unix_ms - now_unix_ms)
+        } else {
+            now.checked_sub(Duration::from_millis(now_unix_ms - start_at_unix_ms))
+                .unwrap_or(now)
+        };
+        RunClock { origin }
+    }
+
     pub fn now_us(&self) -> u64 {
         self.origin.elapsed().as_micros() as u64
     }

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use rand::rngs::StdRng;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::Instant;
@@ -33,8 +33,38 @@ pub fn make_body(client_msg_id: Uuid, bytes: usize) -> String {
     body
 }
 
+/// Which sends of the run's schedule this process places: all of them,
+/// or (a shard) those whose id falls in its share. Every shard draws the
+/// whole schedule (same times, same ids) and keeps its own part, so the
+/// shards together send exactly what one process would.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScheduleShare {
+    /// This shard's part of [0, 1): its sockets' share of the run's,
+    /// after the shards before it.
+    pub from: f64,
+    pub to: f64,
+}
+
+impl ScheduleShare {
+    pub const ALL: ScheduleShare = ScheduleShare { from: 0.0, to: 1.0 };
+
+    /// Whether the send with this id is this process's: the id's last
+    /// 48 bits (random; the version and variant bits sit before them) as
+    /// a point in [0, 1).
+    pub fn keeps(&self, client_msg_id: Uuid) -> bool {
+        const RANDOM_BITS: u32 = 48;
+        let random = client_msg_id.as_u128() & ((1u128 << RANDOM_BITS) - 1);
+        let point = random as f64 / 2f64.powi(RANDOM_BITS as i32);
+        self.from <= point && point < self.to
+    }
+}
+
 /// Runs until `until` (run clock, µs) or until the phase leaves Running.
-/// Returns how many orders were placed.
+/// Returns how many orders were placed (plus skipped: this process's
+/// part of the schedule). Times, thinning and ids come from `rng`; the
+/// socket picks from their own stream, so the schedule does not depend
+/// on which sockets happen to be online.
+#[allow(clippy::too_many_arguments)] // each is one setting of the schedule
 pub async fn run_scheduler(
     ctx: Arc<ClientContext>,
     orders: Vec<mpsc::Sender<SendOrder>>,
@@ -43,11 +73,13 @@ pub async fn run_scheduler(
     start_us: u64,
     until_us: u64,
     mut rng: StdRng,
+    share: ScheduleShare,
 ) -> u64 {
     let max_rate_per_s = shape.max_send_rate();
     if max_rate_per_s <= 0.0 || orders.is_empty() {
         return 0;
     }
+    let mut pick_rng = StdRng::seed_from_u64(rng.random());
     let mean_gap_s = 1.0 / max_rate_per_s;
     let mut due_us = start_us;
     let mut placed = 0u64;
@@ -70,6 +102,9 @@ pub async fn run_scheduler(
             _ = phase.wait_for(|p| *p != Phase::Running) => return placed,
         }
         let client_msg_id = uuid::Builder::from_random_bytes(rng.random()).into_uuid();
+        if !share.keeps(client_msg_id) {
+            continue;
+        }
         let order = SendOrder {
             client_msg_id,
             body: make_body(client_msg_id, body_bytes),
@@ -78,7 +113,7 @@ pub async fn run_scheduler(
         let mut unplaced = Some(order);
         let mut saw_online = false;
         for _ in 0..PICK_TRIES {
-            let index = rng.random_range(0..orders.len());
+            let index = pick_rng.random_range(0..orders.len());
             if !ctx.online[index].load(Ordering::Relaxed) {
                 continue;
             }
@@ -113,5 +148,30 @@ mod tests {
         assert_eq!(make_body(id, 5).len(), 5);
         assert_eq!(make_body(id, 64).len(), 64);
         assert!(make_body(id, 64).starts_with(&id.simple().to_string()));
+    }
+
+    #[test]
+    fn shares_split_the_schedule_exactly() {
+        let shares = [
+            ScheduleShare {
+                from: 0.0,
+                to: 0.25,
+            },
+            ScheduleShare {
+                from: 0.25,
+                to: 0.7,
+            },
+            ScheduleShare { from: 0.7, to: 1.0 },
+        ];
+        let mut per_share = [0usize; 3];
+        for _ in 0..3000 {
+            let id = Uuid::new_v4();
+            let keepers: Vec<usize> = (0..3).filter(|&s| shares[s].keeps(id)).collect();
+            assert_eq!(keepers.len(), 1, "{id} kept by {keepers:?}");
+            per_share[keepers[0]] += 1;
+            assert!(ScheduleShare::ALL.keeps(id));
+        }
+        // Roughly proportional (the ids are random).
+        assert!((500..1000).contains(&per_share[0]), "{per_share:?}");
     }
 }

@@ -22,6 +22,7 @@ pub(super) async fn drain(
     cast: &population::Cast,
     timeout: Duration,
     store: Option<Store<'_>>,
+    shards: Option<&crate::shard::ShardSync>,
     unknown_reasons: &mut Vec<String>,
 ) -> Result<Vec<String>, RunError> {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -37,6 +38,13 @@ pub(super) async fn drain(
         unknown_reasons.push(format!(
             "{outstanding} sends were never acked before the drain timeout"
         ));
+    }
+    // A shard's devices also receive the other shards' sends: the heads
+    // are read only once every shard's sends have settled.
+    if let Some(shards) = shards {
+        if let Err(err) = shards.barrier("settled", deadline).await {
+            unknown_reasons.push(format!("the drain heads may be early: {err}"));
+        }
     }
     // The acked maximum also covers a target whose Redis layout differs
     // from ours (its streams read back empty).

@@ -36,7 +36,7 @@ use crate::checker::{check, CheckInput, CheckOutcome};
 use crate::client::live::LiveStats;
 use crate::client::shape::{LoadShape, StormControl};
 use crate::client::socket::SocketTask;
-use crate::client::traffic::run_scheduler;
+use crate::client::traffic::{run_scheduler, ScheduleShare};
 use crate::client::{ClientContext, Counters, Phase, RunClock, SendOrder};
 use crate::history::{Event, History, MessageLog, Position};
 use crate::proxy::{Proxy, ProxyError};
@@ -131,14 +131,14 @@ pub struct RunOutcome {
     pub exit_code: u8,
 }
 
-fn unix_ms() -> u64 {
+pub(crate) fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// `20261201-141804-smoke`: UTC start time, then the scenario name.
-fn run_dir_name(scenario: &str) -> String {
+pub(crate) fn run_dir_name(scenario: &str) -> String {
     format!("{}-{scenario}", chrono::Utc::now().format("%Y%m%d-%H%M%S"))
 }
 
@@ -207,7 +207,7 @@ pub async fn run_until(
         reason = &mut interrupt => return Err(RunError::Interrupted(reason)),
     };
     let played = tokio::select! {
-        played = play(&scenario, seed, &provisioned, options.progress, &live_slot) => played,
+        played = play(&scenario, seed, &provisioned, options.progress, &live_slot, None) => played,
         reason = &mut interrupt => {
             // Tasks play spawned may still hold the rig: empty it in place.
             let redis = provisioned.rig.lock().await.stop_all_in_place().await;
@@ -274,7 +274,7 @@ pub async fn run_until(
 
 /// The scenario as it will run: seed picked (and printed for replay),
 /// external targets from the command line in place of its servers.
-fn settle_scenario(options: &RunOptions) -> (Scenario, u64) {
+pub fn settle_scenario(options: &RunOptions) -> (Scenario, u64) {
     let mut scenario = options.scenario.clone();
     let seed = options
         .seed
@@ -470,7 +470,7 @@ async fn provision_servers(
     }
 }
 
-fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), RunError> {
+pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), RunError> {
     let text = serde_json::to_string(value).map_err(|e| RunError::Write {
         path: path.to_path_buf(),
         source: e.into(),
@@ -550,6 +550,7 @@ pub async fn play(
     provisioned: &Provisioned,
     show_progress: bool,
     live_slot: &LiveSlot,
+    shard: Option<&crate::shard::ShardPlay>,
 ) -> Result<Played, RunError> {
     if provisioned.targets.is_empty() {
         return Err(RunError::NoTargets);
@@ -560,6 +561,7 @@ pub async fn play(
         scenario.churn.client_cursor_share,
         &mut rng,
     );
+    let (placed, share) = place_sockets(scenario, seed, &mut cast, &mut rng, shard);
     // Valid through ramp-up, traffic and drain, with an hour to spare.
     let valid_for =
         scenario.ramp_up + scenario.duration + scenario.drain_timeout + Duration::from_secs(3600);
@@ -568,8 +570,13 @@ pub async fn play(
     for spec in &mut cast.sockets {
         spec.bearer = tokens.get(&spec.user_id).cloned();
     }
-    let devices = start_devices(scenario, rng, cast, provisioned);
-    let intruders = start_intruders(scenario, seed, &devices, provisioned);
+    let devices = start_devices(scenario, rng, cast, &placed, share, provisioned, shard);
+    // The intruders are played once per run: by the only process, or by
+    // shard 0 of a sharded run.
+    let intruders = match shard {
+        Some(shard) if shard.spec.index != 0 => tokio::spawn(async { Ok(Vec::new()) }),
+        _ => start_intruders(scenario, seed, &devices, provisioned),
+    };
     // Set once, here; only the metrics endpoint reads it.
     let _ = live_slot.set(devices.ctx.clone()); // Err only if already set, which nothing else does
     let socket_count = devices.cast.sockets.len();
@@ -622,6 +629,7 @@ pub async fn play(
         &devices.cast,
         scenario.drain_timeout,
         log_store(scenario, provisioned.redis_url.as_deref()),
+        shard.map(|shard| &shard.sync),
         &mut unknown_reasons,
     )
     .await?;
@@ -736,18 +744,99 @@ async fn sample_servers(
     }
 }
 
+/// Where and how one socket of this process starts.
+struct PlacedSocket {
+    /// Seed of the socket task's own random numbers: drawn for every
+    /// socket of the whole cast in order, so a socket behaves the same
+    /// whichever shard plays it.
+    rng_seed: u64,
+    /// When it first connects: its place in the whole cast, spread evenly
+    /// over the ramp-up.
+    connect_offset_us: u64,
+}
+
+/// Draws every socket's seed and ramp slot from the whole cast, then
+/// keeps in `cast.sockets` only this process's sockets (all of them, or
+/// the devices of this shard), renumbered from 0. Returns the kept
+/// sockets' placements, in `cast.sockets` order, and this process's share
+/// of the send schedule (its sockets' share of the run's).
+fn place_sockets(
+    scenario: &Scenario,
+    seed: u64,
+    cast: &mut population::Cast,
+    rng: &mut StdRng,
+    shard: Option<&crate::shard::ShardPlay>,
+) -> (Vec<PlacedSocket>, ScheduleShare) {
+    let socket_count = cast.sockets.len();
+    let ramp_us = scenario.ramp_up.as_micros() as u64;
+    let mut placed: Vec<(crate::client::SocketSpec, PlacedSocket)> = cast
+        .sockets
+        .drain(..)
+        .map(|spec| {
+            let connect_offset_us = if socket_count > 1 {
+                ramp_us * spec.index as u64 / socket_count as u64
+            } else {
+                0
+            };
+            let rng_seed = rng.random();
+            (
+                spec,
+                PlacedSocket {
+                    rng_seed,
+                    connect_offset_us,
+                },
+            )
+        })
+        .collect();
+    let mut share = ScheduleShare::ALL;
+    if let Some(shard) = shard {
+        let owners = crate::shard::device_owners(seed, cast.devices.len(), shard.spec.count);
+        let owner_of = |spec: &crate::client::SocketSpec| owners[spec.device as usize];
+        let before = placed
+            .iter()
+            .filter(|(spec, _)| owner_of(spec) < shard.spec.index)
+            .count();
+        placed.retain(|(spec, _)| owner_of(spec) == shard.spec.index);
+        for (index, (spec, _)) in placed.iter_mut().enumerate() {
+            spec.index = index;
+        }
+        let total = socket_count.max(1) as f64;
+        share = ScheduleShare {
+            from: before as f64 / total,
+            to: (before + placed.len()) as f64 / total,
+        };
+        if shard.spec.index + 1 == shard.spec.count {
+            // The last shard's part ends exactly at 1: no id falls between.
+            share.to = 1.0;
+        }
+    }
+    let (specs, placements) = placed.into_iter().unzip();
+    cast.sockets = specs;
+    (placements, share)
+}
+
 /// The cast, one task per socket (connects spread evenly over the
 /// ramp), the send scheduler and the fault schedule, all started.
+/// A shard's clock starts at the run's shared origin, and its scheduler
+/// places its share of the run's one send schedule.
 fn start_devices(
     scenario: &Scenario,
     mut rng: StdRng,
     cast: population::Cast,
+    placed: &[PlacedSocket],
+    share: ScheduleShare,
     provisioned: &Provisioned,
+    shard: Option<&crate::shard::ShardPlay>,
 ) -> Devices {
     let socket_count = cast.sockets.len();
     let (phase_tx, phase_rx) = watch::channel(Phase::Running);
-    let clock = RunClock::start();
-    let clock_started_at_unix_ms = unix_ms();
+    let (clock, clock_started_at_unix_ms) = match shard {
+        Some(shard) => (
+            RunClock::at_unix_ms(shard.start_at_unix_ms),
+            shard.start_at_unix_ms,
+        ),
+        None => (RunClock::start(), unix_ms()),
+    };
     let live = Arc::new(LiveStats::default());
     let storms = Arc::new(StormControl::default());
     let fault_schedule = tokio::spawn(faults::run_schedule(
@@ -780,26 +869,23 @@ fn start_devices(
     let mut order_senders: Vec<mpsc::Sender<SendOrder>> = Vec::with_capacity(socket_count);
     let mut tasks = Vec::with_capacity(socket_count);
     let ramp_us = scenario.ramp_up.as_micros() as u64;
-    let start = tokio::time::Instant::now();
-    for spec in &cast.sockets {
+    let start = tokio::time::Instant::from_std(clock.instant_at(0));
+    for (spec, placement) in cast.sockets.iter().zip(placed) {
         let (tx, rx) = mpsc::channel(ORDER_QUEUE);
         order_senders.push(tx);
-        let offset_us = if socket_count > 1 {
-            ramp_us * spec.index as u64 / socket_count as u64
-        } else {
-            0
-        };
         let task = SocketTask::new(
             spec.clone(),
             ctx.clone(),
-            StdRng::seed_from_u64(rng.random()),
+            StdRng::seed_from_u64(placement.rng_seed),
             rx,
         );
         tasks.push(tokio::spawn(
-            task.run(start + Duration::from_micros(offset_us)),
+            task.run(start + Duration::from_micros(placement.connect_offset_us)),
         ));
     }
     let traffic_end_us = ramp_us + scenario.duration.as_micros() as u64;
+    // The same schedule (times and ids) on every shard; each keeps its share.
+    let scheduler_seed = rng.random();
     let scheduler = tokio::spawn(run_scheduler(
         ctx.clone(),
         order_senders,
@@ -807,7 +893,8 @@ fn start_devices(
         scenario.traffic.body_bytes as usize,
         0,
         traffic_end_us,
-        StdRng::seed_from_u64(rng.random()),
+        StdRng::seed_from_u64(scheduler_seed),
+        share,
     ));
     Devices {
         ctx,
@@ -824,7 +911,7 @@ fn start_devices(
 /// Where to read the authoritative log from: the servers' Redis, laid
 /// out as their protocol stores it (no Redis: rebuilt from acks and
 /// receipts).
-fn log_store<'a>(scenario: &Scenario, redis_url: Option<&'a str>) -> Option<Store<'a>> {
+pub(crate) fn log_store<'a>(scenario: &Scenario, redis_url: Option<&'a str>) -> Option<Store<'a>> {
     redis_url.map(|url| Store::new(scenario.protocol.store(), url))
 }
 
@@ -833,10 +920,29 @@ fn log_store<'a>(scenario: &Scenario, redis_url: Option<&'a str>) -> Option<Stor
 /// here after the analysis (so CPU and wall time cover the same span).
 pub fn report_run(
     run_dir: &Path,
-    mut facts: RunFacts,
+    facts: RunFacts,
     started: Instant,
     history: &History,
     check: &CheckOutcome,
+) -> Result<Summary, RunError> {
+    report_with_facts(run_dir, facts, history, check, |facts| {
+        let usage = resources::harness_usage();
+        facts.wall_duration = started.elapsed();
+        facts.harness_cpu = usage.cpu;
+        facts.harness_peak_rss_bytes = usage.peak_rss_bytes;
+    })
+}
+
+/// Stage 5 with the last facts filled in by `measure` after the analysis
+/// (so CPU and wall time cover it): this process's own usage for a run,
+/// the shards' usage plus the merge's for a merged sharded run
+/// (`crate::shard::merge`).
+pub fn report_with_facts(
+    run_dir: &Path,
+    mut facts: RunFacts,
+    history: &History,
+    check: &CheckOutcome,
+    measure: impl FnOnce(&mut RunFacts),
 ) -> Result<Summary, RunError> {
     let analysis = report::analyze(history);
     let thresholds = report::evaluate_thresholds(
@@ -844,10 +950,7 @@ pub fn report_run(
         &analysis,
         facts.scenario.duration.as_secs_f64(),
     );
-    let usage = resources::harness_usage();
-    facts.wall_duration = started.elapsed();
-    facts.harness_cpu = usage.cpu;
-    facts.harness_peak_rss_bytes = usage.peak_rss_bytes;
+    measure(&mut facts);
     let summary = report::build_summary(&facts, &analysis, check, &thresholds);
     report::write_reports(run_dir, &summary, &analysis)?;
     Ok(summary)
