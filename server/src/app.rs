@@ -151,8 +151,12 @@ async fn ws_handler(
     let frame_limit = app.config.max_frame_bytes;
     upgrade
         // tungstenite's default buffers are sized for throughput, not for
-        // thousands of sockets; keep them small per connection.
-        .read_buffer_size(8 * 1024)
+        // thousands of sockets; keep them small per connection. The read
+        // buffer also costs time: tungstenite zero-fills this many bytes
+        // each time the socket's read side is polled, which the live loop
+        // does on every wake-up (every delivery), data or not. Client
+        // frames are small (acks, sends); a larger one is read in pieces.
+        .read_buffer_size(4 * 1024)
         .write_buffer_size(8 * 1024)
         .max_write_buffer_size(frame_limit.max(64 * 1024) * 4)
         .max_message_size(frame_limit)

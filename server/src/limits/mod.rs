@@ -77,7 +77,8 @@ pub struct LimitsConfig {
     pub queue_budget_bytes: usize,
 
     /// Bytes per backlog page read from Redis (at least one message per
-    /// page, so a page never exceeds this plus one message).
+    /// page, so a page never exceeds this plus one message). A replaying
+    /// socket holds up to two pages: the next is read while one is sent.
     #[arg(long, env = "SERVER_REPLAY_PAGE_BYTES", default_value = "1MiB", value_parser = parse_size)]
     pub replay_page_bytes: usize,
 

@@ -12,7 +12,7 @@ use super::merge::{HasId, MergeIo};
 use super::{Session, SessionError};
 use crate::fanout::{LiveMessage, Subscription};
 use crate::metrics::Metrics;
-use crate::store::{Store, StreamEntry};
+use crate::store::{Store, StoreError, StreamEntry};
 
 impl HasId for StreamEntry {
     fn id(&self) -> StreamId {
@@ -32,6 +32,11 @@ pub(super) struct SocketIo<'a> {
     pub socket: &'a mut WebSocket,
     pub subscription: Option<&'a mut Subscription>,
     pub metrics: &'a Metrics,
+    /// The last head read and the widest body of any entry up to it;
+    /// `None`: not known (pages are then bounded in bytes entry by entry,
+    /// in Redis).
+    pub widest_body: Option<(StreamId, usize)>,
+    pub prefetch: Option<Prefetch>,
 }
 
 impl MergeIo for SocketIo<'_> {
@@ -40,7 +45,10 @@ impl MergeIo for SocketIo<'_> {
     type Error = SessionError;
 
     async fn head(&mut self) -> Result<StreamId, SessionError> {
-        Ok(self.store.last_entry_id(self.conversation_id).await?)
+        let head = self.store.replay_head(self.conversation_id).await?;
+        // Pages up to this head are sized from it (see `Store::read_after`).
+        self.widest_body = head.widest_body.map(|widest| (head.head, widest));
+        Ok(head.head)
     }
 
     async fn page_after(
@@ -49,10 +57,39 @@ impl MergeIo for SocketIo<'_> {
         until: StreamId,
         count: usize,
     ) -> Result<Vec<StreamEntry>, SessionError> {
-        Ok(self
-            .store
-            .read_after(self.conversation_id, after, until, count)
-            .await?)
+        // Not a method: a `&self` held across an await would make the
+        // session's future need `SocketIo: Sync`, which the socket is not.
+        let (store, conversation_id) = (self.store, self.conversation_id);
+        let widest_body = self.widest_up_to(until);
+        let read_page = || store.read_after(conversation_id, after, until, count, widest_body);
+        let page = match self.prefetch.take() {
+            Some(mut next) if next.is_for(after, until, count) => match (&mut next.read).await {
+                Ok(read) => read?,
+                // The read task cannot panic short of a bug; read again.
+                Err(_) => read_page().await?,
+            },
+            // A prefetch for other bounds (or none) is dropped: aborted.
+            _ => read_page().await?,
+        };
+        // Read the next page while this one is written: Redis and the
+        // reply parsing then overlap the socket writes instead of
+        // alternating with them. Only while the head is not reached.
+        if let Some(last) = page.last().map(|entry| entry.message.id) {
+            if last < until {
+                let store = store.clone();
+                self.prefetch = Some(Prefetch {
+                    after: last,
+                    until,
+                    count,
+                    read: tokio::spawn(async move {
+                        store
+                            .read_after(conversation_id, last, until, count, widest_body)
+                            .await
+                    }),
+                });
+            }
+        }
+        Ok(page)
     }
 
     async fn try_queued(&mut self) -> Option<Arc<LiveMessage>> {
@@ -89,6 +126,38 @@ impl MergeIo for SocketIo<'_> {
     }
 }
 
+impl SocketIo<'_> {
+    /// The widest body known for entries up to `until`: only the one read
+    /// with a head at or past it covers them.
+    fn widest_up_to(&self, until: StreamId) -> Option<usize> {
+        self.widest_body
+            .filter(|(head, _)| until <= *head)
+            .map(|(_, widest)| widest)
+    }
+}
+
+/// The next backlog page, being read while the current one is written.
+/// A replaying socket so holds at most two pages. Dropping it (the socket
+/// went away, or the merge asked for other bounds) aborts the read.
+pub(super) struct Prefetch {
+    after: StreamId,
+    until: StreamId,
+    count: usize,
+    read: tokio::task::JoinHandle<Result<Vec<StreamEntry>, StoreError>>,
+}
+
+impl Prefetch {
+    fn is_for(&self, after: StreamId, until: StreamId, count: usize) -> bool {
+        (self.after, self.until, self.count) == (after, until, count)
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.read.abort();
+    }
+}
+
 /// What the session's merge calls run against.
 pub(super) type SessionIo<'a> = crate::flaws::io::FlawedIo<'a, SocketIo<'a>>;
 
@@ -104,6 +173,8 @@ impl Session {
             socket,
             subscription,
             metrics: &self.app.metrics,
+            widest_body: None,
+            prefetch: None,
         };
         // Testing aid: a pass-through unless a flaw is injected (docs/flaws.md).
         let io = self

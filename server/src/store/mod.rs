@@ -106,6 +106,25 @@ pub struct StreamShape {
     pub last_generated_id: StreamId,
 }
 
+/// See [`Store::replay_head`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayHead {
+    pub head: StreamId,
+    pub widest_body: Option<usize>,
+}
+
+/// Bytes of a stream entry besides its body, as `RANGE_BOUNDED` counts
+/// them (id and every field name and value): the widest id
+/// (`u64-u64`, 41), the field names (36), two UUIDs (72) and `sent_at_ms`
+/// (at most 20 digits).
+pub const ENTRY_BYTES_BESIDES_BODY: usize = 41 + 36 + 72 + 20;
+
+/// Entries per page such that `count` entries of at most `widest_body`
+/// bytes of body stay within `page_bytes`; at least one, at most `limit`.
+pub fn entries_within(page_bytes: usize, widest_body: usize, limit: usize) -> usize {
+    (page_bytes / (widest_body + ENTRY_BYTES_BESIDES_BODY)).clamp(1, limit.max(1))
+}
+
 /// Retention, TTLs and page sizes the store applies.
 #[derive(Debug, Clone)]
 pub struct StoreSettings {
@@ -278,17 +297,59 @@ impl Store {
     }
 
     /// Entries with id > `after` (exclusive) up to `until` (inclusive), at
-    /// most `count`. Exclusive start is what keeps the last message seen
-    /// from being delivered again on every reconnect (the seed's bug 3).
+    /// most `count`, and at most `page_bytes` of them (at least one).
+    /// Exclusive start is what keeps the last message seen from being
+    /// delivered again on every reconnect (the seed's bug 3).
+    ///
+    /// `widest_body` (from [`Store::replay_head`], read with or after
+    /// `until`) lets the byte bound be kept by the entry count alone: a
+    /// plain XRANGE. Without it the bound is applied entry by entry in a
+    /// Lua script, which costs Redis about ten times as much per entry.
     pub async fn read_after(
         &self,
         conversation_id: Uuid,
         after: StreamId,
         until: StreamId,
         count: usize,
+        widest_body: Option<usize>,
     ) -> Result<Vec<StreamEntry>, StoreError> {
-        self.range(conversation_id, format!("({after}"), until, count)
+        let start = format!("({after}");
+        match widest_body {
+            Some(widest) => {
+                let count = entries_within(self.settings.page_bytes, widest, count);
+                self.plain_range(conversation_id, start, until, count, "XRANGE page")
+                    .await
+            }
+            None => self.range(conversation_id, start, until, count).await,
+        }
+    }
+
+    /// What a replay needs before its first page, in one round trip: the
+    /// newest id (`0-0` when the stream is empty or absent), and the widest
+    /// body any entry up to it can have (`None` for a stream created
+    /// before the server recorded it; see `scripts::APPEND`). The width is
+    /// read after the head, so it covers every entry up to the head.
+    pub async fn replay_head(&self, conversation_id: Uuid) -> Result<ReplayHead, StoreError> {
+        let mut redis = self.redis.clone();
+        let (newest, widest): (redis::Value, Option<String>) = redis::pipe()
+            .cmd("XREVRANGE")
+            .arg(keys::stream(conversation_id))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .cmd("HGET")
+            .arg(keys::meta(conversation_id))
+            .arg("widest_body")
+            .query_async(&mut redis)
             .await
+            .map_err(StoreError::redis("XREVRANGE + HGET widest_body"))?;
+        let head = parse_entries(newest, conversation_id)?
+            .first()
+            .map_or(StreamId::ZERO, |entry| entry.message.id);
+        // Anything unreadable means "unknown": the Lua-bounded pages.
+        let widest_body = widest.and_then(|text| text.parse().ok());
+        Ok(ReplayHead { head, widest_body })
     }
 
     /// Entries with id >= `from`, up to `until`, at most `count`.
@@ -310,21 +371,14 @@ impl Store {
         until: StreamId,
         count: usize,
     ) -> Result<Vec<StreamEntry>, StoreError> {
-        let mut redis = self.redis.clone();
         if count <= 1 {
             // One entry is within any page bound (a page always holds at
             // least one): plain XRANGE, no script (cursor checks, heads).
-            let value: redis::Value = redis::cmd("XRANGE")
-                .arg(keys::stream(conversation_id))
-                .arg(start)
-                .arg(until.to_string())
-                .arg("COUNT")
-                .arg(1)
-                .query_async(&mut redis)
-                .await
-                .map_err(StoreError::redis("XRANGE"))?;
-            return parse_entries(value, conversation_id);
+            return self
+                .plain_range(conversation_id, start, until, 1, "XRANGE")
+                .await;
         }
+        let mut redis = self.redis.clone();
         // XRANGE bounded in bytes as well as entries: a page of 500
         // 64 KiB messages would otherwise be 32 MiB held per socket.
         let value: redis::Value = scripts::RANGE_BOUNDED
@@ -336,6 +390,27 @@ impl Store {
             .invoke_async(&mut redis)
             .await
             .map_err(StoreError::redis("bounded XRANGE script"))?;
+        parse_entries(value, conversation_id)
+    }
+
+    async fn plain_range(
+        &self,
+        conversation_id: Uuid,
+        start: String,
+        until: StreamId,
+        count: usize,
+        op: &'static str,
+    ) -> Result<Vec<StreamEntry>, StoreError> {
+        let mut redis = self.redis.clone();
+        let value: redis::Value = redis::cmd("XRANGE")
+            .arg(keys::stream(conversation_id))
+            .arg(start)
+            .arg(until.to_string())
+            .arg("COUNT")
+            .arg(count.max(1))
+            .query_async(&mut redis)
+            .await
+            .map_err(StoreError::redis(op))?;
         parse_entries(value, conversation_id)
     }
 
@@ -446,6 +521,19 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_sized_from_the_widest_body_stay_within_their_bytes() {
+        // 1 MiB pages of 64-byte bodies: the entry limit binds.
+        assert_eq!(entries_within(1 << 20, 64, 500), 500);
+        // Wide bodies: as many as fit, whole entries counted.
+        let count = entries_within(1 << 20, 64 * 1024, 500);
+        assert_eq!(count, 15);
+        assert!(count * (64 * 1024 + ENTRY_BYTES_BESIDES_BODY) <= 1 << 20);
+        // A body wider than a page: still one entry per page.
+        assert_eq!(entries_within(1024, 4096, 500), 1);
+        assert_eq!(entries_within(1 << 20, 0, 0), 1);
+    }
 
     /// Sync state saved before `last_sync_at` became a `DateTime` (and the
     /// example in docs/protocol.md) reads back, and is written back in the

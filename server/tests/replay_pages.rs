@@ -1,0 +1,196 @@
+//! Replay pages: sized from the widest body the append script records
+//! (one plain XRANGE per page), or bounded entry by entry in Redis for a
+//! stream whose widest body is unknown. Either way a page stays within the
+//! configured bytes and the replay is complete and in order.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use rand::Rng;
+use recovery_protocol::{keys, ConnectParams, StreamId};
+use redis::AsyncCommands;
+use server::store::{entries_within, Store, StoreSettings};
+use uuid::Uuid;
+
+fn settings(page_bytes: usize) -> StoreSettings {
+    StoreSettings {
+        retention: Duration::from_secs(86400),
+        state_ttl: Duration::from_secs(86400),
+        dedup_ttl: Duration::from_secs(86400),
+        page_bytes,
+        max_messages: 0,
+    }
+}
+
+async fn widest_recorded(redis: &mut redis::aio::MultiplexedConnection, conv: Uuid) -> Option<u64> {
+    redis
+        .hget(keys::meta(conv), "widest_body")
+        .await
+        .expect("HGET widest_body")
+}
+
+/// Reads the whole stream after `after` page by page, as a replay does,
+/// checking each page's size against the byte bound.
+async fn read_all_pages(
+    store: &Store,
+    conv: Uuid,
+    page_bytes: usize,
+    widest_body: Option<usize>,
+    until: StreamId,
+) -> (Vec<(StreamId, usize)>, usize) {
+    let mut after = StreamId::ZERO;
+    let mut read = Vec::new();
+    let mut pages = 0;
+    // Bounded: one page holds at least one entry.
+    for _ in 0..10_000 {
+        let page = store
+            .read_after(conv, after, until, 500, widest_body)
+            .await
+            .expect("page");
+        let Some(last) = page.last() else { break };
+        after = last.message.id;
+        pages += 1;
+        // What the byte bound counts: the id and every field name and value.
+        let bytes: usize = page
+            .iter()
+            .map(|entry| {
+                let m = &entry.message;
+                m.id.to_string().len() + 36 + 72 + m.sent_at_ms.to_string().len() + m.body.len()
+            })
+            .sum();
+        assert!(
+            page.len() == 1 || bytes <= page_bytes,
+            "a page of {} entries holds {bytes} bytes; the bound is {page_bytes}",
+            page.len()
+        );
+        read.extend(page.iter().map(|e| (e.message.id, e.message.body.len())));
+        if after >= until {
+            break;
+        }
+    }
+    (read, pages)
+}
+
+#[tokio::test]
+async fn the_append_script_records_the_widest_body_and_pages_keep_the_byte_bound() {
+    init_tracing();
+    let mut rng = seeded_rng("widest_body_pages");
+    let redis = common::redis().await;
+    let page_bytes = 8 * 1024;
+    let store = Store::connect(redis.url(), settings(page_bytes))
+        .await
+        .expect("store");
+    let mut conn = redis::Client::open(redis.url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    let conv = Uuid::new_v4();
+    let sender = Uuid::new_v4();
+    let mut sizes = Vec::new();
+    for index in 0..120 {
+        // Small bodies, then a few wide ones, then small again: the width
+        // only grows.
+        let len = if (40..45).contains(&index) {
+            rng.random_range(2_000..3_000)
+        } else {
+            rng.random_range(1..200)
+        };
+        store
+            .append(conv, sender, Uuid::new_v4(), &"b".repeat(len))
+            .await
+            .expect("append");
+        sizes.push(len);
+        let widest = *sizes.iter().max().expect("one size");
+        assert_eq!(
+            widest_recorded(&mut conn, conv).await,
+            Some(widest as u64),
+            "after append {index}"
+        );
+    }
+    let head = store.replay_head(conv).await.expect("head");
+    let widest = *sizes.iter().max().expect("sizes");
+    assert_eq!(head.widest_body, Some(widest));
+    let (read, pages) = read_all_pages(&store, conv, page_bytes, head.widest_body, head.head).await;
+    assert_eq!(
+        read.iter().map(|(_, len)| *len).collect::<Vec<_>>(),
+        sizes,
+        "every entry once, in order"
+    );
+    let per_page = entries_within(page_bytes, widest, 500);
+    assert_eq!(pages, sizes.len().div_ceil(per_page), "pages of {per_page}");
+}
+
+#[tokio::test]
+async fn a_stream_without_a_recorded_width_is_paged_by_the_script() {
+    init_tracing();
+    let redis = common::redis().await;
+    let page_bytes = 4 * 1024;
+    let store = Store::connect(redis.url(), settings(page_bytes))
+        .await
+        .expect("store");
+    let mut conn = redis::Client::open(redis.url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    let conv = Uuid::new_v4();
+    // Entries written before the server recorded widths (no meta field).
+    let mut sizes = Vec::new();
+    for index in 0..30usize {
+        let len = if index % 7 == 3 { 3_000 } else { 50 };
+        let _: String = redis::cmd("XADD")
+            .arg(keys::stream(conv))
+            .arg("*")
+            .arg("sender_id")
+            .arg(Uuid::new_v4().to_string())
+            .arg("client_msg_id")
+            .arg(Uuid::new_v4().to_string())
+            .arg("body")
+            .arg("l".repeat(len))
+            .arg("sent_at_ms")
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .expect("XADD");
+        sizes.push(len);
+    }
+    // A later append through the server must not claim a width for a
+    // stream whose older bodies it never saw.
+    store
+        .append(conv, Uuid::new_v4(), Uuid::new_v4(), "small")
+        .await
+        .expect("append");
+    sizes.push(5);
+    assert_eq!(widest_recorded(&mut conn, conv).await, None);
+    let head = store.replay_head(conv).await.expect("head");
+    assert_eq!(head.widest_body, None);
+    let (read, pages) = read_all_pages(&store, conv, page_bytes, None, head.head).await;
+    assert_eq!(read.iter().map(|(_, len)| *len).collect::<Vec<_>>(), sizes);
+    assert!(pages > 1, "4 KiB pages over ~14 KiB of entries");
+}
+
+#[tokio::test]
+async fn replay_with_small_pages_is_complete_and_ordered() {
+    let env = TestEnv::start(1, |config| {
+        config.limits.replay_page_bytes = 2 * 1024;
+        config.backlog_page_size = 7;
+    })
+    .await;
+    let conv = Uuid::new_v4();
+    let sender = Device::new(Uuid::new_v4(), conv);
+    let first = send_many(&env.url(0), &sender, 1, "first").await[0];
+    let sent = send_many(&env.url(0), &sender, 60, "backlog").await;
+    let params = ConnectParams {
+        user_id: Uuid::new_v4(),
+        conversation_id: conv,
+        client_id: Some(Uuid::new_v4()),
+        last_id: Some(first),
+        epoch: None,
+    };
+    let conn = Conn::open(&env.url(0), &params).await;
+    assert_eq!(conn.ids(), sent);
+    assert_strictly_increasing(&conn.ids());
+}
