@@ -38,7 +38,7 @@ use crate::client::shape::{LoadShape, StormControl};
 use crate::client::socket::SocketTask;
 use crate::client::traffic::run_scheduler;
 use crate::client::{ClientContext, Counters, Phase, RunClock, SendOrder};
-use crate::history::{Event, History, MessageLog, Position};
+use crate::history::{History, MessageLog, Position, Recorder};
 use crate::proxy::{Proxy, ProxyError};
 use crate::report::{self, RunFacts, Summary};
 use crate::scenario::{FaultKind, Link, Persistence, RedisProviderChoice, Scenario, ServersSpec};
@@ -188,7 +188,17 @@ pub async fn run(options: RunOptions) -> Result<RunOutcome, RunError> {
     })?;
 
     let provisioned = provision(&scenario, &options).await?;
-    let played = play(&scenario, seed, &provisioned, options.progress, &live_slot).await;
+    // Sockets stream their events here while the run goes.
+    let recorder = Recorder::create(&run_dir.join(crate::history::HISTORY_FILE))?;
+    let played = play(
+        &scenario,
+        seed,
+        &provisioned,
+        options.progress,
+        &live_slot,
+        recorder,
+    )
+    .await;
     // The fault tasks have ended (play waited for them); the rig is ours.
     // Servers and proxies stop here; Redis stays up until the run ends
     // (dropping the handle removes the container or process).
@@ -479,8 +489,8 @@ pub fn check_history(
 
 /// What playing the scenario produced, before collecting and checking.
 pub struct Played {
-    /// Every socket's events, in time order.
-    pub events: Vec<Event>,
+    /// Where every socket's events went; `collect` closes it.
+    pub history: Recorder,
     pub cast: population::Cast,
     pub faults: Vec<crate::history::FaultWindow>,
     /// Wall clock at the run clock's origin.
@@ -505,7 +515,7 @@ pub struct Played {
 struct Devices {
     ctx: Arc<ClientContext>,
     cast: population::Cast,
-    tasks: Vec<tokio::task::JoinHandle<Vec<Event>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
     scheduler: tokio::task::JoinHandle<u64>,
     phase_tx: watch::Sender<Phase>,
     fault_schedule: tokio::task::JoinHandle<Vec<crate::history::FaultWindow>>,
@@ -524,6 +534,7 @@ pub async fn play(
     provisioned: &Provisioned,
     show_progress: bool,
     live_slot: &LiveSlot,
+    history: Recorder,
 ) -> Result<Played, RunError> {
     if provisioned.targets.is_empty() {
         return Err(RunError::NoTargets);
@@ -542,7 +553,7 @@ pub async fn play(
     for spec in &mut cast.sockets {
         spec.bearer = tokens.get(&spec.user_id).cloned();
     }
-    let devices = start_devices(scenario, rng, cast, provisioned);
+    let devices = start_devices(scenario, rng, cast, provisioned, history.clone());
     let intruders = start_intruders(scenario, seed, &devices, provisioned);
     // Set once, here; only the metrics endpoint reads it.
     let _ = live_slot.set(devices.ctx.clone()); // Err only if already set, which nothing else does
@@ -609,7 +620,7 @@ pub async fn play(
     };
     let _ = devices.phase_tx.send(Phase::Done); // Err only when no socket task is left
     progress.set_phase("closing");
-    let events = drain::gather_events(devices.tasks, &mut unknown_reasons).await;
+    drain::join_sockets(devices.tasks, &mut unknown_reasons).await;
     progress.finish();
     sampler.abort();
     // Wait until the sampler is really gone: it holds the rig, which the
@@ -630,7 +641,7 @@ pub async fn play(
         })
     };
     Ok(Played {
-        events,
+        history,
         cast: devices.cast,
         faults,
         clock_started_at_unix_ms: devices.clock_started_at_unix_ms,
@@ -717,6 +728,7 @@ fn start_devices(
     mut rng: StdRng,
     cast: population::Cast,
     provisioned: &Provisioned,
+    history: Recorder,
 ) -> Devices {
     let socket_count = cast.sockets.len();
     let (phase_tx, phase_rx) = watch::channel(Phase::Running);
@@ -750,6 +762,7 @@ fn start_devices(
         live,
         shape: shape.clone(),
         storms,
+        history,
     });
     let mut order_senders: Vec<mpsc::Sender<SendOrder>> = Vec::with_capacity(socket_count);
     let mut tasks = Vec::with_capacity(socket_count);
