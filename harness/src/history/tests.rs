@@ -420,3 +420,33 @@ async fn recorder_streams_events_into_a_file() {
         assert_eq!(ids, (0..1_000).collect::<Vec<_>>(), "per-socket order kept");
     }
 }
+
+/// `harness export --jsonl` streams the binary history into JSON lines
+/// that read back to the same history.
+#[test]
+fn export_writes_jsonl_that_reads_back_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join(HISTORY_FILE);
+    let jsonl = dir.path().join(HISTORY_JSONL_FILE);
+    let events: Vec<Event> = (0..50u64)
+        .map(|n| Event {
+            at_us: n,
+            device: 0,
+            conversation: 0,
+            socket: (n / 10) as u32,
+            kind: EventKind::AckSent {
+                id: Position::new(n, 1),
+            },
+        })
+        .collect();
+    let history = History {
+        meta: meta(),
+        events,
+    };
+    write_history(&binary, &history).unwrap();
+    assert_eq!(export_jsonl(&binary, &jsonl).unwrap(), 50);
+    let text = std::fs::read_to_string(&jsonl).unwrap();
+    assert_eq!(text.lines().count(), 51, "meta line + one line per event");
+    assert_eq!(read_history_jsonl(&jsonl).unwrap(), history);
+    assert_eq!(read_history(&jsonl).unwrap(), history);
+}
