@@ -14,9 +14,10 @@ use harness::report::analyze;
 use harness::scenario::Expectations;
 
 /// (label, measurement time, generator config): sized to give roughly
-/// 100k and 1M events.
-fn sizes() -> [(&'static str, Duration, GenConfig); 2] {
-    [
+/// 100k and 1M events, and 10M with `CHECKER_BENCH_10M=1` (that one needs
+/// a few GB and minutes, so it is opt-in).
+fn sizes() -> Vec<(&'static str, Duration, GenConfig)> {
+    let mut sizes = vec![
         (
             "100k",
             Duration::from_secs(5),
@@ -41,7 +42,22 @@ fn sizes() -> [(&'static str, Duration, GenConfig); 2] {
                 ..GenConfig::default()
             },
         ),
-    ]
+    ];
+    if std::env::var_os("CHECKER_BENCH_10M").is_some_and(|value| value == "1") {
+        sizes.push((
+            "10M",
+            Duration::from_secs(60),
+            GenConfig {
+                devices: 100,
+                conversations: 40,
+                steps: 250_000,
+                stored_cursor_percent: 50,
+                seed: 17,
+                ..GenConfig::default()
+            },
+        ));
+    }
+    sizes
 }
 
 fn strict() -> Expectations {

@@ -138,12 +138,23 @@ pub enum Command {
         /// Conversation ids the token grants.
         conversations: Vec<uuid::Uuid>,
     },
-    /// Re-check a recorded run offline (history.jsonl + log.json).
+    /// Re-check a recorded run offline (history.bin + log.json).
     Check { run_dir: PathBuf },
     /// Re-render the reports of a recorded run.
     Report { run_dir: PathBuf },
     /// Check a scenario file without running it.
     Validate { scenario: PathBuf },
+    /// Export a run's history (history.bin) as JSON lines: the run meta on
+    /// the first line, then one event per line.
+    Export {
+        run_dir: PathBuf,
+        /// The format (JSON lines is the only one).
+        #[arg(long, required = true)]
+        jsonl: bool,
+        /// Where to write it (default: RUN_DIR/history.jsonl).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Run the reference server (used by `run` to spawn server processes;
     /// same flags as the `server` binary).
     Serve(Box<server::Config>),
@@ -245,7 +256,21 @@ pub async fn main_with_args(cli: Cli) -> u8 {
             }
             Err(err) => fail(&err),
         },
+        Command::Export { run_dir, out, .. } => export(&run_dir, out),
         Command::Serve(config) => serve(*config).await,
+    }
+}
+
+/// `harness export --jsonl`: streams history.bin into JSON lines.
+fn export(run_dir: &Path, out: Option<PathBuf>) -> u8 {
+    let source = run_dir.join(crate::history::HISTORY_FILE);
+    let out = out.unwrap_or_else(|| run_dir.join(crate::history::HISTORY_JSONL_FILE));
+    match crate::history::export_jsonl(&source, &out) {
+        Ok(events) => {
+            println!("{events} events written to {}", out.display());
+            0
+        }
+        Err(err) => fail(&err),
     }
 }
 
@@ -439,7 +464,7 @@ async fn run_shard(
 }
 
 fn check(run_dir: &Path) -> u8 {
-    let history = match read_history(&run_dir.join("history.jsonl")) {
+    let history = match read_history(&crate::history::history_path(run_dir)) {
         Ok(history) => history,
         Err(err) => return fail(&err),
     };

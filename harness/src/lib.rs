@@ -7,7 +7,7 @@
 //! - [`runner`]: one run: Redis, servers, ramp-up, churn, drain.
 //! - [`client`]: one lightweight task per simulated socket; the wire
 //!   protocol sits behind `client::protocol` (one adapter per protocol).
-//! - [`history`]: the recorded protocol-neutral events (`history.jsonl`),
+//! - [`history`]: the recorded protocol-neutral events (`history.bin`),
 //!   positions, and the message log.
 //! - [`checker`]: judges a history against the log; named anomalies.
 //! - [`report`]: HDR latency histograms, time series, summary/markdown/HTML.

@@ -25,7 +25,7 @@ fn smoke_scenario_is_valid_and_writes_a_complete_report() {
         "summary.json",
         "report.md",
         "report.html",
-        "history.jsonl",
+        "history.bin",
         "log.json",
         "scenario.toml",
         "live_delivery.hgrm",

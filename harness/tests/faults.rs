@@ -87,12 +87,14 @@ fn three_instances_deliver_across_processes() {
     assert_eq!(summary["targets"].as_array().unwrap().len(), 3);
 }
 
-/// Events of the run's history (after the meta line), as JSON.
+/// Events of the run's history, as their JSON export.
 fn history_events(summary_dir: &std::path::Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(summary_dir.join("history.jsonl")).expect("history.jsonl");
-    text.lines()
-        .skip(1)
-        .map(|line| serde_json::from_str(line).expect("a JSON event"))
+    let history =
+        harness::history::read_history(&summary_dir.join("history.bin")).expect("history.bin");
+    history
+        .events
+        .iter()
+        .map(|event| serde_json::to_value(event).expect("an event as JSON"))
         .collect()
 }
 

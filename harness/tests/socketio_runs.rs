@@ -101,7 +101,7 @@ impl Recorded {
     fn load(dir: &Path) -> Recorded {
         let log = std::fs::read_to_string(dir.join("log.json")).expect("log.json");
         Recorded {
-            history: read_history(&dir.join("history.jsonl")).expect("history.jsonl"),
+            history: read_history(&dir.join("history.bin")).expect("history.bin"),
             log: serde_json::from_str(&log).expect("log.json parses"),
             expect: load_scenario(&dir.join("scenario.toml"))
                 .expect("the run's scenario")

@@ -344,6 +344,9 @@ pub(crate) struct Received {
     pub sender_id: Uuid,
     pub client_msg_id: Uuid,
     pub body_hash: u64,
+    /// Where in the log it most likely sits (right after the socket's
+    /// previous receipt); only a shortcut, any value is correct.
+    pub position_hint: usize,
 }
 
 /// Everything a receipt is judged against.
@@ -370,7 +373,7 @@ impl ReceiptJudge<'_> {
         let messages = self.messages;
         let device = site.device.unwrap_or_default();
         let id = received.id;
-        let Some(position) = conv.position(id) else {
+        let Some(position) = conv.position_near(id, received.position_hint) else {
             let send = messages.send_of((site.conversation, received.client_msg_id));
             if send.is_none() {
                 if let Some(receipt) = self.leaked(received, site, findings) {

@@ -69,6 +69,8 @@ struct SocketScan<'h> {
     epoch_replay_from: Option<Position>,
     /// The previous delivered id, for `reorder`.
     prev: Option<Position>,
+    /// The log position after the previous receipt's (a lookup hint).
+    next_position: usize,
     caught_up: Option<Position>,
     recv_before_hello: bool,
     /// A declared gap whose end the protocol did not name (Socket.IO
@@ -96,6 +98,7 @@ impl SocketScan<'_> {
             gap_floor: None,
             epoch_replay_from: None,
             prev: None,
+            next_position: 0,
             caught_up: None,
             recv_before_hello: false,
             open_gap: None,
@@ -259,6 +262,7 @@ impl Scanner<'_, '_> {
                         sender_id: *sender_id,
                         client_msg_id: *client_msg_id,
                         body_hash: *body_hash,
+                        position_hint: current.next_position,
                     };
                     if let Some(reason) = current.open_gap.take() {
                         let gap = gaps::DeclaredGap {
@@ -430,6 +434,7 @@ impl Scanner<'_, '_> {
             return;
         };
         self.last_socket[position] = socket;
+        current.next_position = position + 1;
         summary.max_position = summary.max_position.max(Some(position));
         if let Some(next_owed) = current.next_owed {
             if position >= next_owed {

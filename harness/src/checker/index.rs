@@ -24,6 +24,15 @@ impl ConvLog<'_> {
         self.ids.binary_search(&id).ok()
     }
 
+    /// `position`, trying `hint` first: a socket mostly delivers the entry
+    /// right after its previous one, and a hit skips the binary search.
+    pub fn position_near(&self, id: Position, hint: usize) -> Option<usize> {
+        if self.ids.get(hint) == Some(&id) {
+            return Some(hint);
+        }
+        self.position(id)
+    }
+
     /// Position of the first id strictly greater than `id`.
     pub fn first_after(&self, id: Position) -> usize {
         self.ids.partition_point(|candidate| *candidate <= id)
@@ -116,24 +125,72 @@ pub(crate) struct SlotIndex {
 
 const NO_SLOT: u32 = u32::MAX;
 
+/// Slot number per (device, conversation): a dense table (one `u32` per
+/// pair, so memory is devices x conversations) where that is small, a
+/// hash map otherwise. The lookup runs once per event, so it must not hash
+/// when it need not.
+enum PairTable {
+    Dense {
+        conversations: usize,
+        slots: Vec<u32>,
+    },
+    Sparse(FnvHashMap<(DeviceIx, ConversationIx), u32>),
+}
+
+/// Largest dense table (64 MB of slot numbers).
+const MAX_DENSE_PAIRS: usize = 1 << 24;
+
+impl PairTable {
+    fn new(devices: usize, conversations: usize) -> Self {
+        match devices.checked_mul(conversations) {
+            Some(pairs) if pairs <= MAX_DENSE_PAIRS => PairTable::Dense {
+                conversations,
+                slots: vec![NO_SLOT; pairs],
+            },
+            _ => PairTable::Sparse(FnvHashMap::default()),
+        }
+    }
+
+    /// The pair's slot; `add` makes one the first time. Callers pass only
+    /// devices and conversations the meta has.
+    fn slot_of(
+        &mut self,
+        device: DeviceIx,
+        conversation: ConversationIx,
+        add: impl FnOnce() -> u32,
+    ) -> u32 {
+        match self {
+            PairTable::Dense {
+                conversations,
+                slots,
+            } => {
+                let cell = &mut slots[device as usize * *conversations + conversation as usize];
+                if *cell == NO_SLOT {
+                    *cell = add();
+                }
+                *cell
+            }
+            PairTable::Sparse(map) => *map.entry((device, conversation)).or_insert_with(add),
+        }
+    }
+}
+
 impl SlotIndex {
     pub fn build(history: &History, reasons: &mut Vec<String>) -> Self {
         let meta = &history.meta;
         let conversation_count = meta.conversations.len();
-        let mut slot_of_pair: FnvHashMap<(DeviceIx, ConversationIx), u32> = FnvHashMap::default();
+        let mut pairs = PairTable::new(meta.devices.len(), conversation_count);
         let mut slots = Vec::new();
         let mut add_slot =
             |slots: &mut Vec<Slot>, device: DeviceIx, conversation: ConversationIx| {
-                *slot_of_pair
-                    .entry((device, conversation))
-                    .or_insert_with(|| {
-                        slots.push(Slot {
-                            device,
-                            conversation,
-                            events: 0..0,
-                        });
-                        (slots.len() - 1) as u32
-                    })
+                pairs.slot_of(device, conversation, || {
+                    slots.push(Slot {
+                        device,
+                        conversation,
+                        events: 0..0,
+                    });
+                    (slots.len() - 1) as u32
+                })
             };
         let mut bad_memberships = 0usize;
         for (device, info) in meta.devices.iter().enumerate() {

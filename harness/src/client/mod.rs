@@ -14,9 +14,9 @@
 //! - [`protocol`]: wire protocols of servers other than the reference
 //!   server (Socket.IO).
 //!
-//! Tasks record into their own `Vec<Event>` (no shared lock on the hot
-//! path) and hand it back when they end; live progress goes through
-//! relaxed atomics only.
+//! Tasks stream their events to the history writer thread
+//! (`history::Recorder`, a lock-free channel; nothing kept per socket);
+//! live progress goes through relaxed atomics only.
 
 pub mod connection;
 pub mod dist;
@@ -178,6 +178,8 @@ pub struct ClientContext {
     pub shape: shape::LoadShape,
     /// Reconnect storms ordered by the fault schedule.
     pub storms: std::sync::Arc<shape::StormControl>,
+    /// Where every socket streams its events (`history.bin`).
+    pub history: crate::history::Recorder,
 }
 
 impl ClientContext {

@@ -69,7 +69,6 @@ pub struct SocketTask {
     ctx: Arc<ClientContext>,
     rng: StdRng,
     orders: mpsc::Receiver<SendOrder>,
-    events: Vec<Event>,
     socket_no: u32,
     connected_once: bool,
     /// Highest position received on any socket (the device's own cursor).
@@ -106,7 +105,6 @@ impl SocketTask {
             ctx,
             rng,
             orders,
-            events: Vec::new(),
             socket_no: 0,
             connected_once: false,
             last_id: None,
@@ -122,8 +120,10 @@ impl SocketTask {
         }
     }
 
+    /// Streams one event to the history writer: nothing is kept here, so
+    /// a socket's memory does not grow with the run.
     fn record(&mut self, kind: EventKind) {
-        self.events.push(Event {
+        self.ctx.history.record(Event {
             at_us: self.ctx.clock.now_us(),
             device: self.spec.device,
             conversation: self.spec.conversation,
@@ -136,8 +136,8 @@ impl SocketTask {
         *self.ctx.phase.borrow()
     }
 
-    /// Runs until the run is over; returns this socket's history.
-    pub async fn run(mut self, start_at: Instant) -> Vec<Event> {
+    /// Runs until the run is over (its events went to `ctx.history`).
+    pub async fn run(mut self, start_at: Instant) {
         let mut phase = self.ctx.phase.clone();
         tokio::select! {
             _ = sleep_until(start_at) => {}
@@ -177,7 +177,6 @@ impl SocketTask {
             }
         }
         self.storm_back();
-        self.events
     }
 
     /// While traffic runs under a stage's online target, stay offline

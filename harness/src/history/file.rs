@@ -1,10 +1,16 @@
-//! `history.jsonl`: the meta line, then one event per line; `log.json`
-//! beside it holds the authoritative message log.
+//! Whole histories in memory: [`read_history`] reads either encoding
+//! (`history.bin`, see `binary`; or the JSON-lines export `history.jsonl`:
+//! the meta line, then one event per line), [`write_history`] writes the
+//! binary one. `log.json` beside it holds the authoritative message log.
+//!
+//! These load every event; the checker and the reports stream instead
+//! (`HistoryReader`). They stay for tests, merges and small tools.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use super::binary::{is_binary_history, HistoryReader, HistoryWriter};
 use super::{Event, RunMeta};
 
 /// A whole recorded run: meta plus events in recording order.
@@ -40,9 +46,69 @@ pub enum HistoryError {
     },
     #[error("{path} is empty: a history starts with its meta line")]
     Empty { path: PathBuf },
+    #[error("{path} is not a valid history file at byte offset {offset}: {what}")]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        what: String,
+    },
+    #[error("cannot read {path} at byte offset {offset}: {source}")]
+    ReadAt {
+        path: PathBuf,
+        offset: u64,
+        source: std::io::Error,
+    },
 }
 
+/// Writes `history` in the binary encoding (`history.bin`).
 pub fn write_history(path: &Path, history: &History) -> Result<(), HistoryError> {
+    let mut writer = HistoryWriter::create(path)?;
+    for event in &history.events {
+        writer.write(event)?;
+    }
+    writer.finish(&history.meta).map(|_| ())
+}
+
+/// Reads a whole history, binary or JSON lines (told apart by the magic).
+/// Events come in recording order.
+pub fn read_history(path: &Path) -> Result<History, HistoryError> {
+    if !is_binary_history(path)? {
+        return read_history_jsonl(path);
+    }
+    let mut reader = HistoryReader::open(path)?;
+    let mut events = Vec::new();
+    while let Some(event) = reader.next_event()? {
+        events.push(event);
+    }
+    Ok(History {
+        meta: reader.meta().clone(),
+        events,
+    })
+}
+
+/// Streams the binary history at `source` into JSON lines at `out`
+/// (constant memory); returns the number of events.
+pub fn export_jsonl(source: &Path, out: &Path) -> Result<u64, HistoryError> {
+    let mut reader = HistoryReader::open(source)?;
+    let write_err = |source| HistoryError::Write {
+        path: out.to_path_buf(),
+        source,
+    };
+    let mut writer = BufWriter::new(File::create(out).map_err(write_err)?);
+    serde_json::to_writer(&mut writer, reader.meta()).map_err(|e| write_err(e.into()))?;
+    writeln!(writer).map_err(write_err)?;
+    let mut events = 0u64;
+    while let Some(event) = reader.next_event()? {
+        serde_json::to_writer(&mut writer, &event).map_err(|e| write_err(e.into()))?;
+        writeln!(writer).map_err(write_err)?;
+        events += 1;
+    }
+    writer.flush().map_err(write_err)?;
+    Ok(events)
+}
+
+/// Writes `history` as JSON lines (the `harness export --jsonl` format).
+pub fn write_history_jsonl(path: &Path, history: &History) -> Result<(), HistoryError> {
     let write_err = |source| HistoryError::Write {
         path: path.to_path_buf(),
         source,
@@ -58,7 +124,9 @@ pub fn write_history(path: &Path, history: &History) -> Result<(), HistoryError>
     out.flush().map_err(write_err)
 }
 
-pub fn read_history(path: &Path) -> Result<History, HistoryError> {
+/// Reads a JSON-lines history (an export, or a run recorded before
+/// `history.bin`).
+pub fn read_history_jsonl(path: &Path) -> Result<History, HistoryError> {
     let file = File::open(path).map_err(|source| HistoryError::Open {
         path: path.to_path_buf(),
         source,
@@ -101,7 +169,7 @@ mod tests {
     use uuid::Uuid;
 
     #[test]
-    fn round_trips_through_jsonl() {
+    fn round_trips_through_jsonl_and_binary() {
         let history = History {
             meta: RunMeta {
                 faults: Vec::new(),
@@ -194,6 +262,9 @@ mod tests {
         };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("history.jsonl");
+        write_history_jsonl(&path, &history).unwrap();
+        assert_eq!(read_history(&path).unwrap(), history);
+        let path = dir.path().join("history.bin");
         write_history(&path, &history).unwrap();
         assert_eq!(read_history(&path).unwrap(), history);
     }

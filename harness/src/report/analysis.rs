@@ -1,6 +1,6 @@
 //! The single aggregator: one history in, every number the reports show
 //! out. It reads only the history, so `harness report RUN_DIR` can redo it
-//! from `history.jsonl` alone.
+//! from the history (`history.bin`) alone.
 //!
 //! Two linear passes: the first counts everything and remembers each
 //! message's first intended send time; the second measures deliveries

@@ -43,7 +43,7 @@ use crate::scenario::LatencyMetric;
 pub const SUMMARY_FILE: &str = "summary.json";
 pub const MARKDOWN_FILE: &str = "report.md";
 pub const HTML_FILE: &str = "report.html";
-pub const HISTORY_FILE: &str = "history.jsonl";
+pub use crate::history::HISTORY_FILE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -187,13 +187,13 @@ pub fn load_summary(dir: &Path) -> Result<Summary, ReportError> {
     serde_json::from_str(&text).map_err(|source| ReportError::Parse { path, source })
 }
 
-/// `harness report RUN_DIR`: re-analyzes `history.jsonl` and re-renders
+/// `harness report RUN_DIR`: re-analyzes the history and re-renders
 /// every report around the stored summary (verdict, thresholds and run
 /// facts come from summary.json; latency, totals and fault impacts from
 /// the history).
 pub fn rerender_run_dir(dir: &Path) -> Result<(Summary, ReportFiles), ReportError> {
     let mut summary = load_summary(dir)?;
-    let history = read_history(&dir.join(HISTORY_FILE))?;
+    let history = read_history(&crate::history::history_path(dir))?;
     let analysis = analyze(&history);
     summary.latency = latency_table(&analysis);
     summary.totals = analysis.totals.clone();

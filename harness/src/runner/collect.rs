@@ -7,7 +7,7 @@ use std::path::Path;
 use super::log::{LogSource, Rebuilt, Store};
 use super::{report, write_json, Played, RunError};
 use crate::checker::rebuild_log;
-use crate::history::{write_history, History, MessageLog, RunMeta};
+use crate::history::{read_history, History, MessageLog, RunMeta};
 use crate::scenario::{render_scenario, Scenario};
 
 /// What the collect stage assembled.
@@ -38,17 +38,22 @@ pub async fn collect(
     played: Played,
 ) -> Result<Collected, RunError> {
     let conversation_ids = played.cast.conversation_ids();
-    let history = History {
-        meta: RunMeta {
-            scenario_name: scenario.name.clone(),
-            seed: scenario.seed.unwrap_or_default(),
-            started_at_unix_ms: played.clock_started_at_unix_ms,
-            devices: played.cast.devices,
-            conversations: played.cast.conversations,
-            faults: played.faults,
-        },
-        events: played.events,
+    let meta = RunMeta {
+        scenario_name: scenario.name.clone(),
+        seed: scenario.seed.unwrap_or_default(),
+        started_at_unix_ms: played.clock_started_at_unix_ms,
+        devices: played.cast.devices,
+        conversations: played.cast.conversations,
+        faults: played.faults,
     };
+    // The events are on disk already; the meta closes the file.
+    let written = played.history.finish(meta).await?;
+    tracing::info!(
+        events = written.events,
+        bytes = written.bytes,
+        "history written"
+    );
+    let history = read_history(played.history.path())?;
     let log = match store {
         Some(store) => {
             let log = store.read_log(&conversation_ids).await?;
@@ -77,7 +82,6 @@ pub async fn collect(
             rebuilt.read_log(&conversation_ids).await?
         }
     };
-    write_history(&run_dir.join(report::HISTORY_FILE), &history)?;
     write_json(&run_dir.join("log.json"), &log)?;
     if !played.intruders.is_empty() {
         write_json(

@@ -11,7 +11,7 @@ use super::log::{LogSource, Store};
 use super::population;
 use super::RunError;
 use crate::client::{ClientContext, Phase};
-use crate::history::{Event, Position};
+use crate::history::Position;
 
 /// The drain: in-flight sends settle, the heads are fixed, and every
 /// device must reach its conversation's head before the timeout.
@@ -95,21 +95,18 @@ pub(super) async fn drain(
     Ok(stragglers)
 }
 
-/// Every socket's events, in time order (stable: a socket's own events
-/// keep their order on equal stamps).
-pub(super) async fn gather_events(
-    tasks: Vec<tokio::task::JoinHandle<Vec<Event>>>,
+/// Waits for every socket task to end (their events are in the history
+/// writer's queue by then).
+pub(super) async fn join_sockets(
+    tasks: Vec<tokio::task::JoinHandle<()>>,
     unknown_reasons: &mut Vec<String>,
-) -> Vec<Event> {
-    let mut events = Vec::new();
+) {
     for task in tasks {
         match tokio::time::timeout(Duration::from_secs(15), task).await {
-            Ok(Ok(mut socket_events)) => events.append(&mut socket_events),
+            Ok(Ok(())) => {}
             Ok(Err(join)) => unknown_reasons.push(format!("a socket task failed: {join}")),
             Err(_) => unknown_reasons
                 .push("a socket task did not finish within 15s of the run end".into()),
         }
     }
-    events.sort_by_key(|event| event.at_us);
-    events
 }

@@ -38,7 +38,7 @@ use crate::client::shape::{LoadShape, StormControl};
 use crate::client::socket::SocketTask;
 use crate::client::traffic::{run_scheduler, ScheduleShare};
 use crate::client::{ClientContext, Counters, Phase, RunClock, SendOrder};
-use crate::history::{Event, History, MessageLog, Position};
+use crate::history::{History, MessageLog, Position, Recorder};
 use crate::proxy::{Proxy, ProxyError};
 use crate::report::{self, RunFacts, Summary};
 use crate::scenario::{FaultKind, Link, Persistence, RedisProviderChoice, Scenario, ServersSpec};
@@ -206,8 +206,10 @@ pub async fn run_until(
         provisioned = provision(&scenario, &options) => provisioned?,
         reason = &mut interrupt => return Err(RunError::Interrupted(reason)),
     };
+    // Sockets stream their events here while the run goes.
+    let recorder = Recorder::create(&run_dir.join(crate::history::HISTORY_FILE))?;
     let played = tokio::select! {
-        played = play(&scenario, seed, &provisioned, options.progress, &live_slot, None) => played,
+        played = play(&scenario, seed, &provisioned, options.progress, &live_slot, None, recorder) => played,
         reason = &mut interrupt => {
             // Tasks play spawned may still hold the rig: empty it in place.
             let redis = provisioned.rig.lock().await.stop_all_in_place().await;
@@ -505,8 +507,8 @@ pub fn check_history(
 
 /// What playing the scenario produced, before collecting and checking.
 pub struct Played {
-    /// Every socket's events, in time order.
-    pub events: Vec<Event>,
+    /// Where every socket's events went; `collect` closes it.
+    pub history: Recorder,
     pub cast: population::Cast,
     pub faults: Vec<crate::history::FaultWindow>,
     /// Wall clock at the run clock's origin.
@@ -531,7 +533,7 @@ pub struct Played {
 struct Devices {
     ctx: Arc<ClientContext>,
     cast: population::Cast,
-    tasks: Vec<tokio::task::JoinHandle<Vec<Event>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
     scheduler: tokio::task::JoinHandle<u64>,
     phase_tx: watch::Sender<Phase>,
     fault_schedule: tokio::task::JoinHandle<Vec<crate::history::FaultWindow>>,
@@ -551,6 +553,7 @@ pub async fn play(
     show_progress: bool,
     live_slot: &LiveSlot,
     shard: Option<&crate::shard::ShardPlay>,
+    history: Recorder,
 ) -> Result<Played, RunError> {
     if provisioned.targets.is_empty() {
         return Err(RunError::NoTargets);
@@ -570,7 +573,16 @@ pub async fn play(
     for spec in &mut cast.sockets {
         spec.bearer = tokens.get(&spec.user_id).cloned();
     }
-    let devices = start_devices(scenario, rng, cast, &placed, share, provisioned, shard);
+    let devices = start_devices(
+        scenario,
+        rng,
+        cast,
+        &placed,
+        share,
+        provisioned,
+        shard,
+        history.clone(),
+    );
     // The intruders are played once per run: by the only process, or by
     // shard 0 of a sharded run.
     let intruders = match shard {
@@ -643,7 +655,7 @@ pub async fn play(
     };
     let _ = devices.phase_tx.send(Phase::Done); // Err only when no socket task is left
     progress.set_phase("closing");
-    let events = drain::gather_events(devices.tasks, &mut unknown_reasons).await;
+    drain::join_sockets(devices.tasks, &mut unknown_reasons).await;
     progress.finish();
     sampler.abort();
     // Wait until the sampler is really gone: it holds the rig, which the
@@ -664,7 +676,7 @@ pub async fn play(
         })
     };
     Ok(Played {
-        events,
+        history,
         cast: devices.cast,
         faults,
         clock_started_at_unix_ms: devices.clock_started_at_unix_ms,
@@ -827,6 +839,7 @@ fn start_devices(
     share: ScheduleShare,
     provisioned: &Provisioned,
     shard: Option<&crate::shard::ShardPlay>,
+    history: Recorder,
 ) -> Devices {
     let socket_count = cast.sockets.len();
     let (phase_tx, phase_rx) = watch::channel(Phase::Running);
@@ -865,6 +878,7 @@ fn start_devices(
         live,
         shape: shape.clone(),
         storms,
+        history,
     });
     let mut order_senders: Vec<mpsc::Sender<SendOrder>> = Vec::with_capacity(socket_count);
     let mut tasks = Vec::with_capacity(socket_count);

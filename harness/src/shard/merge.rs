@@ -223,8 +223,15 @@ pub async fn merge(options: MergeOptions) -> Result<RunOutcome, ShardError> {
         queue_full: sum(|m| m.sends_skipped_queue_full),
     };
     let redis_url = options.redis_url.clone().or(first.redis_url.clone());
+    // The merged events go through a recorder like a played run's, so the
+    // collect stage writes the merged history the same way.
+    let recorder =
+        crate::history::Recorder::create(&options.out.join(crate::report::HISTORY_FILE))?;
+    for event in history.events {
+        recorder.record(event);
+    }
     let played = Played {
-        events: history.events,
+        history: recorder,
         cast: population::Cast {
             devices: history.meta.devices,
             conversations: history.meta.conversations,

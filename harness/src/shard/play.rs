@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{ShardError, ShardManifest, ShardPlay, ShardSpec, ShardSync, MANIFEST_FILE};
-use crate::history::{write_history, History, RunMeta};
+use crate::history::{Recorder, RunMeta};
 use crate::runner::{self, metrics, RunOptions};
 use crate::scenario::render_scenario;
 
@@ -104,6 +104,8 @@ pub async fn play_shard(options: ShardRunOptions) -> Result<PathBuf, ShardError>
         start_at_unix_ms,
         sync,
     };
+    // The shard's sockets stream their events into its directory.
+    let recorder = Recorder::create(&shard_dir.join(crate::report::HISTORY_FILE))?;
     let played = runner::play(
         &scenario,
         seed,
@@ -111,6 +113,7 @@ pub async fn play_shard(options: ShardRunOptions) -> Result<PathBuf, ShardError>
         run.progress,
         &live_slot,
         Some(&shard),
+        recorder,
     )
     .await;
     // As in a single-process run: the rig (client proxies, if any) is ours
@@ -121,18 +124,17 @@ pub async fn play_shard(options: ShardRunOptions) -> Result<PathBuf, ShardError>
     }
     let played = played?;
     let sockets = played.cast.sockets.len() as u64;
-    let history = History {
-        meta: RunMeta {
+    played
+        .history
+        .finish(RunMeta {
             scenario_name: scenario.name.clone(),
             seed,
             started_at_unix_ms: start_at_unix_ms,
             devices: played.cast.devices.clone(),
             conversations: played.cast.conversations.clone(),
             faults: played.faults.clone(),
-        },
-        events: played.events,
-    };
-    write_history(&shard_dir.join(crate::report::HISTORY_FILE), &history)?;
+        })
+        .await?;
     if !played.intruders.is_empty() {
         runner::write_json(
             &shard_dir.join(crate::intruders::INTRUDERS_FILE),
