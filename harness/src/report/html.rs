@@ -108,7 +108,7 @@ pub fn render_html(summary: &Summary, analysis: &Analysis) -> Result<String, Rep
     key_value_table(&mut out, &totals_rows(summary));
     out.push_str(
         "<p>Files beside this page: <a href=\"summary.json\">summary.json</a>, <a href=\"report.md\">report.md</a>, \
-         <code>&lt;metric&gt;.hgrm</code> percentile distributions, <code>history.jsonl</code>.</p>\n</body>\n</html>\n",
+         <code>&lt;metric&gt;.hgrm</code> percentile distributions, <code>history.bin</code> (<code>harness export --jsonl</code> for JSON lines).</p>\n</body>\n</html>\n",
     );
     Ok(out)
 }
