@@ -146,15 +146,20 @@ fn three_shards_judge_like_one_process() {
     // Every device was played by exactly one shard.
     let mut devices_seen = std::collections::BTreeSet::new();
     for dir in &shard_dirs {
-        let history = harness::history::read_history(&dir.join(harness::history::HISTORY_FILE)).expect("history");
+        let history = harness::history::read_history(&dir.join(harness::history::HISTORY_FILE))
+            .expect("history");
         let devices: std::collections::BTreeSet<u32> =
             history.events.iter().map(|e| e.device).collect();
         assert!(!devices.is_empty(), "{} played devices", dir.display());
         assert!(devices_seen.is_disjoint(&devices), "a device in two shards");
         devices_seen.extend(devices);
     }
-    let merged_history =
-        harness::history::read_history(&dir.path().join("merged").join(harness::history::HISTORY_FILE)).expect("history");
+    let merged_history = harness::history::read_history(
+        &dir.path()
+            .join("merged")
+            .join(harness::history::HISTORY_FILE),
+    )
+    .expect("history");
     let devices_in_conversations = merged_history
         .meta
         .devices

@@ -577,8 +577,7 @@ pub async fn play(
         scenario,
         rng,
         cast,
-        &placed,
-        share,
+        (&placed, share),
         provisioned,
         shard,
         history.clone(),
@@ -835,8 +834,9 @@ fn start_devices(
     scenario: &Scenario,
     mut rng: StdRng,
     cast: population::Cast,
-    placed: &[PlacedSocket],
-    share: ScheduleShare,
+    // What `place_sockets` decided: each socket's placement, and this
+    // process's share of the send schedule.
+    (placed, share): (&[PlacedSocket], ScheduleShare),
     provisioned: &Provisioned,
     shard: Option<&crate::shard::ShardPlay>,
     history: Recorder,
