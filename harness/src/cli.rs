@@ -539,14 +539,6 @@ async fn serve(config: server::Config) -> u8 {
         Err(err) => return fail(&err),
     };
     println!("LISTENING {}", running.ws_url());
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
     tokio::select! {
         result = running.wait() => {
             if let Err(err) = result {
@@ -554,8 +546,7 @@ async fn serve(config: server::Config) -> u8 {
             }
             0
         }
-        _ = tokio::signal::ctrl_c() => shutdown(running).await,
-        _ = term => shutdown(running).await,
+        _ = interrupted() => shutdown(running).await,
     }
 }
 

@@ -239,14 +239,7 @@ pub async fn run_until(
         played,
     )
     .await?;
-    let check = check_history(
-        &collected.history,
-        &collected.log,
-        &scenario,
-        collected.played.drain_complete,
-        collected.played.unknown_reasons.clone(),
-        &collected.played.intruders,
-    );
+    let check = check_collected(&collected, &scenario);
     let facts = RunFacts {
         scenario: scenario.clone(),
         seed,
@@ -481,6 +474,18 @@ pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// Stage 4 for a run just collected (single process or merged shards).
+pub fn check_collected(collected: &Collected, scenario: &Scenario) -> CheckOutcome {
+    check_history(
+        &collected.history,
+        &collected.log,
+        scenario,
+        collected.played.drain_complete,
+        collected.played.unknown_reasons.clone(),
+        &collected.played.intruders,
+    )
 }
 
 /// Stage 4: the checker's verdict on a history against a log.

@@ -256,14 +256,7 @@ pub async fn merge(options: MergeOptions) -> Result<RunOutcome, ShardError> {
     // once (or rebuilt from acks and receipts), the files written.
     let store = runner::log_store(&scenario, redis_url.as_deref());
     let collected = runner::collect(&options.out, &scenario, store, played).await?;
-    let check = runner::check_history(
-        &collected.history,
-        &collected.log,
-        &scenario,
-        collected.played.drain_complete,
-        collected.played.unknown_reasons.clone(),
-        &collected.played.intruders,
-    );
+    let check = runner::check_collected(&collected, &scenario);
     let facts = RunFacts {
         scenario: scenario.clone(),
         seed: first.seed,
