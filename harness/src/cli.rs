@@ -211,6 +211,7 @@ pub async fn main_with_args(cli: Cli) -> u8 {
                 shard_dirs,
                 out,
                 redis_url,
+                system_cost: None,
             };
             match crate::shard::merge(options).await {
                 Ok(outcome) => {

@@ -50,6 +50,17 @@ fn smoke_scenario_is_valid_and_writes_a_complete_report() {
     assert_eq!(summary["seed"], seed);
     assert_eq!(summary["exit_code"], 0);
     assert!(summary["sends_skipped"]["scheduled"].as_u64().unwrap() > 100);
+    // What the run cost: the spawned servers (from /proc) and Redis (from
+    // its INFO), each with CPU and memory, measured, not zero.
+    for (part, cost) in [
+        ("servers", &summary["servers"]),
+        ("redis_cost", &summary["redis_cost"]),
+    ] {
+        let cpu_us = cost["cpu_us_per_delivery"].as_f64();
+        assert!(cpu_us.is_some_and(|us| us > 0.0), "{part}: {cost}");
+        let rss = cost["rss_bytes_per_socket_at_traffic_end"].as_u64();
+        assert!(rss.is_some_and(|bytes| bytes > 0), "{part}: {cost}");
+    }
     let junit = assert_junit_valid(&dir);
     assert!(
         !junit.contains("<failure "),

@@ -252,4 +252,13 @@ fn local_workers_take_the_sharded_path_and_catch_a_flaw() {
         Some(3),
         "three workers merged"
     );
+    // The parent owned the servers and Redis while the workers played:
+    // the merged run says what they cost, memory at traffic end included.
+    for part in ["servers", "redis_cost"] {
+        let cost = &merged[part];
+        let cpu_us = cost["cpu_us_per_delivery"].as_f64();
+        assert!(cpu_us.is_some_and(|us| us > 0.0), "{part}: {cost}");
+        let rss = cost["rss_bytes_per_socket_at_traffic_end"].as_u64();
+        assert!(rss.is_some_and(|bytes| bytes > 0), "{part}: {cost}");
+    }
 }

@@ -147,6 +147,13 @@ fn cost_line(summary: &Summary) -> String {
             per_socket(servers.rss_bytes_per_socket_at_traffic_end)
         ));
     }
+    if let Some(redis) = &summary.redis_cost {
+        line.push_str(&format!(
+            "; Redis {} CPU/delivery, {} RSS/socket",
+            per_delivery(redis.cpu_us_per_delivery),
+            per_socket(redis.rss_bytes_per_socket_at_traffic_end)
+        ));
+    }
     line
 }
 

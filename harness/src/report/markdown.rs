@@ -449,6 +449,39 @@ pub fn totals_rows(summary: &Summary) -> Vec<(&'static str, String)> {
             ),
         ));
     }
+    if let Some(redis) = &summary.redis_cost {
+        rows.push((
+            "Redis CPU",
+            format!(
+                "{:.1} s ({:.0}% of one core){}{}",
+                redis.cpu_seconds,
+                redis.cpu_percent_of_one_core,
+                per_delivery(redis.cpu_us_per_delivery),
+                match redis.restarts_seen {
+                    0 => String::new(),
+                    n => format!(", {n} restarts seen"),
+                }
+            ),
+        ));
+        rows.push((
+            "Redis memory",
+            format!(
+                "{} peak RSS{}",
+                format_bytes(redis.peak_rss_bytes),
+                match (
+                    redis.rss_at_traffic_end_bytes,
+                    redis.rss_bytes_per_socket_at_traffic_end
+                ) {
+                    (Some(rss), Some(per_socket)) => format!(
+                        ", {} at traffic end, {} per socket",
+                        format_bytes(rss),
+                        format_bytes(per_socket)
+                    ),
+                    _ => String::new(),
+                }
+            ),
+        ));
+    }
     rows
 }
 

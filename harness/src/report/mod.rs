@@ -31,9 +31,9 @@ pub use hgrm::percentile_distribution;
 pub use junit::{render_junit, JUNIT_FILE};
 pub use latency::{LatencyRecorder, LatencyStats, LATENCY_SIGFIG, MAX_RECORDED_US};
 pub use summary::{
-    build_summary, exit_code, latency_table, HarnessResources, RunFacts, RunShape, SendsSkipped,
-    ServerResources, ServerResourcesInput, Summary, EXIT_INVALID, EXIT_THRESHOLD_OR_UNKNOWN,
-    EXIT_VALID, SUMMARY_SCHEMA,
+    build_summary, exit_code, latency_table, HarnessResources, RedisResources, RedisResourcesInput,
+    RunFacts, RunShape, SendsSkipped, ServerResources, ServerResourcesInput, Summary, EXIT_INVALID,
+    EXIT_THRESHOLD_OR_UNKNOWN, EXIT_VALID, SUMMARY_SCHEMA,
 };
 pub use thresholds::{evaluate_thresholds, ThresholdResult};
 

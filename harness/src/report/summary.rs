@@ -50,6 +50,9 @@ pub struct RunFacts {
     /// What the spawned server processes cost; `None` when none ran as
     /// processes (external targets, in-process servers).
     pub server_cost: Option<ServerResourcesInput>,
+    /// What Redis cost, from its own `INFO`; `None` when it could not be
+    /// read (no URL, or it never answered).
+    pub redis_cost: Option<RedisResourcesInput>,
     /// What the `[intruders]` got, per kind (none without intruders).
     pub intruders: Option<crate::intruders::IntruderSummary>,
 }
@@ -63,6 +66,18 @@ pub struct ServerResourcesInput {
     /// Largest sum of the servers' RSS seen.
     pub peak_rss_bytes: u64,
     pub rss_at_traffic_end_bytes: Option<u64>,
+}
+
+/// Redis's cost as the runner sampled it with `INFO`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisResourcesInput {
+    /// CPU from the first sample to the last (`used_cpu_sys + used_cpu_user`).
+    pub cpu: Duration,
+    /// Largest `used_memory_rss` seen.
+    pub peak_rss_bytes: u64,
+    pub rss_at_traffic_end_bytes: Option<u64>,
+    /// Times its CPU counter went back (Redis restarted by a fault).
+    pub restarts_seen: u32,
 }
 
 /// Sends the open model scheduled but could not hand to a socket. They
@@ -226,6 +241,24 @@ pub struct ServerResources {
     pub rss_bytes_per_socket_at_traffic_end: Option<u64>,
 }
 
+/// What Redis cost while the run played, from its own `INFO` counters
+/// every 500 ms (for a Redis shared with other clients, theirs too).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RedisResources {
+    pub cpu_seconds: f64,
+    /// CPU time over wall time of the run.
+    pub cpu_percent_of_one_core: f64,
+    /// `cpu_seconds` per delivery, in microseconds; `null` without deliveries.
+    pub cpu_us_per_delivery: Option<f64>,
+    /// Largest `used_memory_rss` seen.
+    pub peak_rss_bytes: u64,
+    pub rss_at_traffic_end_bytes: Option<u64>,
+    /// `rss_at_traffic_end_bytes / peak_sockets`.
+    pub rss_bytes_per_socket_at_traffic_end: Option<u64>,
+    /// Restarts seen (a fault); CPU counts every process.
+    pub restarts_seen: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     /// Always [`SUMMARY_SCHEMA`].
@@ -258,6 +291,9 @@ pub struct Summary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub servers: Option<ServerResources>,
     pub redis: String,
+    /// Redis's cost; absent when its `INFO` could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_cost: Option<RedisResources>,
     pub targets: Vec<String>,
     pub stragglers: Vec<String>,
     pub run: RunShape,
@@ -323,6 +359,26 @@ fn server_resources(facts: &RunFacts, deliveries: u64) -> Option<ServerResources
     })
 }
 
+fn redis_resources(facts: &RunFacts, deliveries: u64) -> Option<RedisResources> {
+    let cost = facts.redis_cost.as_ref()?;
+    let wall_seconds = facts.wall_duration.as_secs_f64();
+    Some(RedisResources {
+        cpu_seconds: cost.cpu.as_secs_f64(),
+        cpu_percent_of_one_core: if wall_seconds > 0.0 {
+            100.0 * cost.cpu.as_secs_f64() / wall_seconds
+        } else {
+            0.0
+        },
+        cpu_us_per_delivery: per_delivery_us(cost.cpu, deliveries),
+        peak_rss_bytes: cost.peak_rss_bytes,
+        rss_at_traffic_end_bytes: cost.rss_at_traffic_end_bytes,
+        rss_bytes_per_socket_at_traffic_end: cost
+            .rss_at_traffic_end_bytes
+            .and_then(|rss| rss.checked_div(facts.peak_sockets)),
+        restarts_seen: cost.restarts_seen,
+    })
+}
+
 fn harness_resources(facts: &RunFacts, deliveries: u64) -> HarnessResources {
     let cpu_seconds = facts.harness_cpu.as_secs_f64();
     let wall_seconds = facts.wall_duration.as_secs_f64();
@@ -372,6 +428,7 @@ pub fn build_summary(
         harness: harness_resources(facts, analysis.totals.deliveries()),
         servers: server_resources(facts, analysis.totals.deliveries()),
         redis: facts.redis_description.clone(),
+        redis_cost: redis_resources(facts, analysis.totals.deliveries()),
         targets: facts.targets.clone(),
         stragglers: facts.stragglers.clone(),
         run: RunShape::of(&facts.scenario),

@@ -99,6 +99,12 @@ pub(crate) fn sample_facts() -> RunFacts {
             peak_rss_bytes: 30 * 1024 * 1024,
             rss_at_traffic_end_bytes: Some(10 * 1024 * 1024),
         }),
+        redis_cost: Some(RedisResourcesInput {
+            cpu: Duration::from_millis(500),
+            peak_rss_bytes: 8 * 1024 * 1024,
+            rss_at_traffic_end_bytes: Some(6 * 1024 * 1024),
+            restarts_seen: 1,
+        }),
         intruders: None,
     }
 }
@@ -225,6 +231,15 @@ fn summary_carries_facts_analysis_and_check() {
         Some(512 * 1024)
     );
     assert_eq!(servers.processes, 3);
+    // Redis's, from its INFO counters.
+    let redis = summary.redis_cost.as_ref().expect("Redis cost");
+    assert_eq!(redis.cpu_us_per_delivery, Some(0.5e6 / deliveries));
+    assert_eq!(redis.cpu_percent_of_one_core, 12.5);
+    assert_eq!(
+        redis.rss_bytes_per_socket_at_traffic_end,
+        Some(6 * 1024 * 1024 / 20)
+    );
+    assert_eq!(redis.restarts_seen, 1);
     assert_eq!(summary.run.sockets_when_all_online, 24);
     assert_eq!(summary.run.servers_spawned, 2);
     assert_eq!(summary.thresholds_passed(), 2);

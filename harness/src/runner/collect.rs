@@ -25,6 +25,7 @@ pub struct PlayedFacts {
     pub peak_sockets: u64,
     pub rss_at_traffic_end_bytes: Option<u64>,
     pub server_cost: Option<report::ServerResourcesInput>,
+    pub redis_cost: Option<report::RedisResourcesInput>,
     pub sends_skipped: report::SendsSkipped,
     pub intruders: Vec<crate::intruders::IntruderRecord>,
 }
@@ -106,6 +107,7 @@ pub async fn collect(
             peak_sockets: played.peak_sockets,
             rss_at_traffic_end_bytes: played.rss_at_traffic_end_bytes,
             server_cost: played.server_cost,
+            redis_cost: played.redis_cost,
             sends_skipped: played.sends_skipped,
             intruders: played.intruders,
         },

@@ -13,6 +13,7 @@
 
 mod collect;
 pub use collect::{collect, Collected, PlayedFacts};
+pub mod cost;
 mod drain;
 pub mod faults;
 pub mod log;
@@ -255,6 +256,7 @@ pub async fn run_until(
         stragglers: collected.played.stragglers.clone(),
         sends_skipped: collected.played.sends_skipped.clone(),
         server_cost: collected.played.server_cost.clone(),
+        redis_cost: collected.played.redis_cost.clone(),
         intruders: (!collected.played.intruders.is_empty())
             .then(|| crate::intruders::summarize(&collected.played.intruders)),
     };
@@ -527,6 +529,8 @@ pub struct Played {
     /// What the spawned server processes cost (`None`: none were spawned
     /// as processes).
     pub server_cost: Option<report::ServerResourcesInput>,
+    /// What Redis cost (`None`: its `INFO` could not be read).
+    pub redis_cost: Option<report::RedisResourcesInput>,
     pub sends_skipped: report::SendsSkipped,
     /// Sends acked during the run (to tell an unreadable log from an empty one).
     pub acks: u64,
@@ -598,17 +602,12 @@ pub async fn play(
     let socket_count = devices.cast.sockets.len();
     let progress =
         progress::Progress::start(devices.ctx.clone(), show_progress, socket_count as u64);
-    let server_cost = Arc::new(std::sync::Mutex::new(resources::ServerCost::default()));
-    let sampler = tokio::spawn(sample_servers(provisioned.rig.clone(), server_cost.clone()));
+    let cost_sampler =
+        cost::CostSampler::start(provisioned.rig.clone(), provisioned.redis_url.as_deref()).await;
 
     tokio::time::sleep_until(devices.traffic_end).await;
     let rss_at_traffic_end_bytes = resources::current_rss_bytes();
-    let servers_rss_at_traffic_end_bytes = {
-        let pids = provisioned.rig.lock().await.server_pids();
-        let mut cost = server_cost.lock().unwrap_or_else(|p| p.into_inner());
-        cost.sample(&pids);
-        (cost.processes > 0).then_some(cost.rss_bytes_now)
-    };
+    let cost_at_traffic_end = cost_sampler.at_traffic_end().await;
     progress.set_phase("draining");
     // Sends stop; devices come back at once and stay.
     let _ = devices.phase_tx.send(Phase::Draining); // Err only when no socket task is left: nothing to tell
@@ -661,24 +660,10 @@ pub async fn play(
     progress.set_phase("closing");
     drain::join_sockets(devices.tasks, &mut unknown_reasons).await;
     progress.finish();
-    sampler.abort();
-    // Wait until the sampler is really gone: it holds the rig, which the
-    // run must own alone afterwards to stop the servers and keep Redis up.
-    let _ = sampler.await; // Err(cancelled) is the expected outcome of the abort
-    let server_cost = {
-        let pids = provisioned.rig.lock().await.server_pids();
-        let mut cost = server_cost
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        cost.sample(&pids);
-        (cost.processes > 0).then(|| report::ServerResourcesInput {
-            processes: cost.processes,
-            cpu: cost.cpu(),
-            peak_rss_bytes: cost.peak_rss_bytes,
-            rss_at_traffic_end_bytes: servers_rss_at_traffic_end_bytes,
-        })
-    };
+    let cost::SystemCost {
+        servers: server_cost,
+        redis: redis_cost,
+    } = cost_sampler.finish(cost_at_traffic_end).await;
     Ok(Played {
         history,
         cast: devices.cast,
@@ -690,6 +675,7 @@ pub async fn play(
         peak_sockets: ctx.counters.peak_sockets_online.load(Ordering::Relaxed),
         rss_at_traffic_end_bytes,
         server_cost,
+        redis_cost,
         sends_skipped,
         acks: ctx.counters.acks.load(Ordering::Relaxed),
         intruders,
@@ -741,23 +727,6 @@ fn start_intruders(
         })
         .await
     })
-}
-
-/// How often the spawned servers' CPU and memory are read from `/proc`.
-const SERVER_SAMPLE_INTERVAL: Duration = Duration::from_millis(500);
-
-/// Samples the spawned server processes until aborted (at the end of
-/// play); each sample holds the rig's lock only to list the pids.
-async fn sample_servers(
-    rig: Arc<tokio::sync::Mutex<faults::Rig>>,
-    cost: Arc<std::sync::Mutex<resources::ServerCost>>,
-) {
-    let mut tick = tokio::time::interval(SERVER_SAMPLE_INTERVAL);
-    loop {
-        tick.tick().await;
-        let pids = rig.lock().await.server_pids();
-        cost.lock().unwrap_or_else(|p| p.into_inner()).sample(&pids);
-    }
 }
 
 /// Where and how one socket of this process starts.

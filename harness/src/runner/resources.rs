@@ -113,6 +113,111 @@ impl ServerCost {
     }
 }
 
+/// Redis's own CPU and memory counters, read with `INFO`: the same
+/// whichever way Redis runs (a container, a local process, a URL on
+/// another machine), where `/proc` would only see the local ones.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RedisInfoSample {
+    /// `used_cpu_sys + used_cpu_user` since the Redis process started.
+    pub cpu: Duration,
+    /// `used_memory_rss`.
+    pub rss_bytes: u64,
+}
+
+/// The two counters out of an `INFO cpu memory` reply (`key:value` lines).
+pub fn parse_redis_info(text: &str) -> Option<RedisInfoSample> {
+    let value = |key: &str| {
+        text.lines()
+            .find_map(|line| line.trim_end().strip_prefix(key)?.strip_prefix(':'))
+    };
+    let seconds = |key: &str| {
+        value(key)?
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+    };
+    let cpu = seconds("used_cpu_sys")? + seconds("used_cpu_user")?;
+    Some(RedisInfoSample {
+        cpu: Duration::from_secs_f64(cpu),
+        rss_bytes: value("used_memory_rss")?.parse().ok()?,
+    })
+}
+
+/// Redis's cost over a run, from periodic `INFO` samples: CPU counts from
+/// the first sample on, and a counter that went down means Redis
+/// restarted (a fault), whose new process counts from zero.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RedisCost {
+    last_cpu: Option<Duration>,
+    cpu: Duration,
+    pub rss_bytes_now: u64,
+    pub peak_rss_bytes: u64,
+    pub restarts_seen: u32,
+}
+
+impl RedisCost {
+    pub fn observe(&mut self, sample: RedisInfoSample) {
+        match self.last_cpu {
+            None => {}
+            Some(last) if sample.cpu >= last => self.cpu += sample.cpu - last,
+            Some(_) => {
+                self.restarts_seen += 1;
+                self.cpu += sample.cpu;
+            }
+        }
+        self.last_cpu = Some(sample.cpu);
+        self.rss_bytes_now = sample.rss_bytes;
+        self.peak_rss_bytes = self.peak_rss_bytes.max(sample.rss_bytes);
+    }
+
+    /// CPU since the first sample; `None` before two samples.
+    pub fn cpu(&self) -> Duration {
+        self.cpu
+    }
+
+    pub fn sampled(&self) -> bool {
+        self.last_cpu.is_some()
+    }
+}
+
+/// One connection that reads Redis's `INFO`, each read bounded by a short
+/// timeout: a paused or restarting Redis (a fault) costs one missed
+/// sample, never a stalled run.
+pub struct RedisInfoReader {
+    connection: redis::aio::MultiplexedConnection,
+}
+
+const REDIS_INFO_TIMEOUT: Duration = Duration::from_secs(1);
+
+impl RedisInfoReader {
+    pub async fn connect(url: &str) -> Result<RedisInfoReader, redis::RedisError> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(REDIS_INFO_TIMEOUT * 3))
+            .set_response_timeout(Some(REDIS_INFO_TIMEOUT));
+        let connection = redis::Client::open(url)?
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        Ok(RedisInfoReader { connection })
+    }
+
+    /// `None` when Redis did not answer in time or the reply lacked the
+    /// counters (a server that renames them).
+    pub async fn sample(&mut self) -> Option<RedisInfoSample> {
+        let reply: Result<String, _> = redis::cmd("INFO")
+            .arg("cpu")
+            .arg("memory")
+            .query_async(&mut self.connection)
+            .await;
+        match reply {
+            Ok(text) => parse_redis_info(&text),
+            Err(err) => {
+                tracing::debug!(%err, "Redis INFO sample missed");
+                None
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +279,37 @@ mod tests {
         assert!(usage.cpu > Duration::ZERO);
         let now = current_rss_bytes().expect("/proc/self/statm on Linux");
         assert!(now > 1024 * 1024 && now <= usage.peak_rss_bytes.max(now));
+    }
+
+    #[test]
+    fn reads_redis_cpu_and_memory_and_survives_a_restart() {
+        let info = "# CPU\r\nused_cpu_sys:1.500000\r\nused_cpu_user:2.250000\r\n\
+                    used_cpu_sys_children:9.0\r\n# Memory\r\nused_memory:100\r\n\
+                    used_memory_rss:4096000\r\nused_memory_rss_human:3.91M\r\n";
+        let sample = parse_redis_info(info).expect("parses");
+        assert_eq!(sample.cpu, Duration::from_millis(3_750));
+        assert_eq!(sample.rss_bytes, 4_096_000);
+        assert_eq!(parse_redis_info("used_cpu_sys:1\r\n"), None);
+        assert_eq!(
+            parse_redis_info("used_cpu_sys:-1\nused_cpu_user:1\nused_memory_rss:1"),
+            None
+        );
+
+        let at = |cpu_ms, rss_bytes| RedisInfoSample {
+            cpu: Duration::from_millis(cpu_ms),
+            rss_bytes,
+        };
+        let mut cost = RedisCost::default();
+        cost.observe(at(10_000, 5));
+        assert_eq!((cost.cpu(), cost.sampled()), (Duration::ZERO, true));
+        cost.observe(at(10_400, 9));
+        // Restarted: the new process's 100 ms count in full.
+        cost.observe(at(100, 3));
+        cost.observe(at(250, 4));
+        assert_eq!(cost.cpu(), Duration::from_millis(400 + 100 + 150));
+        assert_eq!(
+            (cost.restarts_seen, cost.rss_bytes_now, cost.peak_rss_bytes),
+            (1, 4, 9)
+        );
     }
 }

@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{merge, MergeOptions, ShardError};
 use crate::auth::Credentials;
@@ -16,6 +17,9 @@ use crate::runner::{self, RunOptions, RunOutcome};
 /// File descriptors a process keeps besides its sockets (Redis, files,
 /// the runtime, metrics), so a worker never reaches the limit.
 const FDS_RESERVED: u64 = 1_000;
+
+/// How long the workers wait for each other before the run starts.
+const WORKERS_RENDEZVOUS: Duration = Duration::from_secs(120);
 
 /// This process's open-files limit (soft), if readable.
 pub fn open_files_limit() -> Option<u64> {
@@ -85,25 +89,35 @@ pub async fn run_with_workers(
         open_files_limit().map_or_else(|| "unknown".to_string(), |l| l.to_string())
     );
     let run_id = format!("{}-{seed}-{}", scenario.name, std::process::id());
-    let played = play_workers(
-        &WorkerSetup {
-            scenario_path,
-            seed,
-            program,
-            targets: provisioned
-                .targets
-                .iter()
-                .map(url::Url::to_string)
-                .collect(),
-            redis_url: &redis_url,
-            credentials: &provisioned.credentials,
-            run_id: &run_id,
-            shards_out: &shards_out,
-            quiet: !options.progress,
-        },
-        count,
-    )
-    .await;
+    // This process owns the servers and Redis while the workers play, so
+    // it measures what they cost, as a single-process run does.
+    let cost_sampler =
+        runner::cost::CostSampler::start(provisioned.rig.clone(), Some(&redis_url)).await;
+    let traffic_end = traffic_end_sample(&cost_sampler, &redis_url, &run_id, &scenario);
+    let setup = WorkerSetup {
+        scenario_path,
+        seed,
+        program,
+        targets: provisioned
+            .targets
+            .iter()
+            .map(url::Url::to_string)
+            .collect(),
+        redis_url: &redis_url,
+        credentials: &provisioned.credentials,
+        run_id: &run_id,
+        shards_out: &shards_out,
+        quiet: !options.progress,
+    };
+    let workers = play_workers(&setup, count);
+    tokio::pin!(workers);
+    // The workers end after their traffic phase: the memory sample at its
+    // end is taken on the way, unless the workers end first (failed).
+    let (played, at_traffic_end) = tokio::select! {
+        played = &mut workers => (played, Default::default()),
+        at_traffic_end = traffic_end => (workers.await, at_traffic_end),
+    };
+    let system_cost = cost_sampler.finish(at_traffic_end).await;
     // Servers stop now; Redis stays up (the handle) until the merge has
     // read the log back.
     let _redis_alive = match Arc::try_unwrap(provisioned.rig) {
@@ -114,10 +128,39 @@ pub async fn run_with_workers(
     let outcome = merge(MergeOptions {
         shard_dirs,
         out: run_dir,
-        redis_url: Some(redis_url),
+        redis_url: Some(redis_url.clone()),
+        system_cost: Some(system_cost),
     })
     .await?;
     Ok(outcome)
+}
+
+/// Waits for the time origin the workers agree through Redis, then for
+/// their traffic phase's end, and samples the servers' and Redis's memory
+/// there. Without an agreed origin (the workers never met) it samples
+/// nothing and never returns: the workers' own end decides.
+async fn traffic_end_sample(
+    sampler: &runner::cost::CostSampler,
+    redis_url: &str,
+    run_id: &str,
+    scenario: &crate::scenario::Scenario,
+) -> runner::cost::AtTrafficEnd {
+    // The workers wait up to `--wait-for-shards` (2 m) for each other.
+    let wait = WORKERS_RENDEZVOUS + Duration::from_secs(10);
+    match super::sync::wait_for_agreed_start(redis_url, run_id, wait).await {
+        Ok(Some(start_at_unix_ms)) => {
+            let traffic_end_unix_ms =
+                start_at_unix_ms + (scenario.ramp_up + scenario.duration).as_millis() as u64;
+            let wait_ms = traffic_end_unix_ms.saturating_sub(runner::unix_ms());
+            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+            sampler.at_traffic_end().await
+        }
+        Ok(None) => std::future::pending().await,
+        Err(err) => {
+            tracing::warn!(%err, "cannot read the workers' start: no memory sample at traffic end");
+            std::future::pending().await
+        }
+    }
 }
 
 struct WorkerSetup<'a> {
@@ -151,7 +194,7 @@ async fn play_workers(
             .arg("--run-id")
             .arg(setup.run_id)
             .arg("--wait-for-shards")
-            .arg("2m")
+            .arg(humantime::format_duration(WORKERS_RENDEZVOUS).to_string())
             .arg("--redis-url")
             .arg(setup.redis_url)
             .arg("--out")

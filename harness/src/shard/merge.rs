@@ -24,6 +24,10 @@ pub struct MergeOptions {
     pub out: PathBuf,
     /// Read the log from this Redis instead of the one the shards used.
     pub redis_url: Option<String>,
+    /// What the servers and Redis cost, when this process owned them
+    /// while the shards played (`harness run --workers`); `None` for
+    /// shards played elsewhere.
+    pub system_cost: Option<runner::cost::SystemCost>,
 }
 
 /// One shard directory, read.
@@ -248,6 +252,7 @@ pub async fn merge(options: MergeOptions) -> Result<RunOutcome, ShardError> {
             .map(|m| m.harness_rss_at_traffic_end_bytes)
             .sum(),
         server_cost: None,
+        redis_cost: None,
         sends_skipped: sends_skipped.clone(),
         acks: sum(|m| m.acks),
         intruders,
@@ -257,6 +262,7 @@ pub async fn merge(options: MergeOptions) -> Result<RunOutcome, ShardError> {
     let store = runner::log_store(&scenario, redis_url.as_deref());
     let collected = runner::collect(&options.out, &scenario, store, played).await?;
     let check = runner::check_collected(&collected, &scenario);
+    let system_cost = options.system_cost.clone().unwrap_or_default();
     let facts = RunFacts {
         scenario: scenario.clone(),
         seed: first.seed,
@@ -271,7 +277,8 @@ pub async fn merge(options: MergeOptions) -> Result<RunOutcome, ShardError> {
         targets: first.targets.clone(),
         stragglers,
         sends_skipped,
-        server_cost: None,
+        server_cost: system_cost.servers,
+        redis_cost: system_cost.redis,
         intruders: (!collected.played.intruders.is_empty())
             .then(|| crate::intruders::summarize(&collected.played.intruders)),
     };

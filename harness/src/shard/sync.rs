@@ -199,6 +199,37 @@ fn key(run_id: &str, name: &str) -> String {
     format!("harness:shards:{run_id}:{name}")
 }
 
+/// The run's time origin once the shards have agreed it, polled until
+/// `timeout` (`None`: not agreed by then). The parent of local workers
+/// reads it to know when their traffic phase ends.
+pub async fn wait_for_agreed_start(
+    url: &str,
+    run_id: &str,
+    timeout: Duration,
+) -> Result<Option<u64>, ShardError> {
+    let redis_err = |source| ShardError::Redis {
+        url: url.to_string(),
+        source,
+    };
+    let client = redis::Client::open(url).map_err(redis_err)?;
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(redis_err)?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let start: Option<u64> = redis::cmd("GET")
+            .arg(key(run_id, "start"))
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_err)?;
+        if start.is_some() || tokio::time::Instant::now() >= deadline {
+            return Ok(start);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// Deletes a run's coordination keys (the merge does, once the shards are
 /// done; they would expire anyway).
 pub async fn forget_run(url: &str, run_id: &str, start_at_unix_ms: u64) -> Result<(), ShardError> {
