@@ -69,7 +69,3 @@ pub(crate) fn line_column(source: &str, byte_offset: usize) -> (usize, usize) {
     let column = before[line_start..].chars().count() + 1;
     (line, column)
 }
-
-#[cfg(test)]
-#[path = "error_tests.rs"]
-mod tests;

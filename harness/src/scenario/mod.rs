@@ -59,7 +59,7 @@ pub fn parse_scenario(text: &str, origin: &str) -> Result<Scenario, ScenarioErro
     };
     let document = DeTable::parse(text).map_err(|err| {
         let problem = format!("invalid TOML: {}", err.message());
-        source.error(err.span().unwrap_or(0..0), "", problem, None)
+        source.at(err.span().unwrap_or(0..0), "", problem, None)
     })?;
     source.document = document.get_ref();
     let root = DeValue::Table(document.get_ref().clone());
@@ -70,11 +70,11 @@ pub fn parse_scenario(text: &str, origin: &str) -> Result<Scenario, ScenarioErro
     };
     let file = ScenarioFile::deserialize(root).map_err(|err| {
         let span = err.span.clone().unwrap_or(0..0);
-        source.error(span, &err.path.unwrap_or_default(), err.problem, err.hint)
+        source.at(span, &err.path.unwrap_or_default(), err.problem, err.hint)
     })?;
     validate::scenario(&source, file)
 }
 
 #[cfg(test)]
-#[path = "parse_tests.rs"]
+#[path = "mod_tests.rs"]
 mod tests;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::tests::{assert_error, with_tail};
+use super::validate::{assert_error, with_tail};
 use crate::scenario::model::*;
 use crate::scenario::parse_scenario;
 

@@ -1,18 +1,16 @@
-//! `[[faults]]` -> validated [`FaultSpec`]s. A fault is only accepted when
-//! the harness can actually inject it into this scenario (it controls the
-//! Redis, the servers or the link), when it starts while traffic runs, and
-//! when no other fault acts on the same target at the same time: two
-//! overlapping faults on one target would make the timeline (and so the
-//! report's attribution of findings to faults) ambiguous.
+//! `[[faults]]` -> validated [`FaultSpec`]s, sorted by start (stably: ties
+//! keep their file order). A fault is accepted only when the harness can
+//! inject it into this scenario (it controls the Redis, the servers or the
+//! link), when it starts while traffic runs, and when no other fault acts
+//! on the same target meanwhile: overlaps would make the timeline (and the
+//! report's attribution of findings to faults) ambiguous. Which keys each
+//! kind takes was checked as the table was read (`file::tagged_keys`).
 
 use std::time::Duration;
 
-use serde::de::IntoDeserializer;
-use serde::Deserialize;
-
 use super::Source;
 use crate::scenario::error::ScenarioError;
-use crate::scenario::file::{Dur, FaultFile, FaultName};
+use crate::scenario::file::{FaultFile, FaultName};
 use crate::scenario::model::*;
 use crate::scenario::variant_name;
 use recovery_units::format_duration;
@@ -26,84 +24,54 @@ pub(super) struct FaultContext<'s> {
     pub allow_lost_ack: bool,
 }
 
-/// The hint for a typo in a fault table whose `kind` is known: that
-/// kind's keys, which are more useful than every fault key.
-pub(crate) fn fault_keys_hint(kind: &str) -> Option<String> {
-    let read = IntoDeserializer::<serde::de::value::Error>::into_deserializer(kind);
-    let kind = FaultName::deserialize(read).ok()?;
-    Some(format!(
-        "{} takes: {}",
-        variant_name(kind),
-        kind.keys().join(", ")
-    ))
-}
-
-/// What a fault acts on, as named in errors; two faults on one target
-/// must not overlap.
-fn target(kind: &FaultKind) -> String {
-    match kind {
+/// What a fault acts on (as named in errors) and when: half-open
+/// `[at, end)`, where an instant fault takes 1ns so that two instant
+/// faults at one moment on one target collide.
+fn target(spec: &FaultSpec) -> (String, Duration, Duration) {
+    let on = match &spec.kind {
         FaultKind::ServerKill { server } | FaultKind::ServerRestart { server } => {
             format!("server {server}")
         }
         FaultKind::ReconnectStorm { .. } => "the clients".into(),
-        _ => kind.link().map_or("Redis".into(), |link| {
-            format!("the {} link", crate::scenario::variant_name(link))
+        kind => kind.link().map_or("Redis".into(), |link| {
+            format!("the {} link", variant_name(link))
         }),
-    }
-}
-
-/// Half-open `[at, end)`; an instant fault occupies 1ns so that two
-/// instant faults at the same moment on one target collide.
-fn window(spec: &FaultSpec) -> (Duration, Duration) {
+    };
     let length = spec.duration.max(Duration::from_nanos(1));
-    (spec.at, spec.at.saturating_add(length))
+    (on, spec.at, spec.at.saturating_add(length))
 }
 
 fn describe(spec: &FaultSpec) -> String {
     let (name, at) = (spec.kind.name(), format_duration(spec.at));
-    if spec.duration.is_zero() {
-        format!("{name} at {at}")
-    } else {
-        let end = format_duration(spec.at.saturating_add(spec.duration));
-        format!("{name} from {at} to {end}")
+    match format_duration(spec.at.saturating_add(spec.duration)) {
+        _ if spec.duration.is_zero() => format!("{name} at {at}"),
+        end => format!("{name} from {at} to {end}"),
     }
 }
 
-/// All `[[faults]]`, sorted by start time (stably: faults starting at the
-/// same moment keep their file order).
 pub(super) fn faults(
     source: &Source,
     items: &[FaultFile],
     context: &FaultContext,
 ) -> Result<Vec<FaultSpec>, ScenarioError> {
-    let mut parsed: Vec<(FaultSpec, String)> = Vec::with_capacity(items.len());
+    let mut specs: Vec<FaultSpec> = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         let path = format!("faults[{index}]");
         let spec = fault(source, &path, item, context)?;
-        let on = target(&spec.kind);
-        let (start, end) = window(&spec);
-        let clash = parsed.iter().position(|(earlier, earlier_target)| {
-            let (earlier_start, earlier_end) = window(earlier);
-            *earlier_target == on && start < earlier_end && earlier_start < end
+        let (on, start, end) = target(&spec);
+        let clash = specs.iter().position(|earlier| {
+            let (earlier_on, earlier_start, earlier_end) = target(earlier);
+            earlier_on == on && start < earlier_end && earlier_start < end
         });
         if let Some(earlier) = clash {
-            return Err(source.fail(
-                &path,
-                format!(
-                    "{} overlaps faults[{earlier}] ({}), both on {}",
-                    describe(&spec),
-                    describe(&parsed[earlier].0),
-                    on
-                ),
-                Some(
-                    "faults on one target must not overlap in time: start one after the other ends"
-                        .into(),
-                ),
-            ));
+            let (this, that) = (describe(&spec), describe(&specs[earlier]));
+            let problem = format!("{this} overlaps faults[{earlier}] ({that}), both on {on}");
+            let hint =
+                "faults on one target must not overlap in time: start one after the other ends";
+            return Err(source.fail(&path, problem, Some(hint.into())));
         }
-        parsed.push((spec, on));
+        specs.push(spec);
     }
-    let mut specs: Vec<FaultSpec> = parsed.into_iter().map(|(spec, _)| spec).collect();
     specs.sort_by_key(|spec| spec.at);
     Ok(specs)
 }
@@ -114,97 +82,76 @@ fn fault(
     file: &FaultFile,
     context: &FaultContext,
 ) -> Result<FaultSpec, ScenarioError> {
-    let kind = file.kind;
-    let (name, keys) = (variant_name(kind), source.keys(path));
-    let key_path = |key: &str| format!("{path}.{key}");
-    let fail = |key: &str, problem: String, hint: &str| {
+    use FaultName::*;
+    let fail = |key: &str, problem: &str, hint: &str| {
         let hint = (!hint.is_empty()).then(|| hint.to_string());
-        Err(source.fail(&key_path(key), problem, hint))
+        Err(source.fail(&format!("{path}.{key}"), problem, hint))
     };
-    if let Some(key) = keys.iter().find(|key| !kind.keys().contains(key)) {
-        let problem = format!("does not apply to kind = {name:?}");
-        return Err(source.fail_key(&key_path(key), problem, fault_keys_hint(name)));
-    }
     // Whether the harness controls what this kind of fault acts on.
     let external = matches!(context.servers, ServersSpec::External { .. });
-    let uncontrolled = match kind {
-        FaultName::RedisRestart | FaultName::RedisPause | FaultName::RedisWipe
-            if context.redis.provider == RedisProviderChoice::Url => Some((
+    let kind = file.kind;
+    if matches!(kind, RedisRestart | RedisPause | RedisWipe)
+        && context.redis.provider == RedisProviderChoice::Url
+    {
+        return fail(
+            "kind",
             "redis faults need a Redis the harness starts (testcontainers or local), not a given URL",
             "set redis.provider = \"testcontainers\" or \"local\" (or \"auto\")",
-        )),
-        FaultName::ServerKill | FaultName::ServerRestart if external => Some((
+        );
+    }
+    if matches!(kind, ServerKill | ServerRestart) && external {
+        return fail(
+            "kind",
             "server faults need spawned reference servers",
             "servers.targets are run by someone else: use [servers] spawn \
              (or command, for your own server) instead",
-        )),
-        _ => None,
-    };
-    if let Some((problem, hint)) = uncontrolled {
-        return fail("kind", problem.into(), hint);
+        );
     }
-    // A reset is instant; a storm's duration is the window its sockets
-    // come back in (0: all at once).
-    let instant = matches!(kind, FaultName::Reset | FaultName::ReconnectStorm);
-    let optional = ["kind", "server", "jitter", "share", "drop"];
-    let required = kind.keys().iter().filter(|key| !optional.contains(key));
-    if let Some(absent) = required
-        .filter(|key| !(instant && **key == "duration"))
-        .find(|key| !keys.contains(key))
-    {
-        return Err(source.missing(path, absent));
-    }
-    let duration_of = |given: Option<Dur>| given.map_or(Duration::ZERO, |text| text.0);
-    let (at, duration) = (duration_of(file.at), duration_of(file.duration));
+    let latency = file.latency.as_ref().map(|latency| latency.0);
+    let [at, duration, latency, jitter] = [file.at, file.duration, latency, file.jitter]
+        .map(|given| given.map_or(Duration::ZERO, |text| text.0));
     if at >= context.traffic_end {
         let (at, end) = (format_duration(at), format_duration(context.traffic_end));
         let problem =
             format!("starts at {at}, when traffic has ended (ramp_up + duration = {end})");
-        return fail("at", problem, "a fault must start while traffic runs; the drain comes after (a fault may last into the drain)");
+        return fail("at", &problem, "a fault must start while traffic runs; the drain comes after (a fault may last into the drain)");
     }
-    if kind == FaultName::Reset && !duration.is_zero() {
-        let problem = "a reset is instant: its duration must be \"0s\"".into();
+    if kind == Reset && !duration.is_zero() {
+        let problem = "a reset is instant: its duration must be \"0s\"";
         return fail(
             "duration",
             problem,
             "remove duration (it defaults to \"0s\")",
         );
     }
-    if !instant && duration.is_zero() {
-        return fail("duration", "must be greater than 0s".into(), "");
+    if !matches!(kind, Reset | ReconnectStorm) && duration.is_zero() {
+        return fail("duration", "must be greater than 0s", "");
     }
     let (server, link) = (file.server.unwrap_or(0), file.link.unwrap_or(Link::Clients));
-    let latency = file
-        .latency
-        .as_ref()
-        .map_or(Duration::ZERO, |text| text.0 .0);
-    let jitter = duration_of(file.jitter);
     let kind = match kind {
-        FaultName::RedisRestart => FaultKind::RedisRestart,
-        FaultName::RedisPause => FaultKind::RedisPause,
-        FaultName::RedisWipe => FaultKind::RedisWipe,
-        FaultName::ServerKill => FaultKind::ServerKill { server },
-        FaultName::ServerRestart => FaultKind::ServerRestart { server },
-        FaultName::Latency => FaultKind::Latency {
+        RedisRestart => FaultKind::RedisRestart,
+        RedisPause => FaultKind::RedisPause,
+        RedisWipe => FaultKind::RedisWipe,
+        ServerKill => FaultKind::ServerKill { server },
+        ServerRestart => FaultKind::ServerRestart { server },
+        Latency => FaultKind::Latency {
             link,
             latency,
             jitter,
         },
-        FaultName::Bandwidth => FaultKind::Bandwidth {
+        Bandwidth => FaultKind::Bandwidth {
             link,
             bytes_per_s: file.rate.as_ref().map_or(0, |rate| rate.0 .0),
         },
-        FaultName::Blackhole => FaultKind::Blackhole { link },
-        FaultName::Reset => FaultKind::Reset { link },
-        FaultName::ReconnectStorm => FaultKind::ReconnectStorm {
+        Blackhole => FaultKind::Blackhole { link },
+        Reset => FaultKind::Reset { link },
+        ReconnectStorm => FaultKind::ReconnectStorm {
             share: file.share.as_ref().map_or(1.0, |share| share.0 .0),
             drop: file.drop.unwrap_or(StormDrop::Abrupt),
         },
     };
-    if let (
-        FaultKind::ServerKill { .. } | FaultKind::ServerRestart { .. },
-        ServersSpec::Spawn { count, command, .. },
-    ) = (&kind, context.servers)
+    if let (ServerKill | ServerRestart, ServersSpec::Spawn { count, command, .. }) =
+        (file.kind, context.servers)
     {
         let key = if command.is_some() {
             "instances"
@@ -213,42 +160,34 @@ fn fault(
         };
         if server >= *count {
             let problem = format!("there is no server {server} (servers.{key} = {count})");
-            let hint = format!(
-                "servers are numbered from 0: use 0..={}",
-                count.saturating_sub(1)
-            );
-            return fail("server", problem, &hint);
+            let hint = format!("servers are numbered from 0: use 0..={}", count - 1);
+            return fail("server", &problem, &hint);
         }
     }
     if kind.link() == Some(Link::Redis) && external {
         return fail(
             "link",
-            "link = \"redis\" needs spawned servers".into(),
+            "link = \"redis\" needs spawned servers",
             "the harness proxies the spawned servers' Redis connection; \
-                 it cannot reach the Redis connection of servers.targets",
+             it cannot reach the Redis connection of servers.targets",
         );
     }
     if jitter > latency {
         let problem = format!("is more than latency ({})", format_duration(latency));
-        return fail(
-            "jitter",
-            problem,
-            "each packet is delayed by latency ± jitter, which must not go below 0",
-        );
+        let hint = "each packet is delayed by latency ± jitter, which must not go below 0";
+        return fail("jitter", &problem, hint);
     }
     let destroys_acked = match file.kind {
-        FaultName::RedisWipe => Some("redis_wipe deletes acked messages"),
-        FaultName::RedisRestart if context.redis.persistence == Persistence::None => {
-            Some("redis_restart with redis.persistence = \"none\" loses acked messages")
+        RedisWipe => "redis_wipe deletes acked messages",
+        RedisRestart if context.redis.persistence == Persistence::None => {
+            "redis_restart with redis.persistence = \"none\" loses acked messages"
         }
-        _ => None,
+        _ => "",
     };
-    if let (Some(problem), false) = (destroys_acked, context.allow_lost_ack) {
-        return fail(
-            "kind",
-            problem.into(),
-            "this scenario destroys acked messages on purpose; set [expect] lost_ack = \"allowed\"",
-        );
+    if !destroys_acked.is_empty() && !context.allow_lost_ack {
+        let hint =
+            "this scenario destroys acked messages on purpose; set [expect] lost_ack = \"allowed\"";
+        return fail("kind", destroys_acked, hint);
     }
     Ok(FaultSpec { kind, at, duration })
 }

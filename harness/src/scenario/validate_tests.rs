@@ -88,7 +88,7 @@ fn unknown_key_in_an_inline_table() {
     );
     assert_eq!(
         err.to_string(),
-        "t.toml:10:42: churn.online: unknown key \"mx\" (expected one of: dist, value, min, max, mean)"
+        "t.toml:10:42: churn.online: unknown key \"mx\" (uniform takes: min, max)"
     );
 }
 
