@@ -1,57 +1,20 @@
 //! The scenario file's schema with the model's serde derives (`model.rs`):
 //! the one place where keys, types, defaults and the names of choices are
 //! defined (`docs/scenario-format.md` is the human-facing copy). Here:
-//! values with units and checked values (read and written through [`As`]),
+//! values with units and checked values (read and written with `FromInto`),
 //! and the tables shaped differently in the model (`[servers]`, a
 //! distribution, a fault), which `validate.rs` maps in, `render.rs` out.
 
-use std::marker::PhantomData;
 use std::time::Duration;
 
 use recovery_units::*;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use super::intruders::{MAX_ATTEMPTS, MAX_INTRUDERS_PER_KIND};
 use super::model::COMMAND_PLACEHOLDERS;
 use super::model::{fill_placeholders, DurationDist, Link, StormDrop};
 use super::variant_name;
 use crate::client::protocol::Protocol;
-
-/// The file form `W` of a model value `T` (a duration written with a
-/// unit, a count checked to be positive).
-pub(crate) trait Form<T> {
-    fn into_model(self) -> T;
-    fn from_model(value: &T) -> Self;
-}
-
-impl<T, W: Form<T>> Form<Option<T>> for Option<W> {
-    fn into_model(self) -> Option<T> {
-        self.map(W::into_model)
-    }
-    fn from_model(value: &Option<T>) -> Self {
-        value.as_ref().map(W::from_model)
-    }
-}
-
-/// `#[serde(with = "As::<W>")]`: a model field read and written in its
-/// file form `W`.
-pub(crate) struct As<W>(PhantomData<W>);
-
-impl<W> As<W> {
-    pub fn serialize<T, S: Serializer>(value: &T, serializer: S) -> Result<S::Ok, S::Error>
-    where
-        W: Form<T> + Serialize,
-    {
-        W::from_model(value).serialize(serializer)
-    }
-
-    pub fn deserialize<'de, T, D: Deserializer<'de>>(deserializer: D) -> Result<T, D::Error>
-    where
-        W: Form<T> + Deserialize<'de>,
-    {
-        W::deserialize(deserializer).map(W::into_model)
-    }
-}
 
 /// A value with a unit: text in the file, in the grammar shared with the
 /// server's flags (`recovery-units`). The serde name tells `de.rs` which
@@ -63,12 +26,15 @@ macro_rules! unit_value {
         #[derive(Debug, Clone, Copy, PartialEq)]
         $vis struct $name(pub $type);
 
-        impl Form<$type> for $name {
-            fn into_model(self) -> $type {
-                self.0
+        impl From<$type> for $name {
+            fn from(value: $type) -> Self {
+                $name(value)
             }
-            fn from_model(value: &$type) -> Self {
-                $name(*value)
+        }
+
+        impl From<$name> for $type {
+            fn from(value: $name) -> Self {
+                value.0
             }
         }
 
@@ -99,37 +65,26 @@ unit_value!(
     pub Percentile(f64), "$unit:p", parse_percentile, format_percentile
 );
 
-/// The identity form, for checked values of plain types.
-macro_rules! plain_form {
-    ($($type:ty),*) => {$(
-        impl Form<$type> for $type {
-            fn into_model(self) -> $type {
-                self
-            }
-            fn from_model(value: &$type) -> Self {
-                value.clone()
-            }
-        }
-    )*};
-}
-plain_form!(u32, u64, f64, String, Percentile);
-
 /// Values checked as soon as they are read, so that the error points at
 /// them (`de.rs` gives errors raised here the value's place): each is read
-/// as its `$inner` form of the model's `$model` type, and `$check` gives
-/// the problem, if any, with its hint in parentheses.
+/// as its `$inner` form of the model's `$model` type (`FromInto` in the
+/// model's serde attributes), and `$check` gives the problem, if any, with
+/// its hint in parentheses.
 macro_rules! checked {
     ($($name:ident($inner:ty) as $model:ty: |$value:ident| $check:expr;)*) => {$(
         #[derive(Debug, Clone, PartialEq, Serialize)]
         #[serde(transparent)]
         pub(crate) struct $name(pub $inner);
 
-        impl Form<$model> for $name {
-            fn into_model(self) -> $model {
-                Form::into_model(self.0)
+        impl From<$model> for $name {
+            fn from(value: $model) -> Self {
+                $name(value.into())
             }
-            fn from_model(value: &$model) -> Self {
-                $name(Form::from_model(value))
+        }
+
+        impl From<$name> for $model {
+            fn from(value: $name) -> Self {
+                value.0.into()
             }
         }
 
@@ -352,15 +307,15 @@ pub(crate) enum Permission {
     Forbidden,
 }
 
-impl Form<bool> for Permission {
-    fn into_model(self) -> bool {
-        self == Permission::Allowed
+impl From<Permission> for bool {
+    fn from(permission: Permission) -> bool {
+        permission == Permission::Allowed
     }
-    fn from_model(allowed: &bool) -> Self {
-        match allowed {
-            true => Permission::Allowed,
-            false => Permission::Forbidden,
-        }
+}
+
+impl From<bool> for Permission {
+    fn from(allowed: bool) -> Self {
+        [Permission::Forbidden, Permission::Allowed][usize::from(allowed)]
     }
 }
 

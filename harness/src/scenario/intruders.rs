@@ -5,9 +5,10 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_with::{serde_as, FromInto};
 
 use super::error::ScenarioError;
-use super::file::{As, Attempts, IntruderCount, Positive};
+use super::file::{Attempts, IntruderCount, Positive};
 use super::validate::Source;
 use crate::client::protocol::Protocol;
 
@@ -55,24 +56,25 @@ impl IntruderKind {
 
 /// `[intruders]`; without the table, no intruders. Bounds are checked as
 /// each value is read (`file.rs`), the rules across values by [`check`].
+#[serde_as]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Intruders {
-    #[serde(with = "As::<IntruderCount>")]
+    #[serde_as(as = "FromInto<IntruderCount>")]
     pub no_token: u32,
-    #[serde(with = "As::<IntruderCount>")]
+    #[serde_as(as = "FromInto<IntruderCount>")]
     pub expired_token: u32,
-    #[serde(with = "As::<IntruderCount>")]
+    #[serde_as(as = "FromInto<IntruderCount>")]
     pub bad_signature: u32,
-    #[serde(with = "As::<IntruderCount>")]
+    #[serde_as(as = "FromInto<IntruderCount>")]
     pub not_member: u32,
-    #[serde(with = "As::<IntruderCount>")]
+    #[serde_as(as = "FromInto<IntruderCount>")]
     pub client_id: u32,
     /// Connects per intruder.
-    #[serde(with = "As::<Attempts>")]
+    #[serde_as(as = "FromInto<Attempts>")]
     pub attempts: u32,
     /// Between one intruder's connects.
-    #[serde(with = "As::<Positive>")]
+    #[serde_as(as = "FromInto<Positive>")]
     pub interval: Duration,
 }
 

@@ -1,19 +1,15 @@
 //! Scenario files: TOML text -> validated [`Scenario`], and back.
 //!
-//! The schema is serde derives with unknown keys rejected everywhere: the
-//! model (`model.rs`) where it maps one to one onto the file, `file.rs`
-//! for values with units and the tables written differently;
-//! `docs/scenario-format.md` documents it. Values with units use the
-//! grammar shared with the server's flags (`recovery-units`). The text is
-//! parsed into toml's spanned tree, deserialized with `de.rs` (which keeps
+//! The schema is serde derives, unknown keys denied everywhere (`model.rs`,
+//! `file.rs`; `docs/scenario-format.md` is its human-facing copy), with the
+//! unit grammar shared with the server's flags (`recovery-units`). The text
+//! is parsed into toml's spanned tree, deserialized by `de.rs` (which keeps
 //! every error's span and key path), then validated (`validate.rs`).
 //!
-//! Error reporting: the whole file is checked before anything is started,
-//! and the FIRST problem found is reported (syntax errors first, then
-//! unknown keys, wrong types and bad values in file order, then the rules
-//! across values section by section), as `file:line:column: key.path:
-//! problem (hint)`. Fixing errors one at a time keeps each message
-//! precise; a second error is often a consequence of the first.
+//! The whole file is checked before anything starts, and the FIRST problem
+//! is reported (syntax, then keys, types and values in file order, then the
+//! rules across values), as `file:line:column: key.path: problem (hint)`:
+//! a second error is often a consequence of the first.
 
 mod de;
 mod error;

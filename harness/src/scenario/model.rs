@@ -6,10 +6,11 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_with::{serde_as, FromInto};
 
 use crate::client::protocol::Protocol;
 
-use super::file::{As, BodySize, Count, DistFile, FaultName, Pct, Permission};
+use super::file::{BodySize, Count, DistFile, FaultName, Pct, Permission};
 use super::file::{ImageName, Positive, PositiveRate, Rate, RedisUrl, Share};
 use super::variant_name;
 
@@ -56,14 +57,15 @@ pub enum Persistence {
     AofAlways,
 }
 
+#[serde_as]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSpec {
     pub provider: RedisProviderChoice,
-    #[serde(with = "As::<Option<RedisUrl>>")]
+    #[serde_as(as = "Option<FromInto<RedisUrl>>")]
     pub url: Option<String>,
     /// `None`: the provider's default.
-    #[serde(with = "As::<Option<ImageName>>")]
+    #[serde_as(as = "Option<FromInto<ImageName>>")]
     pub image: Option<String>,
     pub persistence: Persistence,
 }
@@ -126,17 +128,19 @@ pub fn fill_placeholders(template: &str, values: &[(&str, &str)]) -> Result<Stri
     Ok(out)
 }
 
+#[serde_as]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Population {
-    #[serde(with = "As::<Count>")]
+    #[serde_as(as = "FromInto<Count>")]
     pub users: u32,
-    #[serde(default = "one", with = "As::<Count>")]
+    #[serde(default = "one")]
+    #[serde_as(as = "FromInto<Count>")]
     pub devices_per_user: u32,
-    #[serde(with = "As::<Count>")]
+    #[serde_as(as = "FromInto<Count>")]
     pub conversations: u32,
     /// Each member user's every device opens one socket in it.
-    #[serde(with = "As::<Count>")]
+    #[serde_as(as = "FromInto<Count>")]
     pub members_per_conversation: u32,
 }
 
@@ -155,14 +159,17 @@ impl Population {
 
 /// One stage of the load shape: the send rate and online share at its end,
 /// reached linearly from the previous stage's (`None`: the previous holds).
+#[serde_as]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Stage {
-    #[serde(with = "As::<Positive>")]
+    #[serde_as(as = "FromInto<Positive>")]
     pub duration: Duration,
-    #[serde(rename = "send_rate", default, with = "As::<Option<Rate>>")]
+    #[serde(rename = "send_rate")]
+    #[serde_as(as = "Option<FromInto<Rate>>")]
     pub send_rate_per_s: Option<f64>,
-    #[serde(rename = "online", default, with = "As::<Option<Share>>")]
+    #[serde(rename = "online")]
+    #[serde_as(as = "Option<FromInto<Share>>")]
     pub online_share: Option<f64>,
 }
 
@@ -176,17 +183,16 @@ pub enum StormDrop {
     Reset,
 }
 
+#[serde_as]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Traffic {
     /// Over all devices (open model: sends never wait for acks).
-    #[serde(rename = "send_rate", with = "As::<PositiveRate>")]
+    #[serde(rename = "send_rate")]
+    #[serde_as(as = "FromInto<PositiveRate>")]
     pub send_rate_per_s: f64,
-    #[serde(
-        rename = "body_size",
-        default = "default_body",
-        with = "As::<BodySize>"
-    )]
+    #[serde(rename = "body_size", default = "default_body")]
+    #[serde_as(as = "FromInto<BodySize>")]
     pub body_bytes: u32,
 }
 
@@ -204,6 +210,7 @@ pub enum DurationDist {
 }
 
 /// `Default` is an empty `[churn]` table; without one, churn is off.
+#[serde_as]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Churn {
@@ -211,11 +218,11 @@ pub struct Churn {
     pub enabled: bool,
     pub online: DurationDist,
     pub offline: DurationDist,
-    #[serde(with = "As::<Share>")]
+    #[serde_as(as = "FromInto<Share>")]
     pub abrupt_share: f64,
-    #[serde(with = "As::<Share>")]
+    #[serde_as(as = "FromInto<Share>")]
     pub reset_share: f64,
-    #[serde(with = "As::<Share>")]
+    #[serde_as(as = "FromInto<Share>")]
     pub client_cursor_share: f64,
 }
 
@@ -262,37 +269,43 @@ impl LatencyMetric {
 
 pub use super::file::Percentile;
 
+#[serde_as]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LatencyThreshold {
     pub metric: LatencyMetric,
-    #[serde(with = "As::<Pct>")]
+    #[serde_as(as = "FromInto<Pct>")]
     pub percentile: Percentile,
-    #[serde(with = "As::<Positive>")]
+    #[serde_as(as = "FromInto<Positive>")]
     pub max: Duration,
 }
 
+#[serde_as]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Thresholds {
-    #[serde(rename = "min_delivery_rate", with = "As::<Option<PositiveRate>>")]
+    #[serde(rename = "min_delivery_rate")]
+    #[serde_as(as = "Option<FromInto<PositiveRate>>")]
     pub min_delivery_rate_per_s: Option<f64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub latency: Vec<LatencyThreshold>,
 }
 
 /// `[expect]`; the two permissions are written `"allowed"`/`"forbidden"`.
+#[serde_as]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Expectations {
     pub no_loss: bool,
     pub no_duplicates: bool,
     pub order: bool,
-    #[serde(rename = "stored_cursor_redelivery", with = "As::<Permission>")]
+    #[serde(rename = "stored_cursor_redelivery")]
+    #[serde_as(as = "FromInto<Permission>")]
     pub allow_stored_cursor_redelivery: bool,
     /// Acked messages may be missing from the log (still reported; their
     /// receipts are not phantoms).
-    #[serde(rename = "lost_ack", with = "As::<Permission>")]
+    #[serde(rename = "lost_ack")]
+    #[serde_as(as = "FromInto<Permission>")]
     pub allow_lost_ack: bool,
 }
 
