@@ -140,13 +140,6 @@ pub(crate) fn join(path: &str, key: &str) -> String {
     }
 }
 
-impl<'de> IntoDeserializer<'de, DeError> for ValueDe<'_, '_> {
-    type Deserializer = Self;
-    fn into_deserializer(self) -> Self {
-        self
-    }
-}
-
 impl<'de> de::Deserializer<'de> for ValueDe<'_, '_> {
     type Error = DeError;
 
@@ -225,17 +218,13 @@ impl<'de> de::Deserializer<'de> for ValueDe<'_, '_> {
             return visitor.visit_newtype_struct(self);
         };
         let key = self.path.rsplit('.').next().unwrap_or_default();
-        let hint = |number: String| match unit {
+        let hint = |number: &dyn fmt::Display| match unit {
             "p" => format!("write it as a string, e.g. \"p{number}\""),
             _ => format!("units are mandatory: write {key} = \"{number}{unit}\""),
         };
         let checked = match self.value {
-            DeValue::Integer(number) => {
-                return self.wrong_type("a string", Some(hint(number.to_string())))
-            }
-            DeValue::Float(number) => {
-                return self.wrong_type("a string", Some(hint(number.to_string())))
-            }
+            DeValue::Integer(number) => return self.wrong_type("a string", Some(hint(number))),
+            DeValue::Float(number) => return self.wrong_type("a string", Some(hint(number))),
             DeValue::String(text) => match unit {
                 "s" => parse_duration(text).err(),
                 "/s" => parse_rate(text).err(),

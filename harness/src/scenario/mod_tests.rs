@@ -16,3 +16,23 @@ mod validate_command;
 mod validate_fault;
 #[path = "validate_shape_tests.rs"]
 mod validate_shape;
+
+/// What the tests check of an error (its fields are public; these read
+/// them for the `Invalid` case).
+impl super::ScenarioError {
+    /// The dotted key path (`None` for a read error).
+    pub(crate) fn key(&self) -> Option<&str> {
+        match self {
+            super::ScenarioError::Read { .. } => None,
+            super::ScenarioError::Invalid { key, .. } => Some(key),
+        }
+    }
+
+    /// `(line, column)`, both 1-based.
+    pub(crate) fn position(&self) -> Option<(usize, usize)> {
+        match self {
+            super::ScenarioError::Read { .. } => None,
+            super::ScenarioError::Invalid { line, column, .. } => Some((*line, *column)),
+        }
+    }
+}

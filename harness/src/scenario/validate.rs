@@ -186,63 +186,55 @@ fn redis(source: &Source, redis: &RedisSpec) -> Result<(), ScenarioError> {
 /// `[servers]`: reference servers (`spawn`), servers run by someone else
 /// (`targets`) or any server started per instance (`command`).
 fn servers(source: &Source, file: &ServersFile) -> Result<ServersSpec, ScenarioError> {
-    let (command, targets, spawn) = (&file.command, &file.targets, file.spawn.is_some());
-    let reject = |keys: &[&str], problem: &str, hint: &str| match source
-        .keys("servers")
-        .into_iter()
-        .find(|key| keys.contains(key))
-    {
-        Some(key) => Err(source.fail_key(&join("servers", key), problem, Some(hint.into()))),
-        None => Ok(()),
-    };
-    if command.is_none() {
-        let problem = "only applies to servers started with command";
-        reject(
-            &ServersFile::COMMAND_ONLY_KEYS,
-            problem,
+    let (command, targets) = (&file.command, &file.targets);
+    let (with_command, with_targets) = (command.is_some(), targets.is_some());
+    let with_spawn = file.spawn.is_some();
+    // Keys that do not go with the servers given: (whether the rule applies,
+    // its keys, problem, hint). The first rule's first key written is named.
+    let (command_only, spawn_only) = (ServersFile::COMMAND_ONLY_KEYS, ServersFile::SPAWN_ONLY_KEYS);
+    let rules: [(bool, &[&str], &str, &str); 6] = [
+        (
+            !with_command,
+            &command_only,
+            "only applies to servers started with command",
             "add command = [...], or remove it",
-        )?;
-    }
-    let clash = match (command.is_some(), targets.is_some(), spawn) {
-        (true, true, _) => Some((
-            "targets",
-            "command",
+        ),
+        (
+            with_command,
+            &["targets"],
+            "cannot be combined with command",
             "command starts servers, targets names servers run by someone else: keep one",
-        )),
-        (true, false, true) => Some((
-            "spawn",
-            "command",
+        ),
+        (
+            with_command,
+            &["spawn"],
+            "cannot be combined with command",
             "spawn counts reference servers; with command, write instances = N",
-        )),
-        (false, true, true) => Some((
-            "targets",
-            "spawn",
+        ),
+        (
+            with_targets && with_spawn,
+            &["targets"],
+            "cannot be combined with spawn",
             "spawn starts reference servers, targets names servers run by someone else: keep one",
-        )),
-        _ => None,
-    };
-    if let Some((key, other, hint)) = clash {
-        let (path, hint) = (join("servers", key), Some(hint.into()));
-        let problem = format!("cannot be combined with {other}");
-        // `spawn` is pointed at by its key, as the one to remove.
-        return Err(match key {
-            "spawn" => source.fail_key(&path, problem, hint),
-            _ => source.fail(&path, problem, hint),
-        });
-    }
-    let spawn_only = ServersFile::SPAWN_ONLY_KEYS;
-    match (command, targets) {
-        (Some(_), _) => reject(
+        ),
+        (
+            with_command,
             &spawn_only,
             "only applies to the reference server, not to command",
             "put the server's own flags in command",
-        )?,
-        (None, Some(_)) => reject(
+        ),
+        (
+            with_targets,
             &spawn_only,
             "only applies to spawned servers, not to targets",
             "remove it, or use spawn instead of targets",
-        )?,
-        (None, None) => {}
+        ),
+    ];
+    let written = source.keys("servers");
+    for (_, keys, problem, hint) in rules.into_iter().filter(|rule| rule.0) {
+        if let Some(key) = written.iter().find(|key| keys.contains(key)) {
+            return Err(source.fail_key(&join("servers", key), problem, Some(hint.into())));
+        }
     }
     let given = |text: &Option<Positive>, default| text.as_ref().map_or(default, |text| text.0 .0);
     let count = |given: &Option<Count>| given.as_ref().map_or(1, |count| count.0);

@@ -484,7 +484,7 @@ fn servers_spawn_or_targets() {
     assert_error(
         &with_tail(both),
         11,
-        11,
+        1,
         "servers.targets",
         "cannot be combined with spawn",
     );
