@@ -14,14 +14,15 @@ use serde::forward_to_deserialize_any;
 use toml::de::DeValue;
 use toml::Spanned;
 
-use super::validate::fault_keys_hint;
+use super::file::{tagged_keys, Tagged};
 use recovery_units::{parse_byte_rate, parse_duration, parse_percentile, parse_rate, parse_size};
 
 pub(crate) type Span = Range<usize>;
+pub(crate) type Hint = Option<String>;
 
 /// A deserialization error; the innermost value that knows its span and
 /// path fills them in.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct DeError {
     pub span: Option<Span>,
     pub path: Option<String>,
@@ -31,9 +32,8 @@ pub(crate) struct DeError {
 }
 
 /// What serde told about the error beyond its message.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 enum Detail {
-    #[default]
     None,
     MissingKey(&'static str),
     /// An unknown enum value: every known one (see `variant_name`).
@@ -42,12 +42,18 @@ enum Detail {
 
 impl DeError {
     fn new(problem: impl Into<String>, hint: Option<String>) -> Self {
-        let problem = problem.into();
+        let (problem, detail) = (problem.into(), Detail::None);
         DeError {
             problem,
             hint,
-            ..Default::default()
+            detail,
+            span: None,
+            path: None,
         }
+    }
+
+    fn with(self, detail: Detail) -> Self {
+        DeError { detail, ..self }
     }
 }
 
@@ -70,20 +76,13 @@ impl de::Error for DeError {
     }
 
     fn missing_field(field: &'static str) -> Self {
-        let err = DeError::new("required key is missing", None);
-        DeError {
-            detail: Detail::MissingKey(field),
-            ..err
-        }
+        DeError::new("required key is missing", None).with(Detail::MissingKey(field))
     }
 
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
         let hint = format!("expected one of: {}", expected.join(", "));
-        let err = DeError::new(format!("unknown value {variant:?}"), Some(hint));
-        DeError {
-            detail: Detail::UnknownVariant(expected),
-            ..err
-        }
+        let problem = format!("unknown value {variant:?}");
+        DeError::new(problem, Some(hint)).with(Detail::UnknownVariant(expected))
     }
 }
 
@@ -138,13 +137,6 @@ pub(crate) fn join(path: &str, key: &str) -> String {
         key.to_string()
     } else {
         format!("{path}.{key}")
-    }
-}
-
-impl<'de> IntoDeserializer<'de, DeError> for ValueDe<'_, '_> {
-    type Deserializer = Self;
-    fn into_deserializer(self) -> Self {
-        self
     }
 }
 
@@ -226,17 +218,13 @@ impl<'de> de::Deserializer<'de> for ValueDe<'_, '_> {
             return visitor.visit_newtype_struct(self);
         };
         let key = self.path.rsplit('.').next().unwrap_or_default();
-        let hint = |number: String| match unit {
+        let hint = |number: &dyn fmt::Display| match unit {
             "p" => format!("write it as a string, e.g. \"p{number}\""),
             _ => format!("units are mandatory: write {key} = \"{number}{unit}\""),
         };
         let checked = match self.value {
-            DeValue::Integer(number) => {
-                return self.wrong_type("a string", Some(hint(number.to_string())))
-            }
-            DeValue::Float(number) => {
-                return self.wrong_type("a string", Some(hint(number.to_string())))
-            }
+            DeValue::Integer(number) => return self.wrong_type("a string", Some(hint(number))),
+            DeValue::Float(number) => return self.wrong_type("a string", Some(hint(number))),
             DeValue::String(text) => match unit {
                 "s" => parse_duration(text).err(),
                 "/s" => parse_rate(text).err(),
@@ -271,28 +259,29 @@ impl<'de> de::Deserializer<'de> for ValueDe<'_, '_> {
     }
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_struct("", &[], visitor)
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         let DeValue::Table(table) = self.value else {
             return self.wrong_type("a table", None);
         };
         let mut entries: Vec<_> = table.iter().collect();
         entries.sort_by_key(|(key, _)| key.span().start);
-        let kind = table.get("kind").and_then(|kind| kind.get_ref().as_str());
+        let value_of = |key: &str| table.get(key).and_then(|value| value.get_ref().as_str());
+        let tagged = tagged_keys(name, value_of);
         let map = MapDe {
             entries,
             next: 0,
             path: &self.path,
-            kind_hint: kind.and_then(fault_keys_hint),
+            tagged,
         };
         self.located(|| visitor.visit_map(map))
-    }
-
-    fn deserialize_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        _fields: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, DeError> {
-        self.deserialize_map(visitor)
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
@@ -347,8 +336,7 @@ struct MapDe<'a, 'i> {
     entries: Vec<Entry<'a, 'i>>,
     next: usize,
     path: &'a str,
-    /// For a typo in a fault table: the keys of its kind.
-    kind_hint: Option<String>,
+    tagged: Option<Tagged>,
 }
 
 impl<'de> de::MapAccess<'de> for MapDe<'_, '_> {
@@ -358,17 +346,35 @@ impl<'de> de::MapAccess<'de> for MapDe<'_, '_> {
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, DeError> {
+        let tagged = self.tagged.as_ref();
         let Some((key, _)) = self.entries.get(self.next) else {
-            return Ok(None);
+            let written = |name: &&str| self.entries.iter().any(|(key, _)| key.get_ref() == name);
+            return match tagged.and_then(|tagged| tagged.requires.iter().find(|k| !written(k))) {
+                Some(absent) => Err(de::Error::missing_field(absent)),
+                None => Ok(None),
+            };
         };
-        seed.deserialize(key.get_ref().as_ref().into_deserializer())
-            .map(Some)
-            .map_err(|err: DeError| DeError {
-                span: Some(key.span()),
-                path: Some(self.path.to_string()),
-                hint: self.kind_hint.clone().or(err.hint),
-                ..err
-            })
+        let (name, span) = (key.get_ref().as_ref(), key.span());
+        let hint =
+            tagged.map(|tagged| format!("{} takes: {}", tagged.name, tagged.takes.join(", ")));
+        let read = seed.deserialize(name.into_deserializer());
+        let read = read.map_err(|err: DeError| DeError {
+            span: Some(span.clone()),
+            path: Some(self.path.to_string()),
+            hint: hint.clone().or(err.hint),
+            ..err
+        })?;
+        match tagged {
+            Some(tagged) if name != tagged.tag && !tagged.takes.contains(&name) => Err(DeError {
+                span: Some(span),
+                path: Some(join(self.path, name)),
+                ..DeError::new(
+                    format!("does not apply to {} = {:?}", tagged.tag, tagged.name),
+                    hint,
+                )
+            }),
+            _ => Ok(Some(read)),
+        }
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {

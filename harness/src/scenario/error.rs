@@ -25,24 +25,6 @@ pub enum ScenarioError {
     },
 }
 
-impl ScenarioError {
-    /// The dotted key path of an `Invalid` error (`None` for read errors).
-    pub fn key(&self) -> Option<&str> {
-        match self {
-            ScenarioError::Read { .. } => None,
-            ScenarioError::Invalid { key, .. } => Some(key),
-        }
-    }
-
-    /// `(line, column)`, both 1-based, of an `Invalid` error.
-    pub fn position(&self) -> Option<(usize, usize)> {
-        match self {
-            ScenarioError::Read { .. } => None,
-            ScenarioError::Invalid { line, column, .. } => Some((*line, *column)),
-        }
-    }
-}
-
 /// `key: problem (hint)`, without stray separators when the key is empty
 /// or there is no hint.
 fn problem_text(key: &str, problem: &str, hint: &Option<String>) -> String {
@@ -69,7 +51,3 @@ pub(crate) fn line_column(source: &str, byte_offset: usize) -> (usize, usize) {
     let column = before[line_start..].chars().count() + 1;
     (line, column)
 }
-
-#[cfg(test)]
-#[path = "error_tests.rs"]
-mod tests;

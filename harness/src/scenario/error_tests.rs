@@ -1,5 +1,5 @@
 //! Positions and the shape of scenario error messages.
-use super::*;
+use crate::scenario::error::line_column;
 
 #[test]
 fn line_column_counts_lines_and_characters_from_one() {
@@ -22,7 +22,7 @@ fn display_names_file_position_key_problem_and_hint() {
         text: "a\nb\n  mx = 1\n",
         document: &document,
     };
-    let err = origin.error(
+    let err = origin.at(
         6..8,
         "churn.online",
         "unknown key \"mx\"",
@@ -32,7 +32,7 @@ fn display_names_file_position_key_problem_and_hint() {
         err.to_string(),
         "scenarios/x.toml:3:3: churn.online: unknown key \"mx\" (expected one of: dist, value)"
     );
-    let root = origin.error(0..1, "", "broken", None);
+    let root = origin.at(0..1, "", "broken", None);
     assert_eq!(root.to_string(), "scenarios/x.toml:1:1: broken");
     assert_eq!(root.position(), Some((1, 1)));
     assert_eq!(err.key(), Some("churn.online"));

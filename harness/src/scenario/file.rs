@@ -1,72 +1,20 @@
-//! The scenario file's schema, as written, with the model's serde derives
-//! (`model.rs`): the one place where keys, their TOML types, which are
-//! required, defaults and the names of choices are defined
-//! (`docs/scenario-format.md` is the human-facing copy). Here: values with
-//! units and checked values (their file form, read and written through
-//! [`As`]), and the tables whose model shape differs from the file's
-//! (`[servers]`, a distribution, a fault), which `validate.rs` turns into
-//! the model and `render.rs` back.
+//! The scenario file's schema with the model's serde derives (`model.rs`):
+//! the one place where keys, types, defaults and the names of choices are
+//! defined (`docs/scenario-format.md` is the human-facing copy). Here:
+//! values with units and checked values (read and written with `FromInto`),
+//! and the tables shaped differently in the model (`[servers]`, a
+//! distribution, a fault), which `validate.rs` maps in, `render.rs` out.
 
-use std::marker::PhantomData;
 use std::time::Duration;
 
 use recovery_units::*;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use super::intruders::{MAX_ATTEMPTS, MAX_INTRUDERS_PER_KIND};
 use super::model::COMMAND_PLACEHOLDERS;
 use super::model::{fill_placeholders, DurationDist, Link, StormDrop};
+use super::variant_name;
 use crate::client::protocol::Protocol;
-
-/// The file form `W` of a model value `T` (a duration written with a
-/// unit, a count checked to be positive).
-pub(crate) trait Form<T> {
-    fn into_model(self) -> T;
-    fn from_model(value: &T) -> Self;
-}
-
-impl<T, W: Form<T>> Form<Option<T>> for Option<W> {
-    fn into_model(self) -> Option<T> {
-        self.map(W::into_model)
-    }
-    fn from_model(value: &Option<T>) -> Self {
-        value.as_ref().map(W::from_model)
-    }
-}
-
-/// `#[serde(with = "As::<W>")]`: a model field read and written in its
-/// file form `W`.
-pub(crate) struct As<W>(PhantomData<W>);
-
-impl<W> As<W> {
-    pub fn serialize<T, S: Serializer>(value: &T, serializer: S) -> Result<S::Ok, S::Error>
-    where
-        W: Form<T> + Serialize,
-    {
-        W::from_model(value).serialize(serializer)
-    }
-
-    pub fn deserialize<'de, T, D: Deserializer<'de>>(deserializer: D) -> Result<T, D::Error>
-    where
-        W: Form<T> + Deserialize<'de>,
-    {
-        W::deserialize(deserializer).map(W::into_model)
-    }
-}
-
-/// `W(T)` is a form of `T`.
-macro_rules! newtype_form {
-    ($($name:ident($type:ty)),*) => {$(
-        impl Form<$type> for $name {
-            fn into_model(self) -> $type {
-                self.0
-            }
-            fn from_model(value: &$type) -> Self {
-                $name(value.clone())
-            }
-        }
-    )*};
-}
 
 /// A value with a unit: text in the file, in the grammar shared with the
 /// server's flags (`recovery-units`). The serde name tells `de.rs` which
@@ -77,7 +25,18 @@ macro_rules! unit_value {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq)]
         $vis struct $name(pub $type);
-        newtype_form!($name($type));
+
+        impl From<$type> for $name {
+            fn from(value: $type) -> Self {
+                $name(value)
+            }
+        }
+
+        impl From<$name> for $type {
+            fn from(value: $name) -> Self {
+                value.0
+            }
+        }
 
         impl Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -87,75 +46,45 @@ macro_rules! unit_value {
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let text =
-                    deserializer.deserialize_newtype_struct(concat!("$unit:", $unit), UnitText)?;
+                /// The text, named for `de.rs`.
+                #[derive(Deserialize)]
+                #[serde(rename = $unit)]
+                struct Text(String);
+                let Text(text) = Text::deserialize(deserializer)?;
                 $parse(&text).map($name).map_err(serde::de::Error::custom)
             }
         }
     };
 }
-unit_value!(pub(crate) Dur(Duration), "s", parse_duration, format_duration);
-unit_value!(pub(crate) Rate(f64), "/s", parse_rate, format_rate);
-unit_value!(pub(crate) Size(u32), "B", parse_size, format_size);
-unit_value!(pub(crate) ByteRate(u64), "B/s", parse_byte_rate, format_byte_rate);
+unit_value!(pub(crate) Dur(Duration), "$unit:s", parse_duration, format_duration);
+unit_value!(pub(crate) Rate(f64), "$unit:/s", parse_rate, format_rate);
+unit_value!(pub(crate) Size(u32), "$unit:B", parse_size, format_size);
+unit_value!(pub(crate) ByteRate(u64), "$unit:B/s", parse_byte_rate, format_byte_rate);
 unit_value!(
     /// A percentile in (0, 100]; 100 means max (the model's type).
-    pub Percentile(f64), "p", parse_percentile, format_percentile
+    pub Percentile(f64), "$unit:p", parse_percentile, format_percentile
 );
 
-/// The identity form, for checked values of plain types.
-macro_rules! plain_form {
-    ($($type:ty),*) => {$(
-        impl Form<$type> for $type {
-            fn into_model(self) -> $type {
-                self
-            }
-            fn from_model(value: &$type) -> Self {
-                value.clone()
-            }
-        }
-    )*};
-}
-plain_form!(u32, u64, f64, String, Percentile);
-
-/// The text of a value with a unit.
-struct UnitText;
-
-impl<'de> serde::de::Visitor<'de> for UnitText {
-    type Value = String;
-
-    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
-        formatter.write_str("a string with a unit")
-    }
-
-    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<String, E> {
-        Ok(text.to_string())
-    }
-
-    fn visit_newtype_struct<D: serde::Deserializer<'de>>(
-        self,
-        inner: D,
-    ) -> Result<String, D::Error> {
-        String::deserialize(inner)
-    }
-}
-
-/// A value checked as soon as it is read, so that the error points at it
-/// (`de.rs` gives errors raised here the value's place). `$check` gives
-/// the problem, if any, with its hint in parentheses. `$model` is the
-/// model's type, which `$inner` is a form of.
+/// Values checked as soon as they are read, so that the error points at
+/// them (`de.rs` gives errors raised here the value's place): each is read
+/// as its `$inner` form of the model's `$model` type (`FromInto` in the
+/// model's serde attributes), and `$check` gives the problem, if any, with
+/// its hint in parentheses.
 macro_rules! checked {
-    ($name:ident($inner:ty) as $model:ty, |$value:ident| $check:expr) => {
+    ($($name:ident($inner:ty) as $model:ty: |$value:ident| $check:expr;)*) => {$(
         #[derive(Debug, Clone, PartialEq, Serialize)]
         #[serde(transparent)]
         pub(crate) struct $name(pub $inner);
 
-        impl Form<$model> for $name {
-            fn into_model(self) -> $model {
-                Form::into_model(self.0)
+        impl From<$model> for $name {
+            fn from(value: $model) -> Self {
+                $name(value.into())
             }
-            fn from_model(value: &$model) -> Self {
-                $name(Form::from_model(value))
+        }
+
+        impl From<$name> for $model {
+            fn from(value: $name) -> Self {
+                value.0.into()
             }
         }
 
@@ -163,104 +92,68 @@ macro_rules! checked {
             fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 let $value = <$inner>::deserialize(deserializer)?;
                 let problem: Option<String> = $check;
-                problem.map_or(Ok($name($value)), |problem| {
-                    Err(serde::de::Error::custom(problem))
-                })
+                problem.map_or(Ok($name($value)), |problem| Err(serde::de::Error::custom(problem)))
             }
         }
-    };
+    )*};
 }
-checked!(Positive(Dur) as Duration, |value| value
-    .0
-    .is_zero()
-    .then(|| "must be greater than 0s".into()));
-checked!(PositiveRate(Rate) as f64, |value| (value.0 <= 0.0)
-    .then(|| "must be greater than 0/s".into()));
-checked!(Count(u32) as u32, |value| (value == 0)
-    .then(|| "must be at least 1".into()));
-checked!(Share(f64) as f64, |value| (!(0.0..=1.0).contains(&value))
-    .then(|| format!(
-        "{value} is not a share between 0 and 1 (e.g. 0.3 for 30%)"
-    )));
-checked!(StormShare(Share) as f64, |value| {
-    (value.0 == 0.0).then(|| {
-    "a storm that drops no socket does nothing (share is the part of the connected sockets that drop, e.g. 1.0 for all)".into()
-})
-});
-checked!(PositiveByteRate(ByteRate) as u64, |value| (value.0 == 0)
-    .then(|| {
-        "must be greater than 0B/s (to pass nothing at all, use kind = \"blackhole\")".into()
-    }));
-checked!(Pct(Percentile) as Percentile, |value| (!(value.0 > 0.0
-    && value.0 <= 100.0))
-    .then(|| {
-        "must be above 0 and at most 100 (e.g. \"p50\", \"p99.9\" or \"max\")".into()
-    }));
-checked!(BodySize(Size) as u32, |value| match value.0 {
-    0 => Some("must be at least 1B".into()),
-    bytes if bytes > MAX_BODY_BYTES => Some("must be at most 64KiB".into()),
-    _ => None,
-});
-checked!(IntruderCount(u32) as u32, |value| {
-    (value > MAX_INTRUDERS_PER_KIND).then(|| format!(
-    "at most {MAX_INTRUDERS_PER_KIND} intruders of one kind (intruders probe the server's defences; a few of each kind is enough)"
-))
-});
-checked!(Attempts(u32) as u32, |value| (!(1..=MAX_ATTEMPTS)
-    .contains(&value))
-.then(|| format!("must be between 1 and {MAX_ATTEMPTS}")));
-checked!(DirName(String) as String, |value| dir_name_problem(&value));
-checked!(ImageName(String) as String, |value| (value.is_empty()
-    || value.contains(char::is_whitespace))
-.then(|| format!(
-    "{value:?} is not a container image name (write name:tag, e.g. \"redis:7.2\")"
-)));
-checked!(RedisUrl(String) as String, |value| {
-    let schemes = ["redis://", "rediss://", "redis+unix://", "unix://"];
-    (!schemes.iter().any(|scheme| value.starts_with(scheme))).then(|| {
-        format!(
-            "{value:?} is not a Redis URL (it starts with one of: {})",
-            schemes.join(", ")
-        )
-    })
-});
-checked!(WsUrl(String) as String, |value| {
-    let host = ["ws://", "wss://"]
-        .iter()
-        .find_map(|scheme| value.strip_prefix(scheme));
-    host.is_none_or(|rest| rest.is_empty() || rest.starts_with('/')).then(|| {
-        format!("{value:?} is not a WebSocket URL (targets are full URLs like \"ws://127.0.0.1:9000/ws\" (ws:// or wss://))")
-    })
-});
 
-checked!(CommandArg(String) as String, |value| {
-    let placeholders = COMMAND_PLACEHOLDERS.map(|name| (name, name));
-    fill_placeholders(&value, &placeholders).err().map(|bad| {
-        format!("unknown placeholder {bad} (known placeholders: {{port}}, {{redis_url}})")
-    })
-});
-checked!(
-    CommandUrl(String) as String,
-    |value| match fill_placeholders(&value, &[("port", "1")]) {
-        Err(bad) => Some(format!(
-            "unknown placeholder {bad} (the url knows one placeholder: {{port}})"
-        )),
+checked! {
+    Positive(Dur) as Duration: |value| value.0.is_zero().then(|| "must be greater than 0s".into());
+    PositiveRate(Rate) as f64: |value| (value.0 <= 0.0).then(|| "must be greater than 0/s".into());
+    Count(u32) as u32: |value| (value == 0).then(|| "must be at least 1".into());
+    Share(f64) as f64: |value| (!(0.0..=1.0).contains(&value))
+        .then(|| format!("{value} is not a share between 0 and 1 (e.g. 0.3 for 30%)"));
+    StormShare(Share) as f64: |value| (value.0 == 0.0).then(|| "a storm that drops no socket does \
+        nothing (share is the part of the connected sockets that drop, e.g. 1.0 for all)".into());
+    PositiveByteRate(ByteRate) as u64: |value| (value.0 == 0).then(|| "must be greater than 0B/s \
+        (to pass nothing at all, use kind = \"blackhole\")".into());
+    Pct(Percentile) as Percentile: |value| (!(value.0 > 0.0 && value.0 <= 100.0))
+        .then(|| "must be above 0 and at most 100 (e.g. \"p50\", \"p99.9\" or \"max\")".into());
+    BodySize(Size) as u32: |value| match value.0 {
+        0 => Some("must be at least 1B".into()),
+        bytes if bytes > MAX_BODY_BYTES => Some("must be at most 64KiB".into()),
+        _ => None,
+    };
+    IntruderCount(u32) as u32: |value| (value > MAX_INTRUDERS_PER_KIND).then(|| format!("at most \
+        {MAX_INTRUDERS_PER_KIND} intruders of one kind (intruders probe the server's defences; a \
+        few of each kind is enough)"));
+    Attempts(u32) as u32: |value| (!(1..=MAX_ATTEMPTS).contains(&value))
+        .then(|| format!("must be between 1 and {MAX_ATTEMPTS}"));
+    DirName(String) as String: |value| dir_name_problem(&value);
+    ImageName(String) as String: |value| (value.is_empty() || value.contains(char::is_whitespace))
+        .then(|| format!("{value:?} is not a container image name (write name:tag, e.g. \"redis:7.2\")"));
+    RedisUrl(String) as String: |value| {
+        let schemes = ["redis://", "rediss://", "redis+unix://", "unix://"];
+        let known = schemes.iter().any(|scheme| value.starts_with(scheme));
+        (!known).then(|| format!("{value:?} is not a Redis URL (it starts with one of: {})", schemes.join(", ")))
+    };
+    WsUrl(String) as String: |value| {
+        let host = ["ws://", "wss://"].iter().find_map(|scheme| value.strip_prefix(scheme));
+        host.is_none_or(|rest| rest.is_empty() || rest.starts_with('/')).then(|| format!("{value:?} is not \
+            a WebSocket URL (targets are full URLs like \"ws://127.0.0.1:9000/ws\" (ws:// or wss://))"))
+    };
+    CommandArg(String) as String: |value| {
+        let placeholders = COMMAND_PLACEHOLDERS.map(|name| (name, name));
+        fill_placeholders(&value, &placeholders).err().map(|bad| {
+            format!("unknown placeholder {bad} (known placeholders: {{port}}, {{redis_url}})")
+        })
+    };
+    CommandUrl(String) as String: |value| match fill_placeholders(&value, &[("port", "1")]) {
+        Err(bad) => Some(format!("unknown placeholder {bad} (the url knows one placeholder: {{port}})")),
         Ok(with_port) => {
-            let ip_host = crate::target::parse_ws_target(&with_port)
-                .ok()
-                .is_some_and(|parsed| {
-                    matches!(parsed.host(), Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)))
-                });
-            (!value.contains("{port}") || !ip_host).then(|| format!(
-            "{value:?} is not a WebSocket URL on a loopback address with a {{port}} placeholder (e.g. url = {DEFAULT_COMMAND_URL:?})"
-        ))
+            let host = crate::target::parse_ws_target(&with_port).ok();
+            let ip_host = host.is_some_and(|parsed| {
+                matches!(parsed.host(), Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)))
+            });
+            (!value.contains("{port}") || !ip_host).then(|| format!("{value:?} is not a WebSocket URL on \
+                a loopback address with a {{port}} placeholder (e.g. url = {DEFAULT_COMMAND_URL:?})"))
         }
-    }
-);
-checked!(HttpPath(String) as String, |value| {
-    (!value.starts_with('/') || value.contains(char::is_whitespace))
-    .then(|| format!("{value:?} is not an HTTP path (write a path starting with '/', e.g. ready_http = \"/healthz\")"))
-});
+    };
+    HttpPath(String) as String: |value| (!value.starts_with('/') || value.contains(char::is_whitespace))
+        .then(|| format!("{value:?} is not an HTTP path (write a path starting with '/', e.g. \
+            ready_http = \"/healthz\")"));
+}
 
 pub(crate) const DEFAULT_COMMAND_URL: &str = "ws://127.0.0.1:{port}/ws";
 
@@ -361,8 +254,8 @@ impl DistName {
     }
 }
 
-/// A [`DurationDist`] as written. Read leniently (a missing parameter is
-/// 0s); `validate.rs` checks the keys against the document.
+/// A [`DurationDist`] as written; `de.rs` checks its keys against its
+/// `dist` ([`tagged_keys`]).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DistFile {
@@ -387,7 +280,7 @@ impl From<DistFile> for DurationDist {
 
 impl From<DurationDist> for DistFile {
     fn from(dist: DurationDist) -> Self {
-        let (dist, params) = match dist {
+        let (dist, [value, min, max, mean]) = match dist {
             DurationDist::Fixed { value } => (DistName::Fixed, [Some(value), None, None, None]),
             DurationDist::Uniform { min, max } => {
                 (DistName::Uniform, [None, Some(min), Some(max), None])
@@ -396,7 +289,7 @@ impl From<DurationDist> for DistFile {
                 (DistName::Exponential, [None, None, None, Some(mean)])
             }
         };
-        let [value, min, max, mean] = params.map(|given| given.map(Dur));
+        let [value, min, max, mean] = [value, min, max, mean].map(|given| given.map(Dur));
         DistFile {
             dist,
             value,
@@ -414,22 +307,24 @@ pub(crate) enum Permission {
     Forbidden,
 }
 
-impl Form<bool> for Permission {
-    fn into_model(self) -> bool {
-        self == Permission::Allowed
-    }
-    fn from_model(allowed: &bool) -> Self {
-        match allowed {
-            true => Permission::Allowed,
-            false => Permission::Forbidden,
-        }
+impl From<Permission> for bool {
+    fn from(permission: Permission) -> bool {
+        permission == Permission::Allowed
     }
 }
 
-/// A fault's `kind`; which keys each takes is [`FaultName::keys`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+impl From<bool> for Permission {
+    fn from(allowed: bool) -> Self {
+        [Permission::Forbidden, Permission::Allowed][usize::from(allowed)]
+    }
+}
+
+/// A fault's `kind`; which keys each takes is [`FaultName::keys`]. (The
+/// default is only for `FaultFile::default()`, which `render.rs` fills.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum FaultName {
+    #[default]
     RedisRestart,
     RedisPause,
     RedisWipe,
@@ -456,9 +351,9 @@ impl FaultName {
     }
 }
 
-/// Every key is optional here, so that a key of another kind is reported
-/// as such before a missing one (`validate_faults.rs`).
-#[derive(Debug, Serialize, Deserialize)]
+/// Every key is optional here: `de.rs` checks them against the `kind`
+/// ([`tagged_keys`]), to report a key of another kind as such.
+#[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FaultFile {
     pub kind: FaultName,
@@ -471,4 +366,59 @@ pub(crate) struct FaultFile {
     pub rate: Option<PositiveByteRate>,
     pub share: Option<StormShare>,
     pub drop: Option<StormDrop>,
+}
+
+/// The keys of a table tagged by one of its values (a fault's `kind`, a
+/// distribution's `dist`), which `de.rs` checks as the table is read: a
+/// key of another variant is reported as such, a missing one as missing.
+pub(crate) struct Tagged {
+    pub tag: &'static str,
+    pub name: &'static str,
+    pub takes: &'static [&'static str],
+    pub requires: Vec<&'static str>,
+}
+
+/// The [`Tagged`] keys of the struct `table` (its serde name) whose
+/// values are `value_of`, if it is a tagged table with a known tag.
+pub(crate) fn tagged_keys<'a>(
+    table: &str,
+    value_of: impl Fn(&str) -> Option<&'a str>,
+) -> Option<Tagged> {
+    fn read<T: for<'de> Deserialize<'de>>(text: &str) -> Option<T> {
+        T::deserialize(
+            serde::de::IntoDeserializer::<serde::de::value::Error>::into_deserializer(text),
+        )
+        .ok()
+    }
+    let (tag, name, takes, optional): (_, _, _, &[&str]) = match table {
+        "DistFile" => {
+            let dist: DistName = read(value_of("dist")?)?;
+            ("dist", variant_name(dist), dist.keys(), &[])
+        }
+        "FaultFile" => {
+            let kind: FaultName = read(value_of("kind")?)?;
+            // A reset is instant; a storm's duration is the window its
+            // sockets come back in (0: all at once).
+            let instant = matches!(kind, FaultName::Reset | FaultName::ReconnectStorm);
+            let optional: &[&str] = &["kind", "server", "jitter", "share", "drop", "duration"];
+            (
+                "kind",
+                variant_name(kind),
+                kind.keys(),
+                &optional[..5 + usize::from(instant)],
+            )
+        }
+        _ => return None,
+    };
+    let requires = takes
+        .iter()
+        .copied()
+        .filter(|key| !optional.contains(key))
+        .collect();
+    Some(Tagged {
+        tag,
+        name,
+        takes,
+        requires,
+    })
 }

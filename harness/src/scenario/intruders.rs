@@ -1,14 +1,14 @@
 //! `[intruders]`: devices that try to get at conversations they have no
-//! right to (docs/scenario-format.md, "[intruders]"). The file schema, the
-//! typed model and the rules live together here so the table stays one
-//! self-contained piece of the scenario module.
+//! right to (docs/scenario-format.md, "[intruders]"): the model, its serde
+//! schema and its rules in one place.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_with::{serde_as, FromInto};
 
 use super::error::ScenarioError;
-use super::file::{As, Attempts, IntruderCount, Positive};
+use super::file::{Attempts, IntruderCount, Positive};
 use super::validate::Source;
 use crate::client::protocol::Protocol;
 
@@ -19,23 +19,17 @@ pub const MAX_ATTEMPTS: u32 = 20;
 pub const DEFAULT_ATTEMPTS: u32 = 3;
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
 
-/// What an intruder tries. The names are the `[intruders]` keys.
+/// What an intruder tries (the docs say what each does). The names are the
+/// `[intruders]` keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IntruderKind {
-    /// No token; a made-up `user_id` in the query.
     NoToken,
-    /// A token for the conversation, correctly signed, expired an hour ago.
     ExpiredToken,
-    /// A token for the conversation signed with a key the server does not have.
     BadSignature,
-    /// A valid token of its own whose `conversations` do not include the
-    /// conversation it asks for.
     NotMember,
-    /// A member with a valid token of its own that presents a victim
-    /// device's `client_id` (and, every other attempt, the victim's
-    /// `user_id`), then acks the head: the victim's stored cursor must not
-    /// move.
+    /// A member presenting a victim device's `client_id`: the victim's
+    /// stored cursor must not move.
     ClientId,
 }
 
@@ -60,27 +54,27 @@ impl IntruderKind {
     }
 }
 
-/// `[intruders]`, read as written (every key optional); without the
-/// table, no intruders. Bounds are checked as each value is read
-/// (`file.rs`), the rules across values by [`check`].
+/// `[intruders]`; without the table, no intruders. Bounds are checked as
+/// each value is read (`file.rs`), the rules across values by [`check`].
+#[serde_as]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Intruders {
-    #[serde(with = "As::<IntruderCount>")]
+    #[serde_as(as = "FromInto<IntruderCount>")]
     pub no_token: u32,
-    #[serde(with = "As::<IntruderCount>")]
+    #[serde_as(as = "FromInto<IntruderCount>")]
     pub expired_token: u32,
-    #[serde(with = "As::<IntruderCount>")]
+    #[serde_as(as = "FromInto<IntruderCount>")]
     pub bad_signature: u32,
-    #[serde(with = "As::<IntruderCount>")]
+    #[serde_as(as = "FromInto<IntruderCount>")]
     pub not_member: u32,
-    #[serde(with = "As::<IntruderCount>")]
+    #[serde_as(as = "FromInto<IntruderCount>")]
     pub client_id: u32,
     /// Connects per intruder.
-    #[serde(with = "As::<Attempts>")]
+    #[serde_as(as = "FromInto<Attempts>")]
     pub attempts: u32,
     /// Between one intruder's connects.
-    #[serde(with = "As::<Positive>")]
+    #[serde_as(as = "FromInto<Positive>")]
     pub interval: Duration,
 }
 
@@ -139,7 +133,3 @@ pub(crate) fn check(
     }
     Ok(())
 }
-
-#[cfg(test)]
-#[path = "intruders_tests.rs"]
-mod tests;

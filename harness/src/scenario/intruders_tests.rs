@@ -1,5 +1,8 @@
 //! `[intruders]`: read, rendered back, and bad tables named by key.
-use super::*;
+use std::time::Duration;
+
+use crate::scenario::intruders::*;
+use crate::scenario::ScenarioError;
 use crate::scenario::{parse_scenario, render_scenario};
 
 const BASE: &str = r#"

@@ -1,19 +1,15 @@
 //! Scenario files: TOML text -> validated [`Scenario`], and back.
 //!
-//! The schema is serde derives with unknown keys rejected everywhere: the
-//! model (`model.rs`) where it maps one to one onto the file, `file.rs`
-//! for values with units and the tables written differently;
-//! `docs/scenario-format.md` documents it. Values with units use the
-//! grammar shared with the server's flags (`recovery-units`). The text is
-//! parsed into toml's spanned tree, deserialized with `de.rs` (which keeps
+//! The schema is serde derives, unknown keys denied everywhere (`model.rs`,
+//! `file.rs`; `docs/scenario-format.md` is its human-facing copy), with the
+//! unit grammar shared with the server's flags (`recovery-units`). The text
+//! is parsed into toml's spanned tree, deserialized by `de.rs` (which keeps
 //! every error's span and key path), then validated (`validate.rs`).
 //!
-//! Error reporting: the whole file is checked before anything is started,
-//! and the FIRST problem found is reported (syntax errors first, then
-//! unknown keys, wrong types and bad values in file order, then the rules
-//! across values section by section), as `file:line:column: key.path:
-//! problem (hint)`. Fixing errors one at a time keeps each message
-//! precise; a second error is often a consequence of the first.
+//! The whole file is checked before anything starts, and the FIRST problem
+//! is reported (syntax, then keys, types and values in file order, then the
+//! rules across values), as `file:line:column: key.path: problem (hint)`:
+//! a second error is often a consequence of the first.
 
 mod de;
 mod error;
@@ -59,7 +55,7 @@ pub fn parse_scenario(text: &str, origin: &str) -> Result<Scenario, ScenarioErro
     };
     let document = DeTable::parse(text).map_err(|err| {
         let problem = format!("invalid TOML: {}", err.message());
-        source.error(err.span().unwrap_or(0..0), "", problem, None)
+        source.at(err.span().unwrap_or(0..0), "", problem, None)
     })?;
     source.document = document.get_ref();
     let root = DeValue::Table(document.get_ref().clone());
@@ -70,11 +66,11 @@ pub fn parse_scenario(text: &str, origin: &str) -> Result<Scenario, ScenarioErro
     };
     let file = ScenarioFile::deserialize(root).map_err(|err| {
         let span = err.span.clone().unwrap_or(0..0);
-        source.error(span, &err.path.unwrap_or_default(), err.problem, err.hint)
+        source.at(span, &err.path.unwrap_or_default(), err.problem, err.hint)
     })?;
     validate::scenario(&source, file)
 }
 
 #[cfg(test)]
-#[path = "parse_tests.rs"]
+#[path = "mod_tests.rs"]
 mod tests;

@@ -1,32 +1,26 @@
 //! A scenario after parsing and validation: plain typed values, units
-//! resolved, defaults filled in. The file's syntax is `file.rs`; everything
-//! else in the harness reads only these types.
+//! resolved, defaults filled in; everything else in the harness reads only
+//! these types. What each key means is documented once, for people, in
+//! `docs/scenario-format.md` (fields carry the key's name, or say it).
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_with::{serde_as, FromInto};
 
 use crate::client::protocol::Protocol;
 
-use super::file::{As, BodySize, Count, DistFile, FaultName, Pct, Permission};
+use super::file::{BodySize, Count, DistFile, FaultName, Pct, Permission};
 use super::file::{ImageName, Positive, PositiveRate, Rate, RedisUrl, Share};
 use super::variant_name;
-
-// The tables that map one to one onto the file derive serde here, with the
-// file's key names and the unit forms of `file.rs`; the others are built
-// from `file.rs` structs by `validate.rs` and written back by `render.rs`.
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scenario {
     pub name: String,
     /// `None`: the run picks one (and prints and records it).
     pub seed: Option<u64>,
-    /// How long traffic and churn run (after ramp-up starts).
     pub duration: Duration,
-    /// Devices connect spread evenly over this window.
     pub ramp_up: Duration,
-    /// After `duration`: sends stop, every device comes back, and the run
-    /// waits up to this long for each to have everything.
     pub drain_timeout: Duration,
     pub redis: RedisSpec,
     pub servers: ServersSpec,
@@ -34,14 +28,13 @@ pub struct Scenario {
     pub protocol: Protocol,
     pub population: Population,
     pub traffic: Traffic,
-    /// `[[stages]]`: the load shape over time (empty: constant).
+    /// Empty: a constant load.
     pub stages: Vec<Stage>,
     pub churn: Churn,
     pub thresholds: Thresholds,
     pub expect: Expectations,
-    /// Faults injected during the run (`[[faults]]`), in start order.
+    /// In start order.
     pub faults: Vec<FaultSpec>,
-    /// `[intruders]`: devices without the right to a conversation.
     pub intruders: super::intruders::Intruders,
 }
 
@@ -49,11 +42,9 @@ pub struct Scenario {
 #[serde(rename_all = "snake_case")]
 pub enum RedisProviderChoice {
     #[default]
-    /// testcontainers, else local redis-server, else `REDIS_URL`.
     Auto,
     Testcontainers,
     Local,
-    /// The `url` given in the scenario (or `--redis-url`).
     Url,
 }
 
@@ -66,55 +57,49 @@ pub enum Persistence {
     AofAlways,
 }
 
+#[serde_as]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSpec {
     pub provider: RedisProviderChoice,
-    #[serde(with = "As::<Option<RedisUrl>>")]
+    #[serde_as(as = "Option<FromInto<RedisUrl>>")]
     pub url: Option<String>,
-    /// Container image `name:tag`; `None` means the provider's default
-    /// (env `REDIS_IMAGE`, else `redis:7.2`).
-    #[serde(with = "As::<Option<ImageName>>")]
+    /// `None`: the provider's default.
+    #[serde_as(as = "Option<FromInto<ImageName>>")]
     pub image: Option<String>,
     pub persistence: Persistence,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServersSpec {
-    /// Start `count` reference-server processes on loopback.
+    /// `count` reference servers (`spawn`), or instances of `command`
+    /// (`instances`; the reference-server settings do not apply then).
     Spawn {
         count: u32,
         sync_interval: Duration,
         heartbeat_interval: Duration,
-        /// Extra command-line arguments for each spawned server.
         extra_args: Vec<String>,
-        /// `Some`: each instance is this command instead of the reference
-        /// server (the interval and extra-argument settings do not apply).
         command: Option<ServerCommand>,
     },
-    /// Test servers someone else runs: full `ws://host:port/ws` URLs.
+    /// Servers someone else runs, as full URLs.
     External { targets: Vec<String> },
 }
 
 /// A server under test started from a command line (`[servers] command`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerCommand {
-    /// Program and arguments, with `{port}` and `{redis_url}` placeholders
-    /// (also passed as `PORT` and `REDIS_URL` in the environment).
+    /// With [`COMMAND_PLACEHOLDERS`]; `url` with `{port}`.
     pub argv: Vec<String>,
-    /// Where devices connect, with a `{port}` placeholder.
     pub url: String,
     pub ready: ReadyProbe,
-    /// How long an instance may take to pass its readiness probe.
     pub ready_timeout: Duration,
 }
 
-/// When a command-spawned server counts as started.
+/// When a command-spawned server counts as started: a TCP connect to its
+/// port succeeds, or `GET path` answers 2xx (`ready_http`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReadyProbe {
-    /// A TCP connect to its port succeeds.
     Tcp,
-    /// `GET path` on its port answers 2xx.
     Http { path: String },
 }
 
@@ -143,18 +128,19 @@ pub fn fill_placeholders(template: &str, values: &[(&str, &str)]) -> Result<Stri
     Ok(out)
 }
 
+#[serde_as]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Population {
-    #[serde(with = "As::<Count>")]
+    #[serde_as(as = "FromInto<Count>")]
     pub users: u32,
-    #[serde(default = "one", with = "As::<Count>")]
+    #[serde(default = "one")]
+    #[serde_as(as = "FromInto<Count>")]
     pub devices_per_user: u32,
-    #[serde(with = "As::<Count>")]
+    #[serde_as(as = "FromInto<Count>")]
     pub conversations: u32,
-    /// Users per conversation; each member user's every device opens one
-    /// socket in the conversation.
-    #[serde(with = "As::<Count>")]
+    /// Each member user's every device opens one socket in it.
+    #[serde_as(as = "FromInto<Count>")]
     pub members_per_conversation: u32,
 }
 
@@ -171,49 +157,42 @@ impl Population {
     }
 }
 
-/// One stage of the load shape: at its end the send rate and the target
-/// online share are these, reached linearly from the previous stage's
-/// (the first starts from `[traffic] send_rate` and everyone online).
-/// Stages run back to back from the run's start; after the last one its
-/// values hold until traffic ends.
+/// One stage of the load shape: the send rate and online share at its end,
+/// reached linearly from the previous stage's (`None`: the previous holds).
+#[serde_as]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Stage {
-    #[serde(with = "As::<Positive>")]
+    #[serde_as(as = "FromInto<Positive>")]
     pub duration: Duration,
-    /// `None`: the previous stage's rate holds.
-    #[serde(rename = "send_rate", default, with = "As::<Option<Rate>>")]
+    #[serde(rename = "send_rate")]
+    #[serde_as(as = "Option<FromInto<Rate>>")]
     pub send_rate_per_s: Option<f64>,
-    /// Share (0..=1) of sockets connected; `None`: the previous holds.
-    #[serde(rename = "online", default, with = "As::<Option<Share>>")]
+    #[serde(rename = "online")]
+    #[serde_as(as = "Option<FromInto<Share>>")]
     pub online_share: Option<f64>,
 }
 
-/// How a reconnect storm drops its sockets.
+/// How a reconnect storm drops its sockets: a close frame after a final
+/// ack (a graceful deploy), vanishing without one, or a TCP reset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StormDrop {
-    /// A close frame, after a final cumulative ack (a deploy's graceful
-    /// shutdown of every client, or an app update).
     Close,
-    /// The TCP connection vanishes without a close frame.
     Abrupt,
-    /// A TCP reset (RST).
     Reset,
 }
 
+#[serde_as]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Traffic {
-    /// Aggregate sends per second over all devices (open model, Poisson
-    /// arrivals: sends never wait for acks).
-    #[serde(rename = "send_rate", with = "As::<PositiveRate>")]
+    /// Over all devices (open model: sends never wait for acks).
+    #[serde(rename = "send_rate")]
+    #[serde_as(as = "FromInto<PositiveRate>")]
     pub send_rate_per_s: f64,
-    #[serde(
-        rename = "body_size",
-        default = "default_body",
-        with = "As::<BodySize>"
-    )]
+    #[serde(rename = "body_size", default = "default_body")]
+    #[serde_as(as = "FromInto<BodySize>")]
     pub body_bytes: u32,
 }
 
@@ -221,8 +200,7 @@ fn default_body() -> u32 {
     64
 }
 
-/// A random duration; in the file, a table named by its `dist` (which
-/// keys each takes and their rules: `validate.rs`).
+/// A random duration; in the file, a table named by its `dist`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(from = "DistFile", into = "DistFile")]
 pub enum DurationDist {
@@ -232,6 +210,7 @@ pub enum DurationDist {
 }
 
 /// `Default` is an empty `[churn]` table; without one, churn is off.
+#[serde_as]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Churn {
@@ -239,15 +218,11 @@ pub struct Churn {
     pub enabled: bool,
     pub online: DurationDist,
     pub offline: DurationDist,
-    /// Share (0..=1) of drops with no close frame.
-    #[serde(with = "As::<Share>")]
+    #[serde_as(as = "FromInto<Share>")]
     pub abrupt_share: f64,
-    /// Share (0..=1) of abrupt drops done as a TCP reset.
-    #[serde(with = "As::<Share>")]
+    #[serde_as(as = "FromInto<Share>")]
     pub reset_share: f64,
-    /// Share (0..=1) of devices that resume with their own cursor; the rest
-    /// rely on the stored cursor.
-    #[serde(with = "As::<Share>")]
+    #[serde_as(as = "FromInto<Share>")]
     pub client_cursor_share: f64,
 }
 
@@ -270,15 +245,10 @@ impl Default for Churn {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LatencyMetric {
-    /// Live message: receipt minus the sender's intended send time.
     LiveDelivery,
-    /// Ack received minus the intended send time.
     Ack,
-    /// Connect attempt to `hello`.
     ConnectToHello,
-    /// Reconnect attempt to `caught_up`.
     Recovery,
-    /// Replayed message: receipt minus the sender's intended send time.
     ReplayStaleness,
 }
 
@@ -299,42 +269,43 @@ impl LatencyMetric {
 
 pub use super::file::Percentile;
 
+#[serde_as]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LatencyThreshold {
     pub metric: LatencyMetric,
-    #[serde(with = "As::<Pct>")]
+    #[serde_as(as = "FromInto<Pct>")]
     pub percentile: Percentile,
-    #[serde(with = "As::<Positive>")]
+    #[serde_as(as = "FromInto<Positive>")]
     pub max: Duration,
 }
 
+#[serde_as]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Thresholds {
-    /// Minimum deliveries per second over the run (all devices).
-    #[serde(rename = "min_delivery_rate", with = "As::<Option<PositiveRate>>")]
+    #[serde(rename = "min_delivery_rate")]
+    #[serde_as(as = "Option<FromInto<PositiveRate>>")]
     pub min_delivery_rate_per_s: Option<f64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub latency: Vec<LatencyThreshold>,
 }
 
 /// `[expect]`; the two permissions are written `"allowed"`/`"forbidden"`.
+#[serde_as]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Expectations {
     pub no_loss: bool,
     pub no_duplicates: bool,
     pub order: bool,
-    /// Whether stored-cursor devices may get a message again after a
-    /// reconnect (at-least-once).
-    #[serde(rename = "stored_cursor_redelivery", with = "As::<Permission>")]
+    #[serde(rename = "stored_cursor_redelivery")]
+    #[serde_as(as = "FromInto<Permission>")]
     pub allow_stored_cursor_redelivery: bool,
-    /// Whether acked messages may be missing from the log (`lost_ack` not a
-    /// violation): only where the scenario destroys Redis data on purpose
-    /// (`redis_wipe`, or a restart without persistence). Every such loss is
-    /// still reported; receipts of those messages are not phantoms.
-    #[serde(rename = "lost_ack", with = "As::<Permission>")]
+    /// Acked messages may be missing from the log (still reported; their
+    /// receipts are not phantoms).
+    #[serde(rename = "lost_ack")]
+    #[serde_as(as = "FromInto<Permission>")]
     pub allow_lost_ack: bool,
 }
 
@@ -351,12 +322,11 @@ impl Default for Expectations {
 }
 
 /// One fault: what, when (from the run's start, ramp-up included) and for
-/// how long.
+/// how long (0 for a reset; a storm's window to come back in).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FaultSpec {
     pub kind: FaultKind,
     pub at: Duration,
-    /// Downtime, freeze or impairment length; 0 for instant faults (reset).
     pub duration: Duration,
 }
 
@@ -366,39 +336,42 @@ pub struct FaultSpec {
 pub enum Link {
     /// Between the simulated clients and the servers.
     Clients,
-    /// Between the (spawned) servers and Redis.
+    /// Between the spawned servers and Redis.
     Redis,
 }
 
+/// What each kind does: docs/scenario-format.md, `[[faults]]`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FaultKind {
-    /// Stop Redis and start it again after `duration`, keeping its data
-    /// as far as the scenario's persistence allows.
     RedisRestart,
-    /// Freeze Redis (SIGSTOP / docker pause) for `duration`.
     RedisPause,
-    /// Restart Redis with its data gone.
     RedisWipe,
-    /// SIGKILL spawned server `server` (index); restart it after `duration`.
-    ServerKill { server: u32 },
-    /// SIGTERM (graceful) spawned server `server`; restart after `duration`.
-    ServerRestart { server: u32 },
-    /// Add latency (± jitter) to every packet on the link.
+    ServerKill {
+        server: u32,
+    },
+    ServerRestart {
+        server: u32,
+    },
     Latency {
         link: Link,
         latency: Duration,
         jitter: Duration,
     },
-    /// Limit the link's throughput in each direction per connection.
-    Bandwidth { link: Link, bytes_per_s: u64 },
-    /// Partition: the link passes nothing (connections stay open).
-    Blackhole { link: Link },
-    /// Reset every connection on the link (TCP RST), once.
-    Reset { link: Link },
-    /// `share` of the connected sockets drop at once (`drop`), and each
-    /// comes back at a random moment within `duration` (0: all at once),
-    /// with whatever backlog piled up meanwhile.
-    ReconnectStorm { share: f64, drop: StormDrop },
+    /// Per connection, in each direction.
+    Bandwidth {
+        link: Link,
+        bytes_per_s: u64,
+    },
+    Blackhole {
+        link: Link,
+    },
+    Reset {
+        link: Link,
+    },
+    ReconnectStorm {
+        share: f64,
+        drop: StormDrop,
+    },
 }
 
 impl FaultKind {

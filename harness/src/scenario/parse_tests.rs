@@ -1,8 +1,10 @@
 //! Shipped scenarios and the docs' examples parse; defaults; round trips.
 use std::time::Duration;
 
-use super::*;
+use std::path::Path;
+
 use crate::scenario::render::render_scenario;
+use crate::scenario::*;
 
 fn scenarios_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")

@@ -9,7 +9,24 @@ use super::file::*;
 use super::model::*;
 
 pub fn render_scenario(scenario: &Scenario) -> String {
-    match toml::to_string(&ScenarioFile::from(scenario)) {
+    let file = ScenarioFile {
+        name: DirName(scenario.name.clone()),
+        seed: scenario.seed,
+        duration: Positive(Dur(scenario.duration)),
+        ramp_up: Some(Dur(scenario.ramp_up)),
+        drain_timeout: Some(Positive(Dur(scenario.drain_timeout))),
+        redis: scenario.redis.clone(),
+        servers: servers(&scenario.servers, scenario.protocol),
+        population: Some(scenario.population.clone()),
+        traffic: Some(scenario.traffic.clone()),
+        churn: Some(scenario.churn.clone()),
+        thresholds: scenario.thresholds.clone(),
+        expect: scenario.expect.clone(),
+        stages: scenario.stages.clone(),
+        faults: scenario.faults.iter().map(fault).collect(),
+        intruders: (scenario.intruders != Default::default()).then(|| scenario.intruders.clone()),
+    };
+    match toml::to_string(&file) {
         Ok(text) => format!("# Canonical form of the scenario, as run.\n{text}"),
         // The file structs hold only strings, integers, floats, booleans,
         // tables and arrays of them, which TOML can always represent.
@@ -17,105 +34,67 @@ pub fn render_scenario(scenario: &Scenario) -> String {
     }
 }
 
-impl From<&Scenario> for ScenarioFile {
-    fn from(scenario: &Scenario) -> Self {
-        ScenarioFile {
-            name: DirName(scenario.name.clone()),
-            seed: scenario.seed,
-            duration: Positive(Dur(scenario.duration)),
-            ramp_up: Some(Dur(scenario.ramp_up)),
-            drain_timeout: Some(Positive(Dur(scenario.drain_timeout))),
-            redis: scenario.redis.clone(),
-            servers: servers(&scenario.servers, scenario.protocol),
-            population: Some(scenario.population.clone()),
-            traffic: Some(scenario.traffic.clone()),
-            churn: Some(scenario.churn.clone()),
-            thresholds: scenario.thresholds.clone(),
-            expect: scenario.expect.clone(),
-            stages: scenario.stages.clone(),
-            faults: scenario.faults.iter().map(fault_file).collect(),
-            intruders: (scenario.intruders != Default::default())
-                .then(|| scenario.intruders.clone()),
-        }
-    }
-}
-
-fn servers(servers: &ServersSpec, protocol: crate::client::protocol::Protocol) -> ServersFile {
+fn servers(spec: &ServersSpec, protocol: crate::client::protocol::Protocol) -> ServersFile {
     let positive = |duration| Some(Positive(Dur(duration)));
-    match servers {
+    let mut file = ServersFile {
+        protocol: Some(protocol),
+        ..ServersFile::default()
+    };
+    match spec {
+        ServersSpec::Spawn {
+            count,
+            command: Some(command),
+            ..
+        } => {
+            file.command = Some(command.argv.iter().cloned().map(CommandArg).collect());
+            file.instances = Some(Count(*count));
+            file.url = Some(CommandUrl(command.url.clone()));
+            if let ReadyProbe::Http { path } = &command.ready {
+                file.ready_http = Some(HttpPath(path.clone()));
+            }
+            file.ready_timeout = positive(command.ready_timeout);
+        }
         ServersSpec::Spawn {
             count,
             sync_interval,
             heartbeat_interval,
             extra_args,
             command: None,
-        } => ServersFile {
-            protocol: Some(protocol),
-            spawn: Some(Count(*count)),
-            sync_interval: positive(*sync_interval),
-            heartbeat_interval: positive(*heartbeat_interval),
-            extra_args: Some(extra_args.clone()),
-            ..ServersFile::default()
-        },
-        ServersSpec::Spawn {
-            count,
-            command: Some(command),
-            ..
-        } => ServersFile {
-            protocol: Some(protocol),
-            command: Some(command.argv.iter().cloned().map(CommandArg).collect()),
-            instances: Some(Count(*count)),
-            url: Some(CommandUrl(command.url.clone())),
-            ready_http: match &command.ready {
-                ReadyProbe::Tcp => None,
-                ReadyProbe::Http { path } => Some(HttpPath(path.clone())),
-            },
-            ready_timeout: positive(command.ready_timeout),
-            ..ServersFile::default()
-        },
-        ServersSpec::External { targets } => ServersFile {
-            protocol: Some(protocol),
-            targets: Some(targets.iter().cloned().map(WsUrl).collect()),
-            ..ServersFile::default()
-        },
+        } => {
+            file.spawn = Some(Count(*count));
+            file.sync_interval = positive(*sync_interval);
+            file.heartbeat_interval = positive(*heartbeat_interval);
+            file.extra_args = Some(extra_args.clone());
+        }
+        ServersSpec::External { targets } => {
+            file.targets = Some(targets.iter().cloned().map(WsUrl).collect())
+        }
     }
+    file
 }
 
-fn fault_file(fault: &FaultSpec) -> FaultFile {
+fn fault(fault: &FaultSpec) -> FaultFile {
     let mut file = FaultFile {
         kind: fault.kind.file_name(),
         at: Some(Dur(fault.at)),
         duration: Some(Dur(fault.duration)),
-        server: None,
         link: fault.kind.link(),
-        latency: None,
-        jitter: None,
-        rate: None,
-        share: None,
-        drop: None,
+        ..FaultFile::default()
     };
-    match &fault.kind {
+    match fault.kind {
         FaultKind::ServerKill { server } | FaultKind::ServerRestart { server } => {
-            file.server = Some(*server)
+            file.server = Some(server)
         }
         FaultKind::Latency {
             latency, jitter, ..
-        } => {
-            file.latency = Some(Positive(Dur(*latency)));
-            file.jitter = Some(Dur(*jitter));
-        }
+        } => (file.latency, file.jitter) = (Some(Positive(Dur(latency))), Some(Dur(jitter))),
         FaultKind::Bandwidth { bytes_per_s, .. } => {
-            file.rate = Some(PositiveByteRate(ByteRate(*bytes_per_s)))
+            file.rate = Some(PositiveByteRate(ByteRate(bytes_per_s)))
         }
         FaultKind::ReconnectStorm { share, drop } => {
-            file.share = Some(StormShare(Share(*share)));
-            file.drop = Some(*drop);
+            (file.share, file.drop) = (Some(StormShare(Share(share))), Some(drop))
         }
         _ => {}
     }
     file
 }
-
-#[cfg(test)]
-#[path = "render_tests.rs"]
-mod tests;

@@ -4,8 +4,9 @@ use std::time::Duration;
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-use super::*;
+use crate::scenario::model::*;
 use crate::scenario::parse_scenario;
+use crate::scenario::render::render_scenario;
 use crate::scenario::validate::{DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_SYNC_INTERVAL};
 
 fn duration(min_nanos: u64) -> impl Strategy<Value = Duration> {

@@ -4,21 +4,18 @@
 //! are checked as it is read: `file.rs`.) Errors point at the value or key
 //! they are about, found by its key path in the document.
 
+use std::fmt::Display;
 use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use super::de::{join, Span};
+use super::de::{join, Hint, Span};
 use super::error::{line_column, ScenarioError};
 use super::file::*;
 use super::model::*;
 use super::variant_name;
 use recovery_units::format_duration;
-
-#[path = "validate_faults.rs"]
-mod faults;
-pub(crate) use faults::fault_keys_hint;
 
 pub(crate) const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -33,20 +30,16 @@ pub(crate) struct Source<'a> {
 }
 
 impl Source<'_> {
-    pub fn error(
-        &self,
-        span: Span,
-        key: &str,
-        problem: impl Into<String>,
-        hint: Option<String>,
-    ) -> ScenarioError {
+    /// An error about what is written at `span`.
+    pub fn at(&self, span: Span, key: &str, problem: impl Display, hint: Hint) -> ScenarioError {
         let (line, column) = line_column(self.text, span.start);
+        let (file, key, problem) = (self.file.into(), key.into(), problem.to_string());
         ScenarioError::Invalid {
-            file: self.file.to_string(),
+            file,
             line,
             column,
-            key: key.to_string(),
-            problem: problem.into(),
+            key,
+            problem,
             hint,
         }
     }
@@ -81,30 +74,18 @@ impl Source<'_> {
     }
 
     /// An error about the value (or table) at `path`.
-    pub fn fail(
-        &self,
-        path: &str,
-        problem: impl Into<String>,
-        hint: Option<String>,
-    ) -> ScenarioError {
-        self.error(self.value_span(path), path, problem, hint)
+    pub fn fail(&self, path: &str, problem: impl Display, hint: Hint) -> ScenarioError {
+        self.at(self.value_span(path), path, problem, hint)
     }
 
     /// An error about the key at `path`, pointing at the key.
-    pub fn fail_key(
-        &self,
-        path: &str,
-        problem: impl Into<String>,
-        hint: Option<String>,
-    ) -> ScenarioError {
-        let span = self.find(path).map_or(0..0, |(key, _)| key);
-        self.error(span, path, problem, hint)
-    }
-
-    /// `key` of the table at `table` is required and absent.
-    pub fn missing(&self, table: &str, key: &str) -> ScenarioError {
-        let span = self.value_span(table);
-        self.error(span, &join(table, key), "required key is missing", None)
+    pub fn fail_key(&self, path: &str, problem: impl Display, hint: Hint) -> ScenarioError {
+        self.at(
+            self.find(path).map_or(0..0, |(key, _)| key),
+            path,
+            problem,
+            hint,
+        )
     }
 
     /// The keys written in the table at `table`, in file order.
@@ -118,35 +99,20 @@ impl Source<'_> {
         keys.into_iter().map(|key| key.get_ref().as_ref()).collect()
     }
 
-    /// Fails on the first key (in file order) of `table` that is in `keys`.
-    fn reject_keys(
-        &self,
-        table: &str,
-        keys: &[&str],
-        problem: &str,
-        hint: &str,
-    ) -> Result<(), ScenarioError> {
-        match self.keys(table).into_iter().find(|key| keys.contains(key)) {
-            Some(key) => Err(self.fail_key(&join(table, key), problem, Some(hint.into()))),
-            None => Ok(()),
-        }
-    }
-
     fn missing_table(&self, key: &str) -> ScenarioError {
-        self.error(
+        let hint = format!("see docs/scenario-format.md for the keys of [{key}]");
+        self.at(
             0..0,
             key,
             format!("required table [{key}] is missing"),
-            Some(format!(
-                "see docs/scenario-format.md for the keys of [{key}]"
-            )),
+            Some(hint),
         )
     }
 }
 
 pub(crate) fn scenario(source: &Source, file: ScenarioFile) -> Result<Scenario, ScenarioError> {
     let duration = file.duration.0 .0;
-    let ramp_up = file.ramp_up.map_or(Duration::ZERO, |text| text.0);
+    let ramp_up = file.ramp_up.map_or(Duration::ZERO, |d| d.0);
     let traffic_end = ramp_up.saturating_add(duration);
     redis(source, &file.redis)?;
     let servers = servers(source, &file.servers)?;
@@ -163,36 +129,30 @@ pub(crate) fn scenario(source: &Source, file: ScenarioFile) -> Result<Scenario, 
         .traffic
         .ok_or_else(|| source.missing_table("traffic"))?;
     stages(source, &file.stages, traffic_end)?;
-    let churn = match file.churn {
-        None => Churn {
-            enabled: false,
-            ..Churn::default()
-        },
-        Some(churn) => {
-            duration_dist(source, "churn.online", &churn.online, false)?;
-            duration_dist(source, "churn.offline", &churn.offline, true)?;
-            churn
-        }
-    };
+    let churn = file.churn.unwrap_or(Churn {
+        enabled: false,
+        ..Churn::default()
+    });
+    duration_dist(source, "churn.online", &churn.online, false)?;
+    duration_dist(source, "churn.offline", &churn.offline, true)?;
     thresholds(source, &file.thresholds)?;
-    let context = faults::FaultContext {
+    let (protocol, intruders) = (file.servers.protocol.unwrap_or_default(), file.intruders);
+    let intruders = intruders.unwrap_or_default();
+    super::intruders::check(source, &intruders, protocol, traffic_end)?;
+    let context = FaultContext {
         traffic_end,
         redis: &file.redis,
         servers: &servers,
         allow_lost_ack: file.expect.allow_lost_ack,
     };
-    let protocol = file.servers.protocol.unwrap_or_default();
-    let intruders = file.intruders.unwrap_or_default();
-    super::intruders::check(source, &intruders, protocol, traffic_end)?;
+    let drain_timeout = file.drain_timeout.map_or(DEFAULT_DRAIN_TIMEOUT, |d| d.0 .0);
     Ok(Scenario {
         name: file.name.0,
         seed: file.seed,
         duration,
         ramp_up,
-        drain_timeout: file
-            .drain_timeout
-            .map_or(DEFAULT_DRAIN_TIMEOUT, |text| text.0 .0),
-        faults: faults::faults(source, &file.faults, &context)?,
+        drain_timeout,
+        faults: faults(source, &file.faults, &context)?,
         population,
         traffic,
         stages: file.stages,
@@ -208,7 +168,7 @@ pub(crate) fn scenario(source: &Source, file: ScenarioFile) -> Result<Scenario, 
 
 fn redis(source: &Source, redis: &RedisSpec) -> Result<(), ScenarioError> {
     match (redis.provider == RedisProviderChoice::Url, &redis.url) {
-        (true, None) => Err(source.error(
+        (true, None) => Err(source.at(
             source.value_span("redis.provider"),
             "redis.url",
             "required when provider = \"url\"",
@@ -226,79 +186,90 @@ fn redis(source: &Source, redis: &RedisSpec) -> Result<(), ScenarioError> {
 /// `[servers]`: reference servers (`spawn`), servers run by someone else
 /// (`targets`) or any server started per instance (`command`).
 fn servers(source: &Source, file: &ServersFile) -> Result<ServersSpec, ScenarioError> {
-    let given = |text: &Option<Positive>, default| text.as_ref().map_or(default, |text| text.0 .0);
-    let (command, targets, spawn) = (&file.command, &file.targets, file.spawn.is_some());
-    if command.is_none() {
-        let (problem, hint) = (
+    let (command, targets) = (&file.command, &file.targets);
+    let (with_command, with_targets) = (command.is_some(), targets.is_some());
+    let with_spawn = file.spawn.is_some();
+    // Keys that do not go with the servers given: (whether the rule applies,
+    // its keys, problem, hint). The first rule's first key written is named.
+    let (command_only, spawn_only) = (ServersFile::COMMAND_ONLY_KEYS, ServersFile::SPAWN_ONLY_KEYS);
+    let rules: [(bool, &[&str], &str, &str); 6] = [
+        (
+            !with_command,
+            &command_only,
             "only applies to servers started with command",
             "add command = [...], or remove it",
-        );
-        source.reject_keys("servers", &ServersFile::COMMAND_ONLY_KEYS, problem, hint)?;
-    }
-    let clash = match (command.is_some(), targets.is_some()) {
-        (true, true) => Some((
-            "servers.targets",
-            "command",
+        ),
+        (
+            with_command,
+            &["targets"],
+            "cannot be combined with command",
             "command starts servers, targets names servers run by someone else: keep one",
-        )),
-        (true, false) if spawn => Some((
-            "servers.spawn",
-            "command",
+        ),
+        (
+            with_command,
+            &["spawn"],
+            "cannot be combined with command",
             "spawn counts reference servers; with command, write instances = N",
-        )),
-        (false, true) if spawn => Some((
-            "servers.targets",
-            "spawn",
+        ),
+        (
+            with_targets && with_spawn,
+            &["targets"],
+            "cannot be combined with spawn",
             "spawn starts reference servers, targets names servers run by someone else: keep one",
-        )),
-        _ => None,
-    };
-    if let Some((path, other, hint)) = clash {
-        let problem = format!("cannot be combined with {other}");
-        // `spawn` is pointed at by its key, as the one to remove.
-        let span = match path {
-            "servers.spawn" => source.find(path).map_or(0..0, |(key, _)| key),
-            _ => source.value_span(path),
-        };
-        return Err(source.error(span, path, problem, Some(hint.into())));
-    }
-    let spawn_only = match (command, targets) {
-        (Some(_), _) => Some((
+        ),
+        (
+            with_command,
+            &spawn_only,
             "only applies to the reference server, not to command",
             "put the server's own flags in command",
-        )),
-        (None, Some(_)) => Some((
+        ),
+        (
+            with_targets,
+            &spawn_only,
             "only applies to spawned servers, not to targets",
             "remove it, or use spawn instead of targets",
-        )),
-        (None, None) => None,
-    };
-    if let Some((problem, hint)) = spawn_only {
-        source.reject_keys("servers", &ServersFile::SPAWN_ONLY_KEYS, problem, hint)?;
+        ),
+    ];
+    let written = source.keys("servers");
+    for (_, keys, problem, hint) in rules.into_iter().filter(|rule| rule.0) {
+        if let Some(key) = written.iter().find(|key| keys.contains(key)) {
+            return Err(source.fail_key(&join("servers", key), problem, Some(hint.into())));
+        }
     }
-    if let Some(targets) = targets {
-        return external_targets(source, targets);
-    }
+    let given = |text: &Option<Positive>, default| text.as_ref().map_or(default, |text| text.0 .0);
     let count = |given: &Option<Count>| given.as_ref().map_or(1, |count| count.0);
-    let Some(command) = command else {
-        return Ok(ServersSpec::Spawn {
-            count: count(&file.spawn),
-            sync_interval: given(&file.sync_interval, DEFAULT_SYNC_INTERVAL),
-            heartbeat_interval: given(&file.heartbeat_interval, DEFAULT_HEARTBEAT_INTERVAL),
-            extra_args: file.extra_args.clone().unwrap_or_default(),
-            command: None,
-        });
+    let command = match (targets, command) {
+        (Some(targets), _) => return external_targets(source, targets),
+        (None, None) => {
+            return Ok(ServersSpec::Spawn {
+                count: count(&file.spawn),
+                sync_interval: given(&file.sync_interval, DEFAULT_SYNC_INTERVAL),
+                heartbeat_interval: given(&file.heartbeat_interval, DEFAULT_HEARTBEAT_INTERVAL),
+                extra_args: file.extra_args.clone().unwrap_or_default(),
+                command: None,
+            })
+        }
+        (None, Some(command)) => command,
     };
     let argv: Vec<String> = command.iter().map(|arg| arg.0.clone()).collect();
-    let Some(program) = argv.first() else {
-        let hint =
-            "e.g. command = [\"node\", \"peers/socketio/server.js\", \"--port\", \"{port}\"]";
-        return Err(source.fail("servers.command", "must name a program", Some(hint.into())));
-    };
-    if program.trim().is_empty() {
-        return Err(source.fail("servers.command[0]", "the program name is empty", None));
+    match argv.first() {
+        None => {
+            let hint =
+                "e.g. command = [\"node\", \"peers/socketio/server.js\", \"--port\", \"{port}\"]";
+            return Err(source.fail("servers.command", "must name a program", Some(hint.into())));
+        }
+        Some(program) if program.trim().is_empty() => {
+            return Err(source.fail("servers.command[0]", "the program name is empty", None))
+        }
+        Some(_) => {}
     }
     let url = file.url.as_ref().map_or(DEFAULT_COMMAND_URL, |url| &url.0);
+    let ready = file
+        .ready_http
+        .as_ref()
+        .map_or(ReadyProbe::Tcp, |path| ReadyProbe::Http {
+            path: path.0.clone(),
+        });
     Ok(ServersSpec::Spawn {
         count: count(&file.instances),
         sync_interval: DEFAULT_SYNC_INTERVAL,
@@ -307,10 +278,7 @@ fn servers(source: &Source, file: &ServersFile) -> Result<ServersSpec, ScenarioE
         command: Some(ServerCommand {
             argv,
             url: url.to_string(),
-            ready: match &file.ready_http {
-                None => ReadyProbe::Tcp,
-                Some(HttpPath(path)) => ReadyProbe::Http { path: path.clone() },
-            },
+            ready,
             ready_timeout: given(&file.ready_timeout, DEFAULT_READY_TIMEOUT),
         }),
     })
@@ -351,53 +319,29 @@ fn stages(source: &Source, stages: &[Stage], traffic_end: Duration) -> Result<()
     Ok(())
 }
 
-/// Checks a distribution's keys against its `dist` (it was read
-/// leniently). `zero_allowed`: an offline time of 0 is a legitimate
-/// "reconnect at once"; an online time of 0 would make a device flap
-/// without ever doing anything.
+/// A distribution's values (its keys were checked as it was read).
+/// `zero_allowed`: an offline time of 0 is a legitimate "reconnect at
+/// once"; an online time of 0 would make a device flap without ever doing
+/// anything. A zero mean has no exponential distribution, offline or not.
 fn duration_dist(
     source: &Source,
     path: &str,
     dist: &DurationDist,
     zero_allowed: bool,
 ) -> Result<(), ScenarioError> {
-    if source.find(path).is_none() {
-        return Ok(()); // the default
-    }
-    let kind = DistFile::from(dist.clone()).dist;
-    let (name, takes) = (variant_name(kind), kind.keys());
-    let keys = source.keys(path);
-    if let Some(extra) = keys
-        .iter()
-        .find(|key| **key != "dist" && !takes.contains(key))
-    {
-        return Err(source.fail_key(
-            &join(path, extra),
-            format!("does not apply to dist = {name:?}"),
-            Some(format!("{name} takes: {}", takes.join(", "))),
-        ));
-    }
-    if let Some(absent) = takes.iter().find(|key| !keys.contains(key)) {
-        return Err(source.missing(path, absent));
-    }
-    // A zero mean has no exponential distribution, offline or not.
-    let zero = match dist {
-        DurationDist::Fixed { value } if value.is_zero() && !zero_allowed => Some("value"),
-        DurationDist::Uniform { min, .. } if min.is_zero() && !zero_allowed => Some("min"),
-        DurationDist::Exponential { mean } if mean.is_zero() => Some("mean"),
-        _ => None,
-    };
-    if let Some(key) = zero {
-        return Err(source.fail(&join(path, key), "must be greater than 0s", None));
-    }
-    match dist {
-        DurationDist::Uniform { min, max } if max < min => Err(source.fail(
-            &join(path, "max"),
+    let zero = |key| (key, "must be greater than 0s", None);
+    let (key, problem, hint) = match *dist {
+        DurationDist::Fixed { value } if value.is_zero() && !zero_allowed => zero("value"),
+        DurationDist::Uniform { min, .. } if min.is_zero() && !zero_allowed => zero("min"),
+        DurationDist::Exponential { mean } if mean.is_zero() => zero("mean"),
+        DurationDist::Uniform { min, max } if max < min => (
+            "max",
             "is less than min",
             Some("uniform needs min <= max".into()),
-        )),
-        _ => Ok(()),
-    }
+        ),
+        _ => return Ok(()),
+    };
+    Err(source.fail(&join(path, key), problem, hint))
 }
 
 /// No two latency thresholds on one metric and percentile.
@@ -415,18 +359,186 @@ fn thresholds(source: &Source, thresholds: &Thresholds) -> Result<(), ScenarioEr
     Ok(())
 }
 
-#[cfg(test)]
-#[path = "validate_tests.rs"]
-mod tests;
+/// What a fault needs to know about the rest of the scenario.
+struct FaultContext<'s> {
+    /// `ramp_up + duration`: when sends stop and the drain begins.
+    pub traffic_end: Duration,
+    pub redis: &'s RedisSpec,
+    pub servers: &'s ServersSpec,
+    pub allow_lost_ack: bool,
+}
 
-#[cfg(test)]
-#[path = "validate_fault_tests.rs"]
-mod fault_tests;
+/// What a fault acts on (as named in errors) and when: half-open
+/// `[at, end)`, where an instant fault takes 1ns so that two instant
+/// faults at one moment on one target collide.
+fn target(spec: &FaultSpec) -> (String, Duration, Duration) {
+    let on = match &spec.kind {
+        FaultKind::ServerKill { server } | FaultKind::ServerRestart { server } => {
+            format!("server {server}")
+        }
+        FaultKind::ReconnectStorm { .. } => "the clients".into(),
+        kind => kind.link().map_or("Redis".into(), |link| {
+            format!("the {} link", variant_name(link))
+        }),
+    };
+    let length = spec.duration.max(Duration::from_nanos(1));
+    (on, spec.at, spec.at.saturating_add(length))
+}
 
-#[cfg(test)]
-#[path = "validate_shape_tests.rs"]
-mod shape_tests;
+fn describe(spec: &FaultSpec) -> String {
+    let (name, at) = (spec.kind.name(), format_duration(spec.at));
+    match format_duration(spec.at.saturating_add(spec.duration)) {
+        _ if spec.duration.is_zero() => format!("{name} at {at}"),
+        end => format!("{name} from {at} to {end}"),
+    }
+}
 
-#[cfg(test)]
-#[path = "validate_command_tests.rs"]
-mod command_tests;
+/// `[[faults]]`, sorted by start (stably: ties keep their file order). A
+/// fault is accepted only when the harness can inject it into this scenario
+/// (it controls the Redis, the servers or the link), when it starts while
+/// traffic runs, and when no other fault acts on the same target meanwhile:
+/// overlaps would make the timeline (and the report's attribution of
+/// findings to faults) ambiguous. Which keys each kind takes was checked as
+/// the table was read ([`tagged_keys`]).
+fn faults(
+    source: &Source,
+    items: &[FaultFile],
+    context: &FaultContext,
+) -> Result<Vec<FaultSpec>, ScenarioError> {
+    let mut specs: Vec<FaultSpec> = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let path = format!("faults[{index}]");
+        let spec = fault(source, &path, item, context)?;
+        let (on, start, end) = target(&spec);
+        let clash = specs.iter().position(|earlier| {
+            let (earlier_on, earlier_start, earlier_end) = target(earlier);
+            earlier_on == on && start < earlier_end && earlier_start < end
+        });
+        if let Some(earlier) = clash {
+            let (this, that) = (describe(&spec), describe(&specs[earlier]));
+            let problem = format!("{this} overlaps faults[{earlier}] ({that}), both on {on}");
+            let hint =
+                "faults on one target must not overlap in time: start one after the other ends";
+            return Err(source.fail(&path, problem, Some(hint.into())));
+        }
+        specs.push(spec);
+    }
+    specs.sort_by_key(|spec| spec.at);
+    Ok(specs)
+}
+
+fn fault(
+    source: &Source,
+    path: &str,
+    file: &FaultFile,
+    context: &FaultContext,
+) -> Result<FaultSpec, ScenarioError> {
+    use FaultName::*;
+    let fail = |key: &str, problem: &str, hint: &str| {
+        let hint = (!hint.is_empty()).then(|| hint.to_string());
+        Err(source.fail(&format!("{path}.{key}"), problem, hint))
+    };
+    // Whether the harness controls what this kind of fault acts on.
+    let external = matches!(context.servers, ServersSpec::External { .. });
+    let kind = file.kind;
+    if matches!(kind, RedisRestart | RedisPause | RedisWipe)
+        && context.redis.provider == RedisProviderChoice::Url
+    {
+        return fail(
+            "kind",
+            "redis faults need a Redis the harness starts (testcontainers or local), not a given URL",
+            "set redis.provider = \"testcontainers\" or \"local\" (or \"auto\")",
+        );
+    }
+    if matches!(kind, ServerKill | ServerRestart) && external {
+        return fail(
+            "kind",
+            "server faults need spawned reference servers",
+            "servers.targets are run by someone else: use [servers] spawn \
+             (or command, for your own server) instead",
+        );
+    }
+    let latency = file.latency.as_ref().map(|latency| latency.0);
+    let [at, duration, latency, jitter] = [file.at, file.duration, latency, file.jitter]
+        .map(|given| given.map_or(Duration::ZERO, |text| text.0));
+    if at >= context.traffic_end {
+        let (at, end) = (format_duration(at), format_duration(context.traffic_end));
+        let problem =
+            format!("starts at {at}, when traffic has ended (ramp_up + duration = {end})");
+        return fail("at", &problem, "a fault must start while traffic runs; the drain comes after (a fault may last into the drain)");
+    }
+    if kind == Reset && !duration.is_zero() {
+        let problem = "a reset is instant: its duration must be \"0s\"";
+        return fail(
+            "duration",
+            problem,
+            "remove duration (it defaults to \"0s\")",
+        );
+    }
+    if !matches!(kind, Reset | ReconnectStorm) && duration.is_zero() {
+        return fail("duration", "must be greater than 0s", "");
+    }
+    let (server, link) = (file.server.unwrap_or(0), file.link.unwrap_or(Link::Clients));
+    let kind = match kind {
+        RedisRestart => FaultKind::RedisRestart,
+        RedisPause => FaultKind::RedisPause,
+        RedisWipe => FaultKind::RedisWipe,
+        ServerKill => FaultKind::ServerKill { server },
+        ServerRestart => FaultKind::ServerRestart { server },
+        Latency => FaultKind::Latency {
+            link,
+            latency,
+            jitter,
+        },
+        Bandwidth => FaultKind::Bandwidth {
+            link,
+            bytes_per_s: file.rate.as_ref().map_or(0, |rate| rate.0 .0),
+        },
+        Blackhole => FaultKind::Blackhole { link },
+        Reset => FaultKind::Reset { link },
+        ReconnectStorm => FaultKind::ReconnectStorm {
+            share: file.share.as_ref().map_or(1.0, |share| share.0 .0),
+            drop: file.drop.unwrap_or(StormDrop::Abrupt),
+        },
+    };
+    if let (ServerKill | ServerRestart, ServersSpec::Spawn { count, command, .. }) =
+        (file.kind, context.servers)
+    {
+        let key = if command.is_some() {
+            "instances"
+        } else {
+            "spawn"
+        };
+        if server >= *count {
+            let problem = format!("there is no server {server} (servers.{key} = {count})");
+            let hint = format!("servers are numbered from 0: use 0..={}", count - 1);
+            return fail("server", &problem, &hint);
+        }
+    }
+    if kind.link() == Some(Link::Redis) && external {
+        return fail(
+            "link",
+            "link = \"redis\" needs spawned servers",
+            "the harness proxies the spawned servers' Redis connection; \
+             it cannot reach the Redis connection of servers.targets",
+        );
+    }
+    if jitter > latency {
+        let problem = format!("is more than latency ({})", format_duration(latency));
+        let hint = "each packet is delayed by latency ± jitter, which must not go below 0";
+        return fail("jitter", &problem, hint);
+    }
+    let destroys_acked = match file.kind {
+        RedisWipe => "redis_wipe deletes acked messages",
+        RedisRestart if context.redis.persistence == Persistence::None => {
+            "redis_restart with redis.persistence = \"none\" loses acked messages"
+        }
+        _ => "",
+    };
+    if !destroys_acked.is_empty() && !context.allow_lost_ack {
+        let hint =
+            "this scenario destroys acked messages on purpose; set [expect] lost_ack = \"allowed\"";
+        return fail("kind", destroys_acked, hint);
+    }
+    Ok(FaultSpec { kind, at, duration })
+}

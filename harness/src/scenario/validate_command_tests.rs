@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::tests::{assert_error, with_tail};
+use super::validate::{assert_error, with_tail};
 use crate::scenario::model::*;
 use crate::scenario::parse_scenario;
 
@@ -96,7 +96,7 @@ fn command_rules() {
     assert_error(
         &with_tail("[servers]\ncommand = [\"srv\"]\ntargets = [\"ws://127.0.0.1:9/ws\"]\n"),
         11,
-        11,
+        1,
         "servers.targets",
         "cannot be combined with command",
     );

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::tests::{assert_error, with_tail, with_top, BASE};
+use super::validate::{assert_error, with_tail, with_top, BASE};
 use crate::scenario::model::*;
 use crate::scenario::parse_scenario;
 

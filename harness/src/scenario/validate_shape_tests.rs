@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::tests::{assert_error, with_tail, BASE};
+use super::validate::{assert_error, with_tail, BASE};
 use crate::scenario::model::*;
 use crate::scenario::parse_scenario;
 
