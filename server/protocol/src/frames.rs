@@ -63,6 +63,66 @@ pub struct MessageFrame {
     pub sent_at_ms: u64,
 }
 
+impl MessageFrame {
+    /// The `message` frame's JSON text, byte for byte what
+    /// `ServerFrame::Message(self).to_json()` writes (same field order,
+    /// same escaping: the body goes through serde_json's own string
+    /// escaper), without the generic serializer. Replay and live fan-out
+    /// encode every message they send; `serde_json` formats the UUIDs and
+    /// ids through `collect_str` (`fmt` machinery, a temporary per field),
+    /// which this skips. `tests/parse_props.rs` checks the equality on
+    /// arbitrary frames.
+    pub fn to_frame_json(&self) -> String {
+        // Fixed part: 130 bytes of names and punctuation, 3 UUIDs, 3 u64s.
+        let mut out = Vec::with_capacity(230 + self.body.len() + self.body.len() / 8);
+        out.extend_from_slice(br#"{"type":"message","id":""#);
+        push_stream_id(&mut out, self.id);
+        out.extend_from_slice(br#"","conversation_id":""#);
+        push_uuid(&mut out, &self.conversation_id);
+        out.extend_from_slice(br#"","sender_id":""#);
+        push_uuid(&mut out, &self.sender_id);
+        out.extend_from_slice(br#"","client_msg_id":""#);
+        push_uuid(&mut out, &self.client_msg_id);
+        out.extend_from_slice(br#"","body":"#);
+        // Writing a str into a Vec cannot fail; should it ever, fall back
+        // to the generic path rather than send a broken frame.
+        if serde_json::to_writer(&mut out, self.body.as_str()).is_err() {
+            return ServerFrame::Message(self.clone()).to_json();
+        }
+        out.extend_from_slice(br#","sent_at_ms":"#);
+        push_u64(&mut out, self.sent_at_ms);
+        out.push(b'}');
+        // Only ASCII was added around the body, which serde_json wrote as
+        // valid UTF-8 (it came from a `str`).
+        String::from_utf8(out).unwrap_or_else(|_| ServerFrame::Message(self.clone()).to_json())
+    }
+}
+
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+fn push_stream_id(out: &mut Vec<u8>, id: StreamId) {
+    push_u64(out, id.ms);
+    out.push(b'-');
+    push_u64(out, id.seq);
+}
+
+fn push_uuid(out: &mut Vec<u8>, id: &Uuid) {
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    out.extend_from_slice(id.hyphenated().encode_lower(&mut text).as_bytes());
+}
+
 /// Frames the server sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use recovery_protocol::{ServerFrame, StreamId};
+use recovery_protocol::StreamId;
 use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
 use tokio::sync::mpsc::error::TrySendError;
@@ -143,7 +143,7 @@ pub(super) fn dispatch(shared: &Shared, batches: Vec<(Uuid, Vec<StreamEntry>)>) 
             conversation.cursor = entry.message.id;
             let live = Arc::new(LiveMessage {
                 id: entry.message.id,
-                json: Utf8Bytes::from(ServerFrame::Message(entry.message).to_json()),
+                json: Utf8Bytes::from(entry.message.to_frame_json()),
             });
             for slot in conversation.slots.values() {
                 if slot.lagged.load(Ordering::Acquire) {

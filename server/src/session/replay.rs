@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::SinkExt;
-use recovery_protocol::{ServerFrame, StreamId};
+use recovery_protocol::StreamId;
 use uuid::Uuid;
 
 use super::merge::{HasId, MergeIo};
@@ -103,7 +103,7 @@ impl MergeIo for SocketIo<'_> {
     }
 
     async fn write_backlog(&mut self, entry: StreamEntry) -> Result<(), SessionError> {
-        let json = ServerFrame::Message(entry.message).to_json();
+        let json = entry.message.to_frame_json();
         self.socket
             .feed(Message::Text(json.into()))
             .await

@@ -53,6 +53,24 @@ fn pairs(value: Value) -> Option<Vec<(Value, Value)>> {
     }
 }
 
+/// An entry's fields as (key, value): consecutive items of a flat array
+/// (RESP2; an odd last item is ignored, as in `pairs`) or a map (RESP3).
+enum Fields {
+    Flat(std::vec::IntoIter<Value>),
+    Map(std::vec::IntoIter<(Value, Value)>),
+}
+
+impl Iterator for Fields {
+    type Item = (Value, Value);
+
+    fn next(&mut self) -> Option<(Value, Value)> {
+        match self {
+            Fields::Flat(items) => Some((items.next()?, items.next()?)),
+            Fields::Map(pairs) => pairs.next(),
+        }
+    }
+}
+
 /// The bytes of a text reply, borrowed (no copy).
 fn text_bytes(value: &Value) -> Option<&[u8]> {
     match value {
@@ -86,10 +104,13 @@ fn parse_entry(value: Value, conversation_id: Uuid) -> Result<StreamEntry, Store
             format!("entry has {} parts, expected 2", parts.len()),
         ));
     }
-    let fields = parts
-        .pop()
-        .and_then(pairs)
-        .ok_or_else(|| reply_err(OP, "fields are not a list"))?;
+    // The fields as a flat list (RESP2 array or RESP3 map), walked in
+    // place: no intermediate list of pairs per entry.
+    let fields = match parts.pop() {
+        Some(Value::Array(items)) => Fields::Flat(items.into_iter()),
+        Some(Value::Map(pairs)) => Fields::Map(pairs.into_iter()),
+        _ => return Err(reply_err(OP, "fields are not a list")),
+    };
     let id: StreamId = parts
         .pop()
         .as_ref()
