@@ -1,9 +1,12 @@
 //! Measures how long a reconnecting device takes to receive N missed
 //! messages: from the connect attempt to `caught_up`, release build.
 //!
-//!     cargo run --release -p server --example replay_bench -- [MESSAGES] [ROUNDS]
+//!     cargo run --release -p server --example replay_bench -- [MESSAGES] [ROUNDS] [REDIS]
 //!
-//! Starts its own Redis (redis-provider) and an in-process server.
+//! Starts its own Redis (redis-provider; REDIS = `auto` (default),
+//! `local` or `testcontainers`) and an in-process server. A container's
+//! port goes through Docker's userland proxy on loopback, which adds a hop
+//! to every Redis round trip: `local` measures the server without it.
 
 use std::time::{Duration, Instant};
 
@@ -21,7 +24,19 @@ async fn main() -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or(10_000);
     let rounds: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(5);
-    let redis = redis_provider::start_redis(&redis_provider::ProviderOptions::default()).await?;
+    let preference = match args.next().as_deref() {
+        None | Some("auto") => redis_provider::Preference::Auto,
+        Some("local") => redis_provider::Preference::Local,
+        Some("testcontainers") => redis_provider::Preference::Testcontainers,
+        Some(other) => {
+            anyhow::bail!("REDIS must be auto, local or testcontainers, not {other:?}")
+        }
+    };
+    let redis = redis_provider::start_redis(&redis_provider::ProviderOptions {
+        preference,
+        ..Default::default()
+    })
+    .await?;
     println!("redis: {}", redis.description());
     let mut config = server::Config::for_tests(redis.url());
     // A benchmark of replay, not of authentication.
