@@ -1,15 +1,23 @@
 //! Checker and latency-aggregator throughput on large generated histories,
 //! reported in events per second. Generation happens once, outside the
 //! timed loop, so only judging and aggregating are measured.
+//!
+//! Two opt-in modes measure the checker's memory on a history file instead
+//! (run the bench binary under `/usr/bin/time -v`):
+//! - `CHECKER_BENCH_WRITE=DIR`: writes the largest configured history to
+//!   `DIR/history.bin` and its log to `DIR/log.json`, then exits;
+//! - `CHECKER_BENCH_CHECK_FILE=DIR`: checks `DIR/history.bin` streaming
+//!   (`check_file`) and prints the verdict, rate and event count; with
+//!   `CHECKER_BENCH_LOAD=1` it loads the whole history first (`read_history`
+//!   then `check`), the way the checker read it before.
 
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{
-    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
-};
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use harness::checker::testgen::{generate, GenConfig, Generated};
-use harness::checker::{check, CheckInput, Verdict};
+use harness::checker::{check, check_file, CheckInput, CheckOptions, Verdict};
+use harness::history::{read_history, write_history, MessageLog};
 use harness::report::analyze;
 use harness::scenario::Expectations;
 
@@ -109,5 +117,80 @@ fn bench_checker(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_checker);
-criterion_main!(benches);
+/// The file modes (see the top); `true` if one ran.
+fn file_modes() -> bool {
+    let expect = strict();
+    if let Some(dir) = std::env::var_os("CHECKER_BENCH_WRITE") {
+        let dir = std::path::PathBuf::from(dir);
+        let Some((label, _, config)) = sizes().pop() else {
+            return true;
+        };
+        let generated = generate(&config);
+        std::fs::create_dir_all(&dir).expect("create the output directory");
+        write_history(&dir.join("history.bin"), &generated.history).expect("write history.bin");
+        let log = serde_json::to_vec(&generated.log).expect("serialize the log");
+        std::fs::write(dir.join("log.json"), log).expect("write log.json");
+        eprintln!(
+            "wrote {label}: {} events to {}",
+            generated.history.events.len(),
+            dir.display()
+        );
+        return true;
+    }
+    let Some(dir) = std::env::var_os("CHECKER_BENCH_CHECK_FILE") else {
+        return false;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let path = dir.join("history.bin");
+    let log: MessageLog =
+        serde_json::from_slice(&std::fs::read(dir.join("log.json")).expect("read log.json"))
+            .expect("parse log.json");
+    let options = CheckOptions {
+        log: &log,
+        expect: &expect,
+        drain_complete: true,
+        unknown_reasons: Vec::new(),
+        retention: None,
+        intruders: &[],
+    };
+    let started = std::time::Instant::now();
+    let (outcome, how) = if std::env::var_os("CHECKER_BENCH_LOAD").is_some_and(|v| v == "1") {
+        let history = read_history(&path).expect("read history.bin");
+        let input = CheckInput {
+            history: &history,
+            log: &log,
+            expect: &expect,
+            drain_complete: true,
+            unknown_reasons: Vec::new(),
+            retention: None,
+            intruders: &[],
+        };
+        (check(&input), "loaded")
+    } else {
+        (
+            check_file(&path, &options).expect("check history.bin"),
+            "streamed",
+        )
+    };
+    let elapsed = started.elapsed();
+    let events = outcome.stats.deliveries_checked;
+    eprintln!(
+        "{how}: verdict {:?}, {events} deliveries checked in {:.2} s",
+        outcome.verdict,
+        elapsed.as_secs_f64()
+    );
+    true
+}
+
+fn benches() {
+    if file_modes() {
+        return;
+    }
+    let mut criterion = Criterion::default().configure_from_args();
+    bench_checker(&mut criterion);
+    criterion.final_summary();
+}
+
+fn main() {
+    benches();
+}

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand};
 
 use crate::auth::Credentials;
-use crate::history::{read_history, MessageLog};
+use crate::history::MessageLog;
 use crate::report;
 use crate::runner::{self, Launcher, RunOptions};
 use crate::scenario::load_scenario;
@@ -465,10 +465,6 @@ async fn run_shard(
 }
 
 fn check(run_dir: &Path) -> u8 {
-    let history = match read_history(&crate::history::history_path(run_dir)) {
-        Ok(history) => history,
-        Err(err) => return fail(&err),
-    };
     let log_path = run_dir.join("log.json");
     let log: MessageLog = match std::fs::read_to_string(&log_path)
         .map_err(|e| e.to_string())
@@ -487,14 +483,17 @@ fn check(run_dir: &Path) -> u8 {
         Ok(records) => records,
         Err(err) => return fail(&err),
     };
-    let outcome = runner::check_history(
-        &history,
+    let history_path = crate::history::history_path(run_dir);
+    let outcome = match runner::check_history_file(
+        &history_path,
         &log,
         &scenario,
         drain_complete,
-        Vec::new(),
         &intruders,
-    );
+    ) {
+        Ok(outcome) => outcome,
+        Err(err) => return fail(&err),
+    };
     println!("verdict: {:?}", outcome.verdict);
     for (kind, anomaly) in &outcome.anomalies {
         println!(

@@ -13,7 +13,7 @@ use super::findings::{device_label, Findings, Site};
 use super::index::LogIndex;
 use super::outcome::AnomalyKind;
 use crate::history::{
-    ConversationIx, DeviceIx, EventKind, History, LogEntry, LogOrigin, RunMeta, SendOutcome,
+    ConversationIx, DeviceIx, Event, EventKind, LogEntry, LogOrigin, RunMeta, SendOutcome,
 };
 
 pub(crate) type MsgKey = (ConversationIx, Uuid);
@@ -41,7 +41,9 @@ pub(crate) struct MsgInfo {
     pub ack: Option<AckRef>,
 }
 
-/// Sends and acks by message, built in one pass over the history.
+/// Sends and acks by message, built in one pass over the history (`add`
+/// sees every event): memory grows with messages, not with receipts.
+#[derive(Default)]
 pub(crate) struct MessageIndex {
     pub by_key: FnvHashMap<MsgKey, MsgInfo>,
     /// Acks whose id differs from the first ack of the same message: rare,
@@ -50,48 +52,46 @@ pub(crate) struct MessageIndex {
 }
 
 impl MessageIndex {
-    pub fn build(history: &History) -> Self {
-        let mut by_key: FnvHashMap<MsgKey, MsgInfo> = FnvHashMap::default();
-        let mut other_acks = Vec::new();
-        for event in &history.events {
-            match &event.kind {
-                EventKind::Send {
-                    client_msg_id,
-                    body_hash,
-                    ..
-                } => {
-                    let info = by_key
-                        .entry((event.conversation, *client_msg_id))
-                        .or_default();
-                    info.send.get_or_insert(SendRef {
-                        device: event.device,
-                        socket: event.socket,
-                        at_us: event.at_us,
-                        body_hash: *body_hash,
-                    });
-                }
-                EventKind::SendOutcome {
-                    client_msg_id,
-                    outcome: SendOutcome::Acked { id, .. },
-                } => {
-                    let key = (event.conversation, *client_msg_id);
-                    let ack = AckRef {
-                        id: *id,
-                        device: event.device,
-                        socket: event.socket,
-                        at_us: event.at_us,
-                    };
-                    let info = by_key.entry(key).or_default();
-                    match info.ack {
-                        None => info.ack = Some(ack),
-                        Some(first) if first.id != ack.id => other_acks.push((key, ack)),
-                        Some(_) => {}
-                    }
-                }
-                _ => {}
+    /// Sees one event, in recording order.
+    pub fn add(&mut self, event: &Event) {
+        let by_key = &mut self.by_key;
+        let other_acks = &mut self.other_acks;
+        match &event.kind {
+            EventKind::Send {
+                client_msg_id,
+                body_hash,
+                ..
+            } => {
+                let info = by_key
+                    .entry((event.conversation, *client_msg_id))
+                    .or_default();
+                info.send.get_or_insert(SendRef {
+                    device: event.device,
+                    socket: event.socket,
+                    at_us: event.at_us,
+                    body_hash: *body_hash,
+                });
             }
+            EventKind::SendOutcome {
+                client_msg_id,
+                outcome: SendOutcome::Acked { id, .. },
+            } => {
+                let key = (event.conversation, *client_msg_id);
+                let ack = AckRef {
+                    id: *id,
+                    device: event.device,
+                    socket: event.socket,
+                    at_us: event.at_us,
+                };
+                let info = by_key.entry(key).or_default();
+                match info.ack {
+                    None => info.ack = Some(ack),
+                    Some(first) if first.id != ack.id => other_acks.push((key, ack)),
+                    Some(_) => {}
+                }
+            }
+            _ => {}
         }
-        MessageIndex { by_key, other_acks }
     }
 
     pub fn was_sent(&self, key: MsgKey) -> bool {

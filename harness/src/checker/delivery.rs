@@ -1,25 +1,31 @@
 //! What each device received against what the log says it was owed:
 //! `lost`, `duplicate`, `redelivered`, `reorder` and `skip`.
 //!
-//! One (device, conversation) pair at a time, sockets in order. Per pair a
-//! reusable vector maps each log position to the last socket that
-//! delivered it, so "received before?", "received on this socket?" and
-//! "never received" are array reads, and nothing is allocated per event.
-//! Receipts of wiped messages (no log position) use a small map instead.
+//! One pass over the events in recording order: each event goes to the
+//! small state of its (device, conversation) slot, which walks that slot's
+//! sockets in order exactly as a slot-by-slot walk would (the recording
+//! already has each slot's events in (socket, time) order; the rare slot
+//! whose events are not is gathered and sorted on its own). Per slot, the
+//! log positions the device received are kept as runs of positions with
+//! the last socket that delivered them (`Received`), so memory grows with
+//! slots and reconnects, not with events. Receipts of wiped messages (no
+//! log position) use a small map instead.
 
 use crate::history::{CursorOrigin, GapReason, Position};
 use fnv::FnvHashMap;
 
 use super::appends::{Receipt, ReceiptJudge, Received};
 use super::findings::{device_label, Findings, Site};
-use super::index::{ConvLog, Slot, SlotIndex};
+use super::index::{ConvLog, Slot, SlotTable, MAX_CHECKED_EVENTS};
 use super::outcome::{AnomalyKind, MAX_EXAMPLES};
 use super::{claims, gaps};
-use crate::history::{Event, EventKind, History, ResumeClaim, ResumeMode};
+use crate::history::{Event, EventKind, ResumeClaim, ResumeMode, RunMeta};
 
 pub(crate) struct DeliveryInput<'a> {
-    pub history: &'a History,
-    pub slots: &'a SlotIndex,
+    pub meta: &'a RunMeta,
+    pub slots: &'a SlotTable,
+    /// Per conversation: whether hellos ever announced two epochs.
+    pub epochs_vary: &'a [bool],
     pub judge: &'a ReceiptJudge<'a>,
     pub drain_complete: bool,
     /// How long the target keeps messages, if known (see `gaps`).
@@ -38,10 +44,45 @@ pub(crate) struct DeliveryStats {
 const NOT_RECEIVED: u32 = u32::MAX;
 
 #[derive(Debug, Clone, Copy)]
-struct HelloSeen<'h> {
+struct HelloSeen {
     resume_from: Position,
     cursor: CursorOrigin,
-    epoch: &'h str,
+    epoch: EpochId,
+}
+
+/// An epoch string, interned: socket states outlive the events they saw.
+type EpochId = u32;
+
+/// The epochs seen so far; id 0 is the empty epoch (none given).
+struct Epochs {
+    ids: FnvHashMap<String, EpochId>,
+    names: Vec<String>,
+}
+
+impl Epochs {
+    fn new() -> Self {
+        Epochs {
+            ids: FnvHashMap::default(),
+            names: vec![String::new()],
+        }
+    }
+
+    fn intern(&mut self, epoch: &str) -> EpochId {
+        if epoch.is_empty() {
+            return 0;
+        }
+        if let Some(&id) = self.ids.get(epoch) {
+            return id;
+        }
+        let id = self.names.len() as EpochId;
+        self.names.push(epoch.to_string());
+        self.ids.insert(epoch.to_string(), id);
+        id
+    }
+
+    fn name(&self, id: EpochId) -> &str {
+        &self.names[id as usize]
+    }
 }
 
 /// A position a socket jumped over; a skip unless the socket delivers it
@@ -53,12 +94,12 @@ struct PendingSkip {
     past: Position,
 }
 
-struct SocketScan<'h> {
+struct SocketScan {
     number: u32,
     /// The epoch the device sent with its last connect attempt (the epoch
     /// of a client cursor).
-    connect_epoch: Option<&'h str>,
-    hello: Option<HelloSeen<'h>>,
+    connect_epoch: Option<EpochId>,
+    hello: Option<HelloSeen>,
     /// First log position this socket still owes; `None` while the socket
     /// has made no promise yet (no hello), so nothing is owed.
     next_owed: Option<usize>,
@@ -88,7 +129,7 @@ struct SocketScan<'h> {
     nothing_to_store: bool,
 }
 
-impl SocketScan<'_> {
+impl SocketScan {
     fn new(number: u32) -> Self {
         SocketScan {
             number,
@@ -121,19 +162,122 @@ struct SlotSummary {
     acked: bool,
 }
 
-struct Scanner<'a, 'f> {
-    input: &'a DeliveryInput<'a>,
-    findings: &'a mut Findings<'f>,
-    stats: DeliveryStats,
-    last_socket: Vec<u32>,
-    /// `last_socket` for receipts of wiped messages, which have no position.
+/// The log positions one slot received, as runs of consecutive positions
+/// with the last socket that delivered each: a socket mostly delivers a
+/// contiguous stretch, so there are about as many runs as sockets.
+#[derive(Default)]
+struct ReceivedRuns {
+    /// Sorted, disjoint, non-empty `(start, end, socket)`; adjacent runs of
+    /// one socket are merged.
+    runs: Vec<(u32, u32, u32)>,
+}
+
+impl ReceivedRuns {
+    /// The last socket that delivered `position`, or `NOT_RECEIVED`.
+    fn get(&self, position: usize) -> u32 {
+        let position = position as u32;
+        if let Some(&(start, end, socket)) = self.runs.last() {
+            if position >= start {
+                return if position < end { socket } else { NOT_RECEIVED };
+            }
+        }
+        let ix = self.runs.partition_point(|run| run.0 <= position);
+        match ix.checked_sub(1).map(|ix| self.runs[ix]) {
+            Some((_, end, socket)) if position < end => socket,
+            _ => NOT_RECEIVED,
+        }
+    }
+
+    /// Records that `socket` delivered `position`.
+    fn set(&mut self, position: usize, socket: u32) {
+        let position = position as u32;
+        if let Some(last) = self.runs.last_mut() {
+            // The common case: the next position on the same socket.
+            if last.1 == position && last.2 == socket {
+                last.1 += 1;
+                return;
+            }
+            if last.1 < position || (last.1 == position && last.2 != socket) {
+                self.runs.push((position, position + 1, socket));
+                return;
+            }
+        } else {
+            self.runs.push((position, position + 1, socket));
+            return;
+        }
+        self.set_inside(position, socket);
+    }
+
+    /// `set` for a position at or before the last run's end.
+    fn set_inside(&mut self, position: u32, socket: u32) {
+        let ix = self.runs.partition_point(|run| run.0 <= position);
+        if let Some(at) = ix.checked_sub(1) {
+            let (start, end, old) = self.runs[at];
+            if position < end {
+                if old == socket {
+                    return;
+                }
+                // Split the run around the position.
+                let mut pieces = Vec::with_capacity(3);
+                if start < position {
+                    pieces.push((start, position, old));
+                }
+                pieces.push((position, position + 1, socket));
+                if position + 1 < end {
+                    pieces.push((position + 1, end, old));
+                }
+                self.runs.splice(at..=at, pieces);
+                self.merge_around(position);
+                return;
+            }
+        }
+        self.runs.insert(ix, (position, position + 1, socket));
+        self.merge_around(position);
+    }
+
+    /// Merges the run holding `position` with touching runs of its socket.
+    fn merge_around(&mut self, position: u32) {
+        let ix = self.runs.partition_point(|run| run.0 <= position) - 1;
+        if ix + 1 < self.runs.len() {
+            let (next_start, next_end, next_socket) = self.runs[ix + 1];
+            if self.runs[ix].1 == next_start && self.runs[ix].2 == next_socket {
+                self.runs[ix].1 = next_end;
+                self.runs.remove(ix + 1);
+            }
+        }
+        if ix > 0 {
+            let (start, end, socket) = self.runs[ix];
+            if self.runs[ix - 1].1 == start && self.runs[ix - 1].2 == socket {
+                self.runs[ix - 1].1 = end;
+                self.runs.remove(ix);
+            }
+        }
+    }
+}
+
+/// Everything the delivery checks keep about one slot while the events
+/// stream past.
+#[derive(Default)]
+struct SlotState {
+    socket: Option<SocketScan>,
+    summary: SlotSummary,
+    received: ReceivedRuns,
+    /// The last socket for receipts of wiped messages, which have no
+    /// position.
     vanished_last_socket: FnvHashMap<Position, u32>,
     declared: Vec<(usize, usize)>,
     /// Gaps of this slot that the log proves false (see `gaps`).
     false_gaps: Vec<gaps::FalseGap>,
-    /// Per conversation: whether hellos ever announced two epochs.
-    epochs_vary: Vec<bool>,
     pending: Vec<PendingSkip>,
+    /// Findings this slot recorded so far (their order, see `Findings`).
+    findings_recorded: u32,
+}
+
+struct Scanner<'a, 'f> {
+    input: &'a DeliveryInput<'a>,
+    findings: &'a mut Findings<'f>,
+    stats: DeliveryStats,
+    epochs: Epochs,
     sockets_without_hello: u64,
     unplaced_receipts: u64,
     outstanding_notes: Vec<String>,
@@ -141,9 +285,11 @@ struct Scanner<'a, 'f> {
     outstanding_messages: u64,
 }
 
-/// Runs the delivery checks; adds to `reasons` what could not be judged.
-pub(crate) fn check_deliveries(
+/// Runs the delivery checks over `events` (the history in recording
+/// order); adds to `reasons` what could not be judged.
+pub(crate) fn check_deliveries<E: std::borrow::Borrow<Event>>(
     input: &DeliveryInput,
+    events: impl Iterator<Item = E>,
     findings: &mut Findings,
     reasons: &mut Vec<String>,
 ) -> DeliveryStats {
@@ -151,177 +297,193 @@ pub(crate) fn check_deliveries(
         input,
         findings,
         stats: DeliveryStats::default(),
-        last_socket: Vec::new(),
-        vanished_last_socket: FnvHashMap::default(),
-        declared: Vec::new(),
-        false_gaps: Vec::new(),
-        epochs_vary: gaps::epochs_vary(input.history),
-        pending: Vec::new(),
+        epochs: Epochs::new(),
         sockets_without_hello: 0,
         unplaced_receipts: 0,
         outstanding_notes: Vec::new(),
         outstanding_pairs: 0,
         outstanding_messages: 0,
     };
-    let mut device_seen = vec![false; input.history.meta.devices.len()];
-    for slot in &input.slots.slots {
-        device_seen[slot.device as usize] = true;
-        scanner.scan_slot(slot);
+    let table = input.slots;
+    let mut states: Vec<SlotState> = table.slots.iter().map(|_| SlotState::default()).collect();
+    // The events of slots the recording has out of order, sorted below.
+    let mut gathered: FnvHashMap<u32, Vec<Event>> = FnvHashMap::default();
+    for event in events.take(MAX_CHECKED_EVENTS as usize) {
+        let event = event.borrow();
+        let Some(slot) = table.slot_of(event) else {
+            continue;
+        };
+        if table.disordered[slot as usize] {
+            gathered.entry(slot).or_default().push(event.clone());
+        } else {
+            scanner.step(slot, &mut states[slot as usize], event);
+        }
     }
+    for (slot, mut events) in gathered {
+        // Stable: equal (socket, time) keep their recording order.
+        events.sort_by_key(|event| (event.socket, event.at_us));
+        for event in &events {
+            scanner.step(slot, &mut states[slot as usize], event);
+        }
+    }
+    let mut device_seen = vec![false; input.meta.devices.len()];
+    for (ix, state) in states.iter_mut().enumerate() {
+        let slot = &table.slots[ix];
+        device_seen[slot.device as usize] = true;
+        scanner.finish_slot(ix as u32, slot, state);
+    }
+    scanner.findings.after_deliveries();
     scanner.stats.devices = device_seen.iter().filter(|seen| **seen).count() as u64;
     scanner.explain_unchecked(reasons);
     scanner.stats
 }
 
 impl Scanner<'_, '_> {
-    fn scan_slot(&mut self, slot: &Slot) {
+    /// One event of slot `slot_ix`, in the slot's (socket, time) order.
+    fn step(&mut self, slot_ix: u32, state: &mut SlotState, event: &Event) {
         let input = self.input;
+        let slot = &input.slots.slots[slot_ix as usize];
         let conv = &input.judge.log.conversations[slot.conversation as usize];
-        self.last_socket.clear();
-        self.last_socket.resize(conv.len(), NOT_RECEIVED);
-        self.vanished_last_socket.clear();
-        self.declared.clear();
-        self.false_gaps.clear();
-        let mut summary = SlotSummary::default();
-        let mut socket: Option<SocketScan> = None;
-        for &event_ix in input.slots.events_of(slot) {
-            let event = &input.history.events[event_ix as usize];
-            if socket
-                .as_ref()
-                .is_some_and(|open| open.number != event.socket)
-            {
-                if let Some(done) = socket.take() {
-                    self.finish_socket(slot, conv, done, &mut summary);
-                }
+        self.findings.enter_slot(slot_ix, state.findings_recorded);
+        if state
+            .socket
+            .as_ref()
+            .is_some_and(|open| open.number != event.socket)
+        {
+            if let Some(done) = state.socket.take() {
+                self.finish_socket(slot, conv, state, done);
             }
-            let current = socket.get_or_insert_with(|| SocketScan::new(event.socket));
-            match &event.kind {
-                EventKind::Connect { epoch, .. } => {
-                    current.connect_epoch = epoch.as_deref();
-                    current.connect_at_us = Some(event.at_us);
-                }
-                EventKind::Connected { claim, epoch, .. } => {
-                    let hello = match *claim {
-                        ResumeClaim::Cursor { from, origin } => HelloSeen {
-                            resume_from: from,
-                            cursor: origin,
-                            epoch: epoch.as_deref().unwrap_or(""),
-                        },
-                        // No position named: the claim is about the
-                        // device's own cursor (its highest receipt so far),
-                        // exactly once after it; see docs/adapters.md.
-                        ResumeClaim::Recovered { recovered } => {
-                            if !recovered {
-                                current.open_gap = Some(GapReason::RecoveryFailed);
-                                current.hello_at_us.get_or_insert(event.at_us);
-                            }
-                            HelloSeen {
-                                resume_from: summary
-                                    .max_position
-                                    .map_or(Position::ZERO, |position| conv.ids[position]),
-                                cursor: CursorOrigin::Client,
-                                epoch: epoch.as_deref().unwrap_or(""),
-                            }
+        }
+        let mut current = state
+            .socket
+            .take()
+            .unwrap_or_else(|| SocketScan::new(event.socket));
+        self.on_event(slot, conv, state, &mut current, event);
+        state.socket = Some(current);
+        state.findings_recorded = self.findings.slot_local(slot_ix);
+    }
+
+    fn on_event(
+        &mut self,
+        slot: &Slot,
+        conv: &ConvLog,
+        state: &mut SlotState,
+        current: &mut SocketScan,
+        event: &Event,
+    ) {
+        match &event.kind {
+            EventKind::Connect { epoch, .. } => {
+                current.connect_epoch = epoch.as_deref().map(|epoch| self.epochs.intern(epoch));
+                current.connect_at_us = Some(event.at_us);
+            }
+            EventKind::Connected { claim, epoch, .. } => {
+                let epoch = self.epochs.intern(epoch.as_deref().unwrap_or(""));
+                let hello = match *claim {
+                    ResumeClaim::Cursor { from, origin } => HelloSeen {
+                        resume_from: from,
+                        cursor: origin,
+                        epoch,
+                    },
+                    // No position named: the claim is about the
+                    // device's own cursor (its highest receipt so far),
+                    // exactly once after it; see docs/adapters.md.
+                    ResumeClaim::Recovered { recovered } => {
+                        if !recovered {
+                            current.open_gap = Some(GapReason::RecoveryFailed);
+                            current.hello_at_us.get_or_insert(event.at_us);
                         }
-                    };
-                    self.on_hello(conv, current, hello, &mut summary);
-                }
-                EventKind::Gap {
-                    resume_from,
-                    first_available,
-                    reason,
-                } => {
-                    let resume_from = resume_from
-                        .or(current.hello.map(|hello| hello.resume_from))
-                        .unwrap_or(Position::ZERO);
-                    match first_available {
-                        Some(first_available) => {
-                            let gap = gaps::DeclaredGap {
-                                socket: current.number,
-                                at_us: event.at_us,
-                                resume_from,
-                                first_available: *first_available,
-                                reason: *reason,
-                            };
-                            self.on_gap(slot, conv, current, gap);
+                        HelloSeen {
+                            resume_from: state
+                                .summary
+                                .max_position
+                                .map_or(Position::ZERO, |position| conv.ids[position]),
+                            cursor: CursorOrigin::Client,
+                            epoch,
                         }
-                        // The protocol does not say where delivery restarts:
-                        // the socket's first delivery does (see `open_gap`).
-                        None => current.open_gap = Some(*reason),
                     }
-                }
-                EventKind::Message {
-                    id,
-                    sender_id,
-                    client_msg_id,
-                    body_hash,
-                    ..
-                } => {
-                    let received = Received {
-                        id: *id,
-                        sender_id: *sender_id,
-                        client_msg_id: *client_msg_id,
-                        body_hash: *body_hash,
-                        position_hint: current.next_position,
-                    };
-                    if let Some(reason) = current.open_gap.take() {
+                };
+                on_hello(conv, current, hello, &mut state.summary);
+            }
+            EventKind::Gap {
+                resume_from,
+                first_available,
+                reason,
+            } => {
+                let resume_from = resume_from
+                    .or(current.hello.map(|hello| hello.resume_from))
+                    .unwrap_or(Position::ZERO);
+                match first_available {
+                    Some(first_available) => {
                         let gap = gaps::DeclaredGap {
                             socket: current.number,
                             at_us: event.at_us,
-                            resume_from: current
-                                .hello
-                                .map_or(Position::ZERO, |hello| hello.resume_from),
-                            first_available: *id,
-                            reason,
+                            resume_from,
+                            first_available: *first_available,
+                            reason: *reason,
                         };
-                        self.on_gap(slot, conv, current, gap);
+                        self.on_gap(slot, conv, state, current, gap);
                     }
-                    self.on_recv(slot, current, event, &received, &mut summary);
+                    // The protocol does not say where delivery restarts:
+                    // the socket's first delivery does (see `open_gap`).
+                    None => current.open_gap = Some(*reason),
                 }
-                EventKind::AckSent { .. } => summary.acked = true,
-                EventKind::CaughtUp { last_id, .. } => {
-                    if current.caught_up.is_none() {
-                        self.on_caught_up(slot, conv, current, event.at_us, *last_id);
-                    }
-                    current.caught_up = Some(*last_id);
-                }
-                _ => {}
             }
+            EventKind::Message {
+                id,
+                sender_id,
+                client_msg_id,
+                body_hash,
+                ..
+            } => {
+                let received = Received {
+                    id: *id,
+                    sender_id: *sender_id,
+                    client_msg_id: *client_msg_id,
+                    body_hash: *body_hash,
+                    position_hint: current.next_position,
+                };
+                if let Some(reason) = current.open_gap.take() {
+                    let gap = gaps::DeclaredGap {
+                        socket: current.number,
+                        at_us: event.at_us,
+                        resume_from: current
+                            .hello
+                            .map_or(Position::ZERO, |hello| hello.resume_from),
+                        first_available: *id,
+                        reason,
+                    };
+                    self.on_gap(slot, conv, state, current, gap);
+                }
+                self.on_recv(slot, state, current, event, &received);
+            }
+            EventKind::AckSent { .. } => state.summary.acked = true,
+            EventKind::CaughtUp { last_id, .. } => {
+                if current.caught_up.is_none() {
+                    self.on_caught_up(slot, conv, current, event.at_us, *last_id);
+                }
+                current.caught_up = Some(*last_id);
+            }
+            _ => {}
         }
-        if let Some(done) = socket.take() {
-            self.finish_socket(slot, conv, done, &mut summary);
-        }
-        self.check_lost(slot, conv, &summary);
     }
 
-    fn on_hello<'h>(
-        &mut self,
-        conv: &ConvLog,
-        current: &mut SocketScan<'h>,
-        hello: HelloSeen<'h>,
-        summary: &mut SlotSummary,
-    ) {
-        if current.hello.is_some() {
-            // The first hello made the socket's promise; a second one is
-            // not in the protocol and must not reset what is owed.
-            return;
+    /// After the last event: the slot's open socket, then `lost`.
+    fn finish_slot(&mut self, slot_ix: u32, slot: &Slot, state: &mut SlotState) {
+        let input = self.input;
+        let conv = &input.judge.log.conversations[slot.conversation as usize];
+        self.findings.enter_slot(slot_ix, state.findings_recorded);
+        if let Some(done) = state.socket.take() {
+            self.finish_socket(slot, conv, state, done);
         }
-        let resume_from = hello.resume_from;
-        current.nothing_to_store = hello.cursor == CursorOrigin::None && !summary.acked;
-        current.hello = Some(hello);
-        summary.initial.get_or_insert(resume_from);
-        if !current.recv_before_hello {
-            let owed_from = current
-                .gap_floor
-                .unwrap_or_else(|| conv.first_after(resume_from));
-            current.next_owed = Some(owed_from);
-        }
+        self.check_lost(slot, conv, state);
+        state.findings_recorded = self.findings.slot_local(slot_ix);
     }
 
     fn on_gap(
         &mut self,
         slot: &Slot,
         conv: &ConvLog,
+        state: &mut SlotState,
         current: &mut SocketScan,
         gap: gaps::DeclaredGap,
     ) {
@@ -333,20 +495,24 @@ impl Scanner<'_, '_> {
         let end = conv.first_at_or_after(gap.first_available);
         if start < end {
             let judge = gaps::GapJudge {
-                meta: &self.input.history.meta,
+                meta: self.input.meta,
                 source: self.input.judge.log.source,
                 retention: self.input.retention,
-                epochs_vary: self.epochs_vary[slot.conversation as usize],
+                epochs_vary: self.input.epochs_vary[slot.conversation as usize],
             };
-            let cursor = current.hello.map(|hello| (hello.cursor, hello.epoch));
-            match judge.judge(conv, start..end, &gap, cursor, current.connect_epoch) {
+            let epochs = &self.epochs;
+            let cursor = current
+                .hello
+                .map(|hello| (hello.cursor, epochs.name(hello.epoch)));
+            let sent_epoch = current.connect_epoch.map(|epoch| epochs.name(epoch));
+            match judge.judge(conv, start..end, &gap, cursor, sent_epoch) {
                 Some(false_gap) => {
                     if start < false_gap.positions.start {
-                        self.declared.push((start, false_gap.positions.start));
+                        state.declared.push((start, false_gap.positions.start));
                     }
-                    self.false_gaps.push(false_gap);
+                    state.false_gaps.push(false_gap);
                 }
-                None => self.declared.push((start, end)),
+                None => state.declared.push((start, end)),
             }
         }
         // Delivery restarts at `first_available`, even below `resume_from`
@@ -364,10 +530,10 @@ impl Scanner<'_, '_> {
     fn on_recv(
         &mut self,
         slot: &Slot,
+        state: &mut SlotState,
         current: &mut SocketScan,
         event: &Event,
         received: &Received,
-        summary: &mut SlotSummary,
     ) {
         self.stats.deliveries += 1;
         let site = Site {
@@ -389,12 +555,12 @@ impl Scanner<'_, '_> {
         if current.hello.is_none() {
             current.recv_before_hello = true;
         }
-        let meta = &self.input.history.meta;
+        let meta = self.input.meta;
         let id = received.id;
         let socket = current.number;
         let previous_socket = match position {
-            Some(position) => self.last_socket[position],
-            None => self
+            Some(position) => state.received.get(position),
+            None => state
                 .vanished_last_socket
                 .get(&id)
                 .copied()
@@ -430,15 +596,16 @@ impl Scanner<'_, '_> {
         let Some(position) = position else {
             // A wiped message: owed by no one (skip and lost concern log
             // ids only), so it must not move the socket's owed pointer.
-            self.vanished_last_socket.insert(id, socket);
+            state.vanished_last_socket.insert(id, socket);
             return;
         };
-        self.last_socket[position] = socket;
+        state.received.set(position, socket);
         current.next_position = position + 1;
-        summary.max_position = summary.max_position.max(Some(position));
+        state.summary.max_position = state.summary.max_position.max(Some(position));
         if let Some(next_owed) = current.next_owed {
             if position >= next_owed {
-                self.pending
+                state
+                    .pending
                     .extend((next_owed..position).map(|skipped| PendingSkip {
                         position: skipped,
                         at_us: event.at_us,
@@ -475,7 +642,7 @@ impl Scanner<'_, '_> {
             at_us: Some(at_us),
             client_msg_id: None,
         };
-        let meta = &self.input.history.meta;
+        let meta = self.input.meta;
         let socket = current.number;
         self.findings.record(AnomalyKind::FalseCaughtUp, site, || {
             let detail = format!(
@@ -497,7 +664,7 @@ impl Scanner<'_, '_> {
         previous_socket: u32,
         site: Site,
     ) {
-        let meta = &self.input.history.meta;
+        let meta = self.input.meta;
         let mode = meta.devices[slot.device as usize].resume_mode;
         // At-least-once only covers what lies above the stored cursor the
         // server itself announced.
@@ -551,7 +718,13 @@ impl Scanner<'_, '_> {
     /// the gap covers what was first sent before its hello (the server
     /// never had to deliver that), and ends at the first message sent
     /// after it, which was owed like any other.
-    fn close_open_gap(&mut self, slot: &Slot, conv: &ConvLog, done: &mut SocketScan) {
+    fn close_open_gap(
+        &mut self,
+        slot: &Slot,
+        conv: &ConvLog,
+        state: &mut SlotState,
+        done: &mut SocketScan,
+    ) {
         let (Some(reason), Some(hello), Some(hello_at_us)) =
             (done.open_gap.take(), done.hello, done.hello_at_us)
         else {
@@ -576,26 +749,26 @@ impl Scanner<'_, '_> {
             first_available,
             reason,
         };
-        self.on_gap(slot, conv, done, gap);
+        self.on_gap(slot, conv, state, done, gap);
     }
 
     fn finish_socket(
         &mut self,
         slot: &Slot,
         conv: &ConvLog,
+        state: &mut SlotState,
         mut done: SocketScan,
-        summary: &mut SlotSummary,
     ) {
-        self.close_open_gap(slot, conv, &mut done);
+        self.close_open_gap(slot, conv, state, &mut done);
         self.stats.sockets += 1;
         if done.recv_before_hello {
             self.sockets_without_hello += 1;
         }
-        summary.last_socket = Some((done.number, done.caught_up));
-        let meta = &self.input.history.meta;
-        let mut pending = std::mem::take(&mut self.pending);
+        state.summary.last_socket = Some((done.number, done.caught_up));
+        let meta = self.input.meta;
+        let mut pending = std::mem::take(&mut state.pending);
         for skip in pending.drain(..) {
-            if self.last_socket[skip.position] == done.number {
+            if state.received.get(skip.position) == done.number {
                 continue;
             }
             let entry = conv.entries[skip.position];
@@ -623,21 +796,22 @@ impl Scanner<'_, '_> {
             });
         }
         // Hand the (now empty) allocation back for the next socket.
-        self.pending = pending;
+        state.pending = pending;
     }
 
-    fn check_lost(&mut self, slot: &Slot, conv: &ConvLog, summary: &SlotSummary) {
-        let meta = &self.input.history.meta;
+    fn check_lost(&mut self, slot: &Slot, conv: &ConvLog, state: &mut SlotState) {
+        let meta = self.input.meta;
+        let summary = &state.summary;
         let facts = &self.input.judge.facts[slot.conversation as usize];
         let start = summary
             .initial
             .map_or(0, |initial| conv.first_after(initial));
-        let declared = merge_ranges(&mut self.declared);
+        let declared = merge_ranges(&mut state.declared);
         let mut declared_ix = 0;
         let mut outstanding = 0u64;
         let mut first_outstanding = None;
         for position in start..conv.len() {
-            if self.last_socket[position] != NOT_RECEIVED {
+            if state.received.get(position) != NOT_RECEIVED {
                 continue;
             }
             while declared
@@ -652,7 +826,7 @@ impl Scanner<'_, '_> {
             {
                 continue;
             }
-            if let Some(false_gap) = self.false_gaps.iter().find(|gap| gap.covers(position)) {
+            if let Some(false_gap) = state.false_gaps.iter().find(|gap| gap.covers(position)) {
                 // The device moved past it on the server's (false) word, so
                 // it is loss whether or not the drain completed.
                 let entry = conv.entries[position];
@@ -747,6 +921,24 @@ impl Scanner<'_, '_> {
                 self.unplaced_receipts
             ));
         }
+    }
+}
+
+fn on_hello(conv: &ConvLog, current: &mut SocketScan, hello: HelloSeen, summary: &mut SlotSummary) {
+    if current.hello.is_some() {
+        // The first hello made the socket's promise; a second one is
+        // not in the protocol and must not reset what is owed.
+        return;
+    }
+    let resume_from = hello.resume_from;
+    current.nothing_to_store = hello.cursor == CursorOrigin::None && !summary.acked;
+    current.hello = Some(hello);
+    summary.initial.get_or_insert(resume_from);
+    if !current.recv_before_hello {
+        let owed_from = current
+            .gap_floor
+            .unwrap_or_else(|| conv.first_after(resume_from));
+        current.next_owed = Some(owed_from);
     }
 }
 

@@ -21,7 +21,7 @@ use super::appends::MsgKey;
 use super::findings::{device_label, Findings, Site};
 use super::index::LogIndex;
 use super::outcome::AnomalyKind;
-use crate::history::{Event, EventKind, History, RunMeta};
+use crate::history::{Event, EventKind, RunMeta};
 
 /// What the attempts of one message got, up to its first ack.
 #[derive(Default)]
@@ -34,18 +34,28 @@ struct Attempts {
     first_ack: Option<(Position, bool)>,
 }
 
-/// Walks the history once, then judges every message that was told
-/// "not appended" at least once.
+/// The attempts of every message, tallied in one pass over the history
+/// (`add` sees every event).
+#[derive(Default)]
+pub(crate) struct AttemptTally {
+    by_key: FnvHashMap<MsgKey, Attempts>,
+}
+
+impl AttemptTally {
+    /// Sees one event, in recording order.
+    pub fn add(&mut self, event: &Event) {
+        tally(event, &mut self.by_key);
+    }
+}
+
+/// Judges every message that was told "not appended" at least once.
 pub(crate) fn check_false_failures(
     meta: &RunMeta,
-    history: &History,
+    tally: AttemptTally,
     log: &LogIndex,
     findings: &mut Findings,
 ) {
-    let mut by_key: FnvHashMap<MsgKey, Attempts> = FnvHashMap::default();
-    for event in &history.events {
-        tally(event, &mut by_key);
-    }
+    let by_key = tally.by_key;
     let mut judged: Vec<(MsgKey, Attempts)> = by_key
         .into_iter()
         .filter(|(_, attempts)| attempts.definite_failures > 0)

@@ -42,6 +42,14 @@ pub(crate) struct Findings<'a> {
     next_seq: u64,
 }
 
+/// Order of the delivery checks' findings: by slot, then by their order
+/// within the slot, whatever order the slots are judged in (they are
+/// judged interleaved, in recording order), so equal times keep the
+/// examples of a slot-by-slot walk. Findings before the delivery checks
+/// number from 0, those after from `AFTER_DELIVERIES`.
+const DELIVERIES_FROM: u64 = 1 << 62;
+const AFTER_DELIVERIES: u64 = 1 << 63;
+
 impl<'a> Findings<'a> {
     pub fn new(meta: &'a RunMeta) -> Self {
         Findings {
@@ -86,6 +94,22 @@ impl<'a> Findings<'a> {
             },
         );
         sink.kept.truncate(MAX_EXAMPLES);
+    }
+
+    /// The following `record` calls belong to `slot`'s delivery checks,
+    /// which have recorded `local` findings so far.
+    pub fn enter_slot(&mut self, slot: u32, local: u32) {
+        self.next_seq = DELIVERIES_FROM + (u64::from(slot) << 32) + u64::from(local);
+    }
+
+    /// How many findings `slot` has recorded, after `enter_slot(slot, ..)`.
+    pub fn slot_local(&self, slot: u32) -> u32 {
+        (self.next_seq - DELIVERIES_FROM - (u64::from(slot) << 32)) as u32
+    }
+
+    /// Findings recorded from now on rank after every delivery finding.
+    pub fn after_deliveries(&mut self) {
+        self.next_seq = self.next_seq.max(AFTER_DELIVERIES);
     }
 
     /// The reports of every kind seen at least once; `violation` decides

@@ -32,7 +32,7 @@ use crate::history::{CursorOrigin, GapReason, Position};
 
 use super::findings::device_label;
 use super::index::ConvLog;
-use crate::history::{ConversationIx, DeviceIx, EventKind, History, LogOrigin, RunMeta};
+use crate::history::{ConversationIx, DeviceIx, Event, EventKind, LogOrigin, RunMeta};
 
 /// How far the harness's clock and the server's id clock may disagree
 /// when an entry's age is compared with the retention; in the server's
@@ -191,29 +191,39 @@ impl GapJudge<'_> {
     }
 }
 
-/// Per conversation: whether two hellos announced different epochs.
-pub(crate) fn epochs_vary(history: &History) -> Vec<bool> {
-    let count = history.meta.conversations.len();
-    let mut first: Vec<Option<&str>> = vec![None; count];
-    let mut vary = vec![false; count];
-    for event in &history.events {
+/// Per conversation: whether two hellos announced different epochs,
+/// seen one event at a time (`add`).
+pub(crate) struct EpochsSeen {
+    first: Vec<Option<String>>,
+    pub vary: Vec<bool>,
+}
+
+impl EpochsSeen {
+    pub fn new(conversation_count: usize) -> Self {
+        EpochsSeen {
+            first: vec![None; conversation_count],
+            vary: vec![false; conversation_count],
+        }
+    }
+
+    /// Sees one event, in recording order.
+    pub fn add(&mut self, event: &Event) {
         let EventKind::Connected {
             epoch: Some(epoch), ..
         } = &event.kind
         else {
-            continue;
+            return;
         };
         let conversation = event.conversation as usize;
-        if conversation >= count {
-            continue;
-        }
-        match first[conversation] {
-            None => first[conversation] = Some(epoch.as_str()),
-            Some(seen) if seen != epoch => vary[conversation] = true,
+        let Some(first) = self.first.get_mut(conversation) else {
+            return;
+        };
+        match first {
+            None => *first = Some(epoch.clone()),
+            Some(seen) if seen != epoch => self.vary[conversation] = true,
             Some(_) => {}
         }
     }
-    vary
 }
 
 pub(crate) fn reason_name(reason: GapReason) -> &'static str {

@@ -1,13 +1,11 @@
 //! Indexes the checker builds once, so every check is a linear walk:
-//! the log of each conversation as a sorted id vector, and the events
-//! grouped by (device, conversation) and ordered by socket and time.
-
-use std::ops::Range;
+//! the log of each conversation as a sorted id vector, and the table of
+//! (device, conversation) slots the events belong to.
 
 use crate::history::Position;
 use fnv::FnvHashMap;
 
-use crate::history::{ConversationIx, DeviceIx, Event, History, LogEntry, LogOrigin, MessageLog};
+use crate::history::{ConversationIx, DeviceIx, Event, LogEntry, LogOrigin, MessageLog, RunMeta};
 
 /// One conversation's log, sorted by id, without duplicate ids.
 pub(crate) struct ConvLog<'a> {
@@ -106,24 +104,38 @@ fn sorted_log<'a>(
     }
 }
 
-/// The events of one (device, conversation) pair.
+/// One (device, conversation) pair: the unit the delivery checks judge.
 pub(crate) struct Slot {
     pub device: DeviceIx,
     pub conversation: ConversationIx,
-    /// Range in `SlotIndex::order`.
-    events: Range<usize>,
 }
 
-pub(crate) struct SlotIndex {
+/// Every (device, conversation) pair of the run, and the slot of each
+/// event, built in one pass over the history. Memory is one entry per pair
+/// (plus one flag and one sort key), never per event.
+pub(crate) struct SlotTable {
     /// Member pairs from the run meta first (in meta order), then pairs
     /// that only appear in events.
     pub slots: Vec<Slot>,
-    /// Event indices grouped by slot; within a slot ordered by socket, then
-    /// `at_us`, then recording order.
-    order: Vec<u32>,
+    pairs: PairTable,
+    /// The (socket, at_us) of each slot's latest event so far, to see
+    /// whether the recording already has the order the checks walk in.
+    last_key: Vec<(u32, u64)>,
+    /// Slots whose events are not in (socket, at_us) order in the
+    /// recording: the delivery pass gathers and sorts only these.
+    pub disordered: Vec<bool>,
+    device_count: usize,
+    conversation_count: usize,
+    events: u64,
+    bad_events: u64,
+    first_bad: Option<(DeviceIx, ConversationIx, u64)>,
 }
 
 const NO_SLOT: u32 = u32::MAX;
+
+/// The most events one check judges for delivery (slot numbers and
+/// counters are 32-bit).
+pub(crate) const MAX_CHECKED_EVENTS: u64 = u32::MAX as u64;
 
 /// Slot number per (device, conversation): a dense table (one `u32` per
 /// pair, so memory is devices x conversations) where that is small, a
@@ -173,30 +185,38 @@ impl PairTable {
             PairTable::Sparse(map) => *map.entry((device, conversation)).or_insert_with(add),
         }
     }
+
+    fn get(&self, device: DeviceIx, conversation: ConversationIx) -> u32 {
+        match self {
+            PairTable::Dense {
+                conversations,
+                slots,
+            } => slots[device as usize * *conversations + conversation as usize],
+            PairTable::Sparse(map) => map.get(&(device, conversation)).copied().unwrap_or(NO_SLOT),
+        }
+    }
 }
 
-impl SlotIndex {
-    pub fn build(history: &History, reasons: &mut Vec<String>) -> Self {
-        let meta = &history.meta;
+impl SlotTable {
+    /// The member pairs of the meta; `add` then sees every event once.
+    pub fn new(meta: &RunMeta, reasons: &mut Vec<String>) -> Self {
         let conversation_count = meta.conversations.len();
-        let mut pairs = PairTable::new(meta.devices.len(), conversation_count);
-        let mut slots = Vec::new();
-        let mut add_slot =
-            |slots: &mut Vec<Slot>, device: DeviceIx, conversation: ConversationIx| {
-                pairs.slot_of(device, conversation, || {
-                    slots.push(Slot {
-                        device,
-                        conversation,
-                        events: 0..0,
-                    });
-                    (slots.len() - 1) as u32
-                })
-            };
+        let mut table = SlotTable {
+            slots: Vec::new(),
+            pairs: PairTable::new(meta.devices.len(), conversation_count),
+            last_key: Vec::new(),
+            disordered: Vec::new(),
+            device_count: meta.devices.len(),
+            conversation_count,
+            events: 0,
+            bad_events: 0,
+            first_bad: None,
+        };
         let mut bad_memberships = 0usize;
         for (device, info) in meta.devices.iter().enumerate() {
             for &conversation in &info.conversations {
                 if (conversation as usize) < conversation_count {
-                    add_slot(&mut slots, device as DeviceIx, conversation);
+                    table.slot_or_add(device as DeviceIx, conversation);
                 } else {
                     bad_memberships += 1;
                 }
@@ -208,75 +228,88 @@ impl SlotIndex {
                  that do not exist (only {conversation_count} conversations); they were not checked"
             ));
         }
-
-        let event_count = history.events.len().min(u32::MAX as usize);
-        if event_count < history.events.len() {
-            reasons.push(format!(
-                "the history has {} events; only the first {event_count} were checked",
-                history.events.len()
-            ));
-        }
-        let mut slot_of_event = Vec::with_capacity(event_count);
-        let mut bad_events = 0usize;
-        let mut first_bad: Option<&Event> = None;
-        for event in &history.events[..event_count] {
-            let known = (event.device as usize) < meta.devices.len()
-                && (event.conversation as usize) < conversation_count;
-            if known {
-                slot_of_event.push(add_slot(&mut slots, event.device, event.conversation));
-            } else {
-                bad_events += 1;
-                first_bad.get_or_insert(event);
-                slot_of_event.push(NO_SLOT);
-            }
-        }
-        if let Some(event) = first_bad {
-            reasons.push(format!(
-                "{bad_events} events name a device or conversation the run meta does not have \
-                 (first: device {} conversation {} at {} us); they were not checked",
-                event.device, event.conversation, event.at_us
-            ));
-        }
-
-        // Counting sort by slot: two linear passes, one allocation.
-        let mut starts = vec![0usize; slots.len() + 1];
-        for &slot in slot_of_event.iter().filter(|slot| **slot != NO_SLOT) {
-            starts[slot as usize + 1] += 1;
-        }
-        for slot in 0..slots.len() {
-            starts[slot + 1] += starts[slot];
-        }
-        for (slot, info) in slots.iter_mut().enumerate() {
-            info.events = starts[slot]..starts[slot + 1];
-        }
-        let mut order = vec![0u32; starts[slots.len()]];
-        let mut fill = starts;
-        for (event, &slot) in slot_of_event.iter().enumerate() {
-            if slot != NO_SLOT {
-                order[fill[slot as usize]] = event as u32;
-                fill[slot as usize] += 1;
-            }
-        }
-        let events = &history.events;
-        for slot in &slots {
-            // Stable, and linear when the recording is already in order.
-            order[slot.events.clone()].sort_by_key(|&event| {
-                let event = &events[event as usize];
-                (event.socket, event.at_us)
-            });
-        }
-        SlotIndex { slots, order }
+        table
     }
 
-    pub fn events_of(&self, slot: &Slot) -> &[u32] {
-        &self.order[slot.events.clone()]
+    fn slot_or_add(&mut self, device: DeviceIx, conversation: ConversationIx) -> u32 {
+        let slots = &mut self.slots;
+        let last_key = &mut self.last_key;
+        let disordered = &mut self.disordered;
+        self.pairs.slot_of(device, conversation, || {
+            slots.push(Slot {
+                device,
+                conversation,
+            });
+            last_key.push((0, 0));
+            disordered.push(false);
+            (slots.len() - 1) as u32
+        })
+    }
+
+    fn known(&self, event: &Event) -> bool {
+        (event.device as usize) < self.device_count
+            && (event.conversation as usize) < self.conversation_count
+    }
+
+    /// Sees one event, in recording order.
+    pub fn add(&mut self, event: &Event) {
+        self.events += 1;
+        if self.events > MAX_CHECKED_EVENTS {
+            return;
+        }
+        if !self.known(event) {
+            self.bad_events += 1;
+            self.first_bad
+                .get_or_insert((event.device, event.conversation, event.at_us));
+            return;
+        }
+        let slot = self.slot_or_add(event.device, event.conversation) as usize;
+        let key = (event.socket, event.at_us);
+        if key < self.last_key[slot] {
+            self.disordered[slot] = true;
+        }
+        self.last_key[slot] = key;
+    }
+
+    /// After the last `add`: what could not be checked.
+    pub fn explain(&self, reasons: &mut Vec<String>) {
+        if self.events > MAX_CHECKED_EVENTS {
+            reasons.push(format!(
+                "the history has {} events; only the first {MAX_CHECKED_EVENTS} were checked",
+                self.events
+            ));
+        }
+        if let Some((device, conversation, at_us)) = self.first_bad {
+            reasons.push(format!(
+                "{} events name a device or conversation the run meta does not have \
+                 (first: device {device} conversation {conversation} at {at_us} us); they were not checked",
+                self.bad_events
+            ));
+        }
+    }
+
+    /// Makes the delivery pass gather and sort every slot (tests compare
+    /// that walk with the streaming one).
+    #[cfg(test)]
+    pub fn gather_all(&mut self) {
+        self.disordered.iter_mut().for_each(|gather| *gather = true);
+    }
+
+    /// The slot of an event; `None` for events that name a device or
+    /// conversation the meta does not have.
+    pub fn slot_of(&self, event: &Event) -> Option<u32> {
+        if !self.known(event) {
+            return None;
+        }
+        let slot = self.pairs.get(event.device, event.conversation);
+        (slot != NO_SLOT).then_some(slot)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::{ConversationInfo, DeviceInfo, EventKind, ResumeMode, RunMeta};
+    use crate::history::{ConversationInfo, DeviceInfo, EventKind, History, ResumeMode};
     use uuid::Uuid;
 
     fn entry(ms: u64, seq: u64) -> LogEntry {
@@ -308,7 +341,7 @@ mod tests {
     }
 
     #[test]
-    fn events_are_grouped_by_slot_and_ordered_by_socket_then_time() {
+    fn events_find_their_slot_and_disorder_is_seen() {
         let device = DeviceInfo {
             user_id: Uuid::from_u128(1),
             client_id: Uuid::from_u128(2),
@@ -342,9 +375,15 @@ mod tests {
             ],
         };
         let mut reasons = Vec::new();
-        let index = SlotIndex::build(&history, &mut reasons);
+        let mut index = SlotTable::new(&history.meta, &mut reasons);
+        for event in &history.events {
+            index.add(event);
+        }
+        index.explain(&mut reasons);
         assert_eq!(index.slots.len(), 1);
-        assert_eq!(index.events_of(&index.slots[0]), &[2, 1, 0]);
+        assert!(index.disordered[0], "socket 1 came before socket 0");
+        assert_eq!(index.slot_of(&history.events[1]), Some(0));
+        assert_eq!(index.slot_of(&history.events[3]), None);
         assert_eq!(
             reasons.len(),
             1,

@@ -92,7 +92,12 @@ mod wipe_tests;
 pub use outcome::*;
 pub use rebuild::rebuild_log;
 
-use crate::history::{History, MessageLog};
+use std::path::Path;
+
+use crate::history::{
+    is_binary_history, read_history, Event, History, HistoryError, HistoryReader, MessageLog,
+    RunMeta,
+};
 use crate::scenario::Expectations;
 
 /// Everything one check needs.
@@ -117,14 +122,140 @@ pub struct CheckInput<'a> {
 
 /// Judges a history against its log.
 pub fn check(input: &CheckInput) -> CheckOutcome {
-    let meta = &input.history.meta;
+    let events = &input.history.events;
+    check_events(&input.options(), &input.history.meta, Walk::Stream, || {
+        events.iter()
+    })
+}
+
+/// What a check needs besides the history.
+#[derive(Debug, Clone)]
+pub struct CheckOptions<'a> {
+    pub log: &'a MessageLog,
+    pub expect: &'a Expectations,
+    /// See [`CheckInput::drain_complete`].
+    pub drain_complete: bool,
+    pub unknown_reasons: Vec<String>,
+    /// See [`CheckInput::retention`].
+    pub retention: Option<std::time::Duration>,
+    pub intruders: &'a [crate::intruders::IntruderRecord],
+}
+
+impl<'a> CheckInput<'a> {
+    fn options(&self) -> CheckOptions<'a> {
+        CheckOptions {
+            log: self.log,
+            expect: self.expect,
+            drain_complete: self.drain_complete,
+            unknown_reasons: self.unknown_reasons.clone(),
+            retention: self.retention,
+            intruders: self.intruders,
+        }
+    }
+}
+
+/// Judges the history file at `path` (`history.bin`, or the older
+/// `history.jsonl`) against its log without loading it: the file is read
+/// twice, one event at a time, so memory does not grow with the history.
+/// The JSON-lines file is loaded whole (it is an export, not what runs
+/// write).
+pub fn check_file(path: &Path, options: &CheckOptions) -> Result<CheckOutcome, HistoryError> {
+    if !is_binary_history(path)? {
+        let history = read_history(path)?;
+        let events = &history.events;
+        return Ok(check_events(options, &history.meta, Walk::Stream, || {
+            events.iter()
+        }));
+    }
+    let meta = HistoryReader::open(path)?.meta().clone();
+    // The first read error ends the pass; the check is then discarded.
+    let failed: std::cell::RefCell<Option<HistoryError>> = std::cell::RefCell::new(None);
+    let failed_ref = &failed;
+    let outcome = check_events(options, &meta, Walk::Stream, || {
+        let mut reader = match HistoryReader::open(path) {
+            Ok(reader) => Some(reader),
+            Err(error) => {
+                failed_ref.borrow_mut().get_or_insert(error);
+                None
+            }
+        };
+        std::iter::from_fn(move || match reader.as_mut()?.next_event() {
+            Ok(event) => event,
+            Err(error) => {
+                failed_ref.borrow_mut().get_or_insert(error);
+                reader = None;
+                None
+            }
+        })
+    });
+    match failed.into_inner() {
+        Some(error) => Err(error),
+        None => Ok(outcome),
+    }
+}
+
+/// How the delivery checks walk each slot's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    /// As they stream past, gathering only slots the recording has out of
+    /// (socket, time) order.
+    Stream,
+    /// Gathering and sorting every slot first: the reference the streaming
+    /// walk is tested against.
+    #[cfg(test)]
+    GatherAll,
+}
+
+/// `check` against the slot-by-slot walk of every slot's sorted events.
+#[cfg(test)]
+fn check_gathering_every_slot(input: &CheckInput) -> CheckOutcome {
+    let events = &input.history.events;
+    check_events(
+        &input.options(),
+        &input.history.meta,
+        Walk::GatherAll,
+        || events.iter(),
+    )
+}
+
+/// `check`, reading the events through `events` (called twice, each time
+/// for the whole history in recording order). Beyond the message log and
+/// per-message facts, memory is per (device, conversation) slot and per
+/// reconnect, never per event: a history streamed from disk is never held.
+fn check_events<I, E>(
+    input: &CheckOptions,
+    meta: &RunMeta,
+    walk: Walk,
+    mut events: impl FnMut() -> I,
+) -> CheckOutcome
+where
+    I: Iterator<Item = E>,
+    E: std::borrow::Borrow<Event>,
+{
     let mut reasons = input.unknown_reasons.clone();
     let log = index::LogIndex::build(input.log, meta.conversations.len(), &mut reasons);
-    let slots = index::SlotIndex::build(input.history, &mut reasons);
-    let messages = appends::MessageIndex::build(input.history);
+    // Pass 1: everything the receipts are judged against.
+    let mut slots = index::SlotTable::new(meta, &mut reasons);
+    let mut messages = appends::MessageIndex::default();
+    let mut attempts = false_failure::AttemptTally::default();
+    let mut epochs = gaps::EpochsSeen::new(meta.conversations.len());
+    for event in events() {
+        let event = event.borrow();
+        slots.add(event);
+        messages.add(event);
+        attempts.add(event);
+        epochs.add(event);
+    }
+    slots.explain(&mut reasons);
+    #[cfg(test)]
+    if walk == Walk::GatherAll {
+        slots.gather_all();
+    }
+    #[cfg(not(test))]
+    let _ = walk; // Only tests gather every slot.
     let mut findings = findings::Findings::new(meta);
     let facts = appends::check_appends(meta, &log, &messages, &mut findings);
-    false_failure::check_false_failures(meta, input.history, &log, &mut findings);
+    false_failure::check_false_failures(meta, attempts, &log, &mut findings);
     let judge = appends::ReceiptJudge {
         meta,
         log: &log,
@@ -133,13 +264,16 @@ pub fn check(input: &CheckInput) -> CheckOutcome {
         allow_lost_ack: input.expect.allow_lost_ack,
     };
     let delivery_input = delivery::DeliveryInput {
-        history: input.history,
+        meta,
         slots: &slots,
+        epochs_vary: &epochs.vary,
         judge: &judge,
         drain_complete: input.drain_complete,
         retention: input.retention,
     };
-    let delivered = delivery::check_deliveries(&delivery_input, &mut findings, &mut reasons);
+    // Pass 2: the delivery checks.
+    let delivered =
+        delivery::check_deliveries(&delivery_input, events(), &mut findings, &mut reasons);
     leak::check_intruders(meta, input.intruders, &mut findings);
 
     if !input.drain_complete && reasons.is_empty() {

@@ -19,7 +19,7 @@ mod recorder;
 #[cfg(test)]
 mod tests;
 
-pub use binary::{HistoryReader, HistoryWriter, WrittenHistory};
+pub use binary::{is_binary_history, HistoryReader, HistoryWriter, WrittenHistory};
 pub use event::*;
 pub use file::{
     export_jsonl, read_history, read_history_jsonl, write_history, write_history_jsonl, History,

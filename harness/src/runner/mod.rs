@@ -33,7 +33,7 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::{mpsc, watch};
 
 use crate::auth::Credentials;
-use crate::checker::{check, CheckInput, CheckOutcome};
+use crate::checker::{check, check_file, CheckInput, CheckOptions, CheckOutcome};
 use crate::client::live::LiveStats;
 use crate::client::shape::{LoadShape, StormControl};
 use crate::client::socket::SocketTask;
@@ -510,6 +510,29 @@ pub fn check_history(
         retention: None,
         intruders,
     })
+}
+
+/// Stage 4 for a history on disk (`harness check`): the file is read
+/// streaming, so memory does not grow with the history.
+pub fn check_history_file(
+    path: &Path,
+    log: &MessageLog,
+    scenario: &Scenario,
+    drain_complete: bool,
+    intruders: &[crate::intruders::IntruderRecord],
+) -> Result<CheckOutcome, crate::history::HistoryError> {
+    check_file(
+        path,
+        &CheckOptions {
+            log,
+            expect: &scenario.expect,
+            drain_complete,
+            unknown_reasons: Vec::new(),
+            // As in `check_history`.
+            retention: None,
+            intruders,
+        },
+    )
 }
 
 /// What playing the scenario produced, before collecting and checking.
