@@ -48,10 +48,13 @@ pub enum DropKind {
 fn small_buffers() -> WebSocketConfig {
     // tungstenite zero-fills `read_buffer_size` bytes on every poll of the
     // stream, data or not (perf: memset was 5% of the harness at churn-1k
-    // with 8 KiB); a chat frame is well under 4 KiB, and a replay page
-    // larger than this only takes more reads.
+    // with 8 KiB), and the buffer stays allocated (and touched) for the
+    // connection's life: 2 KiB of each connected socket's RSS. A chat
+    // frame (~450 bytes with a 256-byte body) is well under 2 KiB; a
+    // larger frame grows the buffer to its length, and a burst of frames
+    // (a replay) only takes more reads.
     WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(2 * 1024)
         .write_buffer_size(0)
         .max_write_buffer_size(1024 * 1024)
         .max_message_size(Some(1024 * 1024))

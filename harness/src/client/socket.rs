@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use rand::rngs::StdRng;
 use rand::Rng;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
@@ -32,6 +32,8 @@ use crate::history::{
 /// noisier reports), so acks stay prompt, as a chat app's read receipts are.
 const ACK_EVERY_MESSAGES: usize = 16;
 const ACK_DELAY: Duration = Duration::from_millis(100);
+/// Deadline of a timer that is not armed (never polled until it is).
+const FAR_FUTURE: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Retry delay after `error unavailable` and after a failed connect.
 const RETRY_DELAY: Duration = Duration::from_millis(250);
 /// Send attempts per client_msg_id before the harness gives up on it.
@@ -360,50 +362,52 @@ impl SocketTask {
     }
 
     async fn drive(&mut self, ws: &mut Ws, codec: &mut Codec) -> Drive {
-        let mut phase = self.ctx.phase.clone();
         let online_for = if self.ctx.churn.enabled {
             Some(sample_duration(&self.ctx.churn.online, &mut self.rng))
         } else {
             None
         };
-        let drop_at = online_for.map(|d| Instant::now() + d);
+        let now = Instant::now();
+        // Every timer and watch future of the loop is made once and
+        // re-armed in place. Made anew on each pass (as before), each
+        // frame registered and deregistered a timer-wheel entry per armed
+        // timer and a waiter in each watch channel's `Notify` (shared by
+        // every socket): perf put tokio's timer wheel and `Notify` among
+        // the top symbols of the harness.
+        let unarmed = now + FAR_FUTURE;
+        let churn_due = sleep_until(online_for.map_or(unarmed, |d| now + d));
+        let churn_armed = online_for.is_some();
+        let ack_due = sleep_until(unarmed);
+        let retry_due = sleep_until(unarmed);
+        // A server that opens the WebSocket but never says hello (v1
+        // `hello`, Socket.IO's CONNECT reply) would hold the device
+        // forever, the drain included: give up like a connect timeout.
+        let hello_due = sleep_until(now + self.ctx.connect_timeout);
+        let phase_changed = next_change(self.ctx.phase.clone());
+        let storm_changed = next_change(self.ctx.storms.subscribe());
+        tokio::pin!(
+            churn_due,
+            ack_due,
+            retry_due,
+            hello_due,
+            phase_changed,
+            storm_changed
+        );
+        let mut storms_open = true;
         self.socket_last = None;
         let mut caught_up = false;
         let mut unacked_messages = 0usize;
         let mut acked_sent: Option<Position> = None;
         // Armed by the first message not acked yet; no timer runs while
         // there is nothing to ack.
-        let mut ack_at: Option<Instant> = None;
-        let mut retry_at: Option<Instant> = None;
-        let mut storms = self.ctx.storms.subscribe();
+        let mut ack_armed = false;
+        let mut retry_armed = false;
         let mut online_check = tokio::time::interval(ONLINE_CHECK);
         online_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let limits_online = self.ctx.shape.online_target_at(0).is_some();
-        // A server that opens the WebSocket but never says hello (v1
-        // `hello`, Socket.IO's CONNECT reply) would hold the device
-        // forever, the drain included: give up like a connect timeout.
-        let hello_deadline = Instant::now() + self.ctx.connect_timeout;
         let mut hello_seen = false;
         loop {
-            let churn_due = async {
-                match drop_at {
-                    Some(at) => sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
-            let retry_due = async {
-                match retry_at {
-                    Some(at) => sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
-            let ack_due = async {
-                match ack_at {
-                    Some(at) => sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
-            let current_phase = *phase.borrow();
+            let current_phase = self.phase();
             tokio::select! {
                 frame = ws.next() => {
                     let text = match frame {
@@ -444,7 +448,10 @@ impl SocketTask {
                                     return Drive::Lost(cause);
                                 }
                             }
-                            FrameOutcome::RetrySoon => retry_at = Some(Instant::now() + RETRY_DELAY),
+                            FrameOutcome::RetrySoon => {
+                                retry_due.as_mut().reset(Instant::now() + RETRY_DELAY);
+                                retry_armed = true;
+                            }
                         }
                     }
                     if unacked_messages >= ACK_EVERY_MESSAGES {
@@ -452,13 +459,14 @@ impl SocketTask {
                             return Drive::Lost(cause);
                         }
                         unacked_messages = 0;
-                        ack_at = None;
-                    } else if unacked_messages > 0 && ack_at.is_none() {
-                        ack_at = Some(Instant::now() + ACK_DELAY);
+                        ack_armed = false;
+                    } else if unacked_messages > 0 && !ack_armed {
+                        ack_due.as_mut().reset(Instant::now() + ACK_DELAY);
+                        ack_armed = true;
                     }
                     self.check_drained();
                 }
-                _ = sleep_until(hello_deadline), if !hello_seen => {
+                _ = &mut hello_due, if !hello_seen => {
                     return Drive::Lost(DisconnectCause::Error {
                         message: format!("no hello within {:?} of the WebSocket opening", self.ctx.connect_timeout),
                     });
@@ -474,20 +482,20 @@ impl SocketTask {
                         return Drive::Lost(cause);
                     }
                 }
-                _ = ack_due => {
-                    ack_at = None;
+                _ = &mut ack_due, if ack_armed => {
+                    ack_armed = false;
                     if let Err(cause) = self.send_ack(ws, codec, &mut acked_sent).await {
                         return Drive::Lost(cause);
                     }
                     unacked_messages = 0;
                 }
-                _ = retry_due => {
-                    retry_at = None;
+                _ = &mut retry_due, if retry_armed => {
+                    retry_armed = false;
                     if let Err(cause) = self.resend_pending(ws, codec).await {
                         return Drive::Lost(cause);
                     }
                 }
-                _ = churn_due, if current_phase == Phase::Running => {
+                _ = &mut churn_due, if churn_armed && current_phase == Phase::Running => {
                     // Ack what we have before going away, like a real app
                     // would try to; an abrupt drop may lose even that.
                     let kind = self.choose_drop();
@@ -498,12 +506,11 @@ impl SocketTask {
                     }
                     return Drive::Planned(kind);
                 }
-                storm = storms.changed(), if current_phase == Phase::Running => {
-                    let order = match storm {
-                        Ok(()) => *storms.borrow_and_update(),
-                        // The control is gone only when the run is being torn down.
-                        Err(_) => None,
-                    };
+                (mut storms, open) = &mut storm_changed, if storms_open && current_phase == Phase::Running => {
+                    // The control is gone only when the run is being torn down.
+                    let order = if open { *storms.borrow_and_update() } else { None };
+                    storms_open = open;
+                    storm_changed.set(next_change(storms));
                     let Some(order) = order else { continue };
                     if !self.rng.random_bool(order.share.clamp(0.0, 1.0)) {
                         continue;
@@ -532,8 +539,10 @@ impl SocketTask {
                         return Drive::Dropped { kind, offline: ONLINE_CHECK };
                     }
                 }
-                changed = phase.changed() => {
-                    if changed.is_err() || *phase.borrow() == Phase::Done {
+                (phase, open) = &mut phase_changed => {
+                    let done = !open || *phase.borrow() == Phase::Done;
+                    phase_changed.set(next_change(phase));
+                    if done {
                         // Final ack so stored cursors end where the device is.
                         // The run is over either way.
                         let _ = self.send_ack(ws, codec, &mut acked_sent).await; // failure only loses a cursor update at run end
@@ -751,6 +760,14 @@ impl SocketTask {
         self.record(EventKind::AckSent { id: last });
         self.write(ws, frame).await
     }
+}
+
+/// Waits for the next change of a watch channel, owning its receiver so
+/// the future can live across the `select!` loop (and be replaced in
+/// place). Returns the receiver and whether the sender is still there.
+async fn next_change<T>(mut receiver: watch::Receiver<T>) -> (watch::Receiver<T>, bool) {
+    let open = receiver.changed().await.is_ok();
+    (receiver, open)
 }
 
 enum Drive {
