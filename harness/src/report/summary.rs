@@ -339,42 +339,43 @@ fn per_delivery_us(cpu: Duration, deliveries: u64) -> Option<f64> {
     (deliveries > 0).then(|| cpu.as_secs_f64() * 1e6 / deliveries as f64)
 }
 
+/// `cpu` over the run's wall time, in percent of one core (0 for a
+/// zero-length run: JSON has no NaN).
+fn percent_of_one_core(cpu: Duration, facts: &RunFacts) -> f64 {
+    let wall_seconds = facts.wall_duration.as_secs_f64();
+    if wall_seconds > 0.0 {
+        100.0 * cpu.as_secs_f64() / wall_seconds
+    } else {
+        0.0
+    }
+}
+
+fn per_socket(rss_bytes: Option<u64>, facts: &RunFacts) -> Option<u64> {
+    rss_bytes.and_then(|rss| rss.checked_div(facts.peak_sockets))
+}
+
 fn server_resources(facts: &RunFacts, deliveries: u64) -> Option<ServerResources> {
     let cost = facts.server_cost.as_ref()?;
-    let wall_seconds = facts.wall_duration.as_secs_f64();
     Some(ServerResources {
         processes: cost.processes,
         cpu_seconds: cost.cpu.as_secs_f64(),
-        cpu_percent_of_one_core: if wall_seconds > 0.0 {
-            100.0 * cost.cpu.as_secs_f64() / wall_seconds
-        } else {
-            0.0
-        },
+        cpu_percent_of_one_core: percent_of_one_core(cost.cpu, facts),
         cpu_us_per_delivery: per_delivery_us(cost.cpu, deliveries),
         peak_rss_bytes: cost.peak_rss_bytes,
         rss_at_traffic_end_bytes: cost.rss_at_traffic_end_bytes,
-        rss_bytes_per_socket_at_traffic_end: cost
-            .rss_at_traffic_end_bytes
-            .and_then(|rss| rss.checked_div(facts.peak_sockets)),
+        rss_bytes_per_socket_at_traffic_end: per_socket(cost.rss_at_traffic_end_bytes, facts),
     })
 }
 
 fn redis_resources(facts: &RunFacts, deliveries: u64) -> Option<RedisResources> {
     let cost = facts.redis_cost.as_ref()?;
-    let wall_seconds = facts.wall_duration.as_secs_f64();
     Some(RedisResources {
         cpu_seconds: cost.cpu.as_secs_f64(),
-        cpu_percent_of_one_core: if wall_seconds > 0.0 {
-            100.0 * cost.cpu.as_secs_f64() / wall_seconds
-        } else {
-            0.0
-        },
+        cpu_percent_of_one_core: percent_of_one_core(cost.cpu, facts),
         cpu_us_per_delivery: per_delivery_us(cost.cpu, deliveries),
         peak_rss_bytes: cost.peak_rss_bytes,
         rss_at_traffic_end_bytes: cost.rss_at_traffic_end_bytes,
-        rss_bytes_per_socket_at_traffic_end: cost
-            .rss_at_traffic_end_bytes
-            .and_then(|rss| rss.checked_div(facts.peak_sockets)),
+        rss_bytes_per_socket_at_traffic_end: per_socket(cost.rss_at_traffic_end_bytes, facts),
         restarts_seen: cost.restarts_seen,
     })
 }

@@ -39,18 +39,7 @@ impl ShardSync {
         spec: ShardSpec,
         ttl: Duration,
     ) -> Result<ShardSync, ShardError> {
-        let redis_err = |source| ShardError::Redis {
-            url: url.to_string(),
-            source,
-        };
-        let client = redis::Client::open(url).map_err(redis_err)?;
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(Duration::from_secs(5)));
-        let connection = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(redis_err)?;
+        let connection = connect(url).await?;
         Ok(ShardSync {
             url: url.to_string(),
             connection,
@@ -199,6 +188,22 @@ fn key(run_id: &str, name: &str) -> String {
     format!("harness:shards:{run_id}:{name}")
 }
 
+/// A connection for the coordination keys; every reply is bounded.
+async fn connect(url: &str) -> Result<MultiplexedConnection, ShardError> {
+    let redis_err = |source| ShardError::Redis {
+        url: url.to_string(),
+        source,
+    };
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(Duration::from_secs(5)));
+    redis::Client::open(url)
+        .map_err(redis_err)?
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(redis_err)
+}
+
 /// The run's time origin once the shards have agreed it, polled until
 /// `timeout` (`None`: not agreed by then). The parent of local workers
 /// reads it to know when their traffic phase ends.
@@ -211,11 +216,7 @@ pub async fn wait_for_agreed_start(
         url: url.to_string(),
         source,
     };
-    let client = redis::Client::open(url).map_err(redis_err)?;
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .map_err(redis_err)?;
+    let mut connection = connect(url).await?;
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let start: Option<u64> = redis::cmd("GET")
@@ -237,11 +238,7 @@ pub async fn forget_run(url: &str, run_id: &str, start_at_unix_ms: u64) -> Resul
         url: url.to_string(),
         source,
     };
-    let client = redis::Client::open(url).map_err(redis_err)?;
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .map_err(redis_err)?;
+    let mut connection = connect(url).await?;
     let _deleted: u64 = redis::cmd("DEL")
         .arg(key(run_id, "ready"))
         .arg(key(run_id, "start"))
