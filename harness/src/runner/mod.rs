@@ -236,25 +236,14 @@ pub async fn run_until(
     )
     .await?;
     let check = check_collected(&collected, &scenario);
-    let facts = RunFacts {
-        scenario: scenario.clone(),
+    let facts = facts_of(
+        &collected,
+        scenario.clone(),
         seed,
         started_at_unix_ms,
-        wall_duration: Duration::ZERO,
-        harness_cpu: Duration::ZERO,
-        harness_peak_rss_bytes: 0,
-        harness_rss_at_traffic_end_bytes: collected.played.rss_at_traffic_end_bytes,
-        peak_sockets: collected.played.peak_sockets,
-        drain_complete: collected.played.drain_complete,
-        redis_description: provisioned.redis_description,
-        targets: provisioned.targets.iter().map(Url::to_string).collect(),
-        stragglers: collected.played.stragglers.clone(),
-        sends_skipped: collected.played.sends_skipped.clone(),
-        server_cost: collected.played.server_cost.clone(),
-        redis_cost: collected.played.redis_cost.clone(),
-        intruders: (!collected.played.intruders.is_empty())
-            .then(|| crate::intruders::summarize(&collected.played.intruders)),
-    };
+        provisioned.redis_description,
+        provisioned.targets.iter().map(Url::to_string).collect(),
+    );
     let summary = report_run(&run_dir, facts, started, &collected.history, &check)?;
     let exit_code = report::exit_code(&summary);
     Ok(RunOutcome {
@@ -535,6 +524,38 @@ pub fn check_history_file(
 /// receipts).
 pub(crate) fn log_store<'a>(scenario: &Scenario, redis_url: Option<&'a str>) -> Option<Store<'a>> {
     redis_url.map(|url| Store::new(scenario.protocol.store(), url))
+}
+
+/// The facts a report needs from a collected run (single process or
+/// merged shards); the harness's own cost is filled in by the report.
+pub fn facts_of(
+    collected: &Collected,
+    scenario: Scenario,
+    seed: u64,
+    started_at_unix_ms: u64,
+    redis_description: String,
+    targets: Vec<String>,
+) -> RunFacts {
+    let played = &collected.played;
+    RunFacts {
+        scenario,
+        seed,
+        started_at_unix_ms,
+        wall_duration: Duration::ZERO,
+        harness_cpu: Duration::ZERO,
+        harness_peak_rss_bytes: 0,
+        harness_rss_at_traffic_end_bytes: played.rss_at_traffic_end_bytes,
+        peak_sockets: played.peak_sockets,
+        drain_complete: played.drain_complete,
+        redis_description,
+        targets,
+        stragglers: played.stragglers.clone(),
+        sends_skipped: played.sends_skipped.clone(),
+        server_cost: played.server_cost.clone(),
+        redis_cost: played.redis_cost.clone(),
+        intruders: (!played.intruders.is_empty())
+            .then(|| crate::intruders::summarize(&played.intruders)),
+    }
 }
 
 /// Stage 5: numbers, thresholds and every report file. `facts` arrives

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::{ShardError, ShardManifest, MANIFEST_FILE};
 use crate::history::{read_history, History};
-use crate::report::{self, RunFacts};
+use crate::report;
 use crate::runner::{self, population, Played, RunOutcome};
 use crate::scenario::{load_scenario, Scenario};
 
@@ -234,6 +234,7 @@ pub async fn merge(options: MergeOptions) -> Result<RunOutcome, ShardError> {
     for event in history.events {
         recorder.record(event);
     }
+    let system_cost = options.system_cost.clone().unwrap_or_default();
     let played = Played {
         history: recorder,
         cast: population::Cast {
@@ -244,16 +245,16 @@ pub async fn merge(options: MergeOptions) -> Result<RunOutcome, ShardError> {
         faults: history.meta.faults,
         clock_started_at_unix_ms: first.start_at_unix_ms,
         drain_complete,
-        stragglers: stragglers.clone(),
+        stragglers,
         unknown_reasons,
         peak_sockets: sum(|m| m.peak_sockets),
         rss_at_traffic_end_bytes: manifests
             .iter()
             .map(|m| m.harness_rss_at_traffic_end_bytes)
             .sum(),
-        server_cost: None,
-        redis_cost: None,
-        sends_skipped: sends_skipped.clone(),
+        server_cost: system_cost.servers,
+        redis_cost: system_cost.redis,
+        sends_skipped,
         acks: sum(|m| m.acks),
         intruders,
     };
@@ -262,26 +263,14 @@ pub async fn merge(options: MergeOptions) -> Result<RunOutcome, ShardError> {
     let store = runner::log_store(&scenario, redis_url.as_deref());
     let collected = runner::collect(&options.out, &scenario, store, played).await?;
     let check = runner::check_collected(&collected, &scenario);
-    let system_cost = options.system_cost.clone().unwrap_or_default();
-    let facts = RunFacts {
-        scenario: scenario.clone(),
-        seed: first.seed,
-        started_at_unix_ms: first.start_at_unix_ms,
-        wall_duration: Duration::ZERO,
-        harness_cpu: Duration::ZERO,
-        harness_peak_rss_bytes: 0,
-        harness_rss_at_traffic_end_bytes: collected.played.rss_at_traffic_end_bytes,
-        peak_sockets: collected.played.peak_sockets,
-        drain_complete: collected.played.drain_complete,
-        redis_description: first.redis_description.clone(),
-        targets: first.targets.clone(),
-        stragglers,
-        sends_skipped,
-        server_cost: system_cost.servers,
-        redis_cost: system_cost.redis,
-        intruders: (!collected.played.intruders.is_empty())
-            .then(|| crate::intruders::summarize(&collected.played.intruders)),
-    };
+    let facts = runner::facts_of(
+        &collected,
+        scenario.clone(),
+        first.seed,
+        first.start_at_unix_ms,
+        first.redis_description.clone(),
+        first.targets.clone(),
+    );
     let shards_cpu = Duration::from_millis(sum(|m| m.harness_cpu_ms));
     let shards_peak_rss = manifests
         .iter()
