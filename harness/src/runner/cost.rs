@@ -61,7 +61,7 @@ impl CostSampler {
         let reader = Arc::new(tokio::sync::Mutex::new(reader));
         sample_once(&rig, &servers, &redis, &reader).await;
         let task = tokio::spawn(sample_forever(
-            rig.clone(),
+            Arc::downgrade(&rig),
             servers.clone(),
             redis.clone(),
             reader.clone(),
@@ -90,8 +90,8 @@ impl CostSampler {
     /// servers and Redis cost.
     pub async fn finish(self, at_traffic_end: AtTrafficEnd) -> SystemCost {
         self.task.abort();
-        // Wait until the task is really gone: it holds the rig, which the
-        // run must own alone afterwards to stop the servers.
+        // Wait until the task is really gone: it may be in a sample, holding
+        // the rig, which the run must own alone afterwards to stop the servers.
         let _ = self.task.await; // Err(cancelled) is the expected outcome of the abort
         sample_once(&self.rig, &self.servers, &self.redis, &self.reader).await;
         let servers = lock(&self.servers).clone();
@@ -134,8 +134,11 @@ async fn sample_once(
     }
 }
 
+/// Holds the rig weakly: a sampler dropped without `finish` (a run that
+/// failed mid-play) must not keep the servers alive, nor stop the run from
+/// owning the rig alone to stop them.
 async fn sample_forever(
-    rig: SharedRig,
+    rig: std::sync::Weak<tokio::sync::Mutex<Rig>>,
     servers: Arc<Mutex<ServerCost>>,
     redis: Arc<Mutex<RedisCost>>,
     reader: Arc<tokio::sync::Mutex<Option<RedisInfoReader>>>,
@@ -146,6 +149,9 @@ async fn sample_forever(
     tick.tick().await;
     loop {
         tick.tick().await;
+        let Some(rig) = rig.upgrade() else {
+            return;
+        };
         sample_once(&rig, &servers, &redis, &reader).await;
     }
 }

@@ -31,6 +31,8 @@ mod socketio;
 pub use socketio::SocketIoStream;
 
 const PAGE: usize = 1000;
+/// Tries per page read before a timeout fails the run.
+const READ_ATTEMPTS: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -206,18 +208,31 @@ async fn read_page(
     end: &str,
     count: usize,
 ) -> Result<Vec<LogEntry>, LogError> {
-    let value: Value = redis::cmd(command)
-        .arg(key)
-        .arg(start)
-        .arg(end)
-        .arg("COUNT")
-        .arg(count)
-        .query_async(conn)
-        .await
-        .map_err(|source| LogError::Read {
-            key: key.to_string(),
-            source,
-        })?;
+    let mut request = redis::cmd(command);
+    request.arg(key).arg(start).arg(end).arg("COUNT").arg(count);
+    // A read is idempotent: a timed-out one (a starved harness at the end
+    // of a heavy run, a Redis busy with a snapshot) is asked again, a
+    // bounded number of times, rather than failing a run minutes long.
+    let mut attempt = 1;
+    let value: Value = loop {
+        match request.query_async(conn).await {
+            Ok(value) => break value,
+            Err(source) if source.is_timeout() && attempt < READ_ATTEMPTS => {
+                tracing::warn!(
+                    key,
+                    attempt,
+                    "reading the message log timed out; asking again"
+                );
+                attempt += 1;
+            }
+            Err(source) => {
+                return Err(LogError::Read {
+                    key: key.to_string(),
+                    source,
+                })
+            }
+        }
+    };
     let entry_err = |detail: String| LogError::Entry {
         key: key.to_string(),
         detail,

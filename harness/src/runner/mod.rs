@@ -213,6 +213,15 @@ pub async fn run_until(
             return Err(RunError::Interrupted(reason));
         }
     };
+    let played = match played {
+        Ok(played) => played,
+        Err(err) => {
+            // Play failed midway: tasks it spawned may still hold the rig.
+            let redis = provisioned.rig.lock().await.stop_all_in_place().await;
+            drop(redis);
+            return Err(err);
+        }
+    };
     // The fault tasks have ended (play waited for them); the rig is ours.
     // Servers and proxies stop here; Redis stays up until the run ends
     // (dropping the handle removes the container or process).
@@ -227,7 +236,6 @@ pub async fn run_until(
             None
         }
     };
-    let played = played?;
     let collected = collect(
         &run_dir,
         &scenario,
