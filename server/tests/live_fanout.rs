@@ -241,3 +241,79 @@ async fn http_get(url: &str) -> String {
         .unwrap();
     response
 }
+
+/// Every append leaves a hint naming its stream in the appended-signals
+/// stream: the tailers block on that one key (not on every tailed stream)
+/// and read only the streams it names.
+#[tokio::test]
+async fn every_append_leaves_a_hint_naming_its_stream() {
+    let env = TestEnv::one().await;
+    let conversation = Uuid::new_v4();
+    let sent = send_many(
+        &env.url(0),
+        &Device::new(Uuid::new_v4(), conversation),
+        3,
+        "hinted",
+    )
+    .await;
+    assert_eq!(sent.len(), 3);
+    let mut redis = env.redis_conn().await;
+    let hints: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(recovery_protocol::keys::APPENDED_SIGNALS)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut redis)
+        .await
+        .expect("XRANGE of the appended signals");
+    let stream = recovery_protocol::keys::stream(conversation);
+    let naming_it = hints
+        .iter()
+        .filter(|(_, fields)| fields.iter().any(|(k, v)| k == "stream" && *v == stream))
+        .count();
+    assert_eq!(naming_it, 3, "one hint per append, each naming {stream}");
+}
+
+/// A message written into a stream without a hint (another writer, or a
+/// server from before hints on the same Redis) still reaches a live
+/// socket: the tailer sweeps every tailed stream once a second.
+#[tokio::test]
+async fn an_entry_appended_without_a_hint_is_still_delivered_live() {
+    let env = TestEnv::one().await;
+    let conversation = Uuid::new_v4();
+    let listener_device = Device::new(Uuid::new_v4(), conversation);
+    let mut listener = Conn::open(&env.url(0), &listener_device.with_cursor()).await;
+    // One hinted message first: once it arrived, the tailer has read the
+    // newly tailed stream, and only a sweep can find what comes next.
+    let mut sent = send_many(
+        &env.url(0),
+        &Device::new(Uuid::new_v4(), conversation),
+        1,
+        "hinted",
+    )
+    .await;
+    listener.read_until(1).await;
+    let mut redis = env.redis_conn().await;
+    let sender = Uuid::new_v4();
+    let id: String = redis::cmd("XADD")
+        .arg(recovery_protocol::keys::stream(conversation))
+        .arg("*")
+        .arg("sender_id")
+        .arg(sender.to_string())
+        .arg("client_msg_id")
+        .arg(Uuid::new_v4().to_string())
+        .arg("body")
+        .arg("unhinted")
+        .arg("sent_at_ms")
+        .arg(1)
+        .query_async(&mut redis)
+        .await
+        .expect("XADD without a hint");
+    sent.push(id.parse::<StreamId>().expect("an id"));
+    listener.read_until(2).await;
+    assert_eq!(
+        listener.ids(),
+        sent,
+        "the sweep delivered the unhinted entry"
+    );
+    listener.close().await;
+}

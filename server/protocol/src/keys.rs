@@ -29,6 +29,19 @@ pub fn dedup(conversation_id: Uuid, sender_id: Uuid, client_msg_id: Uuid) -> Str
     format!("dedup:{conversation_id}:{sender_id}:{client_msg_id}")
 }
 
+/// One stream for the whole deployment: every append adds an entry naming
+/// the conversation stream it went to (field `stream`), capped at about
+/// [`APPENDED_SIGNALS_CAP`] entries. A server's live tailer blocks on this
+/// one key and then reads only the streams it names, instead of blocking
+/// on every tailed stream at once: an `XREAD` over N keys costs Redis O(N)
+/// to register and unregister, once per append per process. A hint only:
+/// the conversation streams stay the log; a tailer that misses hints still
+/// reads every stream it tails on a periodic sweep.
+pub const APPENDED_SIGNALS: &str = "fanout:appended";
+
+/// About how many entries [`APPENDED_SIGNALS`] keeps (`MAXLEN ~`).
+pub const APPENDED_SIGNALS_CAP: u64 = 10_000;
+
 /// The conversation id of a stream key, for routing XREAD replies.
 pub fn conversation_of_stream(key: &str) -> Option<Uuid> {
     key.strip_prefix(STREAM_PREFIX)

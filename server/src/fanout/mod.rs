@@ -1,11 +1,14 @@
 //! Live fan-out that works across server processes.
 //!
-//! Design: each process runs ONE tailer task that does `XREAD BLOCK` on a
-//! dedicated Redis connection over the streams its sockets are subscribed
-//! to, keeping a per-conversation cursor. Because it reads the streams
-//! themselves, a message appended through any instance reaches sockets on
-//! every instance, in id order, and nothing is lost while the tailer is
-//! slow or Redis briefly goes away: the cursor just waits.
+//! Design: each process runs ONE tailer task on a dedicated Redis
+//! connection. It blocks on the appended-signals stream (one entry per
+//! append, naming the conversation stream; `keys::APPENDED_SIGNALS`), then
+//! reads the named streams its sockets are subscribed to, keeping a
+//! per-conversation cursor; every tailed stream is also swept once a
+//! second. Because it reads the streams themselves, a message appended
+//! through any instance reaches sockets on every instance, in id order,
+//! and nothing is lost while the tailer is slow or Redis briefly goes
+//! away: the cursor just waits.
 //!
 //! Sockets subscribe BEFORE reading their backlog (recovery step 2). The
 //! tailer pushes into a bounded queue per socket; when one is full the
@@ -76,6 +79,10 @@ struct Conversation {
 #[derive(Default)]
 struct Registry {
     conversations: HashMap<Uuid, Conversation>,
+    /// Conversations tailed since the tailer last looked: it reads each
+    /// from its cursor once, since hints for what was appended between the
+    /// subscriber's head read and now may have gone by already.
+    newly_tailed: Vec<Uuid>,
     next_slot: u64,
 }
 
@@ -251,6 +258,9 @@ impl Fanout {
                         lag_signal: lag_signal.clone(),
                     },
                 );
+            if newly_tailed {
+                registry.newly_tailed.push(conversation_id);
+            }
             slot
         };
         let subscription = Subscription {
@@ -262,10 +272,13 @@ impl Fanout {
             slot,
             shared: self.shared.clone(),
         };
-        // Only a stream the tailer does not read yet needs its XREAD cut
-        // short. A conversation already tailed is in the tailer's XREAD (or
-        // in the next one, woken by whoever added it), so waking it again
-        // would cost a CLIENT UNBLOCK and a re-issued XREAD per reconnect.
+        // Only a conversation the tailer does not read yet needs its
+        // blocked read cut short: hints for what was appended between our
+        // head read and the registration may have gone by while nobody
+        // here tailed it, so the tailer reads it from its cursor once. A
+        // conversation already tailed needs nothing (its hints come), and
+        // waking the tailer for it would cost a CLIENT UNBLOCK per
+        // reconnect.
         if newly_tailed {
             self.wake_tailer().await;
         }

@@ -1,10 +1,28 @@
-//! The per-process tailer: one `XREAD BLOCK` loop over every subscribed
-//! stream, on its own connection with no response timeout (redis-rs times
-//! responses out after 500 ms by default, which would cut every BLOCK).
+//! The per-process tailer, on its own connection with no response timeout
+//! (redis-rs times responses out after 500 ms by default, which would cut
+//! every BLOCK).
+//!
+//! It blocks on ONE key, the appended-signals stream, and then reads only
+//! the conversation streams the signals name that this process tails. It
+//! used to block on every tailed stream at once: Redis registers and
+//! unregisters a blocked client on each key of an `XREAD BLOCK`, so with
+//! N tailed streams every append cost Redis O(N) per server process
+//! (~0.6 ms per call at 100 streams, the largest part of Redis's CPU in
+//! churn-1k, and the busiest process at 2,500 streams in scale-50k).
+//!
+//! Why nothing is missed: the append script writes the entry and its
+//! signal in one atomic step, and the tailer's reads are ordered on its
+//! connection. An entry the tailer has not read yet either has its signal
+//! after the tailer's signal cursor (read next), or was appended before a
+//! conversation was tailed here (`Registry::newly_tailed`: read once from
+//! its cursor), or its signal was trimmed or never written (an older
+//! server on the same Redis): the sweep, every tailed stream read from its
+//! cursor once a second, and on every (re)connection, covers those.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 use recovery_protocol::StreamId;
@@ -15,29 +33,44 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::{lock, LiveMessage, Shared};
-use crate::store::{keys, parse_xread, StreamEntry};
+use crate::store::{keys, parse_signals, parse_signals_head, parse_xread, StoreError, StreamEntry};
 
-/// How long one XREAD blocks. Short enough that a conversation added while
-/// a read is in flight (and whose CLIENT UNBLOCK raced) waits little.
+/// How long one read of the signals blocks. Short enough that a
+/// conversation added while a read is in flight (and whose CLIENT UNBLOCK
+/// raced) waits little.
 const BLOCK: Duration = Duration::from_millis(250);
 /// Entries per stream per XREAD.
 const READ_COUNT: usize = 512;
+/// Signals per read.
+const SIGNALS_COUNT: usize = 1024;
+/// Every tailed stream is read at least this often, hints or not.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
+
+/// Where the tailer is; reset with its connection.
+struct Position {
+    /// The newest signal read; `None` until the first sweep on this
+    /// connection has noted the signals' head.
+    signals: Option<StreamId>,
+    last_sweep: Instant,
+    /// Streams whose last read filled a whole page: read again at once.
+    more: HashSet<Uuid>,
+}
 
 pub(super) async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let mut backoff = BACKOFF_MIN;
     let mut connection: Option<MultiplexedConnection> = None;
+    let mut position = Position {
+        signals: None,
+        last_sweep: Instant::now(),
+        more: HashSet::new(),
+    };
     loop {
         if *shutdown.borrow() {
             return;
         }
-        let streams: Vec<(Uuid, StreamId)> = lock(&shared.registry)
-            .conversations
-            .iter()
-            .map(|(id, conversation)| (*id, conversation.cursor))
-            .collect();
-        if streams.is_empty() {
+        if lock(&shared.registry).conversations.is_empty() {
             tokio::select! {
                 _ = shared.wake.notified() => {}
                 _ = shutdown.changed() => {}
@@ -50,6 +83,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>
             None => match connect(&shared).await {
                 Ok(conn) => {
                     backoff = BACKOFF_MIN;
+                    position.signals = None;
                     connection.insert(conn)
                 }
                 Err(err) => {
@@ -61,42 +95,144 @@ pub(super) async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>
                 }
             },
         };
-        let mut command = redis::cmd("XREAD");
-        command
-            .arg("COUNT")
-            .arg(READ_COUNT)
-            .arg("BLOCK")
-            .arg(BLOCK.as_millis() as u64)
-            .arg("STREAMS");
-        for (conversation_id, _) in &streams {
-            command.arg(keys::stream(*conversation_id));
-        }
-        for (_, cursor) in &streams {
-            command.arg(cursor.to_string());
-        }
-        let reply = tokio::select! {
-            reply = command.query_async::<redis::Value>(conn) => reply,
+        let round = tokio::select! {
+            round = one_round(&shared, conn, &mut position) => round,
             _ = shutdown.changed() => return,
         };
-        match reply {
-            Ok(value) => match parse_xread(value) {
-                Ok(batches) => dispatch(&shared, batches),
-                Err(err) => {
-                    shared.metrics.redis_error("tailer_parse");
-                    tracing::error!(%err, "unreadable XREAD reply; re-reading");
-                    sleep_or_shutdown(backoff, &mut shutdown).await;
-                }
-            },
-            Err(err) => {
+        match round {
+            Ok(()) => {}
+            Err(StoreError::Redis { source, .. }) => {
                 shared.metrics.redis_error("tailer_xread");
-                tracing::warn!(%err, ?backoff, "tailer XREAD failed; reconnecting");
+                tracing::warn!(err = %source, ?backoff, "tailer read failed; reconnecting");
                 connection = None;
                 shared.tailer_client_id.store(0, Ordering::Release);
                 sleep_or_shutdown(backoff, &mut shutdown).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
+            Err(err) => {
+                shared.metrics.redis_error("tailer_parse");
+                tracing::error!(%err, "unreadable tailer reply; sweeping again");
+                position.signals = None;
+                sleep_or_shutdown(backoff, &mut shutdown).await;
+            }
         }
     }
+}
+
+/// One step: a sweep when one is due, else the streams that must be read
+/// now, else one blocking read of the signals and the streams they name.
+async fn one_round(
+    shared: &Shared,
+    conn: &mut MultiplexedConnection,
+    position: &mut Position,
+) -> Result<(), StoreError> {
+    let Some(signals_cursor) = position.signals else {
+        // The head first: every append after it has a signal after it,
+        // and the sweep that follows reads everything up to it.
+        let head = redis::cmd("XREVRANGE")
+            .arg(keys::APPENDED_SIGNALS)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(conn)
+            .await
+            .map_err(StoreError::redis("XREVRANGE of the appended signals"))?;
+        let head = parse_signals_head(head)?;
+        sweep(shared, conn, position).await?;
+        position.signals = Some(head);
+        return Ok(());
+    };
+    if position.last_sweep.elapsed() >= SWEEP_INTERVAL {
+        return sweep(shared, conn, position).await;
+    }
+    let due: Vec<Uuid> = {
+        let mut registry = lock(&shared.registry);
+        let mut due: Vec<Uuid> = std::mem::take(&mut registry.newly_tailed);
+        due.extend(position.more.drain());
+        due
+    };
+    if !due.is_empty() {
+        return read_streams(shared, conn, due, &mut position.more).await;
+    }
+    let reply = redis::cmd("XREAD")
+        .arg("COUNT")
+        .arg(SIGNALS_COUNT)
+        .arg("BLOCK")
+        .arg(BLOCK.as_millis() as u64)
+        .arg("STREAMS")
+        .arg(keys::APPENDED_SIGNALS)
+        .arg(signals_cursor.to_string())
+        .query_async(conn)
+        .await
+        .map_err(StoreError::redis("XREAD of the appended signals"))?;
+    let signals = parse_signals(reply)?;
+    if let Some(last) = signals.last {
+        position.signals = Some(last);
+    }
+    read_streams(shared, conn, signals.conversations, &mut position.more).await
+}
+
+/// Reads every tailed stream from its cursor.
+async fn sweep(
+    shared: &Shared,
+    conn: &mut MultiplexedConnection,
+    position: &mut Position,
+) -> Result<(), StoreError> {
+    position.last_sweep = Instant::now();
+    let all: Vec<Uuid> = lock(&shared.registry)
+        .conversations
+        .keys()
+        .copied()
+        .collect();
+    read_streams(shared, conn, all, &mut position.more).await
+}
+
+/// One non-blocking XREAD of `conversations` (those still tailed) from
+/// their cursors, dispatched; a stream that filled its page goes to `more`.
+async fn read_streams(
+    shared: &Shared,
+    conn: &mut MultiplexedConnection,
+    conversations: Vec<Uuid>,
+    more: &mut HashSet<Uuid>,
+) -> Result<(), StoreError> {
+    let streams: Vec<(Uuid, StreamId)> = {
+        let registry = lock(&shared.registry);
+        let mut seen = HashSet::with_capacity(conversations.len());
+        conversations
+            .into_iter()
+            .filter(|id| seen.insert(*id))
+            .filter_map(|id| {
+                registry
+                    .conversations
+                    .get(&id)
+                    .map(|conversation| (id, conversation.cursor))
+            })
+            .collect()
+    };
+    if streams.is_empty() {
+        return Ok(());
+    }
+    let mut command = redis::cmd("XREAD");
+    command.arg("COUNT").arg(READ_COUNT).arg("STREAMS");
+    for (conversation_id, _) in &streams {
+        command.arg(keys::stream(*conversation_id));
+    }
+    for (_, cursor) in &streams {
+        command.arg(cursor.to_string());
+    }
+    let reply = command
+        .query_async(conn)
+        .await
+        .map_err(StoreError::redis("XREAD"))?;
+    let batches = parse_xread(reply)?;
+    for (conversation_id, entries) in &batches {
+        if entries.len() >= READ_COUNT {
+            more.insert(*conversation_id);
+        }
+    }
+    dispatch(shared, batches);
+    Ok(())
 }
 
 async fn sleep_or_shutdown(duration: Duration, shutdown: &mut watch::Receiver<bool>) {

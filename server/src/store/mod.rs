@@ -7,6 +7,7 @@
 pub mod keys;
 mod parse;
 mod scripts;
+mod signals;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use parse::{parse_entries, parse_xread, StreamEntry};
+pub use signals::{parse_signals, parse_signals_head, Signals};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -64,7 +66,7 @@ impl StoreError {
         }
     }
 
-    fn redis(op: &'static str) -> impl FnOnce(redis::RedisError) -> StoreError {
+    pub(crate) fn redis(op: &'static str) -> impl FnOnce(redis::RedisError) -> StoreError {
         move |source| StoreError::Redis { op, source }
     }
 }
@@ -273,6 +275,7 @@ impl Store {
             .key(keys::stream(conversation_id))
             .key(keys::meta(conversation_id))
             .key(keys::dedup(conversation_id, sender_id, client_msg_id))
+            .key(keys::APPENDED_SIGNALS)
             .arg(sender_id.to_string())
             .arg(client_msg_id.to_string())
             .arg(body)
@@ -282,6 +285,7 @@ impl Store {
             .arg(new_epoch())
             .arg(self.meta_ttl_s())
             .arg(self.settings.max_messages)
+            .arg(keys::APPENDED_SIGNALS_CAP)
             .invoke_async(&mut redis)
             .await
             .map_err(StoreError::redis("append script"))?;

@@ -31,9 +31,14 @@ pub static ENSURE_EPOCH: LazyLock<Script> = LazyLock::new(|| {
     ))
 });
 
-/// Idempotent append. KEYS: stream, meta, dedup.
+/// Idempotent append. KEYS: stream, meta, dedup, appended signals.
 /// ARGV: sender_id, client_msg_id, body, sent_at_ms, minid (retention),
-/// dedup TTL s, candidate epoch, meta TTL s, length cap (0: none).
+/// dedup TTL s, candidate epoch, meta TTL s, length cap (0: none),
+/// signals cap.
+/// A fresh append also adds `{stream: KEYS[1]}` to the signals stream
+/// (`keys::APPENDED_SIGNALS`), in the same atomic step, so a tailer that
+/// has read the signals up to some id has seen a hint for every append
+/// before it.
 /// XADD takes one trim strategy, so the length cap is a second step (in
 /// the same script, so nobody ever sees the stream over both bounds).
 /// Returns {id, duplicate (0/1), epoch}.
@@ -67,6 +72,7 @@ if tonumber(ARGV[9]) > 0 then
 end
 redis.call('HSET', KEYS[2], 'has_stream', '1')
 redis.call('SET', KEYS[3], id, 'EX', ARGV[6])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[10], '*', 'stream', KEYS[1])
 return {{id, 0, epoch}}
 "#
     ))
