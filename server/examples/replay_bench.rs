@@ -1,12 +1,21 @@
 //! Measures how long a reconnecting device takes to receive N missed
 //! messages: from the connect attempt to `caught_up`, release build.
 //!
-//!     cargo run --release -p server --example replay_bench -- [MESSAGES] [ROUNDS] [REDIS]
+//!     cargo run --release -p server --example replay_bench -- [MESSAGES] [ROUNDS] [REDIS] [CLIENT]
 //!
 //! Starts its own Redis (redis-provider; REDIS = `auto` (default),
 //! `local` or `testcontainers`) and an in-process server. A container's
 //! port goes through Docker's userland proxy on loopback, which adds a hop
 //! to every Redis round trip: `local` measures the server without it.
+//!
+//! The client runs in the same process and on the same cores as the
+//! server, so its own cost is inside the measured time. CLIENT = `typed`
+//! (default) reads each frame's `type` and `id` with a borrowed serde
+//! struct; `value` parses every frame into `ServerFrame` through
+//! `serde_json::Value`, as the harness's `ServerFrame::parse` does, which
+//! measured about a quarter of the replay time (docs/performance.md).
+//! Both parse every frame as JSON and check every message's id order and
+//! the count.
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +23,22 @@ use futures_util::StreamExt;
 use recovery_protocol::{ConnectParams, ServerFrame, StreamId};
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
+
+/// What the `typed` client reads of a frame (the rest is parsed as JSON
+/// and skipped).
+#[derive(serde::Deserialize)]
+struct TypeAndId<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: &'a str,
+    #[serde(default, borrow)]
+    id: Option<&'a str>,
+}
+
+enum FrameKind {
+    Message,
+    CaughtUp,
+    Other,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -32,12 +57,21 @@ async fn main() -> anyhow::Result<()> {
             anyhow::bail!("REDIS must be auto, local or testcontainers, not {other:?}")
         }
     };
+    let full_parse = match args.next().as_deref() {
+        None | Some("typed") => false,
+        Some("value") => true,
+        Some(other) => anyhow::bail!("CLIENT must be typed or value, not {other:?}"),
+    };
     let redis = redis_provider::start_redis(&redis_provider::ProviderOptions {
         preference,
         ..Default::default()
     })
     .await?;
-    println!("redis: {}", redis.description());
+    println!(
+        "redis: {}; client parse: {}",
+        redis.description(),
+        if full_parse { "value" } else { "typed" }
+    );
     let mut config = server::Config::for_tests(redis.url());
     // A benchmark of replay, not of authentication.
     config.auth.insecure_no_auth = true;
@@ -85,16 +119,33 @@ async fn main() -> anyhow::Result<()> {
             let Some(frame) = ws.next().await else {
                 anyhow::bail!("socket closed early")
             };
-            if let Message::Text(text) = frame? {
+            let Message::Text(text) = frame? else {
+                continue;
+            };
+            let (kind, id) = if full_parse {
                 match ServerFrame::parse(text.as_str())? {
-                    ServerFrame::Message(m) => {
-                        anyhow::ensure!(m.id > last, "out of order");
-                        last = m.id;
-                        received += 1;
-                    }
-                    ServerFrame::CaughtUp { .. } => break,
-                    _ => {}
+                    ServerFrame::Message(m) => (FrameKind::Message, Some(m.id)),
+                    ServerFrame::CaughtUp { .. } => (FrameKind::CaughtUp, None),
+                    _ => (FrameKind::Other, None),
                 }
+            } else {
+                let frame: TypeAndId = serde_json::from_str(text.as_str())?;
+                let id = frame.id.map(str::parse::<StreamId>).transpose()?;
+                match frame.kind {
+                    "message" => (FrameKind::Message, id),
+                    "caught_up" => (FrameKind::CaughtUp, None),
+                    _ => (FrameKind::Other, None),
+                }
+            };
+            match kind {
+                FrameKind::Message => {
+                    let id = id.ok_or_else(|| anyhow::anyhow!("message without an id"))?;
+                    anyhow::ensure!(id > last, "out of order: {id} after {last}");
+                    last = id;
+                    received += 1;
+                }
+                FrameKind::CaughtUp => break,
+                FrameKind::Other => {}
             }
         }
         let elapsed = started.elapsed();
