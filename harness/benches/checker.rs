@@ -15,8 +15,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
-use harness::checker::testgen::{generate, GenConfig, Generated};
-use harness::checker::{check, check_file, CheckInput, CheckOptions, Verdict};
+use harness::checker::testgen::{generate, GenConfig};
+use harness::checker::{check, check_file, CheckOptions, Verdict};
 use harness::history::{read_history, write_history, MessageLog};
 use harness::report::analyze;
 use harness::scenario::Expectations;
@@ -78,18 +78,6 @@ fn strict() -> Expectations {
     }
 }
 
-fn input<'a>(generated: &'a Generated, expect: &'a Expectations) -> CheckInput<'a> {
-    CheckInput {
-        history: &generated.history,
-        log: &generated.log,
-        expect,
-        drain_complete: true,
-        unknown_reasons: Vec::new(),
-        retention: None,
-        intruders: &[],
-    }
-}
-
 fn bench_checker(c: &mut Criterion) {
     let expect = strict();
     for (label, measurement_time, config) in sizes() {
@@ -98,7 +86,8 @@ fn bench_checker(c: &mut Criterion) {
         eprintln!("history {label}: {events} events");
         // A bench of a checker that rejects its input would time the
         // wrong path; the generated history is valid by construction.
-        assert_eq!(check(&input(&generated, &expect)).verdict, Verdict::Valid);
+        let options = CheckOptions::new(&generated.log, &expect);
+        assert_eq!(check(&generated.history, &options).verdict, Verdict::Valid);
 
         let mut group = c.benchmark_group("checker");
         group.sample_size(10);
@@ -108,7 +97,7 @@ fn bench_checker(c: &mut Criterion) {
         group.measurement_time(measurement_time);
         group.throughput(Throughput::Elements(events));
         group.bench_with_input(BenchmarkId::new("check", label), &generated, |b, g| {
-            b.iter(|| check(black_box(&input(g, &expect))))
+            b.iter(|| check(black_box(&g.history), black_box(&options)))
         });
         group.bench_with_input(BenchmarkId::new("analyze", label), &generated, |b, g| {
             b.iter(|| analyze(black_box(&g.history)))
@@ -145,27 +134,11 @@ fn file_modes() -> bool {
     let log: MessageLog =
         serde_json::from_slice(&std::fs::read(dir.join("log.json")).expect("read log.json"))
             .expect("parse log.json");
-    let options = CheckOptions {
-        log: &log,
-        expect: &expect,
-        drain_complete: true,
-        unknown_reasons: Vec::new(),
-        retention: None,
-        intruders: &[],
-    };
+    let options = CheckOptions::new(&log, &expect);
     let started = std::time::Instant::now();
     let (outcome, how) = if std::env::var_os("CHECKER_BENCH_LOAD").is_some_and(|v| v == "1") {
         let history = read_history(&path).expect("read history.bin");
-        let input = CheckInput {
-            history: &history,
-            log: &log,
-            expect: &expect,
-            drain_complete: true,
-            unknown_reasons: Vec::new(),
-            retention: None,
-            intruders: &[],
-        };
-        (check(&input), "loaded")
+        (check(&history, &options), "loaded")
     } else {
         (
             check_file(&path, &options).expect("check history.bin"),

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use common::{harness, repo_root, run_dir, seed, summary, write_scenario};
-use harness::checker::{check, AnomalyKind, CheckInput, CheckOutcome};
+use harness::checker::{check, AnomalyKind, CheckOptions, CheckOutcome};
 use harness::history::{read_history, EventKind, History, MessageLog, Position, ResumeClaim};
 use harness::scenario::load_scenario;
 
@@ -110,15 +110,7 @@ impl Recorded {
     }
 
     fn check(&self, history: &History) -> CheckOutcome {
-        check(&CheckInput {
-            history,
-            log: &self.log,
-            expect: &self.expect,
-            drain_complete: true,
-            unknown_reasons: Vec::new(),
-            retention: None,
-            intruders: &[],
-        })
+        check(history, &CheckOptions::new(&self.log, &self.expect))
     }
 }
 

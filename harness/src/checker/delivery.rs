@@ -94,31 +94,34 @@ struct PendingSkip {
     past: Position,
 }
 
+/// The fields every receipt reads come first, in declaration order
+/// (`repr(C)`), so a receipt touches one or two cache lines of its socket.
+#[repr(C)]
 struct SocketScan {
     number: u32,
-    /// The epoch the device sent with its last connect attempt (the epoch
-    /// of a client cursor).
-    connect_epoch: Option<EpochId>,
-    hello: Option<HelloSeen>,
-    /// First log position this socket still owes; `None` while the socket
-    /// has made no promise yet (no hello), so nothing is owed.
-    next_owed: Option<usize>,
-    /// Where a gap that came before the hello moved delivery to.
-    gap_floor: Option<usize>,
-    /// `first_available` of an `epoch_changed` gap: the device's cursor
-    /// belonged to a destroyed stream, so the replay may repeat what it had.
-    epoch_replay_from: Option<Position>,
-    /// The previous delivered id, for `reorder`.
-    prev: Option<Position>,
-    /// The log position after the previous receipt's (a lookup hint).
-    next_position: usize,
-    caught_up: Option<Position>,
     recv_before_hello: bool,
     /// A declared gap whose end the protocol did not name (Socket.IO
     /// `recovered: false`): it ends at the socket's first delivery; if the
     /// socket delivers nothing, it excuses only messages first sent before
     /// the socket's hello (see `close_open_gap`).
     open_gap: Option<GapReason>,
+    /// The log position after the previous receipt's (a lookup hint).
+    next_position: usize,
+    /// First log position this socket still owes; `None` while the socket
+    /// has made no promise yet (no hello), so nothing is owed.
+    next_owed: Option<usize>,
+    /// The previous delivered id, for `reorder`.
+    prev: Option<Position>,
+    hello: Option<HelloSeen>,
+    /// The epoch the device sent with its last connect attempt (the epoch
+    /// of a client cursor).
+    connect_epoch: Option<EpochId>,
+    /// Where a gap that came before the hello moved delivery to.
+    gap_floor: Option<usize>,
+    /// `first_available` of an `epoch_changed` gap: the device's cursor
+    /// belonged to a destroyed stream, so the replay may repeat what it had.
+    epoch_replay_from: Option<Position>,
+    caught_up: Option<Position>,
     /// When the hello arrived.
     hello_at_us: Option<u64>,
     /// When the device asked for this socket (its `Connect` event).
@@ -165,10 +168,18 @@ struct SlotSummary {
 /// The log positions one slot received, as runs of consecutive positions
 /// with the last socket that delivered each: a socket mostly delivers a
 /// contiguous stretch, so there are about as many runs as sockets.
+///
+/// The last run is kept inline (`open`), beside the slot's other state:
+/// almost every receipt only reads and extends it, and a run in the
+/// vector's heap block costs a cache miss per receipt once there are
+/// thousands of slots.
 #[derive(Default)]
+#[repr(C)]
 struct ReceivedRuns {
-    /// Sorted, disjoint, non-empty `(start, end, socket)`; adjacent runs of
-    /// one socket are merged.
+    /// The last run, if any position was received.
+    open: Option<(u32, u32, u32)>,
+    /// Sorted, disjoint, non-empty `(start, end, socket)`, all before
+    /// `open`; adjacent runs of one socket are merged.
     runs: Vec<(u32, u32, u32)>,
 }
 
@@ -176,7 +187,7 @@ impl ReceivedRuns {
     /// The last socket that delivered `position`, or `NOT_RECEIVED`.
     fn get(&self, position: usize) -> u32 {
         let position = position as u32;
-        if let Some(&(start, end, socket)) = self.runs.last() {
+        if let Some((start, end, socket)) = self.open {
             if position >= start {
                 return if position < end { socket } else { NOT_RECEIVED };
             }
@@ -191,21 +202,25 @@ impl ReceivedRuns {
     /// Records that `socket` delivered `position`.
     fn set(&mut self, position: usize, socket: u32) {
         let position = position as u32;
-        if let Some(last) = self.runs.last_mut() {
-            // The common case: the next position on the same socket.
-            if last.1 == position && last.2 == socket {
-                last.1 += 1;
-                return;
-            }
-            if last.1 < position || (last.1 == position && last.2 != socket) {
-                self.runs.push((position, position + 1, socket));
-                return;
-            }
-        } else {
-            self.runs.push((position, position + 1, socket));
+        let Some(open) = self.open.as_mut() else {
+            self.open = Some((position, position + 1, socket));
+            return;
+        };
+        // The common case: the next position on the same socket.
+        if open.1 == position && open.2 == socket {
+            open.1 += 1;
             return;
         }
+        if open.1 < position || (open.1 == position && open.2 != socket) {
+            self.runs.push(*open);
+            *open = (position, position + 1, socket);
+            return;
+        }
+        // Inside or before the open run: edit the whole list, then take
+        // its last run back out.
+        self.runs.push(*open);
         self.set_inside(position, socket);
+        self.open = self.runs.pop();
     }
 
     /// `set` for a position at or before the last run's end.
@@ -256,12 +271,15 @@ impl ReceivedRuns {
 }
 
 /// Everything the delivery checks keep about one slot while the events
-/// stream past.
+/// stream past, besides its open socket (kept apart, so the two can be
+/// borrowed together). What every receipt touches comes first (`repr(C)`).
 #[derive(Default)]
+#[repr(C)]
 struct SlotState {
-    socket: Option<SocketScan>,
-    summary: SlotSummary,
+    /// Findings this slot recorded so far (their order, see `Findings`).
+    findings_recorded: u32,
     received: ReceivedRuns,
+    summary: SlotSummary,
     /// The last socket for receipts of wiped messages, which have no
     /// position.
     vanished_last_socket: FnvHashMap<Position, u32>,
@@ -269,8 +287,6 @@ struct SlotState {
     /// Gaps of this slot that the log proves false (see `gaps`).
     false_gaps: Vec<gaps::FalseGap>,
     pending: Vec<PendingSkip>,
-    /// Findings this slot recorded so far (their order, see `Findings`).
-    findings_recorded: u32,
 }
 
 struct Scanner<'a, 'f> {
@@ -306,6 +322,7 @@ pub(crate) fn check_deliveries<E: std::borrow::Borrow<Event>>(
     };
     let table = input.slots;
     let mut states: Vec<SlotState> = table.slots.iter().map(|_| SlotState::default()).collect();
+    let mut sockets: Vec<Option<SocketScan>> = table.slots.iter().map(|_| None).collect();
     // The events of slots the recording has out of order, sorted below.
     let mut gathered: FnvHashMap<u32, Vec<Event>> = FnvHashMap::default();
     for event in events.take(MAX_CHECKED_EVENTS as usize) {
@@ -316,21 +333,23 @@ pub(crate) fn check_deliveries<E: std::borrow::Borrow<Event>>(
         if table.disordered[slot as usize] {
             gathered.entry(slot).or_default().push(event.clone());
         } else {
-            scanner.step(slot, &mut states[slot as usize], event);
+            let ix = slot as usize;
+            scanner.step(slot, &mut states[ix], &mut sockets[ix], event);
         }
     }
     for (slot, mut events) in gathered {
         // Stable: equal (socket, time) keep their recording order.
         events.sort_by_key(|event| (event.socket, event.at_us));
         for event in &events {
-            scanner.step(slot, &mut states[slot as usize], event);
+            let ix = slot as usize;
+            scanner.step(slot, &mut states[ix], &mut sockets[ix], event);
         }
     }
     let mut device_seen = vec![false; input.meta.devices.len()];
-    for (ix, state) in states.iter_mut().enumerate() {
+    for (ix, (state, socket)) in states.iter_mut().zip(&mut sockets).enumerate() {
         let slot = &table.slots[ix];
         device_seen[slot.device as usize] = true;
-        scanner.finish_slot(ix as u32, slot, state);
+        scanner.finish_slot(ix as u32, slot, state, socket.take());
     }
     scanner.findings.after_deliveries();
     scanner.stats.devices = device_seen.iter().filter(|seen| **seen).count() as u64;
@@ -340,26 +359,28 @@ pub(crate) fn check_deliveries<E: std::borrow::Borrow<Event>>(
 
 impl Scanner<'_, '_> {
     /// One event of slot `slot_ix`, in the slot's (socket, time) order.
-    fn step(&mut self, slot_ix: u32, state: &mut SlotState, event: &Event) {
+    fn step(
+        &mut self,
+        slot_ix: u32,
+        state: &mut SlotState,
+        socket: &mut Option<SocketScan>,
+        event: &Event,
+    ) {
         let input = self.input;
         let slot = &input.slots.slots[slot_ix as usize];
         let conv = &input.judge.log.conversations[slot.conversation as usize];
         self.findings.enter_slot(slot_ix, state.findings_recorded);
-        if state
-            .socket
+        if socket
             .as_ref()
             .is_some_and(|open| open.number != event.socket)
         {
-            if let Some(done) = state.socket.take() {
+            if let Some(done) = socket.take() {
                 self.finish_socket(slot, conv, state, done);
             }
         }
-        let mut current = state
-            .socket
-            .take()
-            .unwrap_or_else(|| SocketScan::new(event.socket));
-        self.on_event(slot, conv, state, &mut current, event);
-        state.socket = Some(current);
+        // In place: a socket's state is too large to move per event.
+        let current = socket.get_or_insert_with(|| SocketScan::new(event.socket));
+        self.on_event(slot, conv, state, current, event);
         state.findings_recorded = self.findings.slot_local(slot_ix);
     }
 
@@ -468,11 +489,17 @@ impl Scanner<'_, '_> {
     }
 
     /// After the last event: the slot's open socket, then `lost`.
-    fn finish_slot(&mut self, slot_ix: u32, slot: &Slot, state: &mut SlotState) {
+    fn finish_slot(
+        &mut self,
+        slot_ix: u32,
+        slot: &Slot,
+        state: &mut SlotState,
+        socket: Option<SocketScan>,
+    ) {
         let input = self.input;
         let conv = &input.judge.log.conversations[slot.conversation as usize];
         self.findings.enter_slot(slot_ix, state.findings_recorded);
-        if let Some(done) = state.socket.take() {
+        if let Some(done) = socket {
             self.finish_socket(slot, conv, state, done);
         }
         self.check_lost(slot, conv, state);

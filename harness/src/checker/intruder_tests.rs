@@ -45,15 +45,14 @@ fn admitted(messages: Vec<ReceivedMessage>) -> AttemptOutcome {
 
 fn verdict_with(records: &[IntruderRecord]) -> CheckOutcome {
     let generated = generate(&GenConfig::default());
-    check(&CheckInput {
-        history: &generated.history,
-        log: &generated.log,
-        expect: &strict(),
-        drain_complete: true,
-        unknown_reasons: Vec::new(),
-        retention: None,
-        intruders: records,
-    })
+    let expect = strict();
+    check(
+        &generated.history,
+        &CheckOptions {
+            intruders: records,
+            ..CheckOptions::new(&generated.log, &expect)
+        },
+    )
 }
 
 #[test]

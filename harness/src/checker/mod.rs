@@ -90,20 +90,17 @@ mod tests;
 mod wipe_tests;
 
 pub use outcome::*;
-pub use rebuild::rebuild_log;
+pub use rebuild::{rebuild_log, rebuild_log_from_passes};
 
 use std::path::Path;
 
-use crate::history::{
-    is_binary_history, read_history, Event, History, HistoryError, HistoryReader, MessageLog,
-    RunMeta,
-};
+use crate::history::{Event, History, HistoryError, HistoryPasses, MessageLog, RunMeta};
 use crate::scenario::Expectations;
 
-/// Everything one check needs.
+/// What a check needs besides the history, whether the history is in
+/// memory ([`check`]) or streamed from its file ([`check_file`]).
 #[derive(Debug, Clone)]
-pub struct CheckInput<'a> {
-    pub history: &'a History,
+pub struct CheckOptions<'a> {
     pub log: &'a MessageLog,
     pub expect: &'a Expectations,
     /// Whether every device reconnected and caught up at the end; without
@@ -120,38 +117,26 @@ pub struct CheckInput<'a> {
     pub intruders: &'a [crate::intruders::IntruderRecord],
 }
 
-/// Judges a history against its log.
-pub fn check(input: &CheckInput) -> CheckOutcome {
-    let events = &input.history.events;
-    check_events(&input.options(), &input.history.meta, Walk::Stream, || {
-        events.iter()
-    })
-}
-
-/// What a check needs besides the history.
-#[derive(Debug, Clone)]
-pub struct CheckOptions<'a> {
-    pub log: &'a MessageLog,
-    pub expect: &'a Expectations,
-    /// See [`CheckInput::drain_complete`].
-    pub drain_complete: bool,
-    pub unknown_reasons: Vec<String>,
-    /// See [`CheckInput::retention`].
-    pub retention: Option<std::time::Duration>,
-    pub intruders: &'a [crate::intruders::IntruderRecord],
-}
-
-impl<'a> CheckInput<'a> {
-    fn options(&self) -> CheckOptions<'a> {
+impl<'a> CheckOptions<'a> {
+    /// A run that drained completely, with no reason known beforehand why
+    /// it cannot be valid, no known retention and no intruders; set the
+    /// other fields with struct update syntax where they differ.
+    pub fn new(log: &'a MessageLog, expect: &'a Expectations) -> Self {
         CheckOptions {
-            log: self.log,
-            expect: self.expect,
-            drain_complete: self.drain_complete,
-            unknown_reasons: self.unknown_reasons.clone(),
-            retention: self.retention,
-            intruders: self.intruders,
+            log,
+            expect,
+            drain_complete: true,
+            unknown_reasons: Vec::new(),
+            retention: None,
+            intruders: &[],
         }
     }
+}
+
+/// Judges a history held in memory against its log.
+pub fn check(history: &History, options: &CheckOptions) -> CheckOutcome {
+    let events = &history.events;
+    check_events(options, &history.meta, Walk::Stream, || events.iter())
 }
 
 /// Judges the history file at `path` (`history.bin`, or the older
@@ -160,38 +145,18 @@ impl<'a> CheckInput<'a> {
 /// The JSON-lines file is loaded whole (it is an export, not what runs
 /// write).
 pub fn check_file(path: &Path, options: &CheckOptions) -> Result<CheckOutcome, HistoryError> {
-    if !is_binary_history(path)? {
-        let history = read_history(path)?;
-        let events = &history.events;
-        return Ok(check_events(options, &history.meta, Walk::Stream, || {
-            events.iter()
-        }));
-    }
-    let meta = HistoryReader::open(path)?.meta().clone();
-    // The first read error ends the pass; the check is then discarded.
-    let failed: std::cell::RefCell<Option<HistoryError>> = std::cell::RefCell::new(None);
-    let failed_ref = &failed;
-    let outcome = check_events(options, &meta, Walk::Stream, || {
-        let mut reader = match HistoryReader::open(path) {
-            Ok(reader) => Some(reader),
-            Err(error) => {
-                failed_ref.borrow_mut().get_or_insert(error);
-                None
-            }
-        };
-        std::iter::from_fn(move || match reader.as_mut()?.next_event() {
-            Ok(event) => event,
-            Err(error) => {
-                failed_ref.borrow_mut().get_or_insert(error);
-                reader = None;
-                None
-            }
-        })
-    });
-    match failed.into_inner() {
-        Some(error) => Err(error),
-        None => Ok(outcome),
-    }
+    check_passes(&HistoryPasses::open(path)?, options)
+}
+
+/// [`check_file`] on a history file already opened.
+pub fn check_passes(
+    history: &HistoryPasses,
+    options: &CheckOptions,
+) -> Result<CheckOutcome, HistoryError> {
+    let outcome = check_events(options, history.meta(), Walk::Stream, || history.events());
+    // A pass that ended early judged half a history: no verdict.
+    history.finish()?;
+    Ok(outcome)
 }
 
 /// How the delivery checks walk each slot's events.
@@ -208,14 +173,9 @@ enum Walk {
 
 /// `check` against the slot-by-slot walk of every slot's sorted events.
 #[cfg(test)]
-fn check_gathering_every_slot(input: &CheckInput) -> CheckOutcome {
-    let events = &input.history.events;
-    check_events(
-        &input.options(),
-        &input.history.meta,
-        Walk::GatherAll,
-        || events.iter(),
-    )
+fn check_gathering_every_slot(history: &History, options: &CheckOptions) -> CheckOutcome {
+    let events = &history.events;
+    check_events(options, &history.meta, Walk::GatherAll, || events.iter())
 }
 
 /// `check`, reading the events through `events` (called twice, each time

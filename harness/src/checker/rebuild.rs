@@ -8,7 +8,8 @@ use fnv::{FnvHashMap, FnvHashSet};
 use uuid::Uuid;
 
 use crate::history::{
-    ConversationIx, EventKind, History, LogEntry, LogOrigin, MessageLog, SendOutcome,
+    ConversationIx, Event, EventKind, History, HistoryError, HistoryPasses, LogEntry, LogOrigin,
+    MessageLog, RunMeta, SendOutcome,
 };
 
 /// Where the rebuilt entry of an id came from; lower wins.
@@ -22,8 +23,10 @@ enum Witness {
 #[derive(Debug, Clone, Copy)]
 struct Candidate {
     witness: Witness,
-    event: usize,
     client_msg_id: Uuid,
+    /// Sender and body of the witnessing receipt (an ack carries
+    /// neither), for a message no device sent.
+    receipt_content: (Uuid, u64),
 }
 
 /// The log as the acks and receipts show it: the union of their ids per
@@ -36,11 +39,28 @@ struct Candidate {
 /// sent only in another conversation are not evidence of this one's log
 /// (the checker reports them as `leak`).
 pub fn rebuild_log(history: &History) -> MessageLog {
-    let conversation_count = history.meta.conversations.len();
+    let events = &history.events;
+    rebuild_log_events(&history.meta, || events.iter())
+}
+
+/// [`rebuild_log`] from a history file, streaming (two passes).
+pub fn rebuild_log_from_passes(history: &HistoryPasses) -> Result<MessageLog, HistoryError> {
+    let log = rebuild_log_events(history.meta(), || history.events());
+    history.finish()?;
+    Ok(log)
+}
+
+fn rebuild_log_events<I, E>(meta: &RunMeta, mut events: impl FnMut() -> I) -> MessageLog
+where
+    I: Iterator<Item = E>,
+    E: std::borrow::Borrow<Event>,
+{
+    let conversation_count = meta.conversations.len();
     let mut sent: FnvHashMap<(ConversationIx, Uuid), (Uuid, u64)> = FnvHashMap::default();
     let mut sent_anywhere: FnvHashSet<Uuid> = FnvHashSet::default();
     let mut sent_in: FnvHashSet<(ConversationIx, Uuid)> = FnvHashSet::default();
-    for event in &history.events {
+    for event in events() {
+        let event = event.borrow();
         if let EventKind::Send {
             client_msg_id,
             body_hash,
@@ -49,14 +69,15 @@ pub fn rebuild_log(history: &History) -> MessageLog {
         {
             sent_anywhere.insert(*client_msg_id);
             sent_in.insert((event.conversation, *client_msg_id));
-            if let Some(device) = history.meta.devices.get(event.device as usize) {
+            if let Some(device) = meta.devices.get(event.device as usize) {
                 sent.entry((event.conversation, *client_msg_id))
                     .or_insert((device.user_id, *body_hash));
             }
         }
     }
     let mut witnessed: FnvHashMap<(ConversationIx, Position), Candidate> = FnvHashMap::default();
-    for (event_ix, event) in history.events.iter().enumerate() {
+    for event in events() {
+        let event = event.borrow();
         if event.conversation as usize >= conversation_count {
             continue;
         }
@@ -76,10 +97,18 @@ pub fn rebuild_log(history: &History) -> MessageLog {
             } => (*id, *client_msg_id, Witness::Receipt),
             _ => continue,
         };
+        let receipt_content = match &event.kind {
+            EventKind::Message {
+                sender_id,
+                body_hash,
+                ..
+            } => (*sender_id, *body_hash),
+            _ => (Uuid::nil(), 0),
+        };
         let candidate = Candidate {
             witness,
-            event: event_ix,
             client_msg_id,
+            receipt_content,
         };
         witnessed
             .entry((event.conversation, id))
@@ -96,7 +125,7 @@ pub fn rebuild_log(history: &History) -> MessageLog {
         let (sender_id, body_hash) = sent
             .get(&(conversation, candidate.client_msg_id))
             .copied()
-            .unwrap_or_else(|| receipt_content(history, &candidate));
+            .unwrap_or(candidate.receipt_content);
         conversations[conversation as usize].push(LogEntry {
             id,
             sender_id,
@@ -110,18 +139,5 @@ pub fn rebuild_log(history: &History) -> MessageLog {
     MessageLog {
         source: LogOrigin::Rebuilt,
         conversations,
-    }
-}
-
-/// Sender and body of an unsent message, from the receipt that witnessed
-/// it; an ack of a message nobody sent carries neither.
-fn receipt_content(history: &History, candidate: &Candidate) -> (Uuid, u64) {
-    match &history.events[candidate.event].kind {
-        EventKind::Message {
-            sender_id,
-            body_hash,
-            ..
-        } => (*sender_id, *body_hash),
-        _ => (Uuid::nil(), 0),
     }
 }

@@ -24,15 +24,13 @@ pub(super) fn run(
     expect: &Expectations,
     drain_complete: bool,
 ) -> CheckOutcome {
-    check(&CheckInput {
-        history: &generated.history,
-        log: &generated.log,
-        expect,
-        drain_complete,
-        unknown_reasons: Vec::new(),
-        retention: None,
-        intruders: &[],
-    })
+    check(
+        &generated.history,
+        &CheckOptions {
+            drain_complete,
+            ..CheckOptions::new(&generated.log, expect)
+        },
+    )
 }
 
 /// Asserts the outcome reports exactly the expected kinds, with the
@@ -318,15 +316,14 @@ fn incomplete_drain_still_reports_messages_moved_past() {
 #[test]
 fn given_unknown_reasons_make_a_clean_run_unknown() {
     let generated = generate(&rich_config());
-    let outcome = check(&CheckInput {
-        history: &generated.history,
-        log: &generated.log,
-        expect: &strict(),
-        drain_complete: true,
-        unknown_reasons: vec!["redis unreachable".into()],
-        retention: None,
-        intruders: &[],
-    });
+    let expect = strict();
+    let outcome = check(
+        &generated.history,
+        &CheckOptions {
+            unknown_reasons: vec!["redis unreachable".into()],
+            ..CheckOptions::new(&generated.log, &expect)
+        },
+    );
     assert_eq!(outcome.verdict, Verdict::Unknown);
     assert_eq!(
         outcome.unknown_reasons,
@@ -510,16 +507,15 @@ fn retention_excuses_a_trimmed_gap_over_expired_messages() {
     // after the run's start, so a 1 ms retention expired all of them (the
     // gap is honest) and a day's retention none.
     let (generated, expected) = mutated(Mutation::FalseGap, 0);
+    let expect = strict();
     let with_retention = |retention| {
-        check(&CheckInput {
-            history: &generated.history,
-            log: &generated.log,
-            expect: &strict(),
-            drain_complete: true,
-            unknown_reasons: Vec::new(),
-            retention: Some(retention),
-            intruders: &[],
-        })
+        check(
+            &generated.history,
+            &CheckOptions {
+                retention: Some(retention),
+                ..CheckOptions::new(&generated.log, &expect)
+            },
+        )
     };
     let expired = with_retention(std::time::Duration::from_millis(1));
     assert_eq!(expired.verdict, Verdict::Valid, "{expired:#?}");
@@ -729,17 +725,12 @@ proptest! {
             allow_lost_ack: wipe,
             ..strict()
         };
-        let input = CheckInput {
-            history: &generated.history,
-            log: &generated.log,
-            expect: &expect,
+        let options = CheckOptions {
             drain_complete,
-            unknown_reasons: Vec::new(),
-            retention: None,
-            intruders: &[],
+            ..CheckOptions::new(&generated.log, &expect)
         };
-        let streamed = check(&input);
-        let gathered = check_gathering_every_slot(&input);
+        let streamed = check(&generated.history, &options);
+        let gathered = check_gathering_every_slot(&generated.history, &options);
         prop_assert_eq!(streamed, gathered);
     }
 }
@@ -751,14 +742,7 @@ fn a_history_file_is_checked_streaming_like_in_memory() {
     let path = dir.path().join("history.bin");
     crate::history::write_history(&path, &generated.history).unwrap();
     let expect = strict();
-    let options = CheckOptions {
-        log: &generated.log,
-        expect: &expect,
-        drain_complete: true,
-        unknown_reasons: Vec::new(),
-        retention: None,
-        intruders: &[],
-    };
+    let options = CheckOptions::new(&generated.log, &expect);
     let streamed = check_file(&path, &options).unwrap();
     assert_flagged(&streamed, &expected).unwrap();
     assert_eq!(streamed, run(&generated, &expect, true));

@@ -9,11 +9,14 @@
 //! - `recorder`: the writer thread the sockets stream into during a run.
 //! - `file`: whole histories in memory ([`read_history`] reads both
 //!   `history.bin` and the `history.jsonl` export).
+//! - `passes`: [`HistoryPasses`], a history file walked as often as a
+//!   consumer needs without loading it (the checker, the analysis).
 
 mod binary;
 mod codec;
 mod event;
 mod file;
+mod passes;
 mod position;
 mod recorder;
 #[cfg(test)]
@@ -25,6 +28,7 @@ pub use file::{
     export_jsonl, read_history, read_history_jsonl, write_history, write_history_jsonl, History,
     HistoryError,
 };
+pub use passes::HistoryPasses;
 pub use position::{Position, PositionError};
 pub use recorder::Recorder;
 

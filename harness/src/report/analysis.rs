@@ -18,7 +18,9 @@ use uuid::Uuid;
 use super::faults::{FaultImpact, FaultTracker, OnlineLevels};
 use super::hlog::IntervalLog;
 use super::latency::{new_histogram, record_clamped, LatencyRecorder};
-use crate::history::{ConversationIx, DeviceIx, DisconnectCause, Event, EventKind, History};
+use crate::history::{
+    ConversationIx, DeviceIx, DisconnectCause, Event, EventKind, History, RunMeta,
+};
 use crate::scenario::LatencyMetric;
 
 const US_PER_SECOND: u64 = 1_000_000;
@@ -480,23 +482,44 @@ impl Accumulator {
 
 /// Every number the reports need, from the history alone.
 pub fn analyze(history: &History) -> Analysis {
+    let events = &history.events;
+    analyze_events(&history.meta, || events.iter())
+}
+
+/// [`analyze`] of a history file, streaming (two passes): memory does not
+/// grow with the history.
+pub fn analyze_passes(
+    history: &crate::history::HistoryPasses,
+) -> Result<Analysis, crate::history::HistoryError> {
+    let analysis = analyze_events(history.meta(), || history.events());
+    history.finish()?;
+    Ok(analysis)
+}
+
+/// `analyze`, reading the events through `events` (called twice, each
+/// time for the whole history in recording order).
+fn analyze_events<I, E>(meta: &RunMeta, mut events: impl FnMut() -> I) -> Analysis
+where
+    I: Iterator<Item = E>,
+    E: std::borrow::Borrow<Event>,
+{
     let mut accumulator = Accumulator::default();
-    accumulator.totals.devices = history.meta.devices.len() as u64;
-    accumulator.totals.conversations = history.meta.conversations.len() as u64;
+    accumulator.totals.devices = meta.devices.len() as u64;
+    accumulator.totals.conversations = meta.conversations.len() as u64;
     for reason in GAP_REASONS {
         accumulator
             .totals
             .gaps_by_reason
             .insert(gap_reason_name(reason).to_string(), 0);
     }
-    accumulator.faults = FaultTracker::new(&history.meta.faults);
-    for event in &history.events {
-        accumulator.count_event(event);
+    accumulator.faults = FaultTracker::new(&meta.faults);
+    for event in events() {
+        accumulator.count_event(event.borrow());
     }
-    for event in &history.events {
-        accumulator.measure_delivery(event);
+    for event in events() {
+        accumulator.measure_delivery(event.borrow());
     }
-    accumulator.finish(history.meta.started_at_unix_ms)
+    accumulator.finish(meta.started_at_unix_ms)
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ mod units;
 
 use std::path::{Path, PathBuf};
 
-pub use analysis::{analyze, Analysis, SecondStats, Totals, MAX_SERIES_SECONDS};
+pub use analysis::{analyze, analyze_passes, Analysis, SecondStats, Totals, MAX_SERIES_SECONDS};
 pub use console::render_console_table;
 pub use faults::{FaultImpact, FAULT_ATTRIBUTION_TAIL_US, RECOVERED_ONLINE_PERCENT};
 pub use hgrm::percentile_distribution;
@@ -37,7 +37,7 @@ pub use summary::{
 };
 pub use thresholds::{evaluate_thresholds, ThresholdResult};
 
-use crate::history::{read_history, HistoryError};
+use crate::history::HistoryError;
 use crate::scenario::LatencyMetric;
 
 pub const SUMMARY_FILE: &str = "summary.json";
@@ -193,8 +193,9 @@ pub fn load_summary(dir: &Path) -> Result<Summary, ReportError> {
 /// the history).
 pub fn rerender_run_dir(dir: &Path) -> Result<(Summary, ReportFiles), ReportError> {
     let mut summary = load_summary(dir)?;
-    let history = read_history(&crate::history::history_path(dir))?;
-    let analysis = analyze(&history);
+    // Streaming: a long run's history is never loaded.
+    let history = crate::history::HistoryPasses::open(&crate::history::history_path(dir))?;
+    let analysis = analyze_passes(&history)?;
     summary.latency = latency_table(&analysis);
     summary.totals = analysis.totals.clone();
     summary.faults = analysis.faults.clone();

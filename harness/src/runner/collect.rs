@@ -1,18 +1,23 @@
 //! Stage 3, collect: the history and the authoritative message log
 //! (read back from the servers' store, or rebuilt from acks and
 //! receipts), written into the run directory with the scenario as run.
+//!
+//! The history stays on disk: the later stages (check, analysis) walk
+//! `history.bin` streaming, so the harness's memory at the end of a run
+//! is bounded by the cast and the message log, not by the events.
 
 use std::path::Path;
 
 use super::log::{LogSource, Rebuilt, Store};
 use super::{report, write_json, Played, RunError};
-use crate::checker::rebuild_log;
-use crate::history::{read_history, History, MessageLog, RunMeta};
+use crate::checker::rebuild_log_from_passes;
+use crate::history::{HistoryPasses, MessageLog, RunMeta};
 use crate::scenario::{render_scenario, Scenario};
 
 /// What the collect stage assembled.
 pub struct Collected {
-    pub history: History,
+    /// The history file, opened for streaming passes (never loaded).
+    pub history: HistoryPasses,
     pub log: MessageLog,
     pub played: PlayedFacts,
 }
@@ -54,7 +59,7 @@ pub async fn collect(
         bytes = written.bytes,
         "history written"
     );
-    let history = read_history(played.history.path())?;
+    let history = HistoryPasses::open(played.history.path())?;
     let log = match store {
         Some(store) => {
             let log = store.read_log(&conversation_ids).await?;
@@ -70,7 +75,7 @@ pub async fn collect(
                     store.describe(),
                     played.acks
                 );
-                rebuild_log(&history)
+                rebuild_log_from_passes(&history)?
             } else {
                 log
             }

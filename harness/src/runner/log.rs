@@ -22,9 +22,9 @@ use recovery_protocol::keys;
 use redis::Value;
 use uuid::Uuid;
 
-use crate::checker::rebuild_log;
+use crate::checker::rebuild_log_from_passes;
 use crate::client::protocol::StoreLayout;
-use crate::history::{body_hash, History, LogEntry, LogOrigin, MessageLog, Position};
+use crate::history::{body_hash, HistoryPasses, LogEntry, LogOrigin, MessageLog, Position};
 
 #[path = "log_socketio.rs"]
 mod socketio;
@@ -48,6 +48,8 @@ pub enum LogError {
     },
     #[error("stream {key} holds an entry the protocol does not describe: {detail}")]
     Entry { key: String, detail: String },
+    #[error("cannot rebuild the message log from the history: {0}")]
+    History(#[from] crate::history::HistoryError),
 }
 
 /// Somewhere the authoritative log can be read from after a run.
@@ -104,9 +106,10 @@ pub struct RedisStreams<'a> {
     pub url: &'a str,
 }
 
-/// The log rebuilt from a finished history (acks and receipts).
+/// The log rebuilt from a finished history file (acks and receipts),
+/// read streaming.
 pub struct Rebuilt<'a> {
-    pub history: &'a History,
+    pub history: &'a HistoryPasses,
     /// Per conversation: the highest acked position during the run.
     pub acked_heads: &'a [Position],
 }
@@ -119,7 +122,7 @@ impl LogSource for Rebuilt<'_> {
     }
 
     async fn read_log(&self, _conversations: &[Uuid]) -> Result<MessageLog, LogError> {
-        Ok(rebuild_log(self.history))
+        Ok(rebuild_log_from_passes(self.history)?)
     }
 }
 

@@ -33,8 +33,8 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 
 use crate::auth::Credentials;
-use crate::checker::{check, check_file, CheckInput, CheckOptions, CheckOutcome};
-use crate::history::{History, MessageLog, Recorder};
+use crate::checker::{check, check_file, check_passes, CheckOptions, CheckOutcome};
+use crate::history::{History, HistoryPasses, MessageLog, Recorder};
 use crate::proxy::{Proxy, ProxyError};
 use crate::report::{self, RunFacts, Summary};
 use crate::scenario::{FaultKind, Link, Persistence, RedisProviderChoice, Scenario, ServersSpec};
@@ -243,7 +243,7 @@ pub async fn run_until(
         played,
     )
     .await?;
-    let check = check_collected(&collected, &scenario);
+    let check = check_collected(&collected, &scenario)?;
     let facts = facts_of(
         &collected,
         scenario.clone(),
@@ -471,14 +471,22 @@ pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<
 }
 
 /// Stage 4 for a run just collected (single process or merged shards).
-pub fn check_collected(collected: &Collected, scenario: &Scenario) -> CheckOutcome {
-    check_history(
+/// The history is read from its file streaming (two passes), never
+/// loaded.
+pub fn check_collected(
+    collected: &Collected,
+    scenario: &Scenario,
+) -> Result<CheckOutcome, crate::history::HistoryError> {
+    let played = &collected.played;
+    check_passes(
         &collected.history,
-        &collected.log,
-        scenario,
-        collected.played.drain_complete,
-        collected.played.unknown_reasons.clone(),
-        &collected.played.intruders,
+        &CheckOptions {
+            drain_complete: played.drain_complete,
+            unknown_reasons: played.unknown_reasons.clone(),
+            intruders: &played.intruders,
+            // No retention, as in `check_history`.
+            ..CheckOptions::new(&collected.log, &scenario.expect)
+        },
     )
 }
 
@@ -491,17 +499,18 @@ pub fn check_history(
     unknown_reasons: Vec<String>,
     intruders: &[crate::intruders::IntruderRecord],
 ) -> CheckOutcome {
-    check(&CheckInput {
+    check(
         history,
-        log,
-        expect: &scenario.expect,
-        drain_complete,
-        unknown_reasons,
-        // The scenario has no retention key: judge `trimmed` gaps by the
-        // protocol alone (spawned servers keep 30 days, far beyond a run).
-        retention: None,
-        intruders,
-    })
+        &CheckOptions {
+            drain_complete,
+            unknown_reasons,
+            intruders,
+            // The scenario has no retention key: judge `trimmed` gaps by
+            // the protocol alone (spawned servers keep 30 days, far beyond
+            // a run).
+            ..CheckOptions::new(log, &scenario.expect)
+        },
+    )
 }
 
 /// Stage 4 for a history on disk (`harness check`): the file is read
@@ -516,13 +525,10 @@ pub fn check_history_file(
     check_file(
         path,
         &CheckOptions {
-            log,
-            expect: &scenario.expect,
             drain_complete,
-            unknown_reasons: Vec::new(),
-            // As in `check_history`.
-            retention: None,
             intruders,
+            // No retention, as in `check_history`.
+            ..CheckOptions::new(log, &scenario.expect)
         },
     )
 }
@@ -573,7 +579,7 @@ pub fn report_run(
     run_dir: &Path,
     facts: RunFacts,
     started: Instant,
-    history: &History,
+    history: &HistoryPasses,
     check: &CheckOutcome,
 ) -> Result<Summary, RunError> {
     report_with_facts(run_dir, facts, history, check, |facts| {
@@ -591,11 +597,11 @@ pub fn report_run(
 pub fn report_with_facts(
     run_dir: &Path,
     mut facts: RunFacts,
-    history: &History,
+    history: &HistoryPasses,
     check: &CheckOutcome,
     measure: impl FnOnce(&mut RunFacts),
 ) -> Result<Summary, RunError> {
-    let analysis = report::analyze(history);
+    let analysis = report::analyze_passes(history)?;
     let thresholds = report::evaluate_thresholds(
         &facts.scenario.thresholds,
         &analysis,

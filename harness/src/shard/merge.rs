@@ -262,7 +262,7 @@ pub async fn merge(options: MergeOptions) -> Result<RunOutcome, ShardError> {
     // once (or rebuilt from acks and receipts), the files written.
     let store = runner::log_store(&scenario, redis_url.as_deref());
     let collected = runner::collect(&options.out, &scenario, store, played).await?;
-    let check = runner::check_collected(&collected, &scenario);
+    let check = runner::check_collected(&collected, &scenario)?;
     let facts = runner::facts_of(
         &collected,
         scenario.clone(),
