@@ -6,6 +6,7 @@
 //! - [`protocol`]: the protocol seam: one codec per wire protocol (v1,
 //!   Socket.IO), turning frames into protocol-neutral history events.
 //! - [`socket`]: the task: connect, recover, receive, send, ack, churn.
+//! - [`ack`]: when a socket acks (coalesced, cumulative).
 //! - [`traffic`]: the open-model send scheduler (Poisson arrivals).
 //! - [`shape`]: the load shape: `[[stages]]` and reconnect storms.
 //! - [`dist`]: sampling scenario distributions.
@@ -18,6 +19,7 @@
 //! (`history::Recorder`, a lock-free channel; nothing kept per socket);
 //! live progress goes through relaxed atomics only.
 
+pub mod ack;
 pub mod connection;
 pub mod dist;
 pub mod live;

@@ -15,6 +15,7 @@ use tokio::time::{sleep_until, Instant};
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
+use super::ack::{AckBatch, AckDue};
 use super::connection::{connect, drop_connection, DropKind, Ws};
 use super::dist::sample_duration;
 use super::protocol::{Codec, DeviceIdentity, Inbound, ProtocolCodec, ResumeState};
@@ -23,15 +24,6 @@ use crate::history::{
     body_hash, DisconnectCause, Event, EventKind, Position, ResumeClaim, ResumeMode, SendOutcome,
 };
 
-/// Cumulative acks go out after this many new messages, or `ACK_DELAY`
-/// after the first message not acked yet; no timer runs while there is
-/// nothing to ack (a 100 ms tick woke every socket ten times a second for
-/// nothing). Why not longer: a device that drops before its first ack
-/// leaves the server no cursor, and a reconnect that races the previous
-/// socket's cursor save sees an older one; both replay more (allowed, but
-/// noisier reports), so acks stay prompt, as a chat app's read receipts are.
-const ACK_EVERY_MESSAGES: usize = 16;
-const ACK_DELAY: Duration = Duration::from_millis(100);
 /// Deadline of a timer that is not armed (never polled until it is).
 const FAR_FUTURE: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Retry delay after `error unavailable` and after a failed connect.
@@ -398,8 +390,9 @@ impl SocketTask {
         let mut caught_up = false;
         let mut unacked_messages = 0usize;
         let mut acked_sent: Option<Position> = None;
-        // Armed by the first message not acked yet; no timer runs while
-        // there is nothing to ack.
+        // Coalesced acks (`client::ack`): the timer is armed by the first
+        // message not acked yet; none runs while there is nothing to ack.
+        let mut ack_batch = AckBatch::default();
         let mut ack_armed = false;
         let mut retry_armed = false;
         let mut online_check = tokio::time::interval(ONLINE_CHECK);
@@ -454,15 +447,23 @@ impl SocketTask {
                             }
                         }
                     }
-                    if unacked_messages >= ACK_EVERY_MESSAGES {
-                        if let Err(cause) = self.send_ack(ws, codec, &mut acked_sent).await {
-                            return Drive::Lost(cause);
-                        }
+                    if unacked_messages > 0 {
+                        let received = u32::try_from(unacked_messages).unwrap_or(u32::MAX);
                         unacked_messages = 0;
-                        ack_armed = false;
-                    } else if unacked_messages > 0 && !ack_armed {
-                        ack_due.as_mut().reset(Instant::now() + ACK_DELAY);
-                        ack_armed = true;
+                        match ack_batch.received(received, Instant::now()) {
+                            AckDue::Now => {
+                                if let Err(cause) = self.send_ack(ws, codec, &mut acked_sent).await {
+                                    return Drive::Lost(cause);
+                                }
+                                ack_batch.sent();
+                                ack_armed = false;
+                            }
+                            AckDue::At(at) if !ack_armed => {
+                                ack_due.as_mut().reset(at);
+                                ack_armed = true;
+                            }
+                            AckDue::At(_) | AckDue::Idle => {}
+                        }
                     }
                     self.check_drained();
                 }
@@ -484,10 +485,20 @@ impl SocketTask {
                 }
                 _ = &mut ack_due, if ack_armed => {
                     ack_armed = false;
-                    if let Err(cause) = self.send_ack(ws, codec, &mut acked_sent).await {
-                        return Drive::Lost(cause);
+                    match ack_batch.timer_fired(Instant::now()) {
+                        AckDue::Now => {
+                            if let Err(cause) = self.send_ack(ws, codec, &mut acked_sent).await {
+                                return Drive::Lost(cause);
+                            }
+                            ack_batch.sent();
+                        }
+                        // Fired early (cannot with tokio's timer): wait on.
+                        AckDue::At(at) => {
+                            ack_due.as_mut().reset(at);
+                            ack_armed = true;
+                        }
+                        AckDue::Idle => {}
                     }
-                    unacked_messages = 0;
                 }
                 _ = &mut retry_due, if retry_armed => {
                     retry_armed = false;
