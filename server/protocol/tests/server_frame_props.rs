@@ -4,6 +4,9 @@
 //! same error for every frame the encoders write, every mutation of one,
 //! and arbitrary text.
 
+mod common;
+
+use common::{apply, edit};
 use proptest::prelude::*;
 use recovery_protocol::{
     CursorSource, ErrorCode, FrameError, GapReason, MessageFrame, ServerFrame, StreamId,
@@ -114,57 +117,6 @@ fn encodings(frame: &ServerFrame) -> Vec<String> {
         .collect();
     out.push(format!("{{{}}}", reversed.join(",")));
     out
-}
-
-/// One edit of a text, kept valid UTF-8.
-#[derive(Debug, Clone)]
-enum Edit {
-    Delete(usize),
-    Insert(usize, char),
-    Duplicate(usize, usize),
-}
-
-fn edit() -> impl Strategy<Value = Edit> {
-    let interesting = prop_oneof![
-        Just('"'),
-        Just('{'),
-        Just('}'),
-        Just(':'),
-        Just(','),
-        Just('\\'),
-        Just('-'),
-        Just('0'),
-        Just(' '),
-        Just('.'),
-        any::<char>(),
-    ];
-    prop_oneof![
-        any::<usize>().prop_map(Edit::Delete),
-        (any::<usize>(), interesting).prop_map(|(at, c)| Edit::Insert(at, c)),
-        (any::<usize>(), 1usize..40).prop_map(|(at, len)| Edit::Duplicate(at, len)),
-    ]
-}
-
-fn apply(text: &str, edits: &[Edit]) -> String {
-    let mut chars: Vec<char> = text.chars().collect();
-    for edit in edits {
-        let len = chars.len().max(1);
-        match *edit {
-            Edit::Delete(at) if !chars.is_empty() => {
-                chars.remove(at % len);
-            }
-            Edit::Delete(_) => {}
-            Edit::Insert(at, c) => chars.insert(at % (chars.len() + 1), c),
-            Edit::Duplicate(at, n) if !chars.is_empty() => {
-                let start = at % len;
-                let end = (start + n).min(chars.len());
-                let copy: Vec<char> = chars[start..end].to_vec();
-                chars.splice(end..end, copy);
-            }
-            Edit::Duplicate(..) => {}
-        }
-    }
-    chars.into_iter().collect()
 }
 
 /// The two parses as comparable values (errors by their full message,
