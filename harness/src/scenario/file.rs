@@ -13,13 +13,11 @@ use serde::{Deserialize, Serialize};
 use super::intruders::{MAX_ATTEMPTS, MAX_INTRUDERS_PER_KIND};
 use super::model::COMMAND_PLACEHOLDERS;
 use super::model::{fill_placeholders, DurationDist, Link, StormDrop};
-use super::variant_name;
 use crate::client::protocol::Protocol;
 
 /// A value with a unit: text in the file, in the grammar shared with the
-/// server's flags (`recovery-units`). The serde name tells `de.rs` which
-/// unit it is, to check the text with a precise error and to suggest the
-/// unit for a bare number.
+/// server's flags (`recovery-units`); a bare number gets the quoted form
+/// with the unit as a hint (`de::with_unit`).
 macro_rules! unit_value {
     ($(#[$doc:meta])* $vis:vis $name:ident($type:ty), $unit:literal, $parse:path, $format:path) => {
         $(#[$doc])*
@@ -46,27 +44,22 @@ macro_rules! unit_value {
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                /// The text, named for `de.rs`.
-                #[derive(Deserialize)]
-                #[serde(rename = $unit)]
-                struct Text(String);
-                let Text(text) = Text::deserialize(deserializer)?;
-                $parse(&text).map($name).map_err(serde::de::Error::custom)
+                super::de::with_unit(deserializer, $unit, $parse).map($name)
             }
         }
     };
 }
-unit_value!(pub(crate) Dur(Duration), "$unit:s", parse_duration, format_duration);
-unit_value!(pub(crate) Rate(f64), "$unit:/s", parse_rate, format_rate);
-unit_value!(pub(crate) Size(u32), "$unit:B", parse_size, format_size);
-unit_value!(pub(crate) ByteRate(u64), "$unit:B/s", parse_byte_rate, format_byte_rate);
+unit_value!(pub(crate) Dur(Duration), "s", parse_duration, format_duration);
+unit_value!(pub(crate) Rate(f64), "/s", parse_rate, format_rate);
+unit_value!(pub(crate) Size(u32), "B", parse_size, format_size);
+unit_value!(pub(crate) ByteRate(u64), "B/s", parse_byte_rate, format_byte_rate);
 unit_value!(
     /// A percentile in (0, 100]; 100 means max (the model's type).
-    pub Percentile(f64), "$unit:p", parse_percentile, format_percentile
+    pub Percentile(f64), "p", parse_percentile, format_percentile
 );
 
 /// Values checked as soon as they are read, so that the error points at
-/// them (`de.rs` gives errors raised here the value's place): each is read
+/// them (toml gives errors raised here the value's place): each is read
 /// as its `$inner` form of the model's `$model` type (`FromInto` in the
 /// model's serde attributes), and `$check` gives the problem, if any, with
 /// its hint in parentheses.
@@ -181,7 +174,7 @@ fn dir_name_problem(name: &str) -> Option<String> {
 /// The file as written. `population` and `traffic` are required tables
 /// (checked in `validate.rs`, for an error that says "table").
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table")]
 pub(crate) struct ScenarioFile {
     pub name: DirName,
     pub seed: Option<u64>,
@@ -211,7 +204,7 @@ pub(crate) struct ScenarioFile {
 /// (`targets`) or any server started per instance (`command`); which keys
 /// go with which is checked in `validate.rs`.
 #[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table")]
 pub(crate) struct ServersFile {
     /// The wire protocol the servers speak (`client::protocol`); v1 when
     /// absent.
@@ -254,10 +247,10 @@ impl DistName {
     }
 }
 
-/// A [`DurationDist`] as written; `de.rs` checks its keys against its
-/// `dist` ([`tagged_keys`]).
+/// A [`DurationDist`] as written; `validate.rs` checks its keys against
+/// its `dist` (unknown keys included, for a hint with this `dist`'s keys).
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(expecting = "a table")]
 pub(crate) struct DistFile {
     pub dist: DistName,
     pub value: Option<Dur>,
@@ -351,10 +344,10 @@ impl FaultName {
     }
 }
 
-/// Every key is optional here: `de.rs` checks them against the `kind`
-/// ([`tagged_keys`]), to report a key of another kind as such.
+/// Every key is optional here: `validate.rs` checks them against the
+/// `kind` (unknown keys included), to answer with this kind's keys.
 #[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(expecting = "a table")]
 pub(crate) struct FaultFile {
     pub kind: FaultName,
     pub at: Option<Dur>,
@@ -366,59 +359,4 @@ pub(crate) struct FaultFile {
     pub rate: Option<PositiveByteRate>,
     pub share: Option<StormShare>,
     pub drop: Option<StormDrop>,
-}
-
-/// The keys of a table tagged by one of its values (a fault's `kind`, a
-/// distribution's `dist`), which `de.rs` checks as the table is read: a
-/// key of another variant is reported as such, a missing one as missing.
-pub(crate) struct Tagged {
-    pub tag: &'static str,
-    pub name: &'static str,
-    pub takes: &'static [&'static str],
-    pub requires: Vec<&'static str>,
-}
-
-/// The [`Tagged`] keys of the struct `table` (its serde name) whose
-/// values are `value_of`, if it is a tagged table with a known tag.
-pub(crate) fn tagged_keys<'a>(
-    table: &str,
-    value_of: impl Fn(&str) -> Option<&'a str>,
-) -> Option<Tagged> {
-    fn read<T: for<'de> Deserialize<'de>>(text: &str) -> Option<T> {
-        T::deserialize(
-            serde::de::IntoDeserializer::<serde::de::value::Error>::into_deserializer(text),
-        )
-        .ok()
-    }
-    let (tag, name, takes, optional): (_, _, _, &[&str]) = match table {
-        "DistFile" => {
-            let dist: DistName = read(value_of("dist")?)?;
-            ("dist", variant_name(dist), dist.keys(), &[])
-        }
-        "FaultFile" => {
-            let kind: FaultName = read(value_of("kind")?)?;
-            // A reset is instant; a storm's duration is the window its
-            // sockets come back in (0: all at once).
-            let instant = matches!(kind, FaultName::Reset | FaultName::ReconnectStorm);
-            let optional: &[&str] = &["kind", "server", "jitter", "share", "drop", "duration"];
-            (
-                "kind",
-                variant_name(kind),
-                kind.keys(),
-                &optional[..5 + usize::from(instant)],
-            )
-        }
-        _ => return None,
-    };
-    let requires = takes
-        .iter()
-        .copied()
-        .filter(|key| !optional.contains(key))
-        .collect();
-    Some(Tagged {
-        tag,
-        name,
-        takes,
-        requires,
-    })
 }

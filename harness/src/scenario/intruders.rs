@@ -58,7 +58,7 @@ impl IntruderKind {
 /// each value is read (`file.rs`), the rules across values by [`check`].
 #[serde_as]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
 pub struct Intruders {
     #[serde_as(as = "FromInto<IntruderCount>")]
     pub no_token: u32,

@@ -3,8 +3,9 @@
 //! The schema is serde derives, unknown keys denied everywhere (`model.rs`,
 //! `file.rs`; `docs/scenario-format.md` is its human-facing copy), with the
 //! unit grammar shared with the server's flags (`recovery-units`). The text
-//! is parsed into toml's spanned tree, deserialized by `de.rs` (which keeps
-//! every error's span and key path), then validated (`validate.rs`).
+//! is parsed into toml's spanned tree, deserialized by toml's own serde
+//! deserializer (`de.rs`: errors keep their span and key path), then
+//! validated (`validate.rs`).
 //!
 //! The whole file is checked before anything starts, and the FIRST problem
 //! is reported (syntax, then keys, types and values in file order, then the
@@ -21,11 +22,9 @@ mod validate;
 
 use std::path::Path;
 
-use serde::Deserialize;
-use toml::de::{DeTable, DeValue};
+use toml::de::DeTable;
 
 pub(crate) use de::variant_name;
-use de::ValueDe;
 use file::ScenarioFile;
 use validate::Source;
 
@@ -58,15 +57,24 @@ pub fn parse_scenario(text: &str, origin: &str) -> Result<Scenario, ScenarioErro
         source.at(err.span().unwrap_or(0..0), "", problem, None)
     })?;
     source.document = document.get_ref();
-    let root = DeValue::Table(document.get_ref().clone());
-    let root = ValueDe {
-        value: &root,
-        span: 0..0,
-        path: String::new(),
-    };
-    let file = ScenarioFile::deserialize(root).map_err(|err| {
-        let span = err.span.clone().unwrap_or(0..0);
-        source.at(span, &err.path.unwrap_or_default(), err.problem, err.hint)
+    for key in ["faults", "stages", "thresholds.latency"] {
+        if source.is_table(key) {
+            let hint = format!("write each entry as a [[{key}]] table");
+            let problem = "expected an array of tables, found a table";
+            return Err(source.fail(key, problem, Some(hint)));
+        }
+    }
+    let file: ScenarioFile = de::read(document.clone()).map_err(|err| {
+        // toml places an error raised after a value was read (a checked
+        // value) at the enclosing value: the path finds the value itself.
+        let at_path = source.value_span(&err.path);
+        let within = err.span.start <= at_path.start && at_path.end <= err.span.end;
+        let span = if within && !at_path.is_empty() {
+            at_path
+        } else {
+            err.span
+        };
+        source.at(span, &err.path, err.problem, None)
     })?;
     validate::scenario(&source, file)
 }

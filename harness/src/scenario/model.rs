@@ -59,7 +59,7 @@ pub enum Persistence {
 
 #[serde_as]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
 pub struct RedisSpec {
     pub provider: RedisProviderChoice,
     #[serde_as(as = "Option<FromInto<RedisUrl>>")]
@@ -130,7 +130,7 @@ pub fn fill_placeholders(template: &str, values: &[(&str, &str)]) -> Result<Stri
 
 #[serde_as]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table")]
 pub struct Population {
     #[serde_as(as = "FromInto<Count>")]
     pub users: u32,
@@ -161,7 +161,7 @@ impl Population {
 /// reached linearly from the previous stage's (`None`: the previous holds).
 #[serde_as]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table")]
 pub struct Stage {
     #[serde_as(as = "FromInto<Positive>")]
     pub duration: Duration,
@@ -185,7 +185,7 @@ pub enum StormDrop {
 
 #[serde_as]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table")]
 pub struct Traffic {
     /// Over all devices (open model: sends never wait for acks).
     #[serde(rename = "send_rate")]
@@ -212,7 +212,7 @@ pub enum DurationDist {
 /// `Default` is an empty `[churn]` table; without one, churn is off.
 #[serde_as]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
 pub struct Churn {
     /// `false`: devices stay online for the whole run.
     pub enabled: bool,
@@ -271,7 +271,7 @@ pub use super::file::Percentile;
 
 #[serde_as]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table")]
 pub struct LatencyThreshold {
     pub metric: LatencyMetric,
     #[serde_as(as = "FromInto<Pct>")]
@@ -282,7 +282,7 @@ pub struct LatencyThreshold {
 
 #[serde_as]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
 pub struct Thresholds {
     #[serde(rename = "min_delivery_rate")]
     #[serde_as(as = "Option<FromInto<PositiveRate>>")]
@@ -294,7 +294,7 @@ pub struct Thresholds {
 /// `[expect]`; the two permissions are written `"allowed"`/`"forbidden"`.
 #[serde_as]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
 pub struct Expectations {
     pub no_loss: bool,
     pub no_duplicates: bool,

@@ -69,8 +69,13 @@ impl Source<'_> {
         found
     }
 
-    fn value_span(&self, path: &str) -> Span {
+    pub fn value_span(&self, path: &str) -> Span {
         self.find(path).map_or(0..0, |(_, value)| value.span())
+    }
+
+    pub fn is_table(&self, path: &str) -> bool {
+        let value = self.find(path).map(|(_, value)| value.get_ref());
+        matches!(value, Some(DeValue::Table(_)))
     }
 
     /// An error about the value (or table) at `path`.
@@ -319,7 +324,37 @@ fn stages(source: &Source, stages: &[Stage], traffic_end: Duration) -> Result<()
     Ok(())
 }
 
-/// A distribution's values (its keys were checked as it was read).
+/// A table tagged by one of its values (a fault's `kind`, a distribution's
+/// `dist`): a key of another variant is reported as such, a missing one
+/// as missing. An absent table (a default) is not checked.
+fn tagged(
+    source: &Source,
+    path: &str,
+    tag: &str,
+    name: &str,
+    takes: &[&str],
+    optional: &[&str],
+) -> Result<(), ScenarioError> {
+    let written = source.keys(path);
+    let hint = || Some(format!("{name} takes: {}", takes.join(", ")));
+    if let Some(key) = written
+        .iter()
+        .find(|key| **key != tag && !takes.contains(key))
+    {
+        let problem = format!("does not apply to {tag} = {name:?}");
+        return Err(source.fail_key(&join(path, key), problem, hint()));
+    }
+    let required = |key: &&&str| !optional.contains(key) && !written.contains(key);
+    match takes.iter().find(required) {
+        Some(absent) if !written.is_empty() => {
+            let span = source.value_span(path);
+            Err(source.at(span, &join(path, absent), "required key is missing", hint()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A distribution's keys and values.
 /// `zero_allowed`: an offline time of 0 is a legitimate "reconnect at
 /// once"; an online time of 0 would make a device flap without ever doing
 /// anything. A zero mean has no exponential distribution, offline or not.
@@ -329,6 +364,8 @@ fn duration_dist(
     dist: &DurationDist,
     zero_allowed: bool,
 ) -> Result<(), ScenarioError> {
+    let name = DistFile::from(dist.clone()).dist;
+    tagged(source, path, "dist", variant_name(name), name.keys(), &[])?;
     let zero = |key| (key, "must be greater than 0s", None);
     let (key, problem, hint) = match *dist {
         DurationDist::Fixed { value } if value.is_zero() && !zero_allowed => zero("value"),
@@ -398,8 +435,7 @@ fn describe(spec: &FaultSpec) -> String {
 /// (it controls the Redis, the servers or the link), when it starts while
 /// traffic runs, and when no other fault acts on the same target meanwhile:
 /// overlaps would make the timeline (and the report's attribution of
-/// findings to faults) ambiguous. Which keys each kind takes was checked as
-/// the table was read ([`tagged_keys`]).
+/// findings to faults) ambiguous.
 fn faults(
     source: &Source,
     items: &[FaultFile],
@@ -441,6 +477,18 @@ fn fault(
     // Whether the harness controls what this kind of fault acts on.
     let external = matches!(context.servers, ServersSpec::External { .. });
     let kind = file.kind;
+    // A reset is instant; a storm's duration is the window its sockets
+    // come back in (0: all at once).
+    let optional = ["kind", "server", "jitter", "share", "drop", "duration"];
+    let optional = &optional[..5 + usize::from(matches!(kind, Reset | ReconnectStorm))];
+    tagged(
+        source,
+        path,
+        "kind",
+        variant_name(kind),
+        kind.keys(),
+        optional,
+    )?;
     if matches!(kind, RedisRestart | RedisPause | RedisWipe)
         && context.redis.provider == RedisProviderChoice::Url
     {

@@ -73,15 +73,15 @@ fn stage_keys_are_checked() {
         &with_tail("[[stages]]\nduration = \"1s\"\nrate = \"5/s\"\n"),
         11,
         1,
-        "stages[0]",
-        "unknown key \"rate\" (expected one of: duration, send_rate, online)",
+        "stages[0].rate",
+        "unknown field `rate`, expected one of `duration`, `send_rate`, `online`",
     );
     assert_error(
         &with_tail("[[stages]]\nsend_rate = \"5/s\"\n"),
         9,
         1,
-        "stages[0].duration",
-        "required key is missing",
+        "stages[0]",
+        "missing field `duration`",
     );
 }
 
@@ -132,7 +132,7 @@ fn storm_rules() {
         12,
         8,
         "faults[0].drop",
-        "unknown value \"gently\" (expected one of: close, abrupt, reset)",
+        "unknown variant `gently`, expected one of `close`, `abrupt`, `reset`",
     );
     assert_error(
         &storm("link = \"clients\"\n"),
