@@ -1,6 +1,6 @@
 //! Scenario files: TOML text -> validated [`Scenario`], and back.
 //!
-//! The schema is serde derives, unknown keys denied everywhere (`model.rs`,
+//! The schema is serde derives, unknown keys denied (`model.rs`,
 //! `file.rs`; `docs/scenario-format.md` is its human-facing copy), with the
 //! unit grammar shared with the server's flags (`recovery-units`). The text
 //! is parsed into toml's spanned tree, deserialized by toml's own serde
