@@ -6,6 +6,8 @@
 
 pub mod keys;
 mod parse;
+mod replay_conn;
+mod resp;
 mod scripts;
 mod signals;
 
@@ -143,6 +145,8 @@ pub struct StoreSettings {
 pub struct Store {
     redis: ConnectionManager,
     client: redis::Client,
+    /// Replay pages' own connections (see `replay_conn`).
+    replay: std::sync::Arc<replay_conn::ReplayConnections>,
     settings: StoreSettings,
     /// Flaw `cursor-per-device`: one sync key per device for all its
     /// conversations, epochs ignored (the seed's bug 5).
@@ -177,6 +181,7 @@ impl Store {
         let info = redis::IntoConnectionInfo::into_connection_info(url)
             .map_err(connect_err)?
             .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let replay = std::sync::Arc::new(replay_conn::ReplayConnections::new(&info));
         let client = redis::Client::open(info).map_err(connect_err)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
@@ -190,9 +195,16 @@ impl Store {
         Ok(Store {
             redis,
             client,
+            replay,
             settings,
             shared_cursor_flaw: false,
         })
+    }
+
+    /// Replay connections open now (see `replay_conn`; for tests and
+    /// diagnostics).
+    pub fn replay_connections_open(&self) -> usize {
+        self.replay.open_count()
     }
 
     /// Testing aid: re-creates the seed's bug 5 (see `flaws`).
@@ -321,6 +333,15 @@ impl Store {
         match widest_body {
             Some(widest) => {
                 let count = entries_within(self.settings.page_bytes, widest, count);
+                let key = keys::stream(conversation_id);
+                let end = until.to_string();
+                if let Some(page) = self
+                    .replay
+                    .xrange(&key, &start, &end, count, conversation_id)
+                    .await
+                {
+                    return page;
+                }
                 self.plain_range(conversation_id, start, until, count, "XRANGE page")
                     .await
             }
