@@ -161,3 +161,25 @@ pub async fn drop_connection(mut ws: Ws, kind: DropKind) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Memory per connected socket: what one connection holds inline in
+    /// its socket task. Printed, not asserted (layouts change with crate
+    /// versions); `docs/performance.md` ("Client, third pass") quotes it.
+    #[test]
+    fn connection_sizes() {
+        use tokio_tungstenite::tungstenite::protocol::WebSocket;
+        println!(
+            "Ws {} bytes; MaybeTlsStream<TcpStream> {}; TcpStream {}; rustls client stream {}; tungstenite WebSocket<TcpStream> {}",
+            std::mem::size_of::<Ws>(),
+            std::mem::size_of::<MaybeTlsStream<TcpStream>>(),
+            std::mem::size_of::<TcpStream>(),
+            std::mem::size_of::<tokio_rustls::client::TlsStream<TcpStream>>(),
+            std::mem::size_of::<WebSocket<std::net::TcpStream>>(),
+        );
+        assert!(std::mem::size_of::<Ws>() >= std::mem::size_of::<TcpStream>());
+    }
+}

@@ -7,6 +7,8 @@
 //!   Socket.IO), turning frames into protocol-neutral history events.
 //! - [`socket`]: the task: connect, recover, receive, send, ack, churn.
 //! - [`ack`]: when a socket acks (coalesced, cumulative).
+//! - [`orders`]: the per-socket queue of send orders (light: sockets are
+//!   many, orders few).
 //! - [`traffic`]: the open-model send scheduler (Poisson arrivals).
 //! - [`shape`]: the load shape: `[[stages]]` and reconnect storms.
 //! - [`dist`]: sampling scenario distributions.
@@ -23,6 +25,7 @@ pub mod ack;
 pub mod connection;
 pub mod dist;
 pub mod live;
+pub mod orders;
 pub mod protocol;
 pub mod shape;
 pub mod socket;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use rand::rngs::StdRng;
 use rand::Rng;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
@@ -18,6 +18,7 @@ use uuid::Uuid;
 use super::ack::{AckBatch, AckDue};
 use super::connection::{connect, drop_connection, DropKind, Ws};
 use super::dist::sample_duration;
+use super::orders::OrderReceiver;
 use super::protocol::{Codec, DeviceIdentity, Inbound, ProtocolCodec, ResumeState};
 use super::{ClientContext, Phase, SendOrder, SocketSpec};
 use crate::history::{
@@ -62,7 +63,7 @@ pub struct SocketTask {
     spec: SocketSpec,
     ctx: Arc<ClientContext>,
     rng: StdRng,
-    orders: mpsc::Receiver<SendOrder>,
+    orders: OrderReceiver,
     socket_no: u32,
     connected_once: bool,
     /// Highest position received on any socket (the device's own cursor).
@@ -92,7 +93,7 @@ impl SocketTask {
         spec: SocketSpec,
         ctx: Arc<ClientContext>,
         rng: StdRng,
-        orders: mpsc::Receiver<SendOrder>,
+        orders: OrderReceiver,
     ) -> Self {
         SocketTask {
             spec,
@@ -268,14 +269,20 @@ impl SocketTask {
         self.ctx.counters.connects.fetch_add(1, Ordering::Relaxed);
         self.connect_at_us = self.ctx.clock.now_us();
         let bearer = self.spec.bearer.as_ref().map(crate::auth::Bearer::as_str);
-        match connect(
-            &codec.connect_url(&target),
+        let url = codec.connect_url(&target);
+        // Boxed: the handshake's state machine (~10 KB) is alive only while
+        // connecting; inline, every socket task carried it for the whole
+        // run (the task future was 13 KB). Boxed where it is made: a
+        // named unboxed future would keep its slot in this future even
+        // after being moved into the box.
+        let connecting = Box::pin(connect(
+            &url,
             bearer,
             self.ctx.tls.as_ref(),
             self.ctx.connect_timeout,
-        )
-        .await
-        {
+        ));
+        log_future_size("connect", &*connecting);
+        match connecting.await {
             Ok(ws) => Some((ws, codec)),
             Err(err) => {
                 self.ctx
@@ -294,7 +301,9 @@ impl SocketTask {
     async fn session(&mut self, mut ws: Ws, mut codec: Codec) -> Ended {
         self.connected_once = true;
         self.ctx.counters.socket_up();
-        let ended = self.drive(&mut ws, &mut codec).await;
+        let driving = self.drive(&mut ws, &mut codec);
+        log_future_size("drive", &driving);
+        let ended = driving.await;
         self.ctx.online[self.spec.index].store(false, Ordering::Relaxed);
         self.ctx.counters.socket_down();
         self.ctx
@@ -311,7 +320,7 @@ impl SocketTask {
                 if kind == DropKind::Close {
                     self.goodbye(&mut ws, &mut codec).await;
                 }
-                drop_connection(ws, kind).await;
+                Box::pin(drop_connection(ws, kind)).await;
                 match ended {
                     Drive::Dropped { offline, .. } => Ended::Offline(offline),
                     _ => Ended::Churned,
@@ -320,7 +329,7 @@ impl SocketTask {
             Drive::RunOver => {
                 self.record(EventKind::Disconnect(DisconnectCause::RunEnd));
                 self.goodbye(&mut ws, &mut codec).await;
-                drop_connection(ws, DropKind::Close).await;
+                Box::pin(drop_connection(ws, DropKind::Close)).await;
                 Ended::RunOver
             }
             Drive::Lost(cause) => {
@@ -472,7 +481,7 @@ impl SocketTask {
                         message: format!("no hello within {:?} of the WebSocket opening", self.ctx.connect_timeout),
                     });
                 }
-                order = self.orders.recv(), if caught_up && !(self.orders.is_closed() && self.orders.is_empty()) => {
+                order = self.orders.recv(), if caught_up && !self.orders.is_finished() => {
                     // None: the scheduler is done and dropped its sender.
                     // The guard above keeps a closed, empty channel out of the
                     // select; without it every socket spun on `None` for
@@ -770,6 +779,17 @@ impl SocketTask {
         *acked_sent = Some(last);
         self.record(EventKind::AckSent { id: last });
         self.write(ws, frame).await
+    }
+}
+
+/// Logs (debug) the size of a connection's futures once per kind: they
+/// are per-socket memory (docs/performance.md, "Client, third pass").
+fn log_future_size<T>(what: &'static str, future: &T) {
+    static SEEN: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    if !seen.contains(&what) {
+        seen.push(what);
+        tracing::debug!(what, bytes = std::mem::size_of_val(future), "future size");
     }
 }
 

@@ -11,12 +11,11 @@ use std::sync::Arc;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::dist::exponential;
+use super::orders::OrderSender;
 use super::shape::LoadShape;
 use super::{ClientContext, Phase, SendOrder};
 
@@ -67,7 +66,7 @@ impl ScheduleShare {
 #[allow(clippy::too_many_arguments)] // each is one setting of the schedule
 pub async fn run_scheduler(
     ctx: Arc<ClientContext>,
-    orders: Vec<mpsc::Sender<SendOrder>>,
+    orders: Vec<OrderSender>,
     shape: LoadShape,
     body_bytes: usize,
     start_us: u64,
@@ -124,7 +123,7 @@ pub async fn run_scheduler(
                     placed += 1;
                     break;
                 }
-                Err(TrySendError::Full(back) | TrySendError::Closed(back)) => unplaced = Some(back),
+                Err(back) => unplaced = Some(back),
             }
         }
         if unplaced.is_some() {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use super::metrics::LiveSlot;
 use super::{
@@ -17,10 +17,11 @@ use super::{
     RunError, ORDER_QUEUE,
 };
 use crate::client::live::LiveStats;
+use crate::client::orders::{order_queue, OrderSender};
 use crate::client::shape::{LoadShape, StormControl};
 use crate::client::socket::SocketTask;
 use crate::client::traffic::{run_scheduler, ScheduleShare};
-use crate::client::{ClientContext, Counters, Phase, RunClock, SendOrder};
+use crate::client::{ClientContext, Counters, Phase, RunClock};
 use crate::history::{Position, Recorder};
 use crate::report;
 use crate::scenario::{Scenario, ServersSpec};
@@ -366,12 +367,12 @@ fn start_devices(
         storms,
         history,
     });
-    let mut order_senders: Vec<mpsc::Sender<SendOrder>> = Vec::with_capacity(socket_count);
+    let mut order_senders: Vec<OrderSender> = Vec::with_capacity(socket_count);
     let mut tasks = Vec::with_capacity(socket_count);
     let ramp_us = scenario.ramp_up.as_micros() as u64;
     let start = tokio::time::Instant::from_std(clock.instant_at(0));
     for (spec, placement) in cast.sockets.iter().zip(placed) {
-        let (tx, rx) = mpsc::channel(ORDER_QUEUE);
+        let (tx, rx) = order_queue(ORDER_QUEUE);
         order_senders.push(tx);
         let task = SocketTask::new(
             spec.clone(),
@@ -379,9 +380,15 @@ fn start_devices(
             StdRng::seed_from_u64(placement.rng_seed),
             rx,
         );
-        tasks.push(tokio::spawn(
-            task.run(start + Duration::from_micros(placement.connect_offset_us)),
-        ));
+        let running = task.run(start + Duration::from_micros(placement.connect_offset_us));
+        if tasks.is_empty() {
+            // Per-socket memory: the task future lives as long as the run.
+            tracing::debug!(
+                bytes = std::mem::size_of_val(&running),
+                "socket task future size"
+            );
+        }
+        tasks.push(tokio::spawn(running));
     }
     let traffic_end_us = ramp_us + scenario.duration.as_micros() as u64;
     // The same schedule (times and ids) on every shard; each keeps its share.
