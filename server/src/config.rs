@@ -58,8 +58,11 @@ pub struct Config {
     #[arg(long, env = "SERVER_HEARTBEAT_INTERVAL", default_value = "15s", value_parser = parse_duration)]
     pub heartbeat_interval: Duration,
 
-    /// Messages per XRANGE page when replaying a backlog.
-    #[arg(long, env = "SERVER_BACKLOG_PAGE_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    /// Messages per XRANGE page when replaying a backlog (a page is also
+    /// bounded by --replay-page-bytes). 1000: with pages decoded from the
+    /// reply bytes, the chain of page round trips is what a long replay
+    /// waits on (docs/performance.md, "Replay, fifth pass").
+    #[arg(long, env = "SERVER_BACKLOG_PAGE_SIZE", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub backlog_page_size: u32,
 
     /// Live messages queued per socket before it is marked lagged and re-reads from Redis.
