@@ -120,27 +120,50 @@ fn parse_entry(value: Value, conversation_id: Uuid) -> Result<StreamEntry, Store
         .parse()
         .map_err(|e| reply_err(OP, format!("bad id: {e}")))?;
     let uuid = |value: &Value| text_bytes(value).and_then(|b| Uuid::try_parse_ascii(b).ok());
-    let (mut sender_id, mut client_msg_id, mut body, mut sent_at_ms) = (None, None, None, None);
+    let mut read = EntryFields::default();
     for (key, value) in fields {
         match text_bytes(&key) {
-            Some(b"sender_id") => sender_id = uuid(&value),
-            Some(b"client_msg_id") => client_msg_id = uuid(&value),
-            Some(b"body") => body = into_text(value),
-            Some(b"sent_at_ms") => sent_at_ms = as_u64(&value),
+            Some(b"sender_id") => read.sender_id = uuid(&value),
+            Some(b"client_msg_id") => read.client_msg_id = uuid(&value),
+            Some(b"body") => read.body = into_text(value),
+            Some(b"sent_at_ms") => read.sent_at_ms = as_u64(&value),
             _ => {}
         }
     }
-    let missing = |field: &str| reply_err(OP, format!("entry {id} lacks a valid `{field}`"));
-    Ok(StreamEntry {
-        message: MessageFrame {
-            id,
-            conversation_id,
-            sender_id: sender_id.ok_or_else(|| missing("sender_id"))?,
-            client_msg_id: client_msg_id.ok_or_else(|| missing("client_msg_id"))?,
-            body: body.ok_or_else(|| missing("body"))?,
-            sent_at_ms: sent_at_ms.ok_or_else(|| missing("sent_at_ms"))?,
-        },
-    })
+    read.into_entry(OP, id, conversation_id)
+}
+
+/// A stream entry's fields as read from a reply (`None`: absent or not
+/// valid); shared by this module and the replay connection's decoder
+/// (`resp.rs`), so both judge an entry the same way.
+#[derive(Default)]
+pub(super) struct EntryFields {
+    pub sender_id: Option<Uuid>,
+    pub client_msg_id: Option<Uuid>,
+    pub body: Option<String>,
+    pub sent_at_ms: Option<u64>,
+}
+
+impl EntryFields {
+    /// The entry, or an error naming the entry and its first field missing.
+    pub(super) fn into_entry(
+        self,
+        op: &'static str,
+        id: StreamId,
+        conversation_id: Uuid,
+    ) -> Result<StreamEntry, StoreError> {
+        let missing = |field: &str| reply_err(op, format!("entry {id} lacks a valid `{field}`"));
+        Ok(StreamEntry {
+            message: MessageFrame {
+                id,
+                conversation_id,
+                sender_id: self.sender_id.ok_or_else(|| missing("sender_id"))?,
+                client_msg_id: self.client_msg_id.ok_or_else(|| missing("client_msg_id"))?,
+                body: self.body.ok_or_else(|| missing("body"))?,
+                sent_at_ms: self.sent_at_ms.ok_or_else(|| missing("sent_at_ms"))?,
+            },
+        })
+    }
 }
 
 /// An XRANGE / XREVRANGE reply.

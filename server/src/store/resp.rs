@@ -13,9 +13,10 @@
 //! Only RESP2 is spoken on that connection (it never sends `HELLO 3`), so
 //! RESP3 types are rejected as malformed rather than half-supported.
 
-use recovery_protocol::{MessageFrame, StreamId};
+use recovery_protocol::StreamId;
 use uuid::Uuid;
 
+use super::parse::EntryFields;
 use super::{StoreError, StreamEntry};
 
 const OP: &str = "XRANGE page (replay connection)";
@@ -202,16 +203,16 @@ pub fn xrange_entries(reply: &[u8], conversation_id: Uuid) -> Result<Vec<StreamE
         let fields = r
             .array("fields")?
             .ok_or_else(|| malformed(format!("entry {id} has nil fields")))?;
-        let (mut sender_id, mut client_msg_id, mut body, mut sent_at_ms) = (None, None, None, None);
+        let mut read = EntryFields::default();
         for _ in 0..fields / 2 {
             match r.text("field name")? {
-                b"sender_id" => sender_id = Uuid::try_parse_ascii(r.text("sender_id")?).ok(),
+                b"sender_id" => read.sender_id = Uuid::try_parse_ascii(r.text("sender_id")?).ok(),
                 b"client_msg_id" => {
-                    client_msg_id = Uuid::try_parse_ascii(r.text("client_msg_id")?).ok()
+                    read.client_msg_id = Uuid::try_parse_ascii(r.text("client_msg_id")?).ok()
                 }
-                b"body" => body = std::str::from_utf8(r.text("body")?).ok().map(str::to_owned),
+                b"body" => read.body = std::str::from_utf8(r.text("body")?).ok().map(str::to_owned),
                 b"sent_at_ms" => {
-                    sent_at_ms = std::str::from_utf8(r.text("sent_at_ms")?)
+                    read.sent_at_ms = std::str::from_utf8(r.text("sent_at_ms")?)
                         .ok()
                         .and_then(|text| text.parse().ok())
                 }
@@ -221,17 +222,7 @@ pub fn xrange_entries(reply: &[u8], conversation_id: Uuid) -> Result<Vec<StreamE
         if fields % 2 == 1 {
             r.skip()?;
         }
-        let missing = |field: &str| malformed(format!("entry {id} lacks a valid `{field}`"));
-        entries.push(StreamEntry {
-            message: MessageFrame {
-                id,
-                conversation_id,
-                sender_id: sender_id.ok_or_else(|| missing("sender_id"))?,
-                client_msg_id: client_msg_id.ok_or_else(|| missing("client_msg_id"))?,
-                body: body.ok_or_else(|| missing("body"))?,
-                sent_at_ms: sent_at_ms.ok_or_else(|| missing("sent_at_ms"))?,
-            },
-        });
+        entries.push(read.into_entry(OP, id, conversation_id)?);
     }
     Ok(entries)
 }
