@@ -5,13 +5,22 @@
 //! Sends never wait for acks, and each carries the time it was DUE, so
 //! latency is measured from the schedule, not from when a busy client got
 //! round to it (no coordinated omission, as in oha / wrk2).
+//!
+//! The scheduler runs on its own thread and sleeps with the OS's timer,
+//! not tokio's: tokio's timer wheel has 1 ms slots and rounds a deadline
+//! up to the next one, and the runtime then gets to the woken task among
+//! the sockets' work. A send was written ~1 ms (median) after it was due,
+//! all of it in every live-latency figure though none of it is the
+//! server's (docs/performance.md, "Live path, sixth pass"). From a thread,
+//! the order reaches its socket task through the queue's `Notify`, which
+//! wakes the runtime at once.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::dist::exponential;
@@ -21,6 +30,9 @@ use super::{ClientContext, Phase, SendOrder};
 
 /// Online sockets tried per send before it is counted as skipped.
 const PICK_TRIES: usize = 16;
+/// Longest single sleep between two sends: how soon the scheduler sees
+/// that the phase left Running (the run is draining or torn down).
+const PHASE_CHECK: Duration = Duration::from_millis(20);
 
 /// A message body of exactly `bytes` bytes that names its send.
 pub fn make_body(client_msg_id: Uuid, bytes: usize) -> String {
@@ -63,8 +75,10 @@ impl ScheduleShare {
 /// part of the schedule). Times, thinning and ids come from `rng`; the
 /// socket picks from their own stream, so the schedule does not depend
 /// on which sockets happen to be online.
+///
+/// Blocking: run it on its own thread (`tokio::task::spawn_blocking`).
 #[allow(clippy::too_many_arguments)] // each is one setting of the schedule
-pub async fn run_scheduler(
+pub fn run_scheduler(
     ctx: Arc<ClientContext>,
     orders: Vec<OrderSender>,
     shape: LoadShape,
@@ -82,7 +96,7 @@ pub async fn run_scheduler(
     let mean_gap_s = 1.0 / max_rate_per_s;
     let mut due_us = start_us;
     let mut placed = 0u64;
-    let mut phase = ctx.phase.clone();
+    let phase = ctx.phase.clone();
     loop {
         due_us += exponential(mean_gap_s, &mut rng).as_micros() as u64;
         if due_us >= until_us {
@@ -95,10 +109,8 @@ pub async fn run_scheduler(
         if rate_per_s < max_rate_per_s && !rng.random_bool(rate_per_s / max_rate_per_s) {
             continue;
         }
-        let due_at = Instant::from_std(ctx.clock.instant_at(due_us));
-        tokio::select! {
-            _ = tokio::time::sleep_until(due_at) => {}
-            _ = phase.wait_for(|p| *p != Phase::Running) => return placed,
+        if !sleep_until_due(ctx.clock.instant_at(due_us), &phase) {
+            return placed;
         }
         let client_msg_id = uuid::Builder::from_random_bytes(rng.random()).into_uuid();
         if !share.keeps(client_msg_id) {
@@ -137,9 +149,47 @@ pub async fn run_scheduler(
     }
 }
 
+/// Sleeps until `due`, in slices of at most `PHASE_CHECK`; false as soon
+/// as the phase is no longer Running (or its sender is gone).
+fn sleep_until_due(due: Instant, phase: &tokio::sync::watch::Receiver<Phase>) -> bool {
+    loop {
+        let running = phase.has_changed().is_ok() && *phase.borrow() == Phase::Running;
+        if !running {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= due {
+            return true;
+        }
+        std::thread::sleep((due - now).min(PHASE_CHECK));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_wait_for_a_send_ends_when_the_phase_leaves_running() {
+        let (phase_tx, phase) = tokio::sync::watch::channel(Phase::Running);
+        let now = Instant::now();
+        assert!(sleep_until_due(now, &phase), "a send already due goes out");
+        // Due in an hour: the wait must end on the phase change, not then.
+        let waiter = std::thread::spawn(move || {
+            sleep_until_due(Instant::now() + Duration::from_secs(3600), &phase)
+        });
+        phase_tx
+            .send(Phase::Draining)
+            .expect("the waiter holds a receiver");
+        assert!(!waiter.join().expect("the waiter does not panic"));
+        // A dropped sender (the run torn down) ends it too.
+        let (phase_tx, phase) = tokio::sync::watch::channel(Phase::Running);
+        drop(phase_tx);
+        assert!(!sleep_until_due(
+            Instant::now() + Duration::from_secs(3600),
+            &phase
+        ));
+    }
 
     #[test]
     fn bodies_have_the_requested_size() {

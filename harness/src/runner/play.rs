@@ -393,16 +393,21 @@ fn start_devices(
     let traffic_end_us = ramp_us + scenario.duration.as_micros() as u64;
     // The same schedule (times and ids) on every shard; each keeps its share.
     let scheduler_seed = rng.random();
-    let scheduler = tokio::spawn(run_scheduler(
-        ctx.clone(),
-        order_senders,
-        shape,
-        scenario.traffic.body_bytes as usize,
-        0,
-        traffic_end_us,
-        StdRng::seed_from_u64(scheduler_seed),
-        share,
-    ));
+    // Its own thread: it sleeps with the OS's timer (see `client::traffic`).
+    let scheduler_ctx = ctx.clone();
+    let body_bytes = scenario.traffic.body_bytes as usize;
+    let scheduler = tokio::task::spawn_blocking(move || {
+        run_scheduler(
+            scheduler_ctx,
+            order_senders,
+            shape,
+            body_bytes,
+            0,
+            traffic_end_us,
+            StdRng::seed_from_u64(scheduler_seed),
+            share,
+        )
+    });
     Devices {
         ctx,
         cast,
