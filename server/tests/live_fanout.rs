@@ -317,3 +317,138 @@ async fn an_entry_appended_without_a_hint_is_still_delivered_live() {
     );
     listener.close().await;
 }
+
+/// Adds a signal carrying an entry that is NOT in the conversation stream
+/// (a white-box probe: only the signal can deliver it), right after `last`.
+async fn add_carrying_signal(
+    env: &TestEnv,
+    conversation: Uuid,
+    prev: StreamId,
+    last: StreamId,
+    body: &str,
+) -> StreamId {
+    let id = StreamId {
+        ms: last.ms,
+        seq: last.seq + 1,
+    };
+    let mut redis = env.redis_conn().await;
+    let _: String = redis::cmd("XADD")
+        .arg(recovery_protocol::keys::APPENDED_SIGNALS)
+        .arg("*")
+        .arg("stream")
+        .arg(recovery_protocol::keys::stream(conversation))
+        .arg("prev")
+        .arg(prev.to_string())
+        .arg("id")
+        .arg(id.to_string())
+        .arg("sender_id")
+        .arg(Uuid::new_v4().to_string())
+        .arg("client_msg_id")
+        .arg(Uuid::new_v4().to_string())
+        .arg("body")
+        .arg(body)
+        .arg("sent_at_ms")
+        .arg(1)
+        .query_async(&mut redis)
+        .await
+        .expect("XADD of a signal");
+    id
+}
+
+#[tokio::test]
+async fn a_signal_carrying_its_entry_is_dispatched_without_reading_the_stream() {
+    let env = TestEnv::one().await;
+    let conversation = Uuid::new_v4();
+    let mut listener = Conn::open(
+        &env.url(0),
+        &Device::new(Uuid::new_v4(), conversation).with_cursor(),
+    )
+    .await;
+    let mut sent = send_many(
+        &env.url(0),
+        &Device::new(Uuid::new_v4(), conversation),
+        1,
+        "first",
+    )
+    .await;
+    listener.read_until(1).await;
+    // The tailer's cursor is now `sent[0]`: a signal whose `prev` is that
+    // cursor is dispatched as it is. The stream never holds this entry,
+    // so a tailer that read the stream instead would never deliver it.
+    let carried = add_carrying_signal(&env, conversation, sent[0], sent[0], "carried").await;
+    sent.push(carried);
+    listener.read_until(2).await;
+    assert_eq!(listener.ids(), sent);
+    listener.close().await;
+}
+
+#[tokio::test]
+async fn a_signal_whose_prev_is_not_the_cursor_is_not_dispatched_from_the_signal() {
+    let env = TestEnv::one().await;
+    let conversation = Uuid::new_v4();
+    let mut listener = Conn::open(
+        &env.url(0),
+        &Device::new(Uuid::new_v4(), conversation).with_cursor(),
+    )
+    .await;
+    let sender = Device::new(Uuid::new_v4(), conversation);
+    let mut sent = send_many(&env.url(0), &sender, 1, "first").await;
+    listener.read_until(1).await;
+    // `prev` is not the cursor: entries between them may exist, so the
+    // carried entry must not be written; the stream is read instead (it
+    // does not hold this one, so it is never delivered).
+    add_carrying_signal(
+        &env,
+        conversation,
+        StreamId::ZERO,
+        sent[0],
+        "must not arrive",
+    )
+    .await;
+    sent.extend(send_many(&env.url(0), &sender, 1, "second").await);
+    listener.read_until(2).await;
+    assert_eq!(listener.ids(), sent, "only the stream's entries, in order");
+    listener.close().await;
+}
+
+#[tokio::test]
+async fn a_small_append_signal_carries_its_entry_and_the_previous_id() {
+    let env = TestEnv::one().await;
+    let conversation = Uuid::new_v4();
+    let sender = Device::new(Uuid::new_v4(), conversation);
+    let mut conn = Conn::open(&env.url(0), &sender.with_cursor()).await;
+    let (first, _) = conn.send(Uuid::new_v4(), "small").await;
+    let large = "L".repeat(server::store::SIGNAL_BODY_MAX_BYTES + 1);
+    let (second, _) = conn.send(Uuid::new_v4(), &large).await;
+    let (third, _) = conn.send(Uuid::new_v4(), "small again").await;
+    conn.close().await;
+    let mut redis = env.redis_conn().await;
+    let signals: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(recovery_protocol::keys::APPENDED_SIGNALS)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut redis)
+        .await
+        .expect("XRANGE of the appended signals");
+    let stream = recovery_protocol::keys::stream(conversation);
+    let field = |fields: &[(String, String)], name: &str| {
+        fields
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    };
+    let ours: Vec<&Vec<(String, String)>> = signals
+        .iter()
+        .map(|(_, fields)| fields)
+        .filter(|fields| field(fields, "stream").as_deref() == Some(stream.as_str()))
+        .collect();
+    assert_eq!(ours.len(), 3, "one signal per append");
+    assert_eq!(field(ours[0], "prev").as_deref(), Some("0-0"));
+    assert_eq!(field(ours[0], "id"), Some(first.to_string()));
+    assert_eq!(field(ours[0], "body").as_deref(), Some("small"));
+    assert_eq!(field(ours[1], "body"), None, "a large body is not carried");
+    assert_eq!(field(ours[1], "id"), None);
+    assert_eq!(field(ours[2], "prev"), Some(second.to_string()));
+    assert_eq!(field(ours[2], "id"), Some(third.to_string()));
+    assert_eq!(field(ours[2], "body").as_deref(), Some("small again"));
+}

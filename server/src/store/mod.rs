@@ -20,7 +20,13 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use parse::{parse_entries, parse_xread, StreamEntry};
-pub use signals::{parse_signals, parse_signals_head, Signals};
+/// Bodies up to this size travel in their append's signal too, so other
+/// processes' tailers dispatch them without a second read (see
+/// `scripts::APPEND`); the signals stream is capped at
+/// `keys::APPENDED_SIGNALS_CAP` entries, so this bounds what it holds.
+pub const SIGNAL_BODY_MAX_BYTES: usize = 1024;
+
+pub use signals::{parse_signals, parse_signals_head, Inline, Signals};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -298,6 +304,7 @@ impl Store {
             .arg(self.meta_ttl_s())
             .arg(self.settings.max_messages)
             .arg(keys::APPENDED_SIGNALS_CAP)
+            .arg(SIGNAL_BODY_MAX_BYTES)
             .invoke_async(&mut redis)
             .await
             .map_err(StoreError::redis("append script"))?;

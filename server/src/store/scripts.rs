@@ -34,11 +34,14 @@ pub static ENSURE_EPOCH: LazyLock<Script> = LazyLock::new(|| {
 /// Idempotent append. KEYS: stream, meta, dedup, appended signals.
 /// ARGV: sender_id, client_msg_id, body, sent_at_ms, minid (retention),
 /// dedup TTL s, candidate epoch, meta TTL s, length cap (0: none),
-/// signals cap.
+/// signals cap, widest body carried by a signal (bytes).
 /// A fresh append also adds `{stream: KEYS[1]}` to the signals stream
 /// (`keys::APPENDED_SIGNALS`), in the same atomic step, so a tailer that
 /// has read the signals up to some id has seen a hint for every append
-/// before it.
+/// before it. When the body is at most ARGV[11] bytes the signal also
+/// carries the entry (`id` and its fields) and `prev`, the stream's newest
+/// id before this XADD (`0-0` if none), so a tailer whose cursor is `prev`
+/// can dispatch it without reading the stream (`store::Inline`).
 /// XADD takes one trim strategy, so the length cap is a second step (in
 /// the same script, so nobody ever sees the stream over both bounds).
 /// Returns {id, duplicate (0/1), epoch}.
@@ -59,6 +62,11 @@ if existing then
   return {{existing, 1, epoch}}
 end
 local fresh = redis.call('EXISTS', KEYS[1]) == 0
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local prev = '0-0'
+if newest[1] then
+  prev = newest[1][1]
+end
 local id = redis.call('XADD', KEYS[1], 'MINID', ARGV[5], '*',
   'sender_id', ARGV[1], 'client_msg_id', ARGV[2], 'body', ARGV[3], 'sent_at_ms', ARGV[4])
 local widest = redis.call('HGET', KEYS[2], 'widest_body')
@@ -72,7 +80,13 @@ if tonumber(ARGV[9]) > 0 then
 end
 redis.call('HSET', KEYS[2], 'has_stream', '1')
 redis.call('SET', KEYS[3], id, 'EX', ARGV[6])
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[10], '*', 'stream', KEYS[1])
+if #ARGV[3] <= tonumber(ARGV[11]) then
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[10], '*', 'stream', KEYS[1],
+    'prev', prev, 'id', id, 'sender_id', ARGV[1], 'client_msg_id', ARGV[2],
+    'body', ARGV[3], 'sent_at_ms', ARGV[4])
+else
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[10], '*', 'stream', KEYS[1])
+end
 return {{id, 0, epoch}}
 "#
     ))

@@ -6,7 +6,8 @@ use recovery_protocol::StreamId;
 use redis::Value;
 use uuid::Uuid;
 
-use super::{keys, StoreError};
+use super::parse::EntryFields;
+use super::{keys, StoreError, StreamEntry};
 
 const OP: &str = "XREAD of the appended signals";
 
@@ -18,6 +19,23 @@ pub struct Signals {
     pub last: Option<StreamId>,
     /// The conversations named, each once, in the order first named.
     pub conversations: Vec<Uuid>,
+    /// Every signal naming a conversation, in stream order, with the
+    /// entry it carries when it carries one (see `Inline`).
+    pub hints: Vec<(Uuid, Option<Inline>)>,
+}
+
+/// The appended entry carried by its signal (written by the append script
+/// when the body is small), so a tailer can dispatch it without reading
+/// the conversation stream. `prev` is the stream's newest id just before
+/// this append (`0-0` when it was empty): no entry with an id between
+/// `prev` and `entry`'s exists or can ever be added (the script is one
+/// atomic step, and stream ids only grow). So a tailer whose cursor for
+/// the conversation is exactly `prev` may dispatch `entry` next; any
+/// other cursor must read the stream instead.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Inline {
+    pub prev: StreamId,
+    pub entry: StreamEntry,
 }
 
 fn reply_err(detail: impl Into<String>) -> StoreError {
@@ -73,21 +91,25 @@ pub fn parse_signals(value: Value) -> Result<Signals, StoreError> {
                 .parse()
                 .map_err(|e| reply_err(format!("bad id: {e}")))?;
             signals.last = Some(signals.last.map_or(id, |last| last.max(id)));
-            let named = match fields {
+            let pairs: Vec<(&Value, &Value)> = match fields {
                 Value::Array(items) => items
                     .chunks_exact(2)
-                    .find(|pair| text(&pair[0]) == Some("stream"))
-                    .and_then(|pair| text(&pair[1])),
-                Value::Map(pairs) => pairs
-                    .iter()
-                    .find(|(key, _)| text(key) == Some("stream"))
-                    .and_then(|(_, value)| text(value)),
+                    .map(|pair| (&pair[0], &pair[1]))
+                    .collect(),
+                Value::Map(pairs) => pairs.iter().map(|(key, value)| (key, value)).collect(),
                 _ => return Err(reply_err(format!("entry {id}: fields are not a list"))),
             };
+            let named = pairs
+                .iter()
+                .find(|(key, _)| text(key) == Some("stream"))
+                .and_then(|(_, value)| text(value));
             if let Some(conversation) = named.and_then(keys::conversation_of_stream) {
                 if !signals.conversations.contains(&conversation) {
                     signals.conversations.push(conversation);
                 }
+                signals
+                    .hints
+                    .push((conversation, inline_entry(&pairs, conversation)));
             }
         }
     }
@@ -96,6 +118,28 @@ pub fn parse_signals(value: Value) -> Result<Signals, StoreError> {
 
 /// An `XREVRANGE fanout:appended + - COUNT 1` reply: the newest signal's
 /// id, `StreamId::ZERO` when there is none.
+/// The entry a signal carries, if it carries a complete one. A partial
+/// or unreadable one is treated as absent: the tailer then reads the
+/// stream, which is always correct, only slower.
+fn inline_entry(pairs: &[(&Value, &Value)], conversation_id: Uuid) -> Option<Inline> {
+    let field = |name: &str| {
+        pairs
+            .iter()
+            .find(|(key, _)| text(key) == Some(name))
+            .and_then(|(_, value)| text(value))
+    };
+    let prev: StreamId = field("prev")?.parse().ok()?;
+    let id: StreamId = field("id")?.parse().ok()?;
+    let fields = EntryFields {
+        sender_id: field("sender_id").and_then(|t| Uuid::try_parse(t).ok()),
+        client_msg_id: field("client_msg_id").and_then(|t| Uuid::try_parse(t).ok()),
+        body: field("body").map(str::to_owned),
+        sent_at_ms: field("sent_at_ms").and_then(|t| t.parse().ok()),
+    };
+    let entry = fields.into_entry(OP, id, conversation_id).ok()?;
+    (prev < id).then_some(Inline { prev, entry })
+}
+
 pub fn parse_signals_head(value: Value) -> Result<StreamId, StoreError> {
     match value {
         Value::Nil => Ok(StreamId::ZERO),
@@ -146,6 +190,52 @@ mod tests {
         let signals = parse_signals(reply).expect("a well-formed reply");
         assert_eq!(signals.conversations, vec![a, b]);
         assert_eq!(signals.last, Some("7-0".parse().expect("id")));
+    }
+
+    #[test]
+    fn a_signal_carrying_a_complete_entry_gives_it_with_its_prev() {
+        let conversation = Uuid::from_u128(7);
+        let (sender, cmid) = (Uuid::from_u128(8), Uuid::from_u128(9));
+        let carrying = |fields: &[(&str, &str)]| {
+            let mut items = vec![bulk("stream"), bulk(&keys::stream(conversation))];
+            for (key, value) in fields {
+                items.push(bulk(key));
+                items.push(bulk(value));
+            }
+            Value::Array(vec![bulk("1-0"), Value::Array(items)])
+        };
+        let (sender_text, cmid_text) = (sender.to_string(), cmid.to_string());
+        let complete = [
+            ("prev", "4-0"),
+            ("id", "5-0"),
+            ("sender_id", sender_text.as_str()),
+            ("client_msg_id", cmid_text.as_str()),
+            ("body", "hi"),
+            ("sent_at_ms", "12"),
+        ];
+        let reply = |signal: Value| {
+            Value::Array(vec![Value::Array(vec![
+                bulk(keys::APPENDED_SIGNALS),
+                Value::Array(vec![signal]),
+            ])])
+        };
+        let signals = parse_signals(reply(carrying(&complete))).expect("well-formed");
+        let (named, inline) = &signals.hints[0];
+        assert_eq!(*named, conversation);
+        let inline = inline.as_ref().expect("a complete entry is carried");
+        assert_eq!(inline.prev, "4-0".parse().expect("id"));
+        assert_eq!(inline.entry.message.id, "5-0".parse().expect("id"));
+        assert_eq!(inline.entry.message.body, "hi");
+        assert_eq!(inline.entry.message.sender_id, sender);
+        // Missing a field, or a prev not below the id: read the stream.
+        let signals = parse_signals(reply(carrying(&complete[..5]))).expect("well-formed");
+        assert_eq!(signals.hints[0].1, None);
+        let mut backwards = complete;
+        backwards[0] = ("prev", "5-0");
+        let signals = parse_signals(reply(carrying(&backwards))).expect("well-formed");
+        assert_eq!(signals.hints[0].1, None);
+        let signals = parse_signals(reply(carrying(&[]))).expect("well-formed");
+        assert_eq!(signals.hints, vec![(conversation, None)]);
     }
 
     #[test]
