@@ -57,6 +57,31 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// The tokio runtime this command runs on. `run` drives its sockets on
+    /// `--runtime-threads` threads (one by default, so a current-thread
+    /// runtime); every other command (the spawned servers' `serve`
+    /// included) gets tokio's default multi-threaded runtime.
+    pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        match self.command {
+            Command::Run {
+                runtime_threads: 1, ..
+            } => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build(),
+            Command::Run {
+                runtime_threads, ..
+            } => tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(usize::from(runtime_threads))
+                .enable_all()
+                .build(),
+            _ => tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build(),
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a scenario file and write a report directory.
@@ -106,6 +131,13 @@ pub enum Command {
         /// the system's roots (a private CA, or a self-signed certificate).
         #[arg(long, value_name = "PEM_FILE")]
         ca: Option<PathBuf>,
+        /// Threads driving the sockets. 1 (the default) runs the run on a
+        /// single-threaded runtime: no wake-ups handed between worker
+        /// threads (docs/performance.md, "Client CPU, fourth pass"). More
+        /// spreads the sockets over a multi-threaded runtime; local
+        /// --workers processes are the way to use several cores.
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        runtime_threads: u16,
         #[command(flatten)]
         sharding: Box<ShardArgs>,
     },
@@ -174,6 +206,7 @@ pub async fn main_with_args(cli: Cli) -> u8 {
             jwt_secret,
             token_command,
             ca,
+            runtime_threads: _,
             sharding,
         } => {
             let flaw_args = inject_flaws
@@ -554,5 +587,41 @@ async fn shutdown(running: server::RunningServer) -> u8 {
     match running.shutdown().await {
         Ok(()) => 0,
         Err(err) => fail(&err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::runtime::RuntimeFlavor;
+
+    use super::*;
+
+    fn flavor(args: &[&str]) -> RuntimeFlavor {
+        let cli = parse_args(args.iter().copied()).expect("the arguments parse");
+        let runtime = cli.runtime().expect("a runtime starts");
+        runtime.handle().runtime_flavor()
+    }
+
+    #[test]
+    fn run_drives_its_sockets_on_one_thread_unless_told_otherwise() {
+        assert_eq!(
+            flavor(&["harness", "run", "s.toml"]),
+            RuntimeFlavor::CurrentThread
+        );
+        assert_eq!(
+            flavor(&["harness", "run", "s.toml", "--runtime-threads", "2"]),
+            RuntimeFlavor::MultiThread
+        );
+        // Every other command keeps tokio's default runtime.
+        assert_eq!(
+            flavor(&["harness", "validate", "s.toml"]),
+            RuntimeFlavor::MultiThread
+        );
+    }
+
+    #[test]
+    fn zero_runtime_threads_is_a_usage_error() {
+        let parsed = parse_args(["harness", "run", "s.toml", "--runtime-threads", "0"]);
+        assert_eq!(parsed.err(), Some(EXIT_SETUP));
     }
 }

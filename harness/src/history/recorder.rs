@@ -16,9 +16,11 @@ use super::{Event, HistoryError, RunMeta};
 /// instead of blocking in `recv`: a blocked receiver made every event's
 /// `send` wake it (a futex syscall and a context switch per event, on the
 /// sockets' runtime threads); polling, senders only push to the queue, and
-/// the thread drains a batch per wake-up. 2 ms holds ~10 events at churn-1k
-/// rates, and wakes the thread 500 times a second, a negligible cost.
-const WRITER_IDLE: std::time::Duration = std::time::Duration::from_millis(2);
+/// the thread drains a batch per wake-up. At 2 ms its 500 wake-ups a second
+/// were a quarter of the harness's context switches at churn-1k (`perf
+/// stat`, docs/performance.md "Client CPU, fourth pass"); 10 ms holds ~50
+/// events (a few KB) there and wakes it 100 times a second.
+const WRITER_IDLE: std::time::Duration = std::time::Duration::from_millis(10);
 
 enum Message {
     Event(Event),
