@@ -412,6 +412,31 @@ async fn a_signal_whose_prev_is_not_the_cursor_is_not_dispatched_from_the_signal
 }
 
 #[tokio::test]
+async fn a_signal_chaining_from_a_subscribers_head_is_not_dispatched_from_the_signal() {
+    let env = TestEnv::one().await;
+    let conversation = Uuid::new_v4();
+    let sender = Device::new(Uuid::new_v4(), conversation);
+    let mut sent = send_many(&env.url(0), &sender, 1, "first").await;
+    // The listener's subscription starts the tailer's cursor at the head,
+    // `sent[0]`, which the tailer never dispatched: a head can be `0-0` of
+    // a deleted stream or what an XDEL left, and signals written before
+    // (read late by an idle tailer) would chain from it. So a signal whose
+    // `prev` is that head must not be trusted: the stream is read instead
+    // (it does not hold this entry, so it is never delivered).
+    let mut listener = Conn::open(
+        &env.url(0),
+        &Device::new(Uuid::new_v4(), conversation).with_cursor(),
+    )
+    .await;
+    listener.read_until(1).await;
+    add_carrying_signal(&env, conversation, sent[0], sent[0], "must not arrive").await;
+    sent.extend(send_many(&env.url(0), &sender, 1, "second").await);
+    listener.read_until(2).await;
+    assert_eq!(listener.ids(), sent, "only the stream's entries, in order");
+    listener.close().await;
+}
+
+#[tokio::test]
 async fn a_small_append_signal_carries_its_entry_and_the_previous_id() {
     let env = TestEnv::one().await;
     let conversation = Uuid::new_v4();

@@ -73,6 +73,13 @@ struct Conversation {
     /// Newest id the tailer has dispatched (or the stream head when the
     /// conversation was first subscribed).
     cursor: StreamId,
+    /// Whether `cursor` is an entry this tailer dispatched (read from the
+    /// stream or carried by a signal), not the head a subscriber read.
+    /// Only then may a signal's carried entry follow it (see
+    /// `tailer::dispatch_hints`): a head can be `0-0` of a deleted or
+    /// emptied stream, or the survivor of an `XDEL`, and signals written
+    /// before that (read late by an idle tailer) would chain from it.
+    cursor_dispatched: bool,
     slots: HashMap<u64, Slot>,
 }
 
@@ -245,6 +252,7 @@ impl Fanout {
                     newly_tailed = true;
                     Conversation {
                         cursor: head,
+                        cursor_dispatched: false,
                         slots: HashMap::new(),
                     }
                 })

@@ -299,7 +299,11 @@ pub(super) fn dispatch_hints(shared: &Shared, hints: Vec<(Uuid, Option<Inline>)>
             continue;
         };
         match inline {
-            Some(inline) if inline.prev == conversation.cursor => {
+            // Only after an entry this tailer dispatched: see
+            // `Conversation::cursor_dispatched`.
+            Some(inline)
+                if conversation.cursor_dispatched && inline.prev == conversation.cursor =>
+            {
                 deliver(shared, conversation, inline.entry);
             }
             // Already dispatched (read from the stream earlier).
@@ -324,6 +328,7 @@ fn deliver(shared: &Shared, conversation: &mut super::Conversation, entry: Strea
         return;
     }
     conversation.cursor = entry.message.id;
+    conversation.cursor_dispatched = true;
     let live = Arc::new(LiveMessage {
         id: entry.message.id,
         json: Utf8Bytes::from(entry.message.to_frame_json()),

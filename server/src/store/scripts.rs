@@ -62,10 +62,13 @@ if existing then
   return {{existing, 1, epoch}}
 end
 local fresh = redis.call('EXISTS', KEYS[1]) == 0
-local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local carry = #ARGV[3] <= tonumber(ARGV[11])
 local prev = '0-0'
-if newest[1] then
-  prev = newest[1][1]
+if carry then
+  local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+  if newest[1] then
+    prev = newest[1][1]
+  end
 end
 local id = redis.call('XADD', KEYS[1], 'MINID', ARGV[5], '*',
   'sender_id', ARGV[1], 'client_msg_id', ARGV[2], 'body', ARGV[3], 'sent_at_ms', ARGV[4])
@@ -80,7 +83,7 @@ if tonumber(ARGV[9]) > 0 then
 end
 redis.call('HSET', KEYS[2], 'has_stream', '1')
 redis.call('SET', KEYS[3], id, 'EX', ARGV[6])
-if #ARGV[3] <= tonumber(ARGV[11]) then
+if carry then
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[10], '*', 'stream', KEYS[1],
     'prev', prev, 'id', id, 'sender_id', ARGV[1], 'client_msg_id', ARGV[2],
     'body', ARGV[3], 'sent_at_ms', ARGV[4])

@@ -29,9 +29,11 @@ pub struct Signals {
 /// the conversation stream. `prev` is the stream's newest id just before
 /// this append (`0-0` when it was empty): no entry with an id between
 /// `prev` and `entry`'s exists or can ever be added (the script is one
-/// atomic step, and stream ids only grow). So a tailer whose cursor for
-/// the conversation is exactly `prev` may dispatch `entry` next; any
-/// other cursor must read the stream instead.
+/// atomic step, and stream ids only grow) while the stream lives. So a
+/// tailer whose cursor for the conversation is exactly `prev`, and is an
+/// entry it dispatched itself (not a subscriber's head read, which can be
+/// `0-0` of a deleted stream), may dispatch `entry` next; any other
+/// cursor must read the stream instead.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Inline {
     pub prev: StreamId,
