@@ -392,23 +392,13 @@ async fn a_signal_whose_prev_is_not_the_cursor_is_not_dispatched_from_the_signal
     )
     .await;
     let sender = Device::new(Uuid::new_v4(), conversation);
-    let mut sent = send_many(&env.url(0), &sender, 1, "first").await;
+    let sent = send_many(&env.url(0), &sender, 1, "first").await;
     listener.read_until(1).await;
     // `prev` is not the cursor: entries between them may exist, so the
     // carried entry must not be written; the stream is read instead (it
     // does not hold this one, so it is never delivered).
-    add_carrying_signal(
-        &env,
-        conversation,
-        StreamId::ZERO,
-        sent[0],
-        "must not arrive",
-    )
-    .await;
-    sent.extend(send_many(&env.url(0), &sender, 1, "second").await);
-    listener.read_until(2).await;
-    assert_eq!(listener.ids(), sent, "only the stream's entries, in order");
-    listener.close().await;
+    let (prev, last) = (StreamId::ZERO, sent[0]);
+    only_the_stream_arrives(&env, listener, &sender, sent, prev, last).await;
 }
 
 #[tokio::test]
@@ -416,7 +406,7 @@ async fn a_signal_chaining_from_a_subscribers_head_is_not_dispatched_from_the_si
     let env = TestEnv::one().await;
     let conversation = Uuid::new_v4();
     let sender = Device::new(Uuid::new_v4(), conversation);
-    let mut sent = send_many(&env.url(0), &sender, 1, "first").await;
+    let sent = send_many(&env.url(0), &sender, 1, "first").await;
     // The listener's subscription starts the tailer's cursor at the head,
     // `sent[0]`, which the tailer never dispatched: a head can be `0-0` of
     // a deleted stream or what an XDEL left, and signals written before
@@ -429,9 +419,26 @@ async fn a_signal_chaining_from_a_subscribers_head_is_not_dispatched_from_the_si
     )
     .await;
     listener.read_until(1).await;
-    add_carrying_signal(&env, conversation, sent[0], sent[0], "must not arrive").await;
-    sent.extend(send_many(&env.url(0), &sender, 1, "second").await);
-    listener.read_until(2).await;
+    let (prev, last) = (sent[0], sent[0]);
+    only_the_stream_arrives(&env, listener, &sender, sent, prev, last).await;
+}
+
+/// Adds a signal carrying an entry the stream does not hold (`prev`,
+/// right after `last`), then a real append, and checks that the listener
+/// (which has read `sent`) gets only the stream's entries: the carried one
+/// must not be dispatched.
+async fn only_the_stream_arrives(
+    env: &TestEnv,
+    mut listener: Conn,
+    sender: &Device,
+    mut sent: Vec<StreamId>,
+    prev: StreamId,
+    last: StreamId,
+) {
+    let conversation = sender.conversation_id;
+    add_carrying_signal(env, conversation, prev, last, "must not arrive").await;
+    sent.extend(send_many(&env.url(0), sender, 1, "second").await);
+    listener.read_until(sent.len()).await;
     assert_eq!(listener.ids(), sent, "only the stream's entries, in order");
     listener.close().await;
 }
