@@ -257,14 +257,7 @@ async fn every_append_leaves_a_hint_naming_its_stream() {
     )
     .await;
     assert_eq!(sent.len(), 3);
-    let mut redis = env.redis_conn().await;
-    let hints: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-        .arg(recovery_protocol::keys::APPENDED_SIGNALS)
-        .arg("-")
-        .arg("+")
-        .query_async(&mut redis)
-        .await
-        .expect("XRANGE of the appended signals");
+    let hints = appended_signals(&env).await;
     let stream = recovery_protocol::keys::stream(conversation);
     let naming_it = hints
         .iter()
@@ -355,23 +348,27 @@ async fn add_carrying_signal(
     id
 }
 
-#[tokio::test]
-async fn a_signal_carrying_its_entry_is_dispatched_without_reading_the_stream() {
-    let env = TestEnv::one().await;
+/// A listener on a new conversation, then one message from another
+/// device that the listener has read live: the tailer's cursor is that
+/// message, which it dispatched itself.
+async fn listening_then_first_sent(env: &TestEnv) -> (Conn, Device, Vec<StreamId>) {
     let conversation = Uuid::new_v4();
     let mut listener = Conn::open(
         &env.url(0),
         &Device::new(Uuid::new_v4(), conversation).with_cursor(),
     )
     .await;
-    let mut sent = send_many(
-        &env.url(0),
-        &Device::new(Uuid::new_v4(), conversation),
-        1,
-        "first",
-    )
-    .await;
+    let sender = Device::new(Uuid::new_v4(), conversation);
+    let sent = send_many(&env.url(0), &sender, 1, "first").await;
     listener.read_until(1).await;
+    (listener, sender, sent)
+}
+
+#[tokio::test]
+async fn a_signal_carrying_its_entry_is_dispatched_without_reading_the_stream() {
+    let env = TestEnv::one().await;
+    let (mut listener, sender, mut sent) = listening_then_first_sent(&env).await;
+    let conversation = sender.conversation_id;
     // The tailer's cursor is now `sent[0]`: a signal whose `prev` is that
     // cursor is dispatched as it is. The stream never holds this entry,
     // so a tailer that read the stream instead would never deliver it.
@@ -385,15 +382,7 @@ async fn a_signal_carrying_its_entry_is_dispatched_without_reading_the_stream() 
 #[tokio::test]
 async fn a_signal_whose_prev_is_not_the_cursor_is_not_dispatched_from_the_signal() {
     let env = TestEnv::one().await;
-    let conversation = Uuid::new_v4();
-    let mut listener = Conn::open(
-        &env.url(0),
-        &Device::new(Uuid::new_v4(), conversation).with_cursor(),
-    )
-    .await;
-    let sender = Device::new(Uuid::new_v4(), conversation);
-    let sent = send_many(&env.url(0), &sender, 1, "first").await;
-    listener.read_until(1).await;
+    let (listener, sender, sent) = listening_then_first_sent(&env).await;
     // `prev` is not the cursor: entries between them may exist, so the
     // carried entry must not be written; the stream is read instead (it
     // does not hold this one, so it is never delivered).
@@ -454,14 +443,7 @@ async fn a_small_append_signal_carries_its_entry_and_the_previous_id() {
     let (second, _) = conn.send(Uuid::new_v4(), &large).await;
     let (third, _) = conn.send(Uuid::new_v4(), "small again").await;
     conn.close().await;
-    let mut redis = env.redis_conn().await;
-    let signals: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-        .arg(recovery_protocol::keys::APPENDED_SIGNALS)
-        .arg("-")
-        .arg("+")
-        .query_async(&mut redis)
-        .await
-        .expect("XRANGE of the appended signals");
+    let signals = appended_signals(&env).await;
     let stream = recovery_protocol::keys::stream(conversation);
     let field = |fields: &[(String, String)], name: &str| {
         fields
@@ -483,4 +465,16 @@ async fn a_small_append_signal_carries_its_entry_and_the_previous_id() {
     assert_eq!(field(ours[2], "prev"), Some(second.to_string()));
     assert_eq!(field(ours[2], "id"), Some(third.to_string()));
     assert_eq!(field(ours[2], "body").as_deref(), Some("small again"));
+}
+
+/// Every entry of the appended-signals stream, oldest first.
+async fn appended_signals(env: &TestEnv) -> Vec<(String, Vec<(String, String)>)> {
+    let mut redis = env.redis_conn().await;
+    redis::cmd("XRANGE")
+        .arg(recovery_protocol::keys::APPENDED_SIGNALS)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut redis)
+        .await
+        .expect("XRANGE of the appended signals")
 }
