@@ -174,14 +174,21 @@ mod tests {
         let (phase_tx, phase) = tokio::sync::watch::channel(Phase::Running);
         let now = Instant::now();
         assert!(sleep_until_due(now, &phase), "a send already due goes out");
-        // Due in an hour: the wait must end on the phase change, not then.
-        let waiter = std::thread::spawn(move || {
-            sleep_until_due(Instant::now() + Duration::from_secs(3600), &phase)
+        // Due in an hour: the wait must end on the phase change, not then
+        // (bounded here, so a broken check fails instead of hanging).
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let sent = sleep_until_due(Instant::now() + Duration::from_secs(3600), &phase);
+            // Err only if the test already gave up waiting.
+            let _ = done_tx.send(sent);
         });
         phase_tx
             .send(Phase::Draining)
             .expect("the waiter holds a receiver");
-        assert!(!waiter.join().expect("the waiter does not panic"));
+        let sent = done_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the wait ended within 10 s of the phase change");
+        assert!(!sent, "no send once the phase left Running");
         // A dropped sender (the run torn down) ends it too.
         let (phase_tx, phase) = tokio::sync::watch::channel(Phase::Running);
         drop(phase_tx);
