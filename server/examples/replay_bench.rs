@@ -8,8 +8,9 @@
 //! port goes through Docker's userland proxy on loopback, which adds a hop
 //! to every Redis round trip: `local` measures the server without it.
 //!
-//! The client runs in the same process and on the same cores as the
-//! server, so its own cost is inside the measured time. CLIENT = `typed`
+//! The client runs in the same process, on its own thread with its own
+//! current-thread runtime (as another process would be), and on the same
+//! cores as the server, so its own cost is inside the measured time. CLIENT = `typed`
 //! (default) reads each frame's `type` and `id` with a borrowed serde
 //! struct; `value` parses every frame into `ServerFrame` through
 //! `serde_json::Value`, as the harness's `ServerFrame::parse` does, which
@@ -109,54 +110,24 @@ async fn main() -> anyhow::Result<()> {
             last_id: Some(first),
             epoch: None,
         };
-        let started = Instant::now();
-        let (mut ws, _) =
-            tokio_tungstenite::connect_async(format!("{}?{}", server.ws_url(), params.to_query()))
-                .await?;
-        let mut received = 0usize;
-        let mut last = StreamId::ZERO;
-        loop {
-            let Some(frame) = ws.next().await else {
-                anyhow::bail!("socket closed early")
-            };
-            let Message::Text(text) = frame? else {
-                continue;
-            };
-            let (kind, id) = if full_parse {
-                match ServerFrame::parse(text.as_str())? {
-                    ServerFrame::Message(m) => (FrameKind::Message, Some(m.id)),
-                    ServerFrame::CaughtUp { .. } => (FrameKind::CaughtUp, None),
-                    _ => (FrameKind::Other, None),
-                }
-            } else {
-                let frame: TypeAndId = serde_json::from_str(text.as_str())?;
-                let id = frame.id.map(str::parse::<StreamId>).transpose()?;
-                match frame.kind {
-                    "message" => (FrameKind::Message, id),
-                    "caught_up" => (FrameKind::CaughtUp, None),
-                    _ => (FrameKind::Other, None),
-                }
-            };
-            match kind {
-                FrameKind::Message => {
-                    let id = id.ok_or_else(|| anyhow::anyhow!("message without an id"))?;
-                    anyhow::ensure!(id > last, "out of order: {id} after {last}");
-                    last = id;
-                    received += 1;
-                }
-                FrameKind::CaughtUp => break,
-                FrameKind::Other => {}
-            }
-        }
-        let elapsed = started.elapsed();
+        let url = format!("{}?{}", server.ws_url(), params.to_query());
+        // The client gets its own thread and current-thread runtime, as a
+        // real client is another process. On the server's runtime its
+        // socket was driven by the server's I/O driver: each of its
+        // wake-ups went through a server worker first.
+        let (received, elapsed) = tokio::task::spawn_blocking(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(replay_once(&url, full_parse))
+        })
+        .await??;
         anyhow::ensure!(received == messages, "got {received} of {messages}");
         println!(
             "round {round}: {received} messages replayed in {:.1} ms",
             elapsed.as_secs_f64() * 1000.0
         );
         timings.push(elapsed);
-        // Closing is best effort; the measurement is done.
-        let _ = ws.close(None).await; // error: already closed
     }
     timings.sort();
     let median = timings[timings.len() / 2];
@@ -167,4 +138,51 @@ async fn main() -> anyhow::Result<()> {
     );
     server.shutdown().await?;
     Ok(())
+}
+
+/// One reconnect: connect, read every frame up to `caught_up`, checking
+/// ids in order. Returns the messages received and the time from the
+/// connect attempt to `caught_up`.
+async fn replay_once(url: &str, full_parse: bool) -> anyhow::Result<(usize, Duration)> {
+    let started = Instant::now();
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+    let mut received = 0usize;
+    let mut last = StreamId::ZERO;
+    loop {
+        let Some(frame) = ws.next().await else {
+            anyhow::bail!("socket closed early")
+        };
+        let Message::Text(text) = frame? else {
+            continue;
+        };
+        let (kind, id) = if full_parse {
+            match ServerFrame::parse(text.as_str())? {
+                ServerFrame::Message(m) => (FrameKind::Message, Some(m.id)),
+                ServerFrame::CaughtUp { .. } => (FrameKind::CaughtUp, None),
+                _ => (FrameKind::Other, None),
+            }
+        } else {
+            let frame: TypeAndId = serde_json::from_str(text.as_str())?;
+            let id = frame.id.map(str::parse::<StreamId>).transpose()?;
+            match frame.kind {
+                "message" => (FrameKind::Message, id),
+                "caught_up" => (FrameKind::CaughtUp, None),
+                _ => (FrameKind::Other, None),
+            }
+        };
+        match kind {
+            FrameKind::Message => {
+                let id = id.ok_or_else(|| anyhow::anyhow!("message without an id"))?;
+                anyhow::ensure!(id > last, "out of order: {id} after {last}");
+                last = id;
+                received += 1;
+            }
+            FrameKind::CaughtUp => break,
+            FrameKind::Other => {}
+        }
+    }
+    let elapsed = started.elapsed();
+    // Closing is best effort; the measurement is done.
+    let _ = ws.close(None).await; // error: already closed
+    Ok((received, elapsed))
 }

@@ -77,15 +77,17 @@ impl MergeIo for SocketIo<'_> {
         if let Some(last) = page.last().map(|entry| entry.message.id) {
             if last < until {
                 let store = store.clone();
+                let read = spawn_started(async move {
+                    store
+                        .read_after(conversation_id, last, until, count, widest_body)
+                        .await
+                })
+                .await;
                 self.prefetch = Some(Prefetch {
                     after: last,
                     until,
                     count,
-                    read: tokio::spawn(async move {
-                        store
-                            .read_after(conversation_id, last, until, count, widest_body)
-                            .await
-                    }),
+                    read,
                 });
             }
         }
@@ -134,6 +136,26 @@ impl SocketIo<'_> {
             .filter(|(head, _)| until <= *head)
             .map(|(_, widest)| widest)
     }
+}
+
+/// Spawns `task` and lets it run up to its first wait before returning.
+///
+/// Why: a task spawned from a runtime worker goes to that worker's LIFO
+/// slot, which the other workers may not steal, so it only starts when the
+/// spawning task next waits. Replay writes a whole page without waiting
+/// (the socket buffer takes it), so the prefetched read only started after
+/// the page was written and overlapped nothing (timing split in
+/// docs/performance.md, "Replay, seventh pass"). Yielding once runs the
+/// read until it waits for Redis (its request is sent); Redis's reply then
+/// wakes it on whichever worker is free, while this page is written.
+async fn spawn_started<F>(task: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handle = tokio::spawn(task);
+    tokio::task::yield_now().await;
+    handle
 }
 
 /// The next backlog page, being read while the current one is written.
@@ -196,5 +218,48 @@ impl Session {
         let page = self.page_size();
         let (merge, mut io) = self.io(socket, Some(subscription));
         merge.catch_up(&mut io, page).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// The prefetch must make progress while the session is busy writing
+    /// (here: blocking its worker thread), not only when it next waits.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_started_task_runs_while_the_spawner_is_busy() {
+        let sent = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicBool::new(false));
+        let session = {
+            let (sent, done) = (sent.clone(), done.clone());
+            tokio::spawn(async move {
+                let read_done = done.clone();
+                let read = super::spawn_started(async move {
+                    sent.store(true, Ordering::SeqCst);
+                    // Stands for waiting on Redis's reply.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    read_done.store(true, Ordering::SeqCst);
+                })
+                .await;
+                // Stands for writing a page: no await, the worker is busy.
+                // Bounded: 1 s at most, done as soon as the read finished.
+                let busy_until = std::time::Instant::now() + Duration::from_secs(1);
+                while !done.load(Ordering::SeqCst) && std::time::Instant::now() < busy_until {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                let finished_while_busy = done.load(Ordering::SeqCst);
+                read.await.expect("read task");
+                finished_while_busy
+            })
+        };
+        let finished_while_busy = session.await.expect("session task");
+        assert!(sent.load(Ordering::SeqCst));
+        assert!(
+            finished_while_busy,
+            "the spawned read only ran after the spawner's busy stretch"
+        );
     }
 }
