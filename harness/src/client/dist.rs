@@ -32,6 +32,23 @@ pub fn exponential(mean_s: f64, rng: &mut impl Rng) -> Duration {
     Duration::from_secs_f64(draw.min(mean_s * 100.0).max(0.0))
 }
 
+/// Window over which the devices that are offline when the drain begins
+/// come back (each at a uniform point of it, or sooner when its own
+/// offline time ends first). All at once, they were a reconnect herd of
+/// the harness's own making (~10% of the sockets within a few
+/// milliseconds) that saturated the box and set the run's recovery p99
+/// (docs/performance.md, "Recovery p99: the drain's reconnect herd").
+/// At churn-1k this is ~175 returns a second, twice the churn's rate.
+pub const DRAIN_RETURN_SPREAD: Duration = Duration::from_secs(1);
+
+/// How long a device that was offline when the drain began still stays
+/// away: what is `left` of its own offline time, but no longer than a
+/// uniform draw within `DRAIN_RETURN_SPREAD`, so the returns are spread
+/// instead of a herd in the drain's first milliseconds.
+pub fn drain_return_delay(left: Duration, rng: &mut impl Rng) -> Duration {
+    left.min(DRAIN_RETURN_SPREAD.mul_f64(rng.random_range(0.0..1.0)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +77,47 @@ mod tests {
             let d = sample_duration(&dist, &mut rng);
             assert!(d >= Duration::from_secs(2) && d <= Duration::from_secs(3));
         }
+    }
+
+    /// The drain's returns are spread over the window, not all at its
+    /// start (they were: every offline device reconnected at once).
+    #[test]
+    fn offline_devices_return_spread_over_the_drain_window() {
+        let seed = 7;
+        println!("seed {seed}");
+        let mut rng = StdRng::seed_from_u64(seed);
+        let delays: Vec<Duration> = (0..1000)
+            .map(|_| drain_return_delay(Duration::from_secs(30), &mut rng))
+            .collect();
+        assert!(
+            delays.iter().all(|d| *d < DRAIN_RETURN_SPREAD),
+            "{delays:?}"
+        );
+        let mut tenths = [0usize; 10];
+        for delay in &delays {
+            tenths[(delay.as_secs_f64() / DRAIN_RETURN_SPREAD.as_secs_f64() * 10.0) as usize] += 1;
+        }
+        // Uniform: ~100 per tenth of the window (binomial sd ~9.5).
+        assert!(
+            tenths.iter().all(|n| (60..=140).contains(n)),
+            "returns per tenth of the window: {tenths:?}"
+        );
+    }
+
+    /// A device whose offline time ends within the window returns then,
+    /// not later: the drain never keeps a device away longer than churn.
+    #[test]
+    fn a_device_due_back_sooner_keeps_its_own_time() {
+        let mut rng = StdRng::seed_from_u64(11);
+        let left = Duration::from_millis(40);
+        let delays: Vec<Duration> = (0..200)
+            .map(|_| drain_return_delay(left, &mut rng))
+            .collect();
+        assert!(delays.iter().all(|d| *d <= left), "{delays:?}");
+        assert!(
+            delays.iter().filter(|d| **d == left).count() > 150,
+            "most draws exceed 40 ms of a 1 s window"
+        );
+        assert_eq!(drain_return_delay(Duration::ZERO, &mut rng), Duration::ZERO);
     }
 }

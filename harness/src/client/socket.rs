@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::ack::{AckBatch, AckDue};
 use super::connection::{connect, drop_connection, DropKind, Ws};
-use super::dist::sample_duration;
+use super::dist::{drain_return_delay, sample_duration};
 use super::orders::OrderReceiver;
 use super::protocol::{Codec, DeviceIdentity, Inbound, ProtocolCodec, ResumeState};
 use super::{ClientContext, Phase, SendOrder, SocketSpec};
@@ -219,8 +219,8 @@ impl SocketTask {
         }
     }
 
-    /// Sleeps, cut short when the drain starts (devices come back at once)
-    /// or the run ends.
+    /// Sleeps, cut short when the drain starts (devices come back within
+    /// `DRAIN_RETURN_SPREAD`) or the run ends.
     async fn wait(&mut self, duration: Duration) {
         let mut phase = self.ctx.phase.clone();
         let running = *phase.borrow() == Phase::Running;
@@ -232,9 +232,16 @@ impl SocketTask {
             }
             return;
         }
+        let started = Instant::now();
         tokio::select! {
-            _ = tokio::time::sleep(duration) => {}
+            _ = tokio::time::sleep(duration) => return,
             _ = phase.wait_for(|p| *p != Phase::Running) => {}
+        }
+        let left = duration.saturating_sub(started.elapsed());
+        let back_in = drain_return_delay(left, &mut self.rng);
+        tokio::select! {
+            _ = tokio::time::sleep(back_in) => {}
+            _ = phase.wait_for(|p| *p == Phase::Done) => {}
         }
     }
 
