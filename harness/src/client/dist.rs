@@ -41,12 +41,19 @@ pub fn exponential(mean_s: f64, rng: &mut impl Rng) -> Duration {
 /// At churn-1k this is ~175 returns a second, twice the churn's rate.
 pub const DRAIN_RETURN_SPREAD: Duration = Duration::from_secs(1);
 
+/// The spread a run uses: `DRAIN_RETURN_SPREAD`, but at most a quarter of
+/// the scenario's drain timeout, so a short drain (`drain_timeout` may be
+/// any positive duration) never times out on devices still away.
+pub fn drain_return_spread(drain_timeout: Duration) -> Duration {
+    DRAIN_RETURN_SPREAD.min(drain_timeout / 4)
+}
+
 /// How long a device that was offline when the drain began still stays
 /// away: what is `left` of its own offline time, but no longer than a
-/// uniform draw within `DRAIN_RETURN_SPREAD`, so the returns are spread
-/// instead of a herd in the drain's first milliseconds.
-pub fn drain_return_delay(left: Duration, rng: &mut impl Rng) -> Duration {
-    left.min(DRAIN_RETURN_SPREAD.mul_f64(rng.random_range(0.0..1.0)))
+/// uniform draw within `spread`, so the returns are spread instead of a
+/// herd in the drain's first milliseconds.
+pub fn drain_return_delay(left: Duration, spread: Duration, rng: &mut impl Rng) -> Duration {
+    left.min(spread.mul_f64(rng.random_range(0.0..1.0)))
 }
 
 #[cfg(test)]
@@ -87,7 +94,7 @@ mod tests {
         println!("seed {seed}");
         let mut rng = StdRng::seed_from_u64(seed);
         let delays: Vec<Duration> = (0..1000)
-            .map(|_| drain_return_delay(Duration::from_secs(30), &mut rng))
+            .map(|_| drain_return_delay(Duration::from_secs(30), DRAIN_RETURN_SPREAD, &mut rng))
             .collect();
         assert!(
             delays.iter().all(|d| *d < DRAIN_RETURN_SPREAD),
@@ -111,13 +118,32 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(11);
         let left = Duration::from_millis(40);
         let delays: Vec<Duration> = (0..200)
-            .map(|_| drain_return_delay(left, &mut rng))
+            .map(|_| drain_return_delay(left, DRAIN_RETURN_SPREAD, &mut rng))
             .collect();
         assert!(delays.iter().all(|d| *d <= left), "{delays:?}");
         assert!(
             delays.iter().filter(|d| **d == left).count() > 150,
             "most draws exceed 40 ms of a 1 s window"
         );
-        assert_eq!(drain_return_delay(Duration::ZERO, &mut rng), Duration::ZERO);
+        assert_eq!(
+            drain_return_delay(Duration::ZERO, DRAIN_RETURN_SPREAD, &mut rng),
+            Duration::ZERO
+        );
+    }
+
+    /// A short drain shrinks the spread: every device is back within a
+    /// quarter of the drain timeout, never after it.
+    #[test]
+    fn a_short_drain_timeout_bounds_the_spread() {
+        assert_eq!(
+            drain_return_spread(Duration::from_secs(60)),
+            DRAIN_RETURN_SPREAD
+        );
+        let spread = drain_return_spread(Duration::from_millis(500));
+        assert_eq!(spread, Duration::from_millis(125));
+        let mut rng = StdRng::seed_from_u64(3);
+        assert!((0..200)
+            .map(|_| drain_return_delay(Duration::from_secs(30), spread, &mut rng))
+            .all(|d| d < spread));
     }
 }

@@ -175,6 +175,9 @@ pub struct ClientContext {
     /// Redis cannot be read). Touched once per ack, not per delivery.
     pub max_acked: Vec<Mutex<Position>>,
     pub connect_timeout: Duration,
+    /// Devices offline when the drain begins come back within this
+    /// (`dist::drain_return_spread`), not all at once.
+    pub drain_return_spread: Duration,
     /// TLS configuration for `wss://` targets.
     pub tls: Option<tokio_tungstenite::Connector>,
     /// Live latencies and anomalies (progress line, Prometheus endpoint).

@@ -220,7 +220,7 @@ impl SocketTask {
     }
 
     /// Sleeps, cut short when the drain starts (devices come back within
-    /// `DRAIN_RETURN_SPREAD`) or the run ends.
+    /// `ClientContext::drain_return_spread`) or the run ends.
     async fn wait(&mut self, duration: Duration) {
         let mut phase = self.ctx.phase.clone();
         let running = *phase.borrow() == Phase::Running;
@@ -238,7 +238,7 @@ impl SocketTask {
             _ = phase.wait_for(|p| *p != Phase::Running) => {}
         }
         let left = duration.saturating_sub(started.elapsed());
-        let back_in = drain_return_delay(left, &mut self.rng);
+        let back_in = drain_return_delay(left, self.ctx.drain_return_spread, &mut self.rng);
         tokio::select! {
             _ = tokio::time::sleep(back_in) => {}
             _ = phase.wait_for(|p| *p == Phase::Done) => {}

@@ -361,6 +361,7 @@ fn start_devices(
             .map(|_| Mutex::new(Position::ZERO))
             .collect(),
         connect_timeout: Duration::from_secs(10),
+        drain_return_spread: crate::client::dist::drain_return_spread(scenario.drain_timeout),
         tls: provisioned.tls.clone(),
         live,
         shape: shape.clone(),

@@ -154,8 +154,30 @@ where
     F::Output: Send + 'static,
 {
     let handle = tokio::spawn(task);
+    // Dropping a JoinHandle detaches its task: were this future dropped
+    // during the yield (the session went away), the read would run on
+    // unowned. The guard aborts it then, as dropping a `Prefetch` does.
+    let mut guard = AbortOnDrop {
+        task: handle.abort_handle(),
+        armed: true,
+    };
     tokio::task::yield_now().await;
+    guard.armed = false;
     handle
+}
+
+/// Aborts a task when dropped while armed.
+struct AbortOnDrop {
+    task: tokio::task::AbortHandle,
+    armed: bool,
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            self.task.abort();
+        }
+    }
 }
 
 /// The next backlog page, being read while the current one is written.
@@ -223,6 +245,7 @@ impl Session {
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     use std::time::Duration;
@@ -260,6 +283,29 @@ mod tests {
         assert!(
             finished_while_busy,
             "the spawned read only ran after the spawner's busy stretch"
+        );
+    }
+
+    /// A session dropped while it yields (it went away) takes its
+    /// just-spawned read with it, as a dropped `Prefetch` does.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_start_dropped_during_its_yield_aborts_the_task() {
+        let ran = Arc::new(AtomicBool::new(false));
+        let mut start = Box::pin(super::spawn_started({
+            let ran = ran.clone();
+            async move { ran.store(true, Ordering::SeqCst) }
+        }));
+        let first_poll =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(start.as_mut().poll(cx))).await;
+        assert!(first_poll.is_pending(), "the start yields once");
+        drop(start);
+        // Bounded: a few turns of the one-thread runtime run any task left.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            !ran.load(Ordering::SeqCst),
+            "the read ran on after its start was dropped"
         );
     }
 }
