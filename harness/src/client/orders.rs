@@ -107,6 +107,11 @@ impl OrderReceiver {
         }
     }
 
+    /// Every order queued now, without waiting (at most the capacity).
+    pub fn take_queued(&mut self) -> VecDeque<SendOrder> {
+        std::mem::take(&mut self.shared.state().orders)
+    }
+
     /// The sender is gone and nothing is left to take: `recv` would
     /// answer `None` at once.
     pub fn is_finished(&self) -> bool {
@@ -152,6 +157,20 @@ mod tests {
         assert_eq!(back.due_us, 3);
         assert_eq!(rx.recv().await.map(|o| o.due_us), Some(1));
         assert!(tx.try_send(order(4)).is_ok(), "room again after a recv");
+    }
+
+    #[tokio::test]
+    async fn take_queued_takes_every_queued_order_in_order_and_leaves_room() {
+        let (tx, mut rx) = order_queue(3);
+        assert!(rx.take_queued().is_empty());
+        for n in 0..3 {
+            assert!(tx.try_send(order(n)).is_ok());
+        }
+        let taken: Vec<u64> = rx.take_queued().into_iter().map(|o| o.due_us).collect();
+        assert_eq!(taken, vec![0, 1, 2]);
+        assert!(rx.take_queued().is_empty());
+        assert!(tx.try_send(order(9)).is_ok(), "room again after taking");
+        assert_eq!(rx.recv().await.map(|o| o.due_us), Some(9));
     }
 
     #[tokio::test]
