@@ -267,17 +267,25 @@ async fn sends_past_the_socket_and_user_rates_are_refused_with_retry_after() {
     let conversation = Uuid::new_v4();
     let user = Uuid::new_v4();
     let mut a = Conn::open(&url, &Device::new(user, conversation).with_cursor()).await;
+    // The buckets refill in real time while the sends wait for Redis: on a
+    // slow machine a burst takes long enough for a few more tokens, so the
+    // bounds below count what the elapsed time refilled.
+    let refilled = |rate: f64, since: std::time::Instant| {
+        (rate * since.elapsed().as_secs_f64()).ceil() as usize
+    };
+    let started = std::time::Instant::now();
     // Socket rate: 5/s, bursts of 10; 30 sends at once.
     let ids: Vec<Uuid> = (0..30).map(|_| Uuid::new_v4()).collect();
     let answers = burst(&mut a, &ids).await;
+    let socket_refill = refilled(5.0, started);
     let refused = rate_limited(&answers);
     let acked = answers
         .iter()
         .filter(|answer| matches!(answer, ServerFrame::Ack { .. }))
         .count();
     assert!(
-        (10..=12).contains(&acked),
-        "expected about the burst (10) acked, got {acked}: {answers:?}"
+        (10..=10 + socket_refill).contains(&acked),
+        "expected the burst (10) and at most {socket_refill} refilled acked, got {acked}: {answers:?}"
     );
     assert_eq!(
         acked + refused.len(),
@@ -296,11 +304,16 @@ async fn sends_past_the_socket_and_user_rates_are_refused_with_retry_after() {
         .iter()
         .filter(|answer| matches!(answer, ServerFrame::Ack { .. }))
         .count();
+    let user_tokens_left = (16 + refilled(8.0, started)).saturating_sub(acked);
     assert!(
-        acked_b <= 8,
-        "the user's rate was not shared: {acked_b} acked"
+        acked_b <= user_tokens_left,
+        "the user's rate was not shared: {acked_b} acked, {user_tokens_left} user tokens left"
     );
-    assert!(!rate_limited(&answers_b).is_empty());
+    if user_tokens_left < more.len() {
+        assert!(!rate_limited(&answers_b).is_empty());
+    } else {
+        println!("slow run: {user_tokens_left} user tokens refilled for b's {} sends; its refusal is not checked", more.len());
+    }
     // Refused sends were NOT appended: retried after the wait, each is a
     // new append (duplicate: false).
     let (retry_id, retry_after_ms) = refused[0];

@@ -140,19 +140,32 @@ async fn test_client_sync_state_persistence_and_ttl() {
     conn.ack(ids[5]).await;
     let own = conn.send(Uuid::new_v4(), "my own").await.0;
     conn.read_until(11).await;
-    tokio::time::sleep(Duration::from_millis(400)).await; // > sync interval
     let key = format!(
         "client:sync:{}:{}:{}",
         device.user_id, device.client_id, conversation
     );
     let mut redis = env.redis_conn().await;
-    let stored: String = redis::cmd("GET")
-        .arg(&key)
-        .query_async(&mut redis)
-        .await
-        .expect("state saved while online");
-    let state: serde_json::Value = serde_json::from_str(&stored).unwrap();
-    assert_eq!(state["last_message_id"], ids[5].to_string());
+    // Saved by the next sync tick (every 100 ms here): polled, not slept
+    // for, so a slow machine only makes it take longer. Bounded: 10 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let state = loop {
+        let stored: Option<String> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut redis)
+            .await
+            .expect("GET sync state");
+        let state: Option<serde_json::Value> =
+            stored.map(|text| serde_json::from_str(&text).expect("stored state is JSON"));
+        match state {
+            Some(state) if state["last_message_id"] == ids[5].to_string() => break state,
+            state => assert!(
+                std::time::Instant::now() < deadline,
+                "the acked cursor {} was not saved while online: {state:?}",
+                ids[5]
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(state["client_id"], device.client_id.to_string());
     assert_eq!(state["user_id"], device.user_id.to_string());
     assert_eq!(state["conversation_id"], conversation.to_string());

@@ -255,3 +255,108 @@ async fn replay_connection_pages_equal_the_shared_connections() {
         "one replay connection, reused page after page"
     );
 }
+
+/// Redis's count of XRANGE calls so far (`INFO commandstats`).
+async fn xrange_calls(redis: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(redis)
+        .await
+        .expect("INFO commandstats");
+    info.lines()
+        .find_map(|line| line.strip_prefix("cmdstat_xrange:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |calls| calls.parse().expect("a call count"))
+}
+
+/// A counter from the server's `/metrics`.
+async fn metric(server: &server::RunningServer, name: &str) -> u64 {
+    let text = http_get(&format!("{}/metrics", server.http_url())).await;
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .map_or(0, |value| value.trim().parse().expect("a counter value"))
+}
+
+/// Replay reads the next page while it writes one (`session::replay`'s
+/// prefetch), but never more than that one page ahead: a client that stops
+/// reading stops the page reads too, instead of the whole backlog being
+/// read into the server's memory. Checked from outside: Redis's XRANGE
+/// count against the messages the server has written. When the client
+/// reads on, it gets everything.
+#[tokio::test]
+async fn a_client_that_stops_reading_stops_the_page_reads() {
+    const PAGE: u64 = 10;
+    const BACKLOG: u64 = 4000;
+    let env = TestEnv::start(1, |config| config.backlog_page_size = PAGE as u32).await;
+    let store = Store::connect(env.redis.url(), settings(1 << 20))
+        .await
+        .expect("store");
+    let conv = Uuid::new_v4();
+    let append = || store.append(conv, Uuid::new_v4(), Uuid::new_v4(), "first");
+    let first = append().await.expect("append").id;
+    // 12 MB of backlog: far more than the socket buffers and the server's
+    // write buffer take while the client reads nothing.
+    let body = "b".repeat(3000);
+    let mut sent = Vec::new();
+    for _ in 0..BACKLOG {
+        let appended = store
+            .append(conv, Uuid::new_v4(), Uuid::new_v4(), &body)
+            .await
+            .expect("append");
+        sent.push(appended.id);
+    }
+    let mut redis = env.redis_conn().await;
+    let xrange_before = xrange_calls(&mut redis).await;
+    let params = ConnectParams {
+        user_id: Uuid::new_v4(),
+        conversation_id: conv,
+        client_id: Some(Uuid::new_v4()),
+        last_id: Some(first),
+        epoch: None,
+    };
+    let ws = connect_raw(&env.url(0), &params)
+        .await
+        .expect("websocket connects");
+    // Read nothing until the server has stopped making progress (both
+    // counts unchanged for a second; bounded: 30 s).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut seen = (u64::MAX, u64::MAX);
+    let mut unchanged_since = std::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // XRANGE first: `written` only grows, so reading it second can
+        // only loosen the bound below, never fail it by a race.
+        let xranges = xrange_calls(&mut redis).await - xrange_before;
+        let written = metric(&env.servers[0], "chat_messages_replayed_total").await;
+        if (xranges, written) != seen {
+            seen = (xranges, written);
+            unchanged_since = std::time::Instant::now();
+        } else if unchanged_since.elapsed() >= Duration::from_secs(1) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replay to a client reading nothing never stopped: {xranges} XRANGEs, {written} messages written"
+        );
+    }
+    let (xranges, written) = seen;
+    println!("stalled: {xranges} XRANGE calls, {written} of {BACKLOG} messages written");
+    assert!(
+        written + 5 * PAGE < BACKLOG,
+        "the stalled client was written {written} of {BACKLOG} messages: the buffers took the backlog, so this checks nothing"
+    );
+    // Pages the session has taken: those written, and the one being
+    // written. Reads started: at most one more (the prefetch). One more
+    // XRANGE for the connect's cursor check (`entry_exists`).
+    let taken = written / PAGE + 1;
+    assert!(
+        xranges <= taken + 1 + 1,
+        "{xranges} pages read for {written} messages written ({taken} pages taken): the reads ran ahead of the writes"
+    );
+    let conn = Conn::after_connect(ws).await;
+    assert_eq!(
+        conn.ids(),
+        sent,
+        "the whole backlog once the client reads on"
+    );
+}

@@ -398,3 +398,23 @@ pub fn assert_strictly_increasing(ids: &[StreamId]) {
         );
     }
 }
+
+/// A plain HTTP/1.1 GET over a raw socket (no HTTP client dependency),
+/// for `/healthz` and `/metrics`: the whole response.
+pub async fn http_get(url: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap();
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response))
+        .await
+        .expect("response in time")
+        .unwrap();
+    response
+}
