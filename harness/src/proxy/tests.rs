@@ -115,7 +115,9 @@ async fn latency_delays_each_direction_of_a_round_trip() {
     assert_eq!(round_trip(&mut stream, b"ping").await.unwrap(), b"ping");
     let took = started.elapsed();
     assert!(took >= 2 * latency, "round trip took {took:?}");
-    assert!(took < 20 * latency, "round trip took {took:?}");
+    // Loose on purpose: a loaded CI machine can hold this thread up; the
+    // bound only catches a delay applied many times over.
+    assert!(took < PATIENCE, "round trip took {took:?}");
 }
 
 #[tokio::test]
@@ -302,7 +304,7 @@ async fn upstream_down_closes_the_client_and_is_counted() {
     let mut stream = TcpStream::connect(proxy.listen_addr()).await.unwrap();
     let started = Instant::now();
     assert_closed_promptly(&mut stream).await;
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(started.elapsed() < PATIENCE);
     wait_until("the failure is counted", || proxy.connect_failures() == 1).await;
     assert_eq!(proxy.connections(), 0);
 }

@@ -321,6 +321,7 @@ mod tests {
         let user = Uuid::new_v4();
         let mut a = limits.admit(user).unwrap();
         let mut b = limits.admit(user).unwrap();
+        let started = std::time::Instant::now();
         let allowed = (0..20)
             .filter(|i| {
                 if i % 2 == 0 {
@@ -331,7 +332,13 @@ mod tests {
                 .is_ok()
             })
             .count();
-        assert_eq!(allowed, 10, "burst of twice the user's rate, shared");
+        // The bucket refills in real time: a thread held up in the loop
+        // (a loaded machine) earns a token per 200 ms.
+        let refilled = (5.0 * started.elapsed().as_secs_f64()).ceil() as usize;
+        assert!(
+            (10..=10 + refilled).contains(&allowed),
+            "burst of twice the user's rate, shared: {allowed} allowed, {refilled} refilled"
+        );
     }
 
     #[test]
