@@ -14,16 +14,7 @@ use redis_provider::{Persistence, ProviderOptions};
 use uuid::Uuid;
 
 async fn health(env: &TestEnv) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = env.servers[0].local_addr();
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response))
-        .await
-        .expect("healthz answers in time")
-        .unwrap();
+    let response = http_get(&format!("{}/healthz", env.servers[0].http_url())).await;
     response
         .split_whitespace()
         .nth(1)

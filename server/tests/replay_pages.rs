@@ -31,6 +31,17 @@ async fn widest_recorded(redis: &mut redis::aio::MultiplexedConnection, conv: Uu
         .expect("HGET widest_body")
 }
 
+/// A device seen for the first time, resuming after `first`.
+fn new_device_after(conv: Uuid, first: StreamId) -> ConnectParams {
+    ConnectParams {
+        user_id: Uuid::new_v4(),
+        conversation_id: conv,
+        client_id: Some(Uuid::new_v4()),
+        last_id: Some(first),
+        epoch: None,
+    }
+}
+
 /// Reads the whole stream after `after` page by page, as a replay does,
 /// checking each page's size against the byte bound.
 async fn read_all_pages(
@@ -183,13 +194,7 @@ async fn replay_with_small_pages_is_complete_and_ordered() {
     let sender = Device::new(Uuid::new_v4(), conv);
     let first = send_many(&env.url(0), &sender, 1, "first").await[0];
     let sent = send_many(&env.url(0), &sender, 60, "backlog").await;
-    let params = ConnectParams {
-        user_id: Uuid::new_v4(),
-        conversation_id: conv,
-        client_id: Some(Uuid::new_v4()),
-        last_id: Some(first),
-        epoch: None,
-    };
+    let params = new_device_after(conv, first);
     let conn = Conn::open(&env.url(0), &params).await;
     assert_eq!(conn.ids(), sent);
     assert_strictly_increasing(&conn.ids());
@@ -307,13 +312,7 @@ async fn a_client_that_stops_reading_stops_the_page_reads() {
     }
     let mut redis = env.redis_conn().await;
     let xrange_before = xrange_calls(&mut redis).await;
-    let params = ConnectParams {
-        user_id: Uuid::new_v4(),
-        conversation_id: conv,
-        client_id: Some(Uuid::new_v4()),
-        last_id: Some(first),
-        epoch: None,
-    };
+    let params = new_device_after(conv, first);
     let ws = connect_raw(&env.url(0), &params)
         .await
         .expect("websocket connects");
