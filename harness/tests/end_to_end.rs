@@ -66,6 +66,30 @@ fn smoke_scenario_is_valid_and_writes_a_complete_report() {
         !junit.contains("<failure "),
         "a valid run fails no case: {junit}"
     );
+    // Devices offline when the drain began come back spread over its first
+    // second (`client::dist::drain_return_spread`), not as one herd that
+    // inflates recovery latency. Smoke has ~10 offline at any moment.
+    let run = &summary["run"];
+    let drain_start_us =
+        ((run["ramp_up_s"].as_f64().unwrap() + run["duration_s"].as_f64().unwrap()) * 1e6) as u64;
+    let returns_us = drain_returns_us(&history_events(&dir), drain_start_us);
+    println!("returns after the drain began (µs): {returns_us:?}");
+    if let (Some(first), Some(last), true) =
+        (returns_us.first(), returns_us.last(), returns_us.len() >= 6)
+    {
+        assert!(
+            last - first >= 150_000,
+            "{} devices returned within {} µs of each other: a herd, not a spread",
+            returns_us.len(),
+            last - first
+        );
+        assert!(
+            *last <= 3_000_000,
+            "a device stayed away {last} µs into the drain"
+        );
+    } else {
+        println!("too few devices offline when the drain began to check the spread");
+    }
     let live = &summary["latency"]["live_delivery"];
     assert!(
         live["count"].as_u64().unwrap() > 100,

@@ -87,17 +87,6 @@ fn three_instances_deliver_across_processes() {
     assert_eq!(summary["targets"].as_array().unwrap().len(), 3);
 }
 
-/// Events of the run's history, as their JSON export.
-fn history_events(summary_dir: &std::path::Path) -> Vec<Value> {
-    let history =
-        harness::history::read_history(&summary_dir.join("history.bin")).expect("history.bin");
-    history
-        .events
-        .iter()
-        .map(|event| serde_json::to_value(event).expect("an event as JSON"))
-        .collect()
-}
-
 /// Sockets connected at `at_us`: +1 per connected, -1 per disconnect.
 fn online_at(events: &[Value], at_us: u64) -> i64 {
     events

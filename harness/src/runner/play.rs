@@ -122,7 +122,8 @@ pub async fn play(
     let rss_at_traffic_end_bytes = resources::current_rss_bytes();
     let cost_at_traffic_end = cost_sampler.at_traffic_end().await;
     progress.set_phase("draining");
-    // Sends stop; devices come back at once and stay.
+    // Sends stop; devices come back (spread over `drain_return_spread`)
+    // and stay.
     let _ = devices.phase_tx.send(Phase::Draining); // Err only when no socket task is left: nothing to tell
     let placed = devices.scheduler.await.unwrap_or(0);
     tracing::info!(placed, "traffic phase over");

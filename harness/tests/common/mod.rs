@@ -113,6 +113,45 @@ pub fn summary(run_dir: &Path) -> Value {
 }
 
 /// Writes a small scenario file for external-target tests.
+/// Events of the run's history, as their JSON export.
+pub fn history_events(run_dir: &Path) -> Vec<Value> {
+    let history =
+        harness::history::read_history(&run_dir.join("history.bin")).expect("history.bin");
+    history
+        .events
+        .iter()
+        .map(|event| serde_json::to_value(event).expect("an event as JSON"))
+        .collect()
+}
+
+/// For each socket (device, conversation) offline when the drain began
+/// (its last connect-or-disconnect before then was a disconnect), how long
+/// after the drain began it tried to connect again, in µs, sorted.
+pub fn drain_returns_us(events: &[Value], drain_start_us: u64) -> Vec<u64> {
+    use std::collections::HashMap;
+    let mut offline_at_drain: HashMap<(u64, u64), bool> = HashMap::new();
+    let mut returns: HashMap<(u64, u64), u64> = HashMap::new();
+    for event in events {
+        let kind = event["ev"].as_str().unwrap_or("");
+        if kind != "connect" && kind != "disconnect" {
+            continue;
+        }
+        let key = (
+            event["device"].as_u64().expect("device"),
+            event["conversation"].as_u64().expect("conversation"),
+        );
+        let at_us = event["at_us"].as_u64().expect("at_us");
+        if at_us <= drain_start_us {
+            offline_at_drain.insert(key, kind == "disconnect");
+        } else if kind == "connect" && offline_at_drain.get(&key) == Some(&true) {
+            returns.entry(key).or_insert(at_us - drain_start_us);
+        }
+    }
+    let mut returns: Vec<u64> = returns.into_values().collect();
+    returns.sort_unstable();
+    returns
+}
+
 pub fn write_scenario(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, body).expect("scenario written");
