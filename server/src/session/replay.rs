@@ -262,28 +262,31 @@ mod tests {
     async fn a_started_task_has_run_to_its_first_wait_when_the_start_returns() {
         let sent = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicBool::new(false));
-        let read = super::spawn_started({
+        // Stands for Redis's reply: released by the test, not by a timer,
+        // so a slow machine cannot let the read finish early.
+        let (reply, reply_arrives) = tokio::sync::oneshot::channel::<()>();
+        let start = super::spawn_started({
             let (sent, done) = (sent.clone(), done.clone());
             async move {
                 sent.store(true, Ordering::SeqCst);
-                // Stands for waiting on Redis's reply.
-                tokio::time::sleep(Duration::from_millis(1)).await;
+                // An error only if the test went away first.
+                let _ = reply_arrives.await;
                 done.store(true, Ordering::SeqCst);
             }
-        })
-        .await;
+        });
+        // Bounded: a start that waited for the whole read would wait here
+        // for a reply that only comes after it returns.
+        let read = tokio::time::timeout(Duration::from_secs(5), start)
+            .await
+            .expect("the start waited for the whole read instead of its first step");
         // No await between the start and these checks: nothing else ran.
-        let sent_before_returning = sent.load(Ordering::SeqCst);
-        let done_before_returning = done.load(Ordering::SeqCst);
-        read.await.expect("read task");
         assert!(
-            sent_before_returning,
+            sent.load(Ordering::SeqCst),
             "the spawned read had not started when the start returned"
         );
-        assert!(
-            !done_before_returning,
-            "the start waited for the whole read instead of its first step"
-        );
+        assert!(!done.load(Ordering::SeqCst));
+        reply.send(()).expect("the read is waiting for its reply");
+        read.await.expect("read task");
         assert!(done.load(Ordering::SeqCst));
     }
 
