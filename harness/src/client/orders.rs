@@ -201,6 +201,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_receiver_moved_to_another_task_is_woken_there() {
+        let (tx, mut rx) = order_queue(2);
+        // Waits once in this task (its waker is kept), then gives up.
+        let cancelled = tokio::time::timeout(std::time::Duration::from_millis(10), rx.recv()).await;
+        assert!(cancelled.is_err());
+        // The same receiver now waits in another task: the order must wake
+        // that task, not the first one's stale waker.
+        let waiter = tokio::spawn(async move { rx.recv().await.map(|o| o.due_us) });
+        tokio::task::yield_now().await;
+        assert!(tx.try_send(order(8)).is_ok());
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("the receiver's new task woke")
+            .expect("the receiver did not panic");
+        assert_eq!(got, Some(8));
+    }
+
+    #[tokio::test]
     async fn a_cancelled_recv_loses_no_order() {
         let (tx, mut rx) = order_queue(2);
         // Polled once and dropped while waiting, as `select!` does.
