@@ -133,7 +133,29 @@ struct Window {
     answers: u64,
 }
 
+/// The reader's clock and counters at one instant.
+struct Snapshot {
+    cpu: CpuTimes,
+    frames: u64,
+    reads: u64,
+    polls: Option<u64>,
+    answers: u64,
+}
+
 impl Window {
+    fn between(start: &Snapshot, end: &Snapshot) -> Window {
+        let ((user0, system0, switches0), (user, system, switches)) = (start.cpu, end.cpu);
+        Window {
+            frames: end.frames - start.frames,
+            user: user - user0,
+            system: system - system0,
+            switches: switches - switches0,
+            reads: end.reads - start.reads,
+            polls: end.polls.zip(start.polls).map(|(end, start)| end - start),
+            answers: end.answers - start.answers,
+        }
+    }
+
     fn print(&self, args: &Args) {
         let per_frame = |d: Duration| d.as_secs_f64() * 1e6 / self.frames.max(1) as f64;
         let frames = self.frames.max(1) as f64;
@@ -344,12 +366,17 @@ fn read_mio(args: &Args, addr: SocketAddr) -> anyhow::Result<Window> {
     let opens = Instant::now() + WARM_UP;
     let closes = opens + Duration::from_secs(args.seconds);
     let (mut frames, mut reads, mut polls, mut answers) = (0u64, 0u64, 0u64, 0u64);
-    // CPU times and the counters (frames, reads, polls, answers) when the window opened.
-    let mut start: Option<(CpuTimes, u64, u64, u64, u64)> = None;
+    let mut start: Option<Snapshot> = None;
     loop {
         let now = Instant::now();
         if start.is_none() && now >= opens {
-            start = Some((cpu_times(), frames, reads, polls, answers));
+            start = Some(Snapshot {
+                cpu: cpu_times(),
+                frames,
+                reads,
+                polls: Some(polls),
+                answers,
+            });
         }
         if now >= closes {
             break;
@@ -387,18 +414,17 @@ fn read_mio(args: &Args, addr: SocketAddr) -> anyhow::Result<Window> {
             }
         }
     }
-    let (user, system, switches) = cpu_times();
-    let ((user0, system0, switches0), frames0, reads0, polls0, answers0) =
-        start.context("the window never opened")?;
-    Ok(Window {
-        frames: frames - frames0,
-        user: user - user0,
-        system: system - system0,
-        switches: switches - switches0,
-        reads: reads - reads0,
-        polls: Some(polls - polls0),
-        answers: answers - answers0,
-    })
+    let end = Snapshot {
+        cpu: cpu_times(),
+        frames,
+        reads,
+        polls: Some(polls),
+        answers,
+    };
+    Ok(Window::between(
+        &start.context("the window never opened")?,
+        &end,
+    ))
 }
 
 fn read_tokio(args: &Args, addr: SocketAddr) -> anyhow::Result<Window> {
@@ -433,29 +459,19 @@ fn read_tokio(args: &Args, addr: SocketAddr) -> anyhow::Result<Window> {
             }));
         }
         tokio::time::sleep(WARM_UP).await;
-        let (user0, system0, switches0) = cpu_times();
-        let counts = || {
-            (
-                FRAMES.load(Ordering::Relaxed),
-                READS.load(Ordering::Relaxed),
-                ANSWERS.load(Ordering::Relaxed),
-            )
+        let snapshot = || Snapshot {
+            cpu: cpu_times(),
+            frames: FRAMES.load(Ordering::Relaxed),
+            reads: READS.load(Ordering::Relaxed),
+            polls: None,
+            answers: ANSWERS.load(Ordering::Relaxed),
         };
-        let (frames0, reads0, answers0) = counts();
+        let start = snapshot();
         tokio::time::sleep(Duration::from_secs(args.seconds)).await;
-        let (user, system, switches) = cpu_times();
-        let (frames, reads, answers) = counts();
+        let end = snapshot();
         for task in tasks {
             task.abort();
         }
-        Ok(Window {
-            frames: frames - frames0,
-            user: user - user0,
-            system: system - system0,
-            switches: switches - switches0,
-            reads: reads - reads0,
-            polls: None,
-            answers: answers - answers0,
-        })
+        Ok(Window::between(&start, &end))
     })
 }
