@@ -81,7 +81,15 @@ enum ReaderKind {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.sockets == 0 || args.fanout == 0 || args.fanout > args.sockets || args.rate == 0 {
-        bail!("need sockets > 0, rate > 0 and 0 < fanout <= sockets");
+        bail!(
+            "need --sockets > 0, --rate > 0 and 0 < --fanout <= --sockets (got {}, {}, {})",
+            args.sockets,
+            args.rate,
+            args.fanout
+        );
+    }
+    if args.frame_bytes == 0 || args.seconds == 0 {
+        bail!("--frame-bytes and --seconds must be > 0");
     }
     if !(0.0..=1.0).contains(&args.ack_share) {
         bail!("--ack-share must be within 0..=1, got {}", args.ack_share);
