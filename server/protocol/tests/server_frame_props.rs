@@ -147,6 +147,25 @@ fn tricky_frames_agree() {
         r#"{"type":"caught_up","last_id":"1-1","replayed":-0}"#.to_string(),
         r#"{"type":"caught_up","last_id":"1-1","replayed":3} x"#.to_string(),
         r#"{"type":"caught_up","last_id":"+1-1","replayed":3}"#.to_string(),
+        // The `message` layout the exact reader takes, bent one way each:
+        // leading zero, overflow, a float, an escaped and a raw control
+        // character in the body, an uppercase UUID, a short UUID,
+        // whitespace, a missing or an extra closing brace, a bare id.
+        format!(r#"{{"type":"message","id":"1-1","conversation_id":"{id}","sender_id":"{id}","client_msg_id":"{id}","body":"b","sent_at_ms":07}}"#),
+        format!(r#"{{"type":"message","id":"1-1","conversation_id":"{id}","sender_id":"{id}","client_msg_id":"{id}","body":"b","sent_at_ms":18446744073709551616}}"#),
+        format!(r#"{{"type":"message","id":"1-1","conversation_id":"{id}","sender_id":"{id}","client_msg_id":"{id}","body":"b","sent_at_ms":1.5}}"#),
+        format!(r#"{{"type":"message","id":"1-1","conversation_id":"{id}","sender_id":"{id}","client_msg_id":"{id}","body":"a\"b\n","sent_at_ms":0}}"#),
+        format!("{{\"type\":\"message\",\"id\":\"1-1\",\"conversation_id\":\"{id}\",\"sender_id\":\"{id}\",\"client_msg_id\":\"{id}\",\"body\":\"a\tb\",\"sent_at_ms\":0}}"),
+        format!(r#"{{"type":"message","id":"1-1","conversation_id":"{}","sender_id":"{id}","client_msg_id":"{id}","body":"b","sent_at_ms":0}}"#, "ABCDEF00-0000-0000-0000-00000000000A"),
+        format!(r#"{{"type":"message","id":"1-1","conversation_id":"{}","sender_id":"{id}","client_msg_id":"{id}","body":"b","sent_at_ms":0}}"#, "00000000-0000-0000-0000-00000000001"),
+        format!(r#"{{"type":"message","id":"1-1","conversation_id":"{id}","sender_id":"{id}","client_msg_id":"{id}","body":"b","sent_at_ms":0 }}"#),
+        format!(r#"{{"type":"message","id":"1-1","conversation_id":"{id}","sender_id":"{id}","client_msg_id":"{id}","body":"b","sent_at_ms":0"#),
+        format!(r#"{{"type":"message","id":"1-1","conversation_id":"{id}","sender_id":"{id}","client_msg_id":"{id}","body":"b","sent_at_ms":0}}}}"#),
+        format!(r#"{{"type":"message","id":"17","conversation_id":"{id}","sender_id":"{id}","client_msg_id":"{id}","body":"a long body past one eight-byte word, \u00e9 and é","sent_at_ms":0}}"#),
+        // Past the first eight-byte word: a raw control character, an
+        // escaped quote.
+        format!("{{\"type\":\"message\",\"id\":\"1-1\",\"conversation_id\":\"{id}\",\"sender_id\":\"{id}\",\"client_msg_id\":\"{id}\",\"body\":\"0123456789\u{1}bcdefghijklmnop\",\"sent_at_ms\":0}}"),
+        format!(r#"{{"type":"message","id":"1-1","conversation_id":"{id}","sender_id":"{id}","client_msg_id":"{id}","body":"0123456789\"b","sent_at_ms":0}}"#),
         r#"{"type":"nope"}"#.to_string(),
         r#"{"type":"gap"}"#.to_string(),
         "{}".to_string(),
