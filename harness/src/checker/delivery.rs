@@ -14,6 +14,7 @@
 use crate::history::{CursorOrigin, GapReason, Position};
 use fnv::FnvHashMap;
 
+use super::ack_proof::AckProof;
 use super::appends::{Receipt, ReceiptJudge, Received};
 use super::findings::{device_label, Findings, Site};
 use super::index::{ConvLog, Slot, SlotTable, MAX_CHECKED_EVENTS};
@@ -130,6 +131,8 @@ struct SocketScan {
     /// had never sent an ack in this conversation: the server had nothing
     /// to store, so the replay from the start owes at-least-once only.
     nothing_to_store: bool,
+    /// This socket's latest ack, until the server provably read it.
+    ack_proof: AckProof,
 }
 
 impl SocketScan {
@@ -149,6 +152,7 @@ impl SocketScan {
             hello_at_us: None,
             connect_at_us: None,
             nothing_to_store: false,
+            ack_proof: AckProof::default(),
         }
     }
 }
@@ -160,8 +164,8 @@ struct SlotSummary {
     max_position: Option<usize>,
     /// Number of the last socket and what it caught up to.
     last_socket: Option<(u32, Option<Position>)>,
-    /// The device has sent an ack in this conversation (a cursor the
-    /// server could have stored).
+    /// The server provably read an ack of the device in this conversation
+    /// (a cursor it could have stored; see `ack_proof`).
     acked: bool,
 }
 
@@ -392,6 +396,9 @@ impl Scanner<'_, '_> {
         current: &mut SocketScan,
         event: &Event,
     ) {
+        if current.ack_proof.on_event(&event.kind) {
+            state.summary.acked = true;
+        }
         match &event.kind {
             EventKind::Connect { epoch, .. } => {
                 current.connect_epoch = epoch.as_deref().map(|epoch| self.epochs.intern(epoch));
@@ -477,7 +484,6 @@ impl Scanner<'_, '_> {
                 }
                 self.on_recv(slot, state, current, event, &received);
             }
-            EventKind::AckSent { .. } => state.summary.acked = true,
             EventKind::CaughtUp { last_id, .. } => {
                 if current.caught_up.is_none() {
                     self.on_caught_up(slot, conv, current, event.at_us, *last_id);
@@ -701,11 +707,12 @@ impl Scanner<'_, '_> {
             .map(|hello| hello.resume_from);
         let above_stored_cursor =
             mode == ResumeMode::StoredCursor && stored_cursor.is_some_and(|cursor| id > cursor);
-        // A device that dropped before its first ack left no cursor to
-        // store; "none" is then the truth and the replay from the start
-        // may repeat what that socket had. Once it has acked, "none" means
-        // the server lost or never kept its cursor: a repeat is a duplicate
-        // (seed bug 1, `new-client-id`).
+        // A device none of whose acks provably reached the server (it
+        // dropped before its first ack, or reset right after it) left no
+        // cursor to store; "none" is then the truth and the replay from the
+        // start may repeat what that socket had. Once the server read an
+        // ack, "none" means it lost or never kept the cursor: a repeat is a
+        // duplicate (seed bug 1, `new-client-id`).
         let never_acked = mode == ResumeMode::StoredCursor && current.nothing_to_store;
         let wiped_cursor = self.input.judge.allow_lost_ack
             && wiped_cursor(mode, current).is_some_and(|from| id >= from);
@@ -727,7 +734,7 @@ impl Scanner<'_, '_> {
             let why = if wiped_cursor {
                 "; its cursor was destroyed with the Redis data"
             } else if never_acked {
-                "; it had never acked, so there was no cursor to store"
+                "; no ack of it had provably reached the server, so there was no cursor to store"
             } else {
                 ""
             };

@@ -1,13 +1,15 @@
 //! One proxied connection: wait for a path to the upstream, connect, then
-//! two pumps (client -> upstream, upstream -> client) run inside one task
+//! two directions (client -> upstream, upstream -> client) run inside one task
 //! on shared `&TcpStream`s until both directions end, either side fails,
 //! or the proxy resets or stops.
 //!
-//! Each pump is a reader and a writer joined by a small FIFO queue of
+//! Each direction is a reader and a writer joined by a small FIFO queue of
 //! chunks stamped with their read time. The writer delivers a chunk at
 //! `read time + latency + jitter share`, never earlier than the chunk
 //! before it, so jitter delays data but cannot reorder it, and the delay
-//! is recomputed from the current settings whenever they change.
+//! is recomputed from the current settings whenever they change. A FIN
+//! travels the queue like data; a reset stops the reading but not the
+//! delivery of what was read before it.
 
 use std::io;
 use std::net::{Shutdown, SocketAddr};
@@ -31,6 +33,10 @@ const QUEUE_CHUNKS: usize = 64;
 /// Loopback connects fail or succeed at once; this only bounds the odd
 /// hang (e.g. a full accept backlog on a stopped-but-listening server).
 const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a failed connection may still spend delivering what it read
+/// before the failure: enough for any latency fault a scenario sets, short
+/// enough that a sink which stopped reading cannot hold a dead connection.
+const DRAIN_AFTER_FAILURE: Duration = Duration::from_secs(2);
 
 /// What a connection task needs from the proxy.
 pub(super) struct Wiring {
@@ -191,35 +197,61 @@ async fn open_path(
     }
 }
 
+/// Both directions until each has passed its source's FIN on, or a
+/// failure. A failure (a reset or error on either side) stops the reading
+/// at once, but what was already read still goes out at its due time
+/// before the caller passes the reset on: on a real network the bytes a
+/// peer sent before its RST are ahead of it on the wire, so an ack written
+/// just before a reset reaches the server behind a slow link as well as
+/// without one.
 async fn forward_both(
     client: &TcpStream,
     server: &TcpStream,
     settings: watch::Receiver<FaultSettings>,
 ) -> io::Result<()> {
-    let upstream = pump(client, server, settings.clone());
-    let downstream = pump(server, client, settings);
-    tokio::try_join!(upstream, downstream).map(|_| ())
+    let (upstream_tx, upstream_rx) = mpsc::channel(QUEUE_CHUNKS);
+    let (downstream_tx, downstream_rx) = mpsc::channel(QUEUE_CHUNKS);
+    // A reader that returns drops its sender, so its writer ends once it
+    // has delivered the queue.
+    let (read_settings, write_settings) = (settings.clone(), settings);
+    let reading = async move {
+        tokio::try_join!(
+            read_side(client, upstream_tx, read_settings.clone()),
+            read_side(server, downstream_tx, read_settings),
+        )
+    };
+    // Joined, not try-joined: a failed write towards a peer that reset must
+    // not throw away what the other direction still owes the other peer.
+    let writing = async move {
+        let (upstream, downstream) = tokio::join!(
+            write_side(server, upstream_rx, write_settings.clone()),
+            write_side(client, downstream_rx, write_settings),
+        );
+        upstream.and(downstream)
+    };
+    tokio::pin!(writing);
+    tokio::select! {
+        read = reading => match read {
+            Ok(_) => writing.await,
+            Err(failure) => {
+                if tokio::time::timeout(DRAIN_AFTER_FAILURE, &mut writing).await.is_err() {
+                    tracing::debug!("fault proxy: a sink did not take the bytes read before a reset within {DRAIN_AFTER_FAILURE:?}");
+                }
+                Err(failure)
+            }
+        },
+        written = &mut writing => written,
+    }
 }
 
+/// A chunk with no data: the source's FIN, delivered in order after the
+/// data before it.
 struct Chunk {
     data: Vec<u8>,
     read_at: Instant,
     /// This chunk's share of the jitter, in [0, 1): kept rather than a
     /// fixed delay so a jitter change applies to queued chunks too.
     jitter_share: f64,
-}
-
-/// One direction. Ends `Ok` after the source's EOF has been delivered and
-/// passed on as a half-close.
-async fn pump(
-    source: &TcpStream,
-    sink: &TcpStream,
-    settings: watch::Receiver<FaultSettings>,
-) -> io::Result<()> {
-    let (queue_tx, queue_rx) = mpsc::channel(QUEUE_CHUNKS);
-    let reading = read_side(source, queue_tx, settings.clone());
-    let writing = write_side(sink, queue_rx, settings);
-    tokio::try_join!(reading, writing).map(|_| ())
 }
 
 fn proxy_gone() -> io::Error {
@@ -242,16 +274,15 @@ async fn read_side(
             settings.changed().await.map_err(|_| proxy_gone())?;
         }
         let data = read_chunk(source).await?;
-        if data.is_empty() {
-            return Ok(());
-        }
+        let end_of_stream = data.is_empty();
         let chunk = Chunk {
             data,
             read_at: Instant::now(),
             jitter_share: rand::random::<f64>(),
         };
-        if queue.send(chunk).await.is_err() {
-            // The writer only stops early on an error, which the join reports.
+        if queue.send(chunk).await.is_err() || end_of_stream {
+            // A writer only stops early on an error, which the join
+            // reports; after EOF there is nothing more to read.
             return Ok(());
         }
     }
@@ -284,13 +315,18 @@ async fn write_side(
     while let Some(chunk) = queue.recv().await {
         let due = wait_until_due(&chunk, previous_due, &mut settings).await?;
         previous_due = Some(due);
+        if chunk.data.is_empty() {
+            // The source sent FIN and everything before it is delivered.
+            if let Err(error) = SockRef::from(sink).shutdown(Shutdown::Write) {
+                // The sink is already gone; the other direction reports that.
+                tracing::debug!(%error, "fault proxy: cannot pass a half-close on");
+            }
+            return Ok(());
+        }
         write_paced(sink, &chunk.data, &mut bucket, &mut settings).await?;
     }
-    // The source sent FIN and everything before it is delivered.
-    if let Err(error) = SockRef::from(sink).shutdown(Shutdown::Write) {
-        // The sink is already gone; the other direction reports that.
-        tracing::debug!(%error, "fault proxy: cannot pass a half-close on");
-    }
+    // The reading stopped on a failure: everything read is delivered and
+    // the caller passes the reset on (no FIN first).
     Ok(())
 }
 

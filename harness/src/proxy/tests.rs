@@ -394,3 +394,56 @@ async fn binding_a_taken_port_names_the_address() {
         other => panic!("expected Bind, got {other:?}"),
     }
 }
+
+/// An upstream that accepts one connection and reports what it delivered
+/// and how it ended (`Ok` for a FIN).
+async fn recording_server() -> (
+    SocketAddr,
+    tokio::sync::oneshot::Receiver<(Vec<u8>, io::Result<()>)>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (report, reported) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let Ok((mut socket, _)) = listener.accept().await else {
+            return;
+        };
+        let mut received = Vec::new();
+        let mut buf = [0u8; 1024];
+        let ended = loop {
+            match socket.read(&mut buf).await {
+                Ok(0) => break Ok(()),
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+                Err(error) => break Err(error),
+            }
+        };
+        // The test may have given up already; nothing to report then.
+        let _ = report.send((received, ended));
+    });
+    (addr, reported)
+}
+
+#[tokio::test]
+async fn bytes_sent_before_a_reset_still_arrive_behind_latency() {
+    // An ack written just before an RST must reach the server, as it would
+    // on a real slow link where the RST follows it on the wire.
+    let (upstream, reported) = recording_server().await;
+    let proxy = Proxy::start(upstream).await.unwrap();
+    let latency = Duration::from_millis(100);
+    proxy.set_latency(latency, Duration::ZERO);
+    let mut stream = TcpStream::connect(proxy.listen_addr()).await.unwrap();
+    let started = Instant::now();
+    stream.write_all(b"last words").await.unwrap();
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(stream);
+    let (received, ended) = timeout(PATIENCE, reported).await.unwrap().unwrap();
+    assert_eq!(received, b"last words");
+    assert_eq!(
+        ended.map_err(|error| error.kind()),
+        Err(io::ErrorKind::ConnectionReset),
+        "the reset is passed on after the data, not turned into a FIN"
+    );
+    assert!(started.elapsed() >= latency, "the data skipped its latency");
+}
