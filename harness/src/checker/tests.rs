@@ -238,16 +238,22 @@ fn cursor_none_redelivery(acks: EarlierAcks) -> (Generated, u64) {
     (generated, expected[0].count)
 }
 
-#[test]
-fn cursor_none_after_acks_is_a_duplicate() {
-    // The device acked, so the server had a cursor to keep; "none" means it
-    // lost it (seed bug 1) and the repeats are duplicates.
-    let (generated, count) = cursor_none_redelivery(EarlierAcks::Proven);
+/// `cursor_none_redelivery` judged with stored-cursor redelivery allowed;
+/// also returns how many repeats the history holds.
+fn judge_cursor_none(acks: EarlierAcks) -> (CheckOutcome, u64) {
+    let (generated, count) = cursor_none_redelivery(acks);
     let allowed = Expectations {
         allow_stored_cursor_redelivery: true,
         ..strict()
     };
-    let outcome = run(&generated, &allowed, true);
+    (run(&generated, &allowed, true), count)
+}
+
+#[test]
+fn cursor_none_after_acks_is_a_duplicate() {
+    // The device acked, so the server had a cursor to keep; "none" means it
+    // lost it (seed bug 1) and the repeats are duplicates.
+    let (outcome, count) = judge_cursor_none(EarlierAcks::Proven);
     assert_eq!(outcome.verdict, Verdict::Invalid);
     assert_eq!(outcome.count(AnomalyKind::Duplicate), count);
 }
@@ -256,12 +262,7 @@ fn cursor_none_after_acks_is_a_duplicate() {
 fn cursor_none_before_any_ack_is_a_redelivery() {
     // A device that dropped before its first ack left nothing to store:
     // the replay from the start is at-least-once, not a broken promise.
-    let (generated, count) = cursor_none_redelivery(EarlierAcks::Dropped);
-    let allowed = Expectations {
-        allow_stored_cursor_redelivery: true,
-        ..strict()
-    };
-    let outcome = run(&generated, &allowed, true);
+    let (outcome, count) = judge_cursor_none(EarlierAcks::Dropped);
     assert_eq!(outcome.verdict, Verdict::Valid, "{:?}", outcome.anomalies);
     let report = &outcome.anomalies[&AnomalyKind::Redelivered];
     assert_eq!(report.count, count);
@@ -276,12 +277,7 @@ fn cursor_none_after_acks_lost_in_resets_is_a_redelivery() {
     // server (seed 8869587605373180372 of `localhost_target_works_behind_
     // the_fault_proxy`: a 20 ms latency fault held the ack when the RST
     // came): "none" may be the truth.
-    let (generated, count) = cursor_none_redelivery(EarlierAcks::LostInResets);
-    let allowed = Expectations {
-        allow_stored_cursor_redelivery: true,
-        ..strict()
-    };
-    let outcome = run(&generated, &allowed, true);
+    let (outcome, count) = judge_cursor_none(EarlierAcks::LostInResets);
     assert_eq!(outcome.verdict, Verdict::Valid, "{:?}", outcome.anomalies);
     assert_eq!(outcome.count(AnomalyKind::Redelivered), count);
 }
