@@ -131,7 +131,7 @@ struct SocketScan {
     /// had never sent an ack in this conversation: the server had nothing
     /// to store, so the replay from the start owes at-least-once only.
     nothing_to_store: bool,
-    /// This socket's latest ack, until the server provably read it.
+    /// Whether this socket leaves the server a cursor to store.
     ack_proof: AckProof,
 }
 
@@ -164,8 +164,9 @@ struct SlotSummary {
     max_position: Option<usize>,
     /// Number of the last socket and what it caught up to.
     last_socket: Option<(u32, Option<Position>)>,
-    /// The server provably read an ack of the device in this conversation
-    /// (a cursor it could have stored; see `ack_proof`).
+    /// A socket of the device in this conversation left the server a
+    /// cursor to store: it provably read an ack and did not vanish before
+    /// its save (see `ack_proof`).
     acked: bool,
 }
 
@@ -707,12 +708,12 @@ impl Scanner<'_, '_> {
             .map(|hello| hello.resume_from);
         let above_stored_cursor =
             mode == ResumeMode::StoredCursor && stored_cursor.is_some_and(|cursor| id > cursor);
-        // A device none of whose acks provably reached the server (it
-        // dropped before its first ack, or reset right after it) left no
-        // cursor to store; "none" is then the truth and the replay from the
-        // start may repeat what that socket had. Once the server read an
-        // ack, "none" means it lost or never kept the cursor: a repeat is a
-        // duplicate (seed bug 1, `new-client-id`).
+        // A device none of whose acks provably reached a server that lived
+        // to save it (it dropped before its first ack, reset right after
+        // it, or its server crashed) left no cursor to store; "none" is
+        // then the truth and the replay from the start may repeat what that
+        // socket had. Otherwise "none" means the server lost or never kept
+        // the cursor: a repeat is a duplicate (seed bug 1, `new-client-id`).
         let never_acked = mode == ResumeMode::StoredCursor && current.nothing_to_store;
         let wiped_cursor = self.input.judge.allow_lost_ack
             && wiped_cursor(mode, current).is_some_and(|from| id >= from);
@@ -734,7 +735,7 @@ impl Scanner<'_, '_> {
             let why = if wiped_cursor {
                 "; its cursor was destroyed with the Redis data"
             } else if never_acked {
-                "; no ack of it had provably reached the server, so there was no cursor to store"
+                "; no ack of it had provably reached a server that lived to save it, so there was no cursor to store"
             } else {
                 ""
             };

@@ -14,9 +14,9 @@
 //!   one socket it is always `duplicate`. Across sockets it is
 //!   `redelivered` only for a stored-cursor device whose new socket's hello
 //!   said `cursor: "stored"` and whose id lies above that stored cursor,
-//!   or whose hello said `cursor: "none"` before the server had provably
-//!   read an ack of the device in that conversation (nothing to store, so
-//!   "none" is the truth; see `ack_proof` for what proves an ack);
+//!   or whose hello said `cursor: "none"` before any server had provably
+//!   read an ack of the device in that conversation and lived to save it
+//!   (nothing to store, so "none" is the truth; see `ack_proof`);
 //!   anything else (a client cursor, `cursor: "none"` after an ack) is
 //!   `duplicate`.
 //! - `reorder`: on one socket, an id below the previous delivered id that

@@ -268,7 +268,7 @@ fn cursor_none_before_any_ack_is_a_redelivery() {
     assert_eq!(report.count, count);
     assert!(report.examples[0]
         .detail
-        .contains("no ack of it had provably reached the server"));
+        .contains("no ack of it had provably reached a server that lived to save it"));
 }
 
 #[test]
