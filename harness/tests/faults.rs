@@ -250,42 +250,26 @@ fn a_command_server_that_never_gets_ready_fails_the_run_clearly() {
     );
 }
 
-/// server-crash.toml's kill moved to 3 s, before any save of many devices'
-/// first cursors (the servers save every second).
-const EARLY_CRASH: &str = r#"
-name = "early-crash"
-duration = "6s"
-ramp_up = "2s"
-drain_timeout = "30s"
-
-[servers]
-spawn = 2
-sync_interval = "1s"
-
-[population]
-users = 10
-devices_per_user = 2
-conversations = 4
-members_per_conversation = 5
-
-[traffic]
-send_rate = "40/s"
-
-[churn]
-online = { dist = "uniform", min = "3s", max = "8s" }
-offline = { dist = "exponential", mean = "500ms" }
-abrupt_share = 0.2
-client_cursor_share = 0.6
-
-[[faults]]
-kind = "server_kill"
-server = 0
-at = "3s"
-duration = "2s"
-
-[expect]
-stored_cursor_redelivery = "allowed"
-"#;
+/// scenarios/server-crash.toml cut to its kill, moved to 3 s: before the
+/// servers' first save (every second) of many devices' first cursors.
+fn early_crash_scenario() -> String {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scenarios/server-crash.toml"
+    );
+    let text = std::fs::read_to_string(path).expect("scenarios/server-crash.toml");
+    let mut scenario: toml::Table = text.parse().expect("server-crash.toml is TOML");
+    scenario.insert("name".into(), "early-crash".into());
+    scenario.insert("duration".into(), "6s".into());
+    let servers = scenario["servers"].as_table_mut().expect("[servers]");
+    servers.insert("sync_interval".into(), "1s".into());
+    let faults = scenario["faults"].as_array_mut().expect("[[faults]]");
+    faults.truncate(1);
+    let kill = faults[0].as_table_mut().expect("a fault table");
+    assert_eq!(kill["kind"].as_str(), Some("server_kill"));
+    kill.insert("at".into(), "3s".into());
+    toml::to_string(&scenario).expect("the scenario serializes")
+}
 
 /// A crash before a server's first save of a device's cursor: the device
 /// is rightly told `cursor: "none"` on its next socket, and the replay
@@ -294,7 +278,7 @@ stored_cursor_redelivery = "allowed"
 #[test]
 fn a_crash_before_the_first_cursor_save_repeats_but_does_not_duplicate() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write_scenario(dir.path(), "early-crash", EARLY_CRASH);
+    let path = write_scenario(dir.path(), "early-crash", &early_crash_scenario());
     let (code, summary) = run(path.to_str().unwrap());
     assert_faults_happened(&summary, 1);
     assert_eq!(count(&summary, "duplicate"), 0, "{}", summary["anomalies"]);
